@@ -1,0 +1,57 @@
+import type { Started } from './process.ts';
+import type { Row } from './table.ts';
+import { median } from './table.ts';
+import { type LoadOptions, type LoadResult, runWrk } from './wrk.ts';
+
+export interface Contender {
+  subject: string;
+  start(): Promise<Started>;
+  /** Load options for this contender given its port (path, Lua script, env). */
+  load(port: number): Omit<LoadOptions, 'connections' | 'durationSec'>;
+}
+
+export interface CompareOptions {
+  bench: string;
+  connections: number;
+  durationSec: number;
+  rounds: number;
+  goal?: string;
+}
+
+/**
+ * Runs baseline and subject alternately for `rounds` rounds in the same
+ * process lifetime and reports medians, so drift on a shared machine hits
+ * both sides alike. The first contender is the baseline.
+ */
+export async function compare(contenders: Contender[], opts: CompareOptions): Promise<Row[]> {
+  const started = await Promise.all(contenders.map((c) => c.start()));
+  try {
+    const results: LoadResult[][] = contenders.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      for (let i = 0; i < contenders.length; i++) {
+        const load = contenders[i]!.load(started[i]!.port);
+        results[i]!.push(
+          await runWrk({ ...load, connections: opts.connections, durationSec: opts.durationSec }),
+        );
+      }
+    }
+    const baseRps = median(results[0]!.map((r) => r.reqPerSec));
+    return contenders.map((c, i) => {
+      const rs = results[i]!;
+      const rps = median(rs.map((r) => r.reqPerSec));
+      const errors = rs.reduce((a, r) => a + r.errors, 0);
+      return {
+        bench: opts.bench,
+        subject: c.subject,
+        reqPerSec: rps,
+        p50Ms: median(rs.map((r) => r.p50Ms)),
+        p99Ms: median(rs.map((r) => r.p99Ms)),
+        ratio: i === 0 ? undefined : rps / baseRps,
+        goal: i === 0 ? 'baseline' : opts.goal,
+        note: errors ? `${errors} errors` : undefined,
+      };
+    });
+  } finally {
+    await Promise.all(started.map((s) => s.stop()));
+  }
+}

@@ -1,0 +1,53 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+
+export interface Started {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a server process that prints `listening <port>` (or a line matching
+ * `ready`) on stdout, and resolves once it has. Children run on the same Node
+ * binary as the runner.
+ */
+export function startServer(
+  args: string[],
+  opts: { ready?: RegExp; env?: Record<string, string>; timeoutMs?: number; command?: string } = {},
+): Promise<Started> {
+  const ready = opts.ready ?? /listening (\d+)/;
+  const child = spawn(opts.command ?? process.execPath, args, {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start in time: ${args.join(' ')}`));
+    }, opts.timeoutMs ?? 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (${code}): ${args.join(' ')}`));
+    });
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buf += chunk.toString();
+      const m = ready.exec(buf);
+      if (!m) return;
+      clearTimeout(timer);
+      child.stdout!.removeAllListeners('data');
+      child.stdout!.resume();
+      resolve({
+        child,
+        port: Number(m[1]),
+        stop: () =>
+          new Promise((done) => {
+            if (child.exitCode !== null) return done();
+            child.removeAllListeners('exit');
+            child.once('exit', () => done());
+            child.kill('SIGTERM');
+          }),
+      });
+    });
+  });
+}

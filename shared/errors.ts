@@ -1,0 +1,171 @@
+/**
+ * Every failure Kelp knows how to name, each with the HTTP status it maps to.
+ * This file is the only place a status code is decided: servers and the Worker
+ * call `httpStatusOf(err)` and never pick a status themselves. Callers branch on
+ * `instanceof` or `code`, never on the message.
+ */
+export abstract class KelpError extends Error {
+  abstract readonly status: number;
+  /** Stable machine-readable code, sent in error bodies as `{error, code}`. */
+  abstract readonly code: string;
+  /** Seconds a client should wait before retrying (sent as Retry-After), if any. */
+  retryAfter?: number;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+// ---- 4xx: the request is at fault ----
+
+export class BadRequestError extends KelpError {
+  readonly status = 400;
+  readonly code: string = 'bad_request';
+}
+
+/** A file id or volume id that does not parse (brief §1). */
+export class InvalidFidError extends BadRequestError {
+  override readonly code = 'invalid_fid';
+}
+
+/** A query parameter that is unknown, or whose value is out of range or malformed. */
+export class InvalidParamError extends BadRequestError {
+  override readonly code = 'invalid_param';
+}
+
+/** A TTL string that does not parse ("3m", "4h", "5d", "6w", "7M", "8y"). */
+export class InvalidTtlError extends BadRequestError {
+  override readonly code = 'invalid_ttl';
+}
+
+/** A replica placement string that is not three digits 0-9 ("000".."222" in practice). */
+export class InvalidPlacementError extends BadRequestError {
+  override readonly code = 'invalid_placement';
+}
+
+export class UnauthorizedError extends KelpError {
+  readonly status = 401;
+  readonly code = 'unauthorized';
+}
+
+export class ForbiddenError extends KelpError {
+  readonly status = 403;
+  readonly code = 'forbidden';
+}
+
+/** Missing, deleted, expired or wrong cookie: deliberately one error, so a 404 never hints which. */
+export class NotFoundError extends KelpError {
+  readonly status = 404;
+  readonly code = 'not_found';
+}
+
+export class MethodNotAllowedError extends KelpError {
+  readonly status = 405;
+  readonly code = 'method_not_allowed';
+}
+
+/** The master cannot place a volume where the request asks (no free slot that meets placement). */
+export class NoSpaceError extends KelpError {
+  readonly status = 406;
+  readonly code = 'no_space';
+}
+
+/** A write to a sealed (read-only) volume: the client should assign again. */
+export class ReadOnlyVolumeError extends KelpError {
+  readonly status = 409;
+  readonly code = 'volume_read_only';
+}
+
+export class ConflictError extends KelpError {
+  readonly status = 409;
+  readonly code: string = 'conflict';
+}
+
+export class PayloadTooLargeError extends KelpError {
+  readonly status = 413;
+  readonly code = 'payload_too_large';
+}
+
+export class RangeNotSatisfiableError extends KelpError {
+  readonly status = 416;
+  readonly code = 'range_not_satisfiable';
+  /** Size of the full representation, sent as `Content-Range: bytes * /size`. */
+  readonly size: number;
+  constructor(message: string, size: number) {
+    super(message);
+    this.size = size;
+  }
+}
+
+export class TooManyRequestsError extends KelpError {
+  readonly status = 429;
+  readonly code = 'too_many_requests';
+  constructor(message: string, retryAfter = 1) {
+    super(message);
+    this.retryAfter = retryAfter;
+  }
+}
+
+// ---- 5xx: Kelp or what it stands on is at fault ----
+
+/**
+ * Bytes read from a volume (or a decoder's input) that fail a structural check
+ * or their CRC. Never served as good data.
+ */
+export class CorruptDataError extends KelpError {
+  readonly status = 500;
+  readonly code: string = 'corrupt_data';
+}
+
+/** Input ended before a complete record: a torn write, a truncated file. */
+export class TruncatedDataError extends CorruptDataError {
+  override readonly code = 'truncated_data';
+}
+
+/** A needle whose stored CRC does not match its data. */
+export class ChecksumMismatchError extends CorruptDataError {
+  override readonly code = 'checksum_mismatch';
+}
+
+/** A format version Kelp does not read. */
+export class UnsupportedVersionError extends CorruptDataError {
+  override readonly code = 'unsupported_version';
+}
+
+export class InternalError extends KelpError {
+  readonly status = 500;
+  readonly code = 'internal';
+}
+
+/** A peer (replica, master, cloud backend) failed or timed out. */
+export class UpstreamError extends KelpError {
+  readonly status = 502;
+  readonly code = 'upstream_failed';
+}
+
+/** Temporarily unable to serve: growing volumes, backend down, queue full. */
+export class UnavailableError extends KelpError {
+  readonly status = 503;
+  readonly code = 'unavailable';
+  constructor(message: string, retryAfter?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    if (retryAfter !== undefined) this.retryAfter = retryAfter;
+  }
+}
+
+/** The HTTP status for any thrown value: KelpErrors carry theirs, anything else is a 500. */
+export function httpStatusOf(err: unknown): number {
+  return err instanceof KelpError ? err.status : 500;
+}
+
+/**
+ * The JSON body for an error response. Unknown errors say nothing of their
+ * internals; a 404 says only "not found" so it never hints whether the key,
+ * the cookie or a deletion was the reason.
+ */
+export function errorBody(err: unknown): { error: string; code: string } {
+  if (err instanceof NotFoundError) return { error: 'not found', code: err.code };
+  if (err instanceof KelpError) return { error: err.message, code: err.code };
+  return { error: 'internal error', code: 'internal' };
+}

@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Integration tests start real servers; two cores are shared by the whole suite.
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+  },
+});
