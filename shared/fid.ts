@@ -1,0 +1,186 @@
+/**
+ * File ids (brief §1): "<vid>,<key hex><cookie hex>" such as "3,01637037d6", an
+ * optional "_N" delta suffix (key + N, same cookie) for ids reserved by one
+ * assign with count > 1, and the three public URL forms.
+ */
+import { InvalidFidError, TruncatedDataError } from './errors.ts';
+
+export type Fid = {
+  readonly volumeId: number;
+  /** u64 needle id; always >= 1 (the sequencer starts at 1). */
+  readonly key: bigint;
+  readonly cookie: number;
+};
+
+/** A parsed fid: `key` already includes the suffix's delta; `delta` is 0n without one. */
+export type ParsedFid = Fid & { readonly delta: bigint };
+
+export type FileKey = { readonly key: bigint; readonly cookie: number; readonly delta: bigint };
+
+/** `ext` comes without its dot and keeps its case; `name` only in the /vid/key/name form. */
+export type FidPath = { readonly fid: ParsedFid; readonly ext?: string; readonly name?: string };
+
+export const MAX_KEY = 0xffff_ffff_ffff_ffffn;
+const MAX_U32 = 0xffff_ffff;
+
+/** A needle stores at most 255 bytes of name; a longer URL name could not be one. */
+export const MAX_NAME_BYTES = 255;
+
+export const FID_BINARY_SIZE = 16;
+
+const VOLUME_ID_PATTERN = /^[0-9]{1,10}$/;
+// 9-24 hex chars: the last 8 are the cookie, the rest (1-16, odd length allowed) the key.
+const FILE_KEY_PATTERN = /^([0-9a-fA-F]{1,16})([0-9a-fA-F]{8})(?:_([0-9]{1,20}))?$/;
+// The extension only picks a MIME type and resize format, so a short alphanumeric one is all
+// that is ever needed; refusing the rest keeps odd bytes out of cache keys and headers.
+const EXT_PATTERN = /^[A-Za-z0-9]{1,16}$/;
+
+export function parseVolumeId(s: string): number {
+  const n = VOLUME_ID_PATTERN.test(s) ? Number(s) : Number.NaN;
+  if (!(n <= MAX_U32)) throw new InvalidFidError(`volume id ${quote(s)} is not a decimal u32`);
+  return n;
+}
+
+/** The part after the comma: "01637037d6", "01637037d6_2". Uppercase hex is accepted, as SeaweedFS does. */
+export function parseFileKey(s: string): FileKey {
+  const match = FILE_KEY_PATTERN.exec(s);
+  if (!match) throw new InvalidFidError(`file key ${quote(s)} is not 9-24 hex digits with an optional _N`);
+  const base = BigInt(`0x${match[1]}`);
+  // Key 0 is never assigned, and formats to a bare cookie that does not parse back.
+  if (base === 0n) throw new InvalidFidError(`file key ${quote(s)} has key 0`);
+  const delta = match[3] === undefined ? 0n : BigInt(match[3]);
+  const key = base + delta;
+  if (key > MAX_KEY) throw new InvalidFidError(`file key ${quote(s)}: key plus delta overflows u64`);
+  return { key, cookie: Number.parseInt(match[2]!, 16), delta };
+}
+
+/** "3,01637037d6" or "3,01637037d6_2" -> { volumeId, key (delta included), cookie, delta }. */
+export function parseFid(s: string): ParsedFid {
+  const comma = s.indexOf(',');
+  if (comma < 0) throw new InvalidFidError(`file id ${quote(s)} has no comma`);
+  return { volumeId: parseVolumeId(s.slice(0, comma)), ...parseFileKey(s.slice(comma + 1)) };
+}
+
+/** Key (8 bytes) then cookie (4 bytes) in lowercase hex, leading zero bytes of the key dropped. */
+export function formatFileKey(key: bigint, cookie: number): string {
+  checkKeyCookie(key, cookie);
+  const keyHex = key.toString(16);
+  return (keyHex.length % 2 === 1 ? '0' : '') + keyHex + cookie.toString(16).padStart(8, '0');
+}
+
+export function formatFid(fid: Fid): string {
+  checkVolumeId(fid.volumeId);
+  return `${fid.volumeId},${formatFileKey(fid.key, fid.cookie)}`;
+}
+
+/**
+ * The public URL forms (brief §1), chosen by the number of segments:
+ * "/3,01637037d6[.ext]", "/3/01637037d6[.ext]" and "/3/01637037d6/name.ext".
+ * `pathname` is a URL's pathname, still percent-encoded; only the name is decoded.
+ */
+export function parseFidPath(pathname: string): FidPath {
+  if (!pathname.startsWith('/')) throw new InvalidFidError(`path ${quote(pathname)} does not start with /`);
+  const segments = pathname.slice(1).split('/');
+  if (segments.length > 3 || segments.includes('')) {
+    throw new InvalidFidError(
+      `path ${quote(pathname)} is not /vid,key[.ext], /vid/key[.ext] or /vid/key/name`,
+    );
+  }
+  if (segments.length === 3) {
+    const name = decodeName(segments[2]!);
+    const fid = { volumeId: parseVolumeId(segments[0]!), ...parseFileKey(segments[1]!) };
+    const dot = name.lastIndexOf('.');
+    // Like path.extname: a leading dot (".bashrc") or a trailing one gives no extension.
+    return dot > 0 && dot < name.length - 1 ? { fid, ext: name.slice(dot + 1), name } : { fid, name };
+  }
+  let vid: string;
+  let rest: string;
+  if (segments.length === 2) {
+    [vid, rest] = segments as [string, string];
+  } else {
+    const segment = segments[0]!;
+    const comma = segment.indexOf(',');
+    if (comma < 0) throw new InvalidFidError(`path ${quote(pathname)} has no file key`);
+    vid = segment.slice(0, comma);
+    rest = segment.slice(comma + 1);
+  }
+  // A file key has no dot, so a second dot ("key.tar.gz") fails the key, as it does in SeaweedFS.
+  const dot = rest.lastIndexOf('.');
+  const fid = { volumeId: parseVolumeId(vid), ...parseFileKey(dot < 0 ? rest : rest.slice(0, dot)) };
+  if (dot < 0) return { fid };
+  const ext = rest.slice(dot + 1);
+  if (!EXT_PATTERN.test(ext))
+    throw new InvalidFidError(`extension ${quote(ext)} is not 1-16 letters or digits`);
+  return { fid, ext };
+}
+
+/**
+ * Binary form, 16 bytes big-endian: key (8), cookie (4), volume id (4). Key and cookie
+ * come first in the order of the text form after the comma.
+ */
+export function encodeFidBinary(fid: Fid): Uint8Array<ArrayBuffer> {
+  checkVolumeId(fid.volumeId);
+  checkKeyCookie(fid.key, fid.cookie);
+  const out = new Uint8Array(FID_BINARY_SIZE);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, fid.key);
+  view.setUint32(8, fid.cookie);
+  view.setUint32(12, fid.volumeId);
+  return out;
+}
+
+export function decodeFidBinary(bytes: Uint8Array, offset = 0): Fid {
+  if (!(Number.isInteger(offset) && offset >= 0 && offset + FID_BINARY_SIZE <= bytes.length)) {
+    throw new TruncatedDataError(
+      `binary fid at offset ${offset} needs ${FID_BINARY_SIZE} bytes, input has ${bytes.length}`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, FID_BINARY_SIZE);
+  const key = view.getBigUint64(0);
+  if (key === 0n) throw new InvalidFidError('binary fid has key 0');
+  return { volumeId: view.getUint32(12), key, cookie: view.getUint32(8) };
+}
+
+function decodeName(raw: string): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(raw);
+  } catch {
+    throw new InvalidFidError(`file name ${quote(raw)} is not valid percent-encoding`);
+  }
+  // The name becomes a download filename and part of a Content-Disposition header.
+  if (name === '.' || name === '..' || /[/\\]/.test(name) || hasControlChar(name)) {
+    throw new InvalidFidError(`file name ${quote(name)} is not a plain file name`);
+  }
+  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
+    throw new InvalidFidError(`file name is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  return name;
+}
+
+function hasControlChar(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+function checkVolumeId(volumeId: number): void {
+  if (!(Number.isInteger(volumeId) && volumeId >= 0 && volumeId <= MAX_U32)) {
+    throw new InvalidFidError(`volume id ${volumeId} is not a u32`);
+  }
+}
+
+function checkKeyCookie(key: bigint, cookie: number): void {
+  if (!(typeof key === 'bigint' && key >= 1n && key <= MAX_KEY)) {
+    throw new InvalidFidError(`key ${key} is not 1..2^64-1`);
+  }
+  if (!(Number.isInteger(cookie) && cookie >= 0 && cookie <= MAX_U32)) {
+    throw new InvalidFidError(`cookie ${cookie} is not a u32`);
+  }
+}
+
+function quote(s: string): string {
+  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s);
+}
