@@ -5,7 +5,7 @@
  * 2 GB/s here against 120 MB/s for `@aws-crypto/crc32c` (measured in
  * docs/decisions/0002-crc32c.md). Every read checks a CRC, so this matters.
  */
-import * as CRC32C from 'crc-32/crc32c.js';
+import CRC32C from 'crc-32/crc32c.js';
 
 /** CRC-32C of `bytes`, as an unsigned 32-bit number. */
 export function crc32c(bytes: Uint8Array): number {

@@ -1,0 +1,94 @@
+/**
+ * Request bodies under a byte limit. An upload larger than the limit is
+ * refused as early as it can be known: from Content-Length before a byte is
+ * read, or at the chunk that crosses the limit for a chunked body.
+ */
+import type { IncomingMessage } from 'node:http';
+import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
+
+/** Largest upload accepted, as SeaweedFS's `-fileSizeLimitMB` default (brief §5); config overrides it. */
+export const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
+
+function tooLarge(limit: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body exceeds ${limit} bytes`);
+}
+
+/** The declared Content-Length, or undefined for a chunked (or body-less) request. */
+export function declaredLength(req: IncomingMessage): number | undefined {
+  const h = req.headers['content-length'];
+  // node:http has already rejected malformed or conflicting values.
+  return h === undefined ? undefined : Number(h);
+}
+
+/**
+ * The body as chunks, pulled one at a time: the socket is only read as fast
+ * as the consumer iterates (the stream stays in paused mode, so its buffer
+ * never grows past the highWaterMark). The Content-Length check runs now, at
+ * call time, so a handler learns of a 413 before it starts any work.
+ *
+ * On crossing the limit the iterator throws PayloadTooLargeError and reads no
+ * more. It does not destroy the request: that would destroy the socket and
+ * with it the 413. sendError (respond.ts) answers with `Connection: close`
+ * because the body is incomplete, so the rest of the upload is never read.
+ */
+export function streamBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES): AsyncGenerator<Buffer> {
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > limit) throw tooLarge(limit);
+  return pull(req, limit);
+}
+
+async function* pull(req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
+  let wake: (() => void) | undefined;
+  let failure: unknown;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onError = (err: unknown) => {
+    failure = err;
+    notify();
+  };
+  // One set of listeners for the whole iteration; an 'error' listener must be
+  // present at all times or a client abort while the consumer is busy would
+  // be missed.
+  req.on('readable', notify);
+  req.on('end', notify);
+  req.on('close', notify);
+  req.on('error', onError);
+  try {
+    let received = 0;
+    for (;;) {
+      const chunk = req.read() as Buffer | null;
+      if (chunk !== null) {
+        received += chunk.length;
+        if (received > limit) throw tooLarge(limit);
+        yield chunk;
+        continue;
+      }
+      if (req.readableEnded) return;
+      if (failure !== undefined || req.destroyed) {
+        throw new BadRequestError('request body aborted', { cause: failure });
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    req.off('readable', notify);
+    req.off('end', notify);
+    req.off('close', notify);
+    req.off('error', onError);
+  }
+}
+
+/** The whole body in one Buffer, for small bodies (JSON, forms, small blobs). */
+export async function readBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of streamBody(req, limit)) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+}

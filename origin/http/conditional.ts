@@ -1,0 +1,111 @@
+/**
+ * Conditional GET/HEAD (RFC 9110 §13): decides whether a 304 answers the
+ * request. Only the two preconditions a blob read needs are here; Kelp's
+ * ETag is the quoted CRC of the stored bytes (brief §5), Last-Modified comes
+ * from the needle in whole seconds.
+ */
+
+/** What the representation offers to compare against. */
+export interface Validators {
+  /** The ETag exactly as sent in the response, e.g. `"3b4c5d6e"` or `W/"x"`. */
+  etag?: string | undefined;
+  /** Last-Modified in Unix seconds. */
+  lastModified?: number | undefined;
+}
+
+/** The request headers read here; node's IncomingHttpHeaders fits. */
+export interface ConditionalHeaders {
+  'if-none-match'?: string | undefined;
+  'if-modified-since'?: string | undefined;
+}
+
+/**
+ * True when a GET or HEAD should be answered 304 Not Modified. Call it only
+ * for GET/HEAD of a representation that exists (RFC 9110 §13.2.2 evaluates
+ * these preconditions only then).
+ *
+ * If-None-Match, when present, decides alone (§13.1.3: If-Modified-Since is
+ * then ignored): `*` matches any existing representation; otherwise the list
+ * is compared with the weak function (§8.8.3.2: `W/"a"` matches `"a"`), as
+ * §13.1.2 requires for If-None-Match. A malformed member ends the list:
+ * nothing after it is trusted, and a 200 is always a correct answer.
+ */
+export function isNotModified(headers: ConditionalHeaders, v: Validators): boolean {
+  const inm = headers['if-none-match'];
+  if (inm !== undefined) {
+    return v.etag === undefined ? inm.trim() === '*' : ifNoneMatchMatches(inm, v.etag);
+  }
+  const ims = headers['if-modified-since'];
+  if (ims === undefined || v.lastModified === undefined) return false;
+  const since = parseHttpDate(ims);
+  // An invalid date means the header is ignored (§13.1.3).
+  return since !== null && Math.floor(v.lastModified) <= since;
+}
+
+/** Weak comparison of an If-None-Match field value against one ETag. */
+export function ifNoneMatchMatches(fieldValue: string, etag: string): boolean {
+  const s = fieldValue;
+  if (s.trim() === '*') return true;
+  const ours = opaqueTag(etag);
+  let i = 0;
+  for (;;) {
+    while (i < s.length && (s[i] === ' ' || s[i] === '\t' || s[i] === ',')) i++;
+    if (i >= s.length) return false;
+    if (s.startsWith('W/', i)) i += 2;
+    if (s[i] !== '"') return false;
+    const close = s.indexOf('"', i + 1);
+    if (close < 0) return false;
+    if (s.slice(i + 1, close) === ours) return true;
+    i = close + 1;
+  }
+}
+
+/** The opaque-tag of an entity-tag, without `W/` and quotes; tolerates an unquoted value of our own. */
+function opaqueTag(etag: string): string {
+  const t = etag.startsWith('W/') ? etag.slice(2) : etag;
+  return t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1) : t;
+}
+
+/** IMF-fixdate (RFC 9110 §5.6.7) for Unix seconds: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+export function httpDate(seconds: number): string {
+  return new Date(Math.floor(seconds) * 1000).toUTCString();
+}
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const IMF = /^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850 = /^[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const ASCTIME = /^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/**
+ * Unix seconds of an HTTP-date in any of the three forms recipients must
+ * accept (§5.6.7), or null. Hand-parsed because `Date.parse` reads the
+ * zone-less asctime form in the server's local time zone.
+ */
+export function parseHttpDate(value: string): number | null {
+  const s = value.trim();
+  let m = IMF.exec(s);
+  if (m) return utc(m[3]!, m[2]!, m[1]!, m[4]!, m[5]!, m[6]!);
+  m = RFC850.exec(s);
+  if (m) {
+    // Two-digit years: a date more than 50 years ahead is in the past century (§5.6.7).
+    const yy = Number(m[3]);
+    const thisYear = new Date().getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + yy;
+    if (year > thisYear + 50) year -= 100;
+    return utc(String(year), m[2]!, m[1]!, m[4]!, m[5]!, m[6]!);
+  }
+  m = ASCTIME.exec(s);
+  if (m) return utc(m[6]!, m[1]!, m[2]!.trim(), m[3]!, m[4]!, m[5]!);
+  return null;
+}
+
+function utc(year: string, mon: string, day: string, h: string, min: string, sec: string): number | null {
+  const month = MONTHS.indexOf(mon.toLowerCase());
+  const d = Number(day);
+  const hh = Number(h);
+  const mm = Number(min);
+  const ss = Number(sec);
+  // Leap second 60 is allowed by the grammar; Date.UTC rolls it over.
+  if (month < 0 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60) return null;
+  return Date.UTC(Number(year), month, d, hh, mm, ss) / 1000;
+}

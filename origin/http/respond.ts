@@ -1,0 +1,68 @@
+/**
+ * The one place on origin where a thrown value becomes an HTTP response.
+ * Status and body come from shared/errors.ts; this file only adds the
+ * headers some errors imply and takes care of the connection.
+ */
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '../../shared/errors.ts';
+
+/** JSON response with an exact Content-Length; HEAD gets the headers only. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: OutgoingHttpHeaders = {},
+): void {
+  const bytes = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, {
+    ...headers,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': bytes.length,
+  });
+  res.end(res.req?.method === 'HEAD' ? undefined : bytes);
+}
+
+// Unknown errors are bugs: log each one once, even if it is rethrown through
+// several handlers and reaches sendError more than once.
+const logged = new WeakSet<object>();
+
+function logUnknown(err: unknown): void {
+  if (typeof err === 'object' && err !== null) {
+    if (logged.has(err)) return;
+    logged.add(err);
+  }
+  console.error('kelp: unexpected error', err);
+}
+
+/**
+ * Answer `err`. KelpErrors say what they are; anything else is a 500 that
+ * says nothing of its internals and is logged to stderr.
+ *
+ * - Headers set before the failure (ETag, Content-Encoding, Content-Length...)
+ *   describe a body that will not be sent, so they are dropped.
+ * - 416 carries `Content-Range: bytes * /size` (RFC 9110 §15.5.17); errors with
+ *   `retryAfter` carry `Retry-After`.
+ * - If the request body was not read to its end (a 413, or an error before the
+ *   handler consumed the upload), the connection is closed after the answer:
+ *   keeping it alive would mean reading, and discarding, the rest of an
+ *   upload we already refused.
+ * - If the response has already started, no status can be sent any more: the
+ *   socket is destroyed so the client sees a truncated response, never a
+ *   short body that looks complete.
+ */
+export function sendError(res: ServerResponse, err: unknown): void {
+  if (!(err instanceof KelpError)) logUnknown(err);
+  if (res.headersSent) {
+    res.destroy(err instanceof Error ? err : undefined);
+    return;
+  }
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  const headers: OutgoingHttpHeaders = {};
+  if (err instanceof RangeNotSatisfiableError) headers['Content-Range'] = `bytes */${err.size}`;
+  if (err instanceof KelpError && err.retryAfter !== undefined) {
+    headers['Retry-After'] = String(Math.max(0, Math.ceil(err.retryAfter)));
+  }
+  const req = res.req;
+  if (req !== undefined && !req.complete) headers.Connection = 'close';
+  sendJson(res, httpStatusOf(err), errorBody(err), headers);
+}

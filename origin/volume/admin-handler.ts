@@ -1,0 +1,76 @@
+/**
+ * The volume server's admin and status endpoints: `/status`,
+ * `/admin/assign_volume`, `/admin/vacuum`, `/admin/readonly`, `/admin/writable`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
+import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
+import { formatTtl, parseTtl } from '../../shared/ttl.ts';
+import { sendJson } from '../http/respond.ts';
+import { assertKnownParams, requireU32 } from './params.ts';
+import type { Store } from './store.ts';
+import { DEFAULT_GARBAGE_THRESHOLD, vacuumVolume } from './vacuum.ts';
+
+export const KELP_VERSION = '0.1.0';
+
+function known(query: URLSearchParams | null, names: string[]): void {
+  if (query) assertKnownParams(query, new Set(names));
+}
+
+export function handleStatus(res: ServerResponse, store: Store): void {
+  sendJson(res, 200, {
+    Version: `kelp ${KELP_VERSION}`,
+    DiskStatuses: store.diskStatuses(),
+    Volumes: store.volumeStatuses().map((v) => ({
+      ...v,
+      replicaPlacement: formatPlacement(v.replicaPlacement),
+      ttl: formatTtl(v.ttl),
+    })),
+  });
+}
+
+export async function handleAdmin(
+  req: IncomingMessage,
+  res: ServerResponse,
+  store: Store,
+  pathname: string,
+  query: URLSearchParams | null,
+): Promise<void> {
+  if (req.method !== 'POST') throw new MethodNotAllowedError(`${pathname} takes POST`);
+  switch (pathname) {
+    case '/admin/assign_volume': {
+      known(query, ['volume', 'collection', 'replication', 'ttl', 'preallocate']);
+      const id = requireU32(query, 'volume');
+      const collection = query?.get('collection') ?? '';
+      const placement = parsePlacement(query?.get('replication') ?? '');
+      const ttl = parseTtl(query?.get('ttl') ?? '');
+      store.createVolume(id, collection, placement, ttl);
+      sendJson(res, 200, {
+        volume: id,
+        collection,
+        replication: formatPlacement(placement),
+        ttl: formatTtl(ttl),
+      });
+      return;
+    }
+    case '/admin/vacuum': {
+      known(query, ['volume', 'garbageThreshold', 'force']);
+      const volume = store.get(requireU32(query, 'volume'));
+      const threshold = Number(query?.get('garbageThreshold') ?? DEFAULT_GARBAGE_THRESHOLD);
+      if (!(threshold >= 0 && threshold <= 1)) throw new InvalidParamError('garbageThreshold must be 0..1');
+      const report = await vacuumVolume(volume, { threshold, force: query?.get('force') === 'true' });
+      sendJson(res, 200, report);
+      return;
+    }
+    case '/admin/readonly':
+    case '/admin/writable': {
+      known(query, ['volume']);
+      const volume = store.get(requireU32(query, 'volume'));
+      volume.setReadOnly(pathname === '/admin/readonly');
+      sendJson(res, 200, { volume: volume.id, readOnly: volume.readOnly });
+      return;
+    }
+    default:
+      throw new NotFoundError(`no admin endpoint ${pathname}`);
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Needles too large to read whole (over LARGE_NEEDLE_BYTES) stream from disk
+ * in pages. A full read checks the CRC as it goes and, on a mismatch, cuts the
+ * connection so the client sees a truncated response, never a complete-looking
+ * bad one. A Range of such a needle is served only after the whole needle has
+ * been verified once (remembered per record, so seeking in a video costs one
+ * verification, not one per seek).
+ */
+
+import { once } from 'node:events';
+import { closeSync, createReadStream, openSync } from 'node:fs';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { createGunzip } from 'node:zlib';
+import { Crc32cHasher } from '../../shared/crc.ts';
+import { FLAG_GZIP } from '../../shared/needle.ts';
+import { assertChecksum } from '../../shared/needle-decode.ts';
+import { byteRangesBody } from '../http/byteranges.ts';
+import { acceptsGzip } from '../http/encoding.ts';
+import { contentRange, parseRange } from '../http/range.ts';
+import type { ReadResult, Volume } from './volume.ts';
+
+const PAGE_BYTES = 1024 * 1024;
+/** Records verified by a full CRC pass, so Ranges of them can be served directly. */
+const VERIFIED_LIMIT = 10_000;
+const verified = new Set<string>();
+
+type Large = Extract<ReadResult, { kind: 'large' }>;
+
+function remember(key: string): void {
+  if (verified.size >= VERIFIED_LIMIT) verified.delete(verified.values().next().value!);
+  verified.add(key);
+}
+
+async function writeAll(res: ServerResponse, chunk: Uint8Array): Promise<void> {
+  if (!res.write(chunk)) await once(res, 'drain');
+}
+
+/** Bytes [start, end] of the file, a page at a time. */
+async function* pages(fd: number, start: number, end: number): AsyncGenerator<Buffer> {
+  const stream = createReadStream('', { fd, start, end, autoClose: false, highWaterMark: PAGE_BYTES });
+  for await (const chunk of stream) yield chunk as Buffer;
+}
+
+async function verifyWhole(fd: number, found: Large): Promise<void> {
+  const hasher = new Crc32cHasher();
+  for await (const page of pages(fd, found.dataOffset, found.dataOffset + found.dataSize - 1))
+    hasher.update(page);
+  assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
+}
+
+export async function serveLargeNeedle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  volume: Volume,
+  found: Large,
+  headers: OutgoingHttpHeaders,
+  mime: string,
+): Promise<void> {
+  // Opened now, before any await, so a vacuum swapping files cannot move the bytes under us.
+  const fd = openSync(volume.path('dat'), 'r');
+  try {
+    const head = req.method === 'HEAD';
+    const first = found.dataOffset;
+    const last = found.dataOffset + found.dataSize - 1;
+    const gzipped = (found.needle.flags & FLAG_GZIP) !== 0;
+    if (gzipped && !(acceptsGzip(req) && req.headers.range === undefined)) {
+      // Decompressed length is unknown up front: chunked, and no Range on this representation.
+      res.writeHead(200, headers);
+      if (head) return void res.end();
+      await verifyWhole(fd, found);
+      const gunzip = createGunzip();
+      const done = once(gunzip, 'end');
+      gunzip.on('data', (c: Buffer) => res.write(c));
+      for await (const page of pages(fd, first, last)) if (!gunzip.write(page)) await once(gunzip, 'drain');
+      gunzip.end();
+      await done;
+      res.end();
+      return;
+    }
+    if (gzipped) headers['Content-Encoding'] = 'gzip';
+    const ranges = gzipped ? null : parseRange(req.headers.range, found.dataSize);
+    if (ranges === null) {
+      headers['Content-Length'] = found.dataSize;
+      res.writeHead(200, headers);
+      if (head) return void res.end();
+      const hasher = new Crc32cHasher();
+      for await (const page of pages(fd, first, last)) {
+        hasher.update(page);
+        await writeAll(res, page);
+      }
+      // Throws after the body was sent: sendError then destroys the socket mid-response.
+      assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
+      remember(`${volume.id}:${first}:${found.needle.checksum}`);
+      res.end();
+      return;
+    }
+    const key = `${volume.id}:${first}:${found.needle.checksum}`;
+    if (!verified.has(key)) {
+      await verifyWhole(fd, found);
+      remember(key);
+    }
+    if (ranges.length === 1) {
+      const r = ranges[0]!;
+      headers['Content-Range'] = contentRange(r, found.dataSize);
+      headers['Content-Length'] = r.end - r.start + 1;
+      res.writeHead(206, headers);
+      if (head) return void res.end();
+      for await (const page of pages(fd, first + r.start, first + r.end)) await writeAll(res, page);
+      res.end();
+      return;
+    }
+    const multi = byteRangesBody(ranges, found.dataSize, mime, async (r) => {
+      const parts: Buffer[] = [];
+      for await (const page of pages(fd, first + r.start, first + r.end)) parts.push(page);
+      return Buffer.concat(parts);
+    });
+    headers['Content-Type'] = multi.contentType;
+    headers['Content-Length'] = multi.contentLength;
+    res.writeHead(206, headers);
+    if (head) return void res.end();
+    for await (const chunk of multi.chunks()) await writeAll(res, chunk);
+    res.end();
+  } finally {
+    closeSync(fd);
+  }
+}

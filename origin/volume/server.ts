@@ -1,0 +1,98 @@
+/**
+ * The volume server: node:http straight to the handlers (no framework on the
+ * hot read path), errors turned into responses in one place (respond.ts).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { MethodNotAllowedError } from '../../shared/errors.ts';
+import { MAX_UPLOAD_BYTES } from '../http/body.ts';
+import { sendError } from '../http/respond.ts';
+import { handleAdmin, handleStatus } from './admin-handler.ts';
+import { splitUrl } from './params.ts';
+import { handleRead, type ReadConfig } from './read-handler.ts';
+import { type DiskLocation, Store } from './store.ts';
+import type { FsyncPolicy } from './syncer.ts';
+import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
+import { handleDelete, handleWrite } from './write-handler.ts';
+
+export interface VolumeServerConfig {
+  host: string;
+  port: number;
+  locations: DiskLocation[];
+  fsync: FsyncPolicy;
+  sizeLimitBytes: number;
+  maxUploadBytes: number;
+  /** Milliseconds since the epoch; tests inject a clock to expire TTLs. */
+  now: () => number;
+  read: ReadConfig;
+  log: (line: string) => void;
+}
+
+export const VOLUME_SERVER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  fsync: 'batch' as FsyncPolicy,
+  sizeLimitBytes: DEFAULT_VOLUME_SIZE_LIMIT,
+  maxUploadBytes: MAX_UPLOAD_BYTES,
+  now: Date.now,
+  read: {},
+  log: (line: string) => console.log(line),
+};
+
+export interface VolumeServer {
+  server: Server;
+  store: Store;
+  /** The bound address, e.g. 127.0.0.1:8080. */
+  address: string;
+  close(): Promise<void>;
+}
+
+function route(store: Store, config: VolumeServerConfig) {
+  const write = { maxUploadBytes: config.maxUploadBytes, now: config.now };
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const { pathname, query } = splitUrl(req.url ?? '/');
+    switch (req.method) {
+      case 'GET':
+      case 'HEAD':
+        if (pathname === '/status') return handleStatus(res, store);
+        return handleRead(req, res, store, pathname, query, config.read);
+      case 'POST':
+      case 'PUT':
+        if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query);
+        return handleWrite(req, res, store, pathname, query, write);
+      case 'DELETE':
+        return handleDelete(res, store, pathname, query);
+      default:
+        throw new MethodNotAllowedError(`method ${req.method} is not supported`);
+    }
+  };
+}
+
+export async function startVolumeServer(
+  partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
+) {
+  const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
+  const store = Store.open(config, config.log);
+  const handle = route(store, config);
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => sendError(res, err));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const volumeServer: VolumeServer = {
+    server,
+    store,
+    address: `${addr.address}:${addr.port}`,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await store.close();
+    },
+  };
+  return volumeServer;
+}

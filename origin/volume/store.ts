@@ -1,0 +1,152 @@
+/**
+ * The volumes of one volume server, over one or more disk locations (a
+ * directory each, with a maximum volume count). Volumes are created on the
+ * master's request and reopened at startup.
+ */
+import { mkdirSync, readdirSync, statfsSync } from 'node:fs';
+import { ConflictError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
+import type { Placement } from '../../shared/placement.ts';
+import type { Ttl } from '../../shared/ttl.ts';
+import { parseVolumeFileName } from './files.ts';
+import type { FsyncPolicy } from './syncer.ts';
+import { finishInterruptedCompaction } from './vacuum.ts';
+import { Volume, type VolumeStatus } from './volume.ts';
+
+export interface DiskLocation {
+  dir: string;
+  /** Most volumes this directory may hold. */
+  maxVolumes: number;
+}
+
+export interface StoreConfig {
+  locations: DiskLocation[];
+  fsync: FsyncPolicy;
+  sizeLimitBytes: number;
+  now: () => number;
+}
+
+export interface DiskStatus {
+  dir: string;
+  all: number;
+  used: number;
+  free: number;
+  volumeCount: number;
+  maxVolumes: number;
+}
+
+export class Store {
+  readonly config: StoreConfig;
+  private readonly volumes = new Map<number, { volume: Volume; location: DiskLocation }>();
+
+  private constructor(config: StoreConfig) {
+    this.config = config;
+  }
+
+  /** Opens every volume found in the locations (creating missing directories). */
+  static open(config: StoreConfig, log: (line: string) => void = () => {}): Store {
+    const store = new Store(config);
+    for (const location of config.locations) {
+      mkdirSync(location.dir, { recursive: true });
+      for (const name of readdirSync(location.dir).sort()) {
+        const parsed = parseVolumeFileName(name);
+        if (!parsed) continue;
+        if (store.volumes.has(parsed.volumeId)) {
+          throw new ConflictError(`volume ${parsed.volumeId} found twice (second in ${location.dir})`);
+        }
+        const volumeConfig = store.volumeConfig(location, parsed.collection, parsed.volumeId);
+        finishInterruptedCompaction(volumeConfig, log);
+        const volume = Volume.open(volumeConfig);
+        for (const repair of volume.repairs) log(`volume ${parsed.volumeId}: ${repair}`);
+        store.volumes.set(parsed.volumeId, { volume, location });
+      }
+    }
+    return store;
+  }
+
+  private volumeConfig(location: DiskLocation, collection: string, volumeId: number) {
+    return {
+      dir: location.dir,
+      collection,
+      volumeId,
+      fsync: this.config.fsync,
+      sizeLimitBytes: this.config.sizeLimitBytes,
+      now: this.config.now,
+    };
+  }
+
+  /** The volume, or NotFoundError (a read of an unknown volume is a 404 like any other). */
+  get(volumeId: number): Volume {
+    const entry = this.volumes.get(volumeId);
+    if (!entry) throw new NotFoundError(`volume ${volumeId} is not on this server`);
+    return entry.volume;
+  }
+
+  has(volumeId: number): boolean {
+    return this.volumes.has(volumeId);
+  }
+
+  all(): Volume[] {
+    return [...this.volumes.values()].map((e) => e.volume).sort((a, b) => a.id - b.id);
+  }
+
+  /** Creates a volume in the location with the most free slots; idempotent for the same settings. */
+  createVolume(volumeId: number, collection: string, placement: Placement, ttl: Ttl): Volume {
+    const existing = this.volumes.get(volumeId);
+    if (existing) {
+      if (existing.volume.config.collection !== collection) {
+        throw new ConflictError(
+          `volume ${volumeId} exists in collection "${existing.volume.config.collection}"`,
+        );
+      }
+      return existing.volume;
+    }
+    const location = this.config.locations
+      .map((l) => ({ l, free: l.maxVolumes - this.countIn(l) }))
+      .filter((x) => x.free > 0)
+      .sort((a, b) => b.free - a.free)[0]?.l;
+    if (!location) throw new NoSpaceError('no free volume slot on this server');
+    const volume = Volume.create(this.volumeConfig(location, collection, volumeId), { placement, ttl });
+    this.volumes.set(volumeId, { volume, location });
+    return volume;
+  }
+
+  /** Swaps in a volume reopened after compaction. */
+  replace(volume: Volume): void {
+    const entry = this.volumes.get(volume.id);
+    if (entry) entry.volume = volume;
+  }
+
+  private countIn(location: DiskLocation): number {
+    let n = 0;
+    for (const e of this.volumes.values()) if (e.location === location) n++;
+    return n;
+  }
+
+  maxVolumeCount(): number {
+    return this.config.locations.reduce((a, l) => a + l.maxVolumes, 0);
+  }
+
+  diskStatuses(): DiskStatus[] {
+    return this.config.locations.map((l) => {
+      const fs = statfsSync(l.dir);
+      const all = fs.blocks * fs.bsize;
+      const free = fs.bavail * fs.bsize;
+      return {
+        dir: l.dir,
+        all,
+        used: all - fs.bfree * fs.bsize,
+        free,
+        volumeCount: this.countIn(l),
+        maxVolumes: l.maxVolumes,
+      };
+    });
+  }
+
+  volumeStatuses(): VolumeStatus[] {
+    return this.all().map((v) => v.status());
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((v) => v.close()));
+  }
+}

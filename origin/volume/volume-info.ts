@@ -1,0 +1,34 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { CorruptDataError } from '../../shared/errors.ts';
+import { fsyncDir } from './files.ts';
+
+/**
+ * The `.vif` beside a volume's `.idx`: what must survive a restart but is not
+ * in the superblock. SeaweedFS keeps the same file (protobuf VolumeInfo as
+ * JSON); Kelp's is plain JSON with camelCase fields. The tiering issue adds
+ * the remote file location here.
+ */
+export interface VolumeInfo {
+  readOnly: boolean;
+}
+
+const DEFAULT_INFO: VolumeInfo = { readOnly: false };
+
+export function readVolumeInfo(path: string): VolumeInfo {
+  if (!existsSync(path)) return { ...DEFAULT_INFO };
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<VolumeInfo>;
+    return { ...DEFAULT_INFO, ...parsed };
+  } catch (err) {
+    throw new CorruptDataError(`${path} is not valid JSON`, { cause: err });
+  }
+}
+
+/** Write-then-rename, both fsync'd: a crash leaves the old file or the new one, never half of one. */
+export function writeVolumeInfo(path: string, info: VolumeInfo): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`, { flush: true });
+  renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}

@@ -1,0 +1,414 @@
+/**
+ * One Haystack volume on local disk: an append-only `.dat` of needles, an
+ * append-only `.idx` of 16-byte entries, and the needle map in RAM. A read is
+ * one map lookup and one pread; a write is two appends and a (shared) sync.
+ *
+ * Concurrency: Node runs this on one thread, and every append below is a
+ * synchronous write at a tracked end offset, so appends never interleave and
+ * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
+ */
+import { closeSync, existsSync, ftruncateSync, openSync } from 'node:fs';
+import {
+  ConflictError,
+  CorruptDataError,
+  InternalError,
+  NotFoundError,
+  PayloadTooLargeError,
+  ReadOnlyVolumeError,
+} from '../../shared/errors.ts';
+import {
+  encodeIdxEntry,
+  IDX_ENTRY_SIZE,
+  MAX_VOLUME_OFFSET,
+  TOMBSTONE_FILE_SIZE,
+  toStoredOffset,
+} from '../../shared/idx.ts';
+import {
+  CURRENT_VERSION,
+  DATA_SIZE_SIZE,
+  encodeNeedle,
+  NEEDLE_DATA_OFFSET,
+  NEEDLE_HEADER_SIZE,
+  type Needle,
+  type NeedleMeta,
+  needleRecordSize,
+} from '../../shared/needle.ts';
+import {
+  decodeNeedle,
+  decodeNeedleMeta,
+  needleTailLength,
+  parseDataSize,
+  parseNeedleHeader,
+} from '../../shared/needle-decode.ts';
+import type { Placement } from '../../shared/placement.ts';
+import {
+  type DecodedSuperBlock,
+  decodeSuperBlock,
+  encodeSuperBlock,
+  superBlockSize,
+} from '../../shared/superblock.ts';
+import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
+import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
+import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap } from './needle-map.ts';
+import { recoverVolumeFiles } from './recovery.ts';
+import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
+import { readVolumeInfo, type VolumeInfo, writeVolumeInfo } from './volume-info.ts';
+
+/** Needles whose record is larger than this are streamed in pages, never read whole into memory. */
+export const LARGE_NEEDLE_BYTES = 1024 * 1024;
+/** SeaweedFS's default volume size limit since PR #10761 (brief §4). */
+export const DEFAULT_VOLUME_SIZE_LIMIT = 30 * 1024 * 1024 * 1024;
+/** Bytes of `.idx` read at a time while loading the needle map. */
+const IDX_LOAD_CHUNK = 16 * 1024 * 1024;
+
+export interface VolumeConfig {
+  dir: string;
+  collection: string;
+  volumeId: number;
+  fsync: FsyncPolicy;
+  /** Reaching this many bytes of `.dat` seals the volume. */
+  sizeLimitBytes: number;
+  /** Milliseconds since the epoch; injectable so TTL expiry can be tested. */
+  now: () => number;
+}
+
+export interface NeedleWrite {
+  key: bigint;
+  cookie: number;
+  /** Bytes as stored (gzipped when meta.flags has FLAG_GZIP). */
+  data: Uint8Array;
+  meta: NeedleMeta;
+}
+
+export interface WriteResult {
+  /** The needle's Size field. */
+  size: number;
+  checksum: number;
+  /** The same bytes were already stored under this key and cookie: nothing was appended. */
+  unchanged: boolean;
+}
+
+/** A needle found by read(): small ones come whole, large ones as a place to stream from. */
+export type ReadResult =
+  | { kind: 'whole'; needle: Needle }
+  | { kind: 'large'; needle: Omit<Needle, 'data'>; dataOffset: number; dataSize: number };
+
+export interface VolumeStatus {
+  id: number;
+  collection: string;
+  size: number;
+  fileCount: number;
+  deleteCount: number;
+  deletedByteCount: number;
+  readOnly: boolean;
+  replicaPlacement: Placement;
+  ttl: Ttl;
+  version: number;
+  compactRevision: number;
+  maxFileKey: string;
+}
+
+export class Volume {
+  readonly config: VolumeConfig;
+  superBlock: DecodedSuperBlock;
+  /** Where the next needle goes; always a multiple of 8. */
+  datSize: number;
+  idxSize: number;
+  datFd: number;
+  idxFd: number;
+  map: NeedleMap;
+  info: VolumeInfo;
+  readonly syncer: GroupSyncer;
+  /** Startup repairs, for the log. */
+  readonly repairs: string[];
+  private lastAppendAtNs = 0n;
+  /** Set by close(): no more appends. */
+  closed = false;
+
+  private constructor(
+    config: VolumeConfig,
+    files: { datFd: number; idxFd: number; datSize: number; idxSize: number },
+    superBlock: DecodedSuperBlock,
+    map: NeedleMap,
+    info: VolumeInfo,
+    repairs: string[],
+  ) {
+    this.config = config;
+    this.datFd = files.datFd;
+    this.idxFd = files.idxFd;
+    this.datSize = files.datSize;
+    this.idxSize = files.idxSize;
+    this.superBlock = superBlock;
+    this.map = map;
+    this.info = info;
+    this.repairs = repairs;
+    this.syncer = new GroupSyncer(config.fsync, () => [this.datFd, this.idxFd]);
+  }
+
+  path(ext: string): string {
+    return volumePath(this.config.dir, this.config.collection, this.config.volumeId, ext);
+  }
+
+  get id(): number {
+    return this.config.volumeId;
+  }
+
+  get version(): number {
+    return this.superBlock.version;
+  }
+
+  get readOnly(): boolean {
+    return this.info.readOnly;
+  }
+
+  /** Creates the files of a new, empty volume (fsync'd, directory included) and opens it. */
+  static create(config: VolumeConfig, settings: { placement: Placement; ttl: Ttl }): Volume {
+    const dat = volumePath(config.dir, config.collection, config.volumeId, 'dat');
+    if (existsSync(dat)) throw new ConflictError(`volume ${config.volumeId} already exists`);
+    const datFd = openSync(dat, 'wx+');
+    const sb = encodeSuperBlock({
+      version: CURRENT_VERSION,
+      placement: settings.placement,
+      ttl: settings.ttl,
+      compactionRevision: 0,
+      extra: new Uint8Array(0),
+    });
+    pwriteAll(datFd, sb, 0);
+    closeSync(datFd);
+    closeSync(openSync(volumePath(config.dir, config.collection, config.volumeId, 'idx'), 'w'));
+    fsyncDir(config.dir);
+    return Volume.open(config);
+  }
+
+  /** Opens an existing volume, repairing a torn tail (recovery.ts) and loading the needle map. */
+  static open(config: VolumeConfig): Volume {
+    const datFd = openSync(volumePath(config.dir, config.collection, config.volumeId, 'dat'), 'r+');
+    const idxFd = openSync(volumePath(config.dir, config.collection, config.volumeId, 'idx'), 'a+');
+    try {
+      const head = preadExact(datFd, 8, 0);
+      const superBlock = decodeSuperBlock(preadExact(datFd, superBlockSize(head), 0));
+      const report = recoverVolumeFiles(datFd, idxFd, superBlock.version, superBlock.size);
+      const map = loadIdx(idxFd, report.idxSize);
+      const info = readVolumeInfo(volumePath(config.dir, config.collection, config.volumeId, 'vif'));
+      return new Volume(
+        config,
+        { datFd, idxFd, datSize: report.datSize, idxSize: report.idxSize },
+        superBlock,
+        map,
+        info,
+        report.repairs,
+      );
+    } catch (err) {
+      closeSync(datFd);
+      closeSync(idxFd);
+      throw err;
+    }
+  }
+
+  private nextAppendAtNs(): bigint {
+    const now = BigInt(this.config.now()) * 1_000_000n;
+    this.lastAppendAtNs = now > this.lastAppendAtNs ? now : this.lastAppendAtNs + 1n;
+    return this.lastAppendAtNs;
+  }
+
+  private assertWritable(extraBytes: number): void {
+    if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    if (this.info.readOnly) throw new ReadOnlyVolumeError(`volume ${this.id} is read-only`);
+    if (this.datSize + extraBytes > MAX_VOLUME_OFFSET) {
+      throw new PayloadTooLargeError(`volume ${this.id} cannot address ${extraBytes} more bytes`);
+    }
+  }
+
+  /**
+   * Appends the record and its index entry. Both writes are synchronous, so no
+   * other append can land between them; on a failed write the tail is cut back,
+   * so a half record never stays behind a good one.
+   */
+  private append(record: Uint8Array, key: bigint, size: number): number {
+    const offset = this.datSize;
+    try {
+      pwriteAll(this.datFd, record, offset);
+      pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: toStoredOffset(offset), size }), this.idxSize);
+    } catch (err) {
+      ftruncateSync(this.datFd, this.datSize);
+      ftruncateSync(this.idxFd, this.idxSize);
+      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.datSize += record.length;
+    this.idxSize += IDX_ENTRY_SIZE;
+    return offset;
+  }
+
+  /** Writes a needle; resolves once it is durable under the fsync policy. */
+  async write(w: NeedleWrite): Promise<WriteResult> {
+    const existing = this.map.get(w.key);
+    if (existing !== undefined && existing.size > 0) {
+      const old = this.readRecord(w.key, existing.offset, existing.size);
+      if (old.cookie !== w.cookie) throw new ConflictError(`file key ${w.key.toString(16)} is taken`);
+    }
+    const record = encodeNeedle(
+      { ...w.meta, cookie: w.cookie, id: w.key, data: w.data, appendAtNs: this.nextAppendAtNs() },
+      this.version,
+    );
+    const view = new DataView(record.buffer, record.byteOffset);
+    const size = view.getUint32(12);
+    const checksum = size > 0 ? view.getUint32(NEEDLE_HEADER_SIZE + size) : 0;
+    if (existing !== undefined && existing.size === size && size > 0) {
+      const old = this.readRecord(w.key, existing.offset, existing.size);
+      if (old.checksum === checksum && sameBytes(old.data, w.data))
+        return { size, checksum, unchanged: true };
+    }
+    this.assertWritable(record.length);
+    const offset = this.append(record, w.key, size);
+    this.map.set(w.key, toStoredOffset(offset), size);
+    if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
+    await this.syncer.sync();
+    return { size, checksum, unchanged: false };
+  }
+
+  /** Decodes and verifies the whole record at `offset` (8-byte units). */
+  private readRecord(key: bigint, offset: number, size: number): Needle {
+    const recordSize = needleRecordSize(size, this.version);
+    const bytes = preadExact(this.datFd, recordSize, offset * 8);
+    return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
+  }
+
+  /**
+   * The live needle for key + cookie. Missing, deleted, expired and wrong
+   * cookie all throw the same NotFoundError, so a 404 never says which.
+   * Corrupt bytes throw (CorruptDataError / ChecksumMismatchError), never return.
+   */
+  read(key: bigint, cookie: number): ReadResult {
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size <= 0) throw new NotFoundError('not found');
+    const recordSize = needleRecordSize(entry.size, this.version);
+    if (recordSize <= LARGE_NEEDLE_BYTES) {
+      const needle = this.readRecord(key, entry.offset, entry.size);
+      this.assertVisible(needle, cookie);
+      return { kind: 'whole', needle };
+    }
+    const at = entry.offset * 8;
+    const head = preadExact(this.datFd, NEEDLE_DATA_OFFSET, at);
+    const header = parseNeedleHeader(head);
+    if (header.id !== key || header.size !== entry.size) {
+      throw new CorruptDataError(`volume ${this.id}: record at ${at} is not needle ${key.toString(16)}`);
+    }
+    const dataSize = parseDataSize(head.subarray(NEEDLE_HEADER_SIZE), header.size);
+    const tailLength = needleTailLength(header.size, dataSize, this.version);
+    const tail = preadExact(this.datFd, tailLength, at + NEEDLE_DATA_OFFSET + dataSize);
+    const meta = decodeNeedleMeta(tail, header.size, dataSize, this.version);
+    const needle = { ...meta, ...header };
+    this.assertVisible(needle, cookie);
+    return { kind: 'large', needle, dataOffset: at + NEEDLE_HEADER_SIZE + DATA_SIZE_SIZE, dataSize };
+  }
+
+  private assertVisible(needle: { cookie: number; lastModified?: number; ttl?: Ttl }, cookie: number): void {
+    if (needle.cookie !== cookie) throw new NotFoundError('not found');
+    if (this.isExpired(needle)) throw new NotFoundError('not found');
+  }
+
+  /** A needle's own TTL wins over the volume's; both count from its last-modified time. */
+  isExpired(needle: { lastModified?: number; ttl?: Ttl }): boolean {
+    const ttl = needle.ttl && !isEmptyTtl(needle.ttl) ? needle.ttl : this.superBlock.ttl;
+    if (isEmptyTtl(ttl) || needle.lastModified === undefined) return false;
+    return (needle.lastModified + ttlToSeconds(ttl)) * 1000 <= this.config.now();
+  }
+
+  /**
+   * Appends a tombstone record and a delete entry. Returns the deleted needle's
+   * stored data size. A wrong cookie is a 404, like a missing key.
+   */
+  async delete(key: bigint, cookie: number): Promise<number> {
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size <= 0) throw new NotFoundError('not found');
+    const needle = this.readRecord(key, entry.offset, entry.size);
+    if (needle.cookie !== cookie) throw new NotFoundError('not found');
+    if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    const record = encodeNeedle(
+      { flags: 0, cookie, id: key, data: new Uint8Array(0), appendAtNs: this.nextAppendAtNs() },
+      this.version,
+    );
+    const offset = this.append(record, key, TOMBSTONE_FILE_SIZE);
+    this.map.delete(key, toStoredOffset(offset));
+    await this.syncer.sync();
+    return needle.data.length;
+  }
+
+  /**
+   * Switches to compacted files (vacuum.ts, after its renames). The old
+   * descriptors stay open until the next sync ends, since a sync already in
+   * flight may still be using them; syncs run one at a time, so by then none is.
+   */
+  swapFiles(next: {
+    datFd: number;
+    idxFd: number;
+    datSize: number;
+    idxSize: number;
+    map: NeedleMap;
+    superBlock: DecodedSuperBlock;
+  }): void {
+    const oldDat = this.datFd;
+    const oldIdx = this.idxFd;
+    this.datFd = next.datFd;
+    this.idxFd = next.idxFd;
+    this.datSize = next.datSize;
+    this.idxSize = next.idxSize;
+    this.map = next.map;
+    this.superBlock = next.superBlock;
+    const closeOld = () => {
+      closeSync(oldDat);
+      closeSync(oldIdx);
+    };
+    this.syncer.flush().then(closeOld, closeOld);
+  }
+
+  setReadOnly(readOnly: boolean): void {
+    if (this.info.readOnly === readOnly) return;
+    this.info = { ...this.info, readOnly };
+    writeVolumeInfo(this.path('vif'), this.info);
+  }
+
+  /** Garbage ratio as vacuum sees it (brief §6): bytes of dead needles over bytes ever written. */
+  garbageRatio(): number {
+    return this.map.contentBytes === 0 ? 0 : this.map.deletedBytes / this.map.contentBytes;
+  }
+
+  status(): VolumeStatus {
+    return {
+      id: this.id,
+      collection: this.config.collection,
+      size: this.datSize,
+      fileCount: this.map.liveCount,
+      deleteCount: this.map.deletedCount,
+      deletedByteCount: this.map.deletedBytes,
+      readOnly: this.info.readOnly,
+      replicaPlacement: this.superBlock.placement,
+      ttl: this.superBlock.ttl,
+      version: this.version,
+      compactRevision: this.superBlock.compactionRevision,
+      maxFileKey: this.map.maxKey.toString(),
+    };
+  }
+
+  /** Waits for pending syncs, then closes both files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.syncer.flush();
+    closeSync(this.datFd);
+    closeSync(this.idxFd);
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+/** Loads the first `idxSize` bytes of `.idx` into a fresh map, a chunk at a time. */
+export function loadIdx(idxFd: number, idxSize: number): NeedleMap {
+  const map = new CompactNeedleMap();
+  for (let at = 0; at < idxSize; at += IDX_LOAD_CHUNK) {
+    loadNeedleMapFromIdx(preadExact(idxFd, Math.min(IDX_LOAD_CHUNK, idxSize - at), at), map);
+  }
+  return map;
+}

@@ -1,0 +1,121 @@
+/**
+ * POST/PUT `/<vid>,<key><cookie>` (brief §5): multipart or raw body in, one
+ * needle appended, 201 `{name, size, eTag, mime}` once it is durable. DELETE
+ * appends a tombstone and answers 202 `{size}`.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { BadRequestError, InvalidFidError } from '../../shared/errors.ts';
+import { parseFidPath } from '../../shared/fid.ts';
+import { FLAG_GZIP, MAX_NAME_BYTES, type NeedleMeta } from '../../shared/needle.ts';
+import { isEmptyTtl, parseTtl } from '../../shared/ttl.ts';
+import { isCompressible, mimeFromExtension } from '../http/mime.ts';
+import { sendJson } from '../http/respond.ts';
+import { assertKnownParams } from './params.ts';
+import { etagOf } from './read-handler.ts';
+import type { Store } from './store.ts';
+import { parseUpload } from './upload.ts';
+
+/** `type=replicate` and `jwt` arrive with replication and security (master issue); accepted here already. */
+const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt']);
+const DELETE_PARAMS = new Set(['type', 'jwt']);
+/** Auto-gzip keeps the compressed form only if it saves at least this fraction. */
+const MIN_GZIP_SAVING = 0.1;
+/** Below this, gzip's header costs more than it can save. */
+const MIN_GZIP_INPUT_BYTES = 128;
+const ENCODER = new TextEncoder();
+
+export interface WriteConfig {
+  maxUploadBytes: number;
+  now: () => number;
+}
+
+/** Uploads take the comma form only (brief §1), optionally with an extension. */
+function uploadFid(pathname: string) {
+  const parsed = parseFidPath(pathname);
+  if (!pathname.includes(',') || parsed.name !== undefined) {
+    throw new InvalidFidError('uploads use the comma form: /<volumeId>,<key><cookie>');
+  }
+  return parsed;
+}
+
+function parseTimestamp(raw: string | null | undefined, now: number): number {
+  if (raw === null || raw === undefined) return Math.floor(now / 1000);
+  if (!/^\d{1,12}$/.test(raw)) throw new BadRequestError('ts must be Unix seconds');
+  return Number(raw);
+}
+
+export async function handleWrite(
+  req: IncomingMessage,
+  res: ServerResponse,
+  store: Store,
+  pathname: string,
+  query: URLSearchParams | null,
+  config: WriteConfig,
+): Promise<void> {
+  const { fid, ext } = uploadFid(pathname);
+  if (query) assertKnownParams(query, WRITE_PARAMS);
+  const ttl = parseTtl(query?.get('ttl') ?? '');
+  const lastModified = parseTimestamp(query?.get('ts'), config.now());
+  const volume = store.get(fid.volumeId);
+  const upload = await parseUpload(req, '', config.maxUploadBytes);
+  const plain = upload.gzipped ? gunzipOrReject(upload.data) : upload.data;
+  if (upload.md5 !== undefined && createHash('md5').update(plain).digest('base64') !== upload.md5) {
+    throw new BadRequestError('Content-MD5 does not match the uploaded bytes');
+  }
+  const nameExt = upload.name.includes('.') ? upload.name.slice(upload.name.lastIndexOf('.') + 1) : undefined;
+  const mime =
+    upload.mime || (ext && mimeFromExtension(ext)) || (nameExt && mimeFromExtension(nameExt)) || '';
+  let data: Uint8Array = upload.data;
+  let flags = upload.gzipped ? FLAG_GZIP : 0;
+  if (!upload.gzipped && data.length >= MIN_GZIP_INPUT_BYTES && isCompressible(mime)) {
+    const gz = gzipSync(data);
+    if (gz.length <= data.length * (1 - MIN_GZIP_SAVING)) {
+      data = gz;
+      flags |= FLAG_GZIP;
+    }
+  }
+  const nameBytes = ENCODER.encode(upload.name);
+  const meta: NeedleMeta = {
+    flags,
+    name: nameBytes.length <= MAX_NAME_BYTES ? nameBytes : undefined,
+    mime: ENCODER.encode(mime),
+    lastModified,
+    ttl: isEmptyTtl(ttl) ? undefined : ttl,
+    pairs: upload.pairs ? ENCODER.encode(JSON.stringify(upload.pairs)) : undefined,
+  };
+  const result = await volume.write({ key: fid.key, cookie: fid.cookie, data, meta });
+  const eTag = etagOf(result.checksum);
+  if (result.unchanged) {
+    res.writeHead(204, { ETag: eTag });
+    res.end();
+    return;
+  }
+  sendJson(
+    res,
+    201,
+    { name: upload.name, size: plain.length, eTag: eTag.slice(1, -1), mime },
+    { ETag: eTag },
+  );
+}
+
+function gunzipOrReject(data: Buffer): Buffer {
+  try {
+    return gunzipSync(data);
+  } catch (err) {
+    throw new BadRequestError('body sent with Content-Encoding: gzip is not valid gzip', { cause: err });
+  }
+}
+
+export async function handleDelete(
+  res: ServerResponse,
+  store: Store,
+  pathname: string,
+  query: URLSearchParams | null,
+): Promise<void> {
+  const { fid } = parseFidPath(pathname);
+  if (query) assertKnownParams(query, DELETE_PARAMS);
+  const size = await store.get(fid.volumeId).delete(fid.key, fid.cookie);
+  sendJson(res, 202, { size });
+}
