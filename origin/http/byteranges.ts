@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TruncatedDataError } from '../../shared/errors.ts';
+import { OCTET_STREAM } from './mime.ts';
 import { type ByteRange, contentRange } from './range.ts';
 
 /** Returns exactly the bytes of `range` (inclusive ends). */
@@ -41,11 +42,15 @@ export function byteRangesBody(
   read: ReadRange,
   boundary: string = randomBoundary(),
 ): ByteRangesBody {
+  // The type is the uploader's: node:http guards real headers against CR/LF,
+  // but nothing guards part headers inside the body, so anything but visible
+  // ASCII falls back to the neutral type.
+  const partType = /^[\x20-\x7e]+$/.test(type) ? type : OCTET_STREAM;
   // Delimiters as Go's mime/multipart writes them: the CRLF that ends a part's
   // data belongs to the next delimiter, so the first part has none before it.
   const heads = ranges.map((range, i) =>
     Buffer.from(
-      `${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: ${type}\r\n` +
+      `${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: ${partType}\r\n` +
         `Content-Range: ${contentRange(range, size)}\r\n\r\n`,
       'latin1',
     ),

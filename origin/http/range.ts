@@ -33,8 +33,9 @@ const SPEC = /^(\d*)-(\d*)$/;
  *   range-set (including `last < first`), too many ranges, or an empty
  *   representation with only suffix ranges: serve 200 with the whole body.
  * - a non-empty list: the satisfiable ranges, clipped to the size. Overlapping
- *   or adjacent ranges are merged (RFC 9110 §14.2 allows coalescing), so `bytes=0-,0-,0-...` can never amplify one blob into many
- *   copies: the parts together never exceed the representation.
+ *   or adjacent ranges are merged (RFC 9110 §14.2 allows coalescing), so
+ *   `bytes=0-,0-,0-...` cannot amplify one blob into many copies: the parts
+ *   together never exceed the representation.
  * - throws RangeNotSatisfiableError(size) when valid but none is satisfiable
  *   (e.g. `bytes=500-` on 100 bytes, `bytes=-0`): the caller answers 416 with
  *   `Content-Range: bytes * /size` (respond.ts does).
@@ -83,7 +84,7 @@ export function parseRange(
     // An empty blob has no byte to point at, yet "-n" is satisfiable by the
     // RFC's definition: the whole (empty) representation is the right answer.
     if (size === 0 && sawSuffix) return null;
-    throw new RangeNotSatisfiableError(`range not satisfiable: ${header}`, size);
+    throw new RangeNotSatisfiableError(`no requested range is within the ${size} bytes`, size);
   }
   return coalesce(ranges);
 }

@@ -3,7 +3,7 @@
  * Status and body come from shared/errors.ts; this file only adds the
  * headers some errors imply and takes care of the connection.
  */
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '../../shared/errors.ts';
 
 /** JSON response with an exact Content-Length; HEAD gets the headers only. */
@@ -22,6 +22,26 @@ export function sendJson(
   res.end(res.req?.method === 'HEAD' ? undefined : bytes);
 }
 
+/**
+ * Headers that describe the body or its caching: set for a success that did
+ * not happen, they would mislabel the error (gzip, a Content-Length) or let a
+ * CDN keep it for a year. Others (CORS, request ids) stay.
+ */
+const SUCCESS_ONLY_HEADERS = [
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-range',
+  'content-disposition',
+  'content-language',
+  'content-location',
+  'etag',
+  'last-modified',
+  'cache-control',
+  'expires',
+  'accept-ranges',
+];
+
 // Unknown errors are bugs: log each one once, even if it is rethrown through
 // several handlers and reaches sendError more than once.
 const logged = new WeakSet<object>();
@@ -35,11 +55,23 @@ function logUnknown(err: unknown): void {
 }
 
 /**
+ * Whether the request declared a body that has not been received in full.
+ * `complete` alone will not do: a body-less GET is not yet "complete" while
+ * its handler runs synchronously, and closing those would end keep-alive
+ * after every 404.
+ */
+function bodyPending(req: IncomingMessage | undefined): boolean {
+  if (req === undefined || req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
  * Answer `err`. KelpErrors say what they are; anything else is a 500 that
  * says nothing of its internals and is logged to stderr.
  *
- * - Headers set before the failure (ETag, Content-Encoding, Content-Length...)
- *   describe a body that will not be sent, so they are dropped.
+ * - Headers set before the failure that describe the body or its caching
+ *   (ETag, Content-Encoding, Cache-Control...) are dropped.
  * - 416 carries `Content-Range: bytes * /size` (RFC 9110 §15.5.17); errors with
  *   `retryAfter` carry `Retry-After`.
  * - If the request body was not read to its end (a 413, or an error before the
@@ -56,13 +88,12 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy(err instanceof Error ? err : undefined);
     return;
   }
-  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  for (const name of SUCCESS_ONLY_HEADERS) res.removeHeader(name);
   const headers: OutgoingHttpHeaders = {};
   if (err instanceof RangeNotSatisfiableError) headers['Content-Range'] = `bytes */${err.size}`;
   if (err instanceof KelpError && err.retryAfter !== undefined) {
     headers['Retry-After'] = String(Math.max(0, Math.ceil(err.retryAfter)));
   }
-  const req = res.req;
-  if (req !== undefined && !req.complete) headers.Connection = 'close';
+  if (bodyPending(res.req)) headers.Connection = 'close';
   sendJson(res, httpStatusOf(err), errorBody(err), headers);
 }

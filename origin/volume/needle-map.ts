@@ -20,16 +20,13 @@
  * the needle's offset so `?readDeleted=true` can still find the data).
  */
 
+import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE } from '../../shared/idx.ts';
 import { CHUNK_ENTRIES, NeedleChunk } from './needle-chunk.ts';
 
-/** Size of a deleted entry that has no data to point at (the .idx tombstone, 0xFFFFFFFF as i32). */
-export const TOMBSTONE_SIZE = -1;
-/** Bytes per .idx entry: key u64, offset u32, size i32, big-endian (brief §3). */
-export const IDX_ENTRY_SIZE = 16;
 export interface NeedleValue {
   /** In 8-byte units. */
   offset: number;
-  /** The needle's Size; negative once deleted (TOMBSTONE_SIZE when there is no data left to read). */
+  /** The needle's Size; negative once deleted (TOMBSTONE_FILE_SIZE when there is no data left to read). */
   size: number;
 }
 
@@ -72,7 +69,7 @@ const K32 = new Uint32Array(K64.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const HI = LITTLE_ENDIAN ? 1 : 0;
 const LO = LITTLE_ENDIAN ? 0 : 1;
-/** Estimated V8 cost of one chunk's objects (ArrayBuffer, four views, the chunk, directory slots). */
+/** Estimated V8 cost of one chunk's objects (ArrayBuffer, three views, the chunk, directory slots). */
 const CHUNK_OVERHEAD_BYTES = 512;
 
 function joinKey(hi: number, lo: number): bigint {
@@ -188,7 +185,7 @@ export class CompactNeedleMap implements NeedleMap {
   /** delete() with the key already split and arguments trusted: the .idx replay path. */
   deleteParts(hi: number, lo: number, tombstoneOffset: number): number {
     if (this.#isAfterLast(hi, lo)) {
-      this.#append(hi, lo, tombstoneOffset, TOMBSTONE_SIZE);
+      this.#append(hi, lo, tombstoneOffset, TOMBSTONE_FILE_SIZE);
       return 0;
     }
     const ci = this.#chunkFor(hi, lo);
@@ -198,12 +195,12 @@ export class CompactNeedleMap implements NeedleMap {
       const prev = c.sizeAt(i);
       if (prev < 0) return 0;
       // -0 cannot mark an empty needle deleted; it has no data to read back anyway.
-      c.setValue(i, c.offsetAt(i), prev > 0 ? -prev : TOMBSTONE_SIZE);
+      c.setValue(i, c.offsetAt(i), prev > 0 ? -prev : TOMBSTONE_FILE_SIZE);
       this.#deletedCount++;
       this.#deletedBytes += prev;
       return prev;
     }
-    this.#insert(ci, i, hi, lo, tombstoneOffset, TOMBSTONE_SIZE);
+    this.#insert(ci, i, hi, lo, tombstoneOffset, TOMBSTONE_FILE_SIZE);
     return 0;
   }
 
