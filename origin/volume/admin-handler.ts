@@ -7,11 +7,10 @@ import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../s
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { sendJson } from '../http/respond.ts';
+import { KELP_VERSION } from '../version.ts';
 import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
 import { DEFAULT_GARBAGE_THRESHOLD, vacuumVolume } from './vacuum.ts';
-
-export const KELP_VERSION = '0.1.0';
 
 function known(query: URLSearchParams | null, names: string[]): void {
   if (query) assertKnownParams(query, new Set(names));
@@ -68,6 +67,13 @@ export async function handleAdmin(
       const volume = store.get(requireU32(query, 'volume'));
       volume.setReadOnly(pathname === '/admin/readonly');
       sendJson(res, 200, { volume: volume.id, readOnly: volume.readOnly });
+      return;
+    }
+    case '/admin/delete_collection': {
+      known(query, ['collection']);
+      const collection = query?.get('collection');
+      if (!collection) throw new InvalidParamError('collection is required');
+      sendJson(res, 200, { collection, deletedVolumes: await store.deleteCollection(collection) });
       return;
     }
     default:

@@ -8,12 +8,14 @@ import { MethodNotAllowedError } from '../../shared/errors.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { sendError } from '../http/respond.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
+import { HeartbeatClient } from './heartbeat.ts';
 import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
+import { Replicator } from './replication.ts';
 import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
-import { handleDelete, handleWrite } from './write-handler.ts';
+import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
 
 export interface VolumeServerConfig {
   host: string;
@@ -26,6 +28,16 @@ export interface VolumeServerConfig {
   now: () => number;
   read: ReadConfig;
   log: (line: string) => void;
+  /** host:port of the master to heartbeat to; none = a standalone server. */
+  master?: string;
+  dataCenter: string;
+  rack: string;
+  /** host:port (or URL) clients should use for reads; defaults to the bound address. */
+  publicUrl?: string;
+  /** HS256 key shared with the master: writes and deletes then need its token. */
+  signingKey?: string;
+  /** Seconds between heartbeats (the master's reply may change it). */
+  pulseSeconds: number;
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -37,6 +49,9 @@ export const VOLUME_SERVER_DEFAULTS = {
   now: Date.now,
   read: {},
   log: (line: string) => console.log(line),
+  dataCenter: 'DefaultDataCenter',
+  rack: 'DefaultRack',
+  pulseSeconds: 5,
 };
 
 export interface VolumeServer {
@@ -47,8 +62,7 @@ export interface VolumeServer {
   close(): Promise<void>;
 }
 
-function route(store: Store, config: VolumeServerConfig) {
-  const write = { maxUploadBytes: config.maxUploadBytes, now: config.now };
+function route(store: Store, config: VolumeServerConfig, write: WriteConfig) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
     switch (req.method) {
@@ -61,7 +75,7 @@ function route(store: Store, config: VolumeServerConfig) {
         if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query);
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
-        return handleDelete(res, store, pathname, query);
+        return handleDelete(req, res, store, pathname, query, write);
       default:
         throw new MethodNotAllowedError(`method ${req.method} is not supported`);
     }
@@ -72,8 +86,15 @@ export async function startVolumeServer(
   partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
-  const store = Store.open(config, config.log);
-  const handle = route(store, config);
+  let heartbeat: HeartbeatClient | undefined;
+  const store = Store.open({ ...config, onChange: () => heartbeat?.beatNow() }, config.log);
+  const write: WriteConfig = {
+    maxUploadBytes: config.maxUploadBytes,
+    now: config.now,
+    signingKey: config.signingKey,
+    replicator: new Replicator(config.master, []),
+  };
+  const handle = route(store, config, write);
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   });
@@ -82,11 +103,29 @@ export async function startVolumeServer(
     server.listen(config.port, config.host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  const address = `${addr.address}:${addr.port}`;
+  const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${addr.port}` : address;
+  const publicUrl = config.publicUrl ?? url;
+  write.replicator = new Replicator(config.master, [url, publicUrl, address]);
+  if (config.master) {
+    heartbeat = new HeartbeatClient({
+      master: config.master,
+      store,
+      url,
+      publicUrl,
+      dataCenter: config.dataCenter,
+      rack: config.rack,
+      pulseSeconds: config.pulseSeconds,
+      log: config.log,
+    });
+    heartbeat.start();
+  }
   const volumeServer: VolumeServer = {
     server,
     store,
-    address: `${addr.address}:${addr.port}`,
+    address,
     async close() {
+      await heartbeat?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -3,7 +3,7 @@
  * directory each, with a maximum volume count). Volumes are created on the
  * master's request and reopened at startup.
  */
-import { mkdirSync, readdirSync, statfsSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { ConflictError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
@@ -23,6 +23,8 @@ export interface StoreConfig {
   fsync: FsyncPolicy;
   sizeLimitBytes: number;
   now: () => number;
+  /** Told when the set of volumes or a volume's writability changes (heartbeat.ts beats at once). */
+  onChange?: () => void;
 }
 
 export interface DiskStatus {
@@ -71,6 +73,7 @@ export class Store {
       fsync: this.config.fsync,
       sizeLimitBytes: this.config.sizeLimitBytes,
       now: this.config.now,
+      onChange: () => this.config.onChange?.(),
     };
   }
 
@@ -107,13 +110,28 @@ export class Store {
     if (!location) throw new NoSpaceError('no free volume slot on this server');
     const volume = Volume.create(this.volumeConfig(location, collection, volumeId), { placement, ttl });
     this.volumes.set(volumeId, { volume, location });
+    this.config.onChange?.();
     return volume;
   }
 
-  /** Swaps in a volume reopened after compaction. */
-  replace(volume: Volume): void {
-    const entry = this.volumes.get(volume.id);
-    if (entry) entry.volume = volume;
+  /** The master's size limit, when it sends one, applies to every volume here. */
+  setSizeLimit(bytes: number): void {
+    this.config.sizeLimitBytes = bytes;
+    for (const { volume } of this.volumes.values()) volume.config.sizeLimitBytes = bytes;
+  }
+
+  /** Closes and removes every volume of the collection (the master's `/col/delete`). */
+  async deleteCollection(collection: string): Promise<number[]> {
+    const removed: number[] = [];
+    for (const [id, { volume }] of this.volumes) {
+      if (volume.config.collection !== collection) continue;
+      await volume.close();
+      for (const ext of ['dat', 'idx', 'vif']) rmSync(volume.path(ext), { force: true });
+      this.volumes.delete(id);
+      removed.push(id);
+    }
+    if (removed.length) this.config.onChange?.();
+    return removed;
   }
 
   private countIn(location: DiskLocation): number {

@@ -70,6 +70,8 @@ export interface VolumeConfig {
   sizeLimitBytes: number;
   /** Milliseconds since the epoch; injectable so TTL expiry can be tested. */
   now: () => number;
+  /** Told when something the master must hear about changes (sealed, unsealed). */
+  onChange?: () => void;
 }
 
 export interface NeedleWrite {
@@ -366,6 +368,7 @@ export class Volume {
     if (this.info.readOnly === readOnly) return;
     this.info = { ...this.info, readOnly };
     writeVolumeInfo(this.path('vif'), this.info);
+    this.config.onChange?.();
   }
 
   /** Garbage ratio as vacuum sees it (brief §6): bytes of dead needles over bytes ever written. */

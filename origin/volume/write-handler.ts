@@ -7,17 +7,20 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { BadRequestError, InvalidFidError } from '../../shared/errors.ts';
-import { parseFidPath } from '../../shared/fid.ts';
+import { formatFid, type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP, MAX_NAME_BYTES, type NeedleMeta } from '../../shared/needle.ts';
+import { copyCount } from '../../shared/placement.ts';
 import { isEmptyTtl, parseTtl } from '../../shared/ttl.ts';
 import { isCompressible, mimeFromExtension } from '../http/mime.ts';
 import { sendJson } from '../http/respond.ts';
+import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
+import type { Replicator } from './replication.ts';
 import type { Store } from './store.ts';
 import { parseUpload } from './upload.ts';
 
-/** `type=replicate` and `jwt` arrive with replication and security (master issue); accepted here already. */
+/** `type=replicate` marks a replica's copy of a write; `jwt` is one of the three places a token may come in. */
 const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt']);
 const DELETE_PARAMS = new Set(['type', 'jwt']);
 /** Auto-gzip keeps the compressed form only if it saves at least this fraction. */
@@ -29,6 +32,28 @@ const ENCODER = new TextEncoder();
 export interface WriteConfig {
   maxUploadBytes: number;
   now: () => number;
+  /** With a key, writes and deletes need the master's token for the fid (401 otherwise). */
+  signingKey?: string;
+  replicator: Replicator;
+}
+
+/** Checks the token (when the cluster is secured) against the fid without its delta suffix. */
+async function authorize(
+  req: IncomingMessage,
+  query: URLSearchParams | null,
+  config: WriteConfig,
+  fid: ParsedFid,
+): Promise<string | undefined> {
+  const token = tokenFrom(req, query);
+  if (config.signingKey) {
+    await verifyFileToken(config.signingKey, token, formatFid({ ...fid, key: fid.key - fid.delta }));
+  }
+  return token;
+}
+
+/** The client-facing write, not a replica's copy of one: only it fans out. */
+function isPrimary(query: URLSearchParams | null): boolean {
+  return query?.get('type') !== 'replicate';
 }
 
 /** Uploads take the comma form only (brief §1), optionally with an extension. */
@@ -56,6 +81,7 @@ export async function handleWrite(
 ): Promise<void> {
   const { fid, ext } = uploadFid(pathname);
   if (query) assertKnownParams(query, WRITE_PARAMS);
+  const token = await authorize(req, query, config, fid);
   const ttl = parseTtl(query?.get('ttl') ?? '');
   const lastModified = parseTimestamp(query?.get('ts'), config.now());
   const volume = store.get(fid.volumeId);
@@ -86,6 +112,10 @@ export async function handleWrite(
     pairs: upload.pairs ? ENCODER.encode(JSON.stringify(upload.pairs)) : undefined,
   };
   const result = await volume.write({ key: fid.key, cookie: fid.cookie, data, meta });
+  const copies = copyCount(volume.superBlock.placement);
+  if (copies > 1 && isPrimary(query)) {
+    await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data, meta, token });
+  }
   const eTag = etagOf(result.checksum);
   if (result.unchanged) {
     res.writeHead(204, { ETag: eTag });
@@ -109,13 +139,21 @@ function gunzipOrReject(data: Buffer): Buffer {
 }
 
 export async function handleDelete(
+  req: IncomingMessage,
   res: ServerResponse,
   store: Store,
   pathname: string,
   query: URLSearchParams | null,
+  config: WriteConfig,
 ): Promise<void> {
   const { fid } = parseFidPath(pathname);
   if (query) assertKnownParams(query, DELETE_PARAMS);
-  const size = await store.get(fid.volumeId).delete(fid.key, fid.cookie);
+  const token = await authorize(req, query, config, fid);
+  const volume = store.get(fid.volumeId);
+  const size = await volume.delete(fid.key, fid.cookie);
+  const copies = copyCount(volume.superBlock.placement);
+  if (copies > 1 && isPrimary(query)) {
+    await config.replicator.delete(fid.volumeId, copies, formatFid(fid), token);
+  }
   sendJson(res, 202, { size });
 }

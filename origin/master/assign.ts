@@ -1,0 +1,94 @@
+/**
+ * `/dir/assign`: pick a writable volume of the layout (growing one if there
+ * is none, or all are crowded), take fresh keys from the sequencer, and hand
+ * out `<vid>,<key><cookie>` with the location to upload to.
+ */
+import { randomInt } from 'node:crypto';
+import type { AssignResponse } from '../../shared/api.ts';
+import { InvalidParamError, NoSpaceError, UnavailableError } from '../../shared/errors.ts';
+import { formatFid } from '../../shared/fid.ts';
+import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
+import { formatTtl, parseTtl } from '../../shared/ttl.ts';
+import { signFileToken } from '../security/jwt.ts';
+import type { VolumeGrowth } from './growth.ts';
+import type { Sequencer } from './sequencer.ts';
+import type { LayoutKey, NodeFilter, Topology } from './topology.ts';
+
+/** Most keys one assign may reserve. */
+export const MAX_ASSIGN_COUNT = 10_000;
+
+export interface AssignRequest {
+  count: number;
+  layout: LayoutKey;
+  filter: NodeFilter;
+}
+
+export interface AssignContext {
+  topology: Topology;
+  sequencer: Sequencer;
+  growth: VolumeGrowth;
+  signingKey?: string;
+  defaultReplication: string;
+}
+
+export function parseAssignRequest(q: URLSearchParams, defaultReplication: string): AssignRequest {
+  const countRaw = q.get('count') ?? '1';
+  const count = Number(countRaw);
+  if (!/^\d+$/.test(countRaw) || count < 1 || count > MAX_ASSIGN_COUNT) {
+    throw new InvalidParamError(`count must be 1..${MAX_ASSIGN_COUNT}`);
+  }
+  const filter: NodeFilter = {};
+  for (const k of ['dataCenter', 'rack', 'dataNode'] as const) {
+    const v = q.get(k);
+    if (v) filter[k] = v;
+  }
+  return {
+    count,
+    layout: {
+      collection: q.get('collection') ?? '',
+      replication: formatPlacement(parsePlacement(q.get('replication') || defaultReplication)),
+      ttl: formatTtl(parseTtl(q.get('ttl') ?? '')),
+    },
+    filter,
+  };
+}
+
+/** A volume at random, weighted by the room it has left (brief §4's "sample and weigh by free space"). */
+function pickWeighted(vols: Array<{ id: number; size: number }>, limit: number): number {
+  const weights = vols.map((v) => Math.max(1, limit - v.size));
+  let r = Math.random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < vols.length; i++) {
+    r -= weights[i]!;
+    if (r <= 0) return vols[i]!.id;
+  }
+  return vols[vols.length - 1]!.id;
+}
+
+export async function assign(ctx: AssignContext, req: AssignRequest): Promise<AssignResponse> {
+  const { topology } = ctx;
+  if (req.filter.dataCenter && !topology.aliveNodes().some((n) => n.dataCenter === req.filter.dataCenter)) {
+    throw new InvalidParamError(`unknown data center ${req.filter.dataCenter}`);
+  }
+  let vols = topology.writable(req.layout, req.filter);
+  if (vols.length === 0 || vols.every((v) => v.crowded)) {
+    try {
+      await ctx.growth.grow(req.layout, req.filter);
+    } catch (err) {
+      // Crowded volumes still take writes; only an empty layout makes growth failure fatal.
+      if (!(err instanceof NoSpaceError) || vols.length === 0) throw err;
+    }
+    vols = topology.writable(req.layout, req.filter);
+  }
+  if (vols.length === 0) throw new UnavailableError('no writable volume yet; retry shortly', 1);
+  const volumeId = pickWeighted(vols, topology.volumeSizeLimit);
+  const holders = topology.holders(volumeId);
+  const filtered = holders.filter((n) => topology.aliveNodes(req.filter).includes(n));
+  const pool = filtered.length ? filtered : holders;
+  const node = pool[randomInt(pool.length)]!;
+  const key = ctx.sequencer.take(req.count);
+  const fid = formatFid({ volumeId, key, cookie: randomInt(0, 2 ** 32) >>> 0 });
+  topology.noteAssigned(volumeId);
+  const out: AssignResponse = { fid, url: node.url, publicUrl: node.publicUrl, count: req.count };
+  if (ctx.signingKey) out.auth = await signFileToken(ctx.signingKey, fid);
+  return out;
+}

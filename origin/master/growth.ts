@@ -1,0 +1,159 @@
+/**
+ * Volume growth: when a layout has no writable volume left (or all are
+ * crowded), pick nodes that satisfy its replica placement and create new
+ * volumes on them. "xyz" = x copies in other data centers, y in other racks of
+ * the same data center, z on other nodes of the same rack (brief §4).
+ */
+import { NoSpaceError, UpstreamError } from '../../shared/errors.ts';
+import { copyCount, type Placement, parsePlacement } from '../../shared/placement.ts';
+import type { MasterStateStore } from './state-store.ts';
+import type { DataNode, LayoutKey, NodeFilter, Topology } from './topology.ts';
+
+/** Volumes grown at once per copy count (SeaweedFS: 7 for one copy, 6 for two, 3 for three). */
+export function growthTarget(copies: number): number {
+  if (copies === 1) return 7;
+  if (copies === 2) return 6;
+  if (copies === 3) return 3;
+  return 1;
+}
+
+function shuffle<T>(xs: T[]): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const x of xs) m.set(key(x), [...(m.get(key(x)) ?? []), x]);
+  return m;
+}
+
+/**
+ * Nodes for one new volume: the first is the main copy; null when the
+ * placement cannot be met with the free slots there are.
+ */
+export function planPlacement(
+  candidates: DataNode[],
+  placement: Placement,
+  filter: NodeFilter,
+  used: Map<DataNode, number> = new Map(),
+): DataNode[] | null {
+  const free = candidates.filter((n) => n.maxVolumeCount - n.volumes.size - (used.get(n) ?? 0) > 0);
+  const byDc = groupBy(free, (n) => n.dataCenter);
+  for (const [dc, dcNodes] of shuffle([...byDc])) {
+    if (filter.dataCenter && dc !== filter.dataCenter) continue;
+    const otherDcs = shuffle([...byDc.keys()].filter((d) => d !== dc));
+    if (otherDcs.length < placement.diffDataCenter) continue;
+    const byRack = groupBy(dcNodes, (n) => n.rack);
+    for (const [rack, rackNodes] of shuffle([...byRack])) {
+      if (filter.rack && rack !== filter.rack) continue;
+      const mains = filter.dataNode
+        ? rackNodes.filter((n) => n.url === filter.dataNode || n.publicUrl === filter.dataNode)
+        : shuffle(rackNodes);
+      const main = mains[0];
+      if (!main) continue;
+      const sameRack = shuffle(rackNodes.filter((n) => n !== main)).slice(0, placement.sameRack);
+      if (sameRack.length < placement.sameRack) continue;
+      const otherRacks = shuffle([...byRack.keys()].filter((r) => r !== rack)).slice(0, placement.diffRack);
+      if (otherRacks.length < placement.diffRack) continue;
+      const rackPicks = otherRacks.map((r) => shuffle(byRack.get(r)!)[0]!);
+      const dcPicks = otherDcs.slice(0, placement.diffDataCenter).map((d) => shuffle(byDc.get(d)!)[0]!);
+      return [main, ...sameRack, ...rackPicks, ...dcPicks];
+    }
+  }
+  return null;
+}
+
+/** Asks a volume server to create a volume (its `/admin/assign_volume`). */
+export type AllocateVolume = (node: DataNode, volumeId: number, layout: LayoutKey) => Promise<void>;
+
+export const allocateOverHttp: AllocateVolume = async (node, volumeId, layout) => {
+  const q = new URLSearchParams({
+    volume: String(volumeId),
+    collection: layout.collection,
+    replication: layout.replication,
+    ttl: layout.ttl,
+  });
+  const res = await fetch(`http://${node.url}/admin/assign_volume?${q}`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!res.ok)
+    throw new UpstreamError(`${node.url} refused volume ${volumeId}: ${res.status} ${await res.text()}`);
+};
+
+export class VolumeGrowth {
+  private readonly topology: Topology;
+  private readonly state: MasterStateStore;
+  private readonly allocate: AllocateVolume;
+  /** One growth at a time per layout: concurrent assigns wait for the same one. */
+  private readonly inFlight = new Map<string, Promise<number[]>>();
+
+  constructor(topology: Topology, state: MasterStateStore, allocate: AllocateVolume = allocateOverHttp) {
+    this.topology = topology;
+    this.state = state;
+    this.allocate = allocate;
+  }
+
+  /** Grows `count` volumes (default: the growth target), or as many as fit; NoSpaceError if none. */
+  grow(layout: LayoutKey, filter: NodeFilter = {}, count?: number): Promise<number[]> {
+    const key = `${layout.collection}|${layout.replication}|${layout.ttl}|${filter.dataCenter ?? ''}|${filter.rack ?? ''}|${filter.dataNode ?? ''}`;
+    const running = this.inFlight.get(key);
+    if (running) return running;
+    const p = this.growNow(layout, filter, count).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, p);
+    return p;
+  }
+
+  private nextVolumeId(): number {
+    const state = this.state.load();
+    const id = Math.max(state.maxVolumeId, this.topology.maxVolumeId()) + 1;
+    // Saved before use: a restart never hands out the same id again.
+    this.state.save({ ...state, maxVolumeId: id });
+    return id;
+  }
+
+  private async growNow(layout: LayoutKey, filter: NodeFilter, count?: number): Promise<number[]> {
+    const placement = parsePlacement(layout.replication);
+    const target = count ?? growthTarget(copyCount(placement));
+    const used = new Map<DataNode, number>();
+    const plans: DataNode[][] = [];
+    for (let i = 0; i < target; i++) {
+      const plan = planPlacement(this.topology.aliveNodes(), placement, filter, used);
+      if (!plan) break;
+      for (const n of plan) used.set(n, (used.get(n) ?? 0) + 1);
+      plans.push(plan);
+    }
+    if (plans.length === 0) {
+      throw new NoSpaceError(
+        `no free volume slots meet replication "${layout.replication}"` +
+          (filter.dataCenter ? ` in data center ${filter.dataCenter}` : ''),
+      );
+    }
+    const created: number[] = [];
+    for (const plan of plans) {
+      const id = this.nextVolumeId();
+      await Promise.all(plan.map((n) => this.allocate(n, id, layout)));
+      for (const n of plan) {
+        n.volumes.set(id, {
+          id,
+          collection: layout.collection,
+          size: 8,
+          fileCount: 0,
+          deleteCount: 0,
+          deletedByteCount: 0,
+          readOnly: false,
+          replicaPlacement: layout.replication,
+          ttl: layout.ttl,
+          compactRevision: 0,
+        });
+      }
+      created.push(id);
+    }
+    return created;
+  }
+}

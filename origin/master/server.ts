@@ -1,0 +1,327 @@
+/**
+ * The master: assigns file ids, knows which volume servers hold which volume
+ * (from their heartbeats), grows volumes, and answers lookups (brief §4).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type {
+  HeartbeatRequest,
+  HeartbeatResponse,
+  LookupResponse,
+  SubmitResponse,
+} from '../../shared/api.ts';
+import {
+  BadRequestError,
+  InvalidFidError,
+  MethodNotAllowedError,
+  NotFoundError,
+  UpstreamError,
+} from '../../shared/errors.ts';
+import { parseFidPath, parseVolumeId } from '../../shared/fid.ts';
+import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
+import { formatTtl, parseTtl } from '../../shared/ttl.ts';
+import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
+import { sendError, sendJson } from '../http/respond.ts';
+import { signFileToken } from '../security/jwt.ts';
+import { KELP_VERSION } from '../version.ts';
+import { splitUrl } from '../volume/params.ts';
+import { parseUpload } from '../volume/upload.ts';
+import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { type AllocateVolume, VolumeGrowth } from './growth.ts';
+import { Sequencer } from './sequencer.ts';
+import { FileStateStore, type MasterStateStore } from './state-store.ts';
+import { Topology } from './topology.ts';
+
+export interface MasterConfig {
+  host: string;
+  port: number;
+  /** Directory of the master's durable state (sequencer, volume ids). */
+  mdir: string;
+  /** URL others reach this master at (defaults to host:port). */
+  advertise?: string;
+  pulseSeconds: number;
+  volumeSizeLimitBytes: number;
+  defaultReplication: string;
+  /** HS256 key for write tokens; without one the cluster is open. */
+  signingKey?: string;
+  maxUploadBytes: number;
+  now: () => number;
+  stateStore?: MasterStateStore;
+  allocate?: AllocateVolume;
+  log: (line: string) => void;
+}
+
+export const MASTER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 9333,
+  mdir: './data/master',
+  pulseSeconds: 5,
+  volumeSizeLimitBytes: 30 * 1024 * 1024 * 1024,
+  defaultReplication: '000',
+  maxUploadBytes: MAX_UPLOAD_BYTES,
+  now: Date.now,
+  log: (line: string) => console.log(line),
+};
+
+export interface MasterServer {
+  server: Server;
+  topology: Topology;
+  sequencer: Sequencer;
+  address: string;
+  close(): Promise<void>;
+}
+
+function param(q: URLSearchParams | null, name: string): string | null {
+  return q?.get(name) ?? null;
+}
+
+export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<MasterServer> {
+  const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
+  const state = config.stateStore ?? new FileStateStore(config.mdir);
+  const topology = new Topology({
+    pulseSeconds: config.pulseSeconds,
+    volumeSizeLimit: config.volumeSizeLimitBytes,
+    now: config.now,
+  });
+  const sequencer = new Sequencer(state);
+  const growth = new VolumeGrowth(topology, state, config.allocate);
+  const ctx: AssignContext = {
+    topology,
+    sequencer,
+    growth,
+    signingKey: config.signingKey,
+    defaultReplication: config.defaultReplication,
+  };
+  let self = '';
+
+  const lookup = (q: URLSearchParams | null): LookupResponse => {
+    const raw = param(q, 'volumeId') ?? param(q, 'fileId');
+    if (!raw) throw new BadRequestError('lookup needs volumeId or fileId');
+    const comma = raw.indexOf(',');
+    const volumeId = parseVolumeId(comma < 0 ? raw : raw.slice(0, comma));
+    const collection = param(q, 'collection');
+    const locations = topology.locations(volumeId);
+    const v = topology.volume(volumeId);
+    if (locations.length === 0 || (collection !== null && v?.collection !== collection)) {
+      throw new NotFoundError(`volume ${volumeId} not found`);
+    }
+    return { volumeOrFileId: raw, volumeId: raw, locations };
+  };
+
+  const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
+    const hb = JSON.parse((await readBody(req, 16 * 1024 * 1024)).toString()) as HeartbeatRequest;
+    if (typeof hb.url !== 'string' || !Array.isArray(hb.volumes))
+      throw new BadRequestError('malformed heartbeat');
+    const isNew = !topology.nodes.has(hb.url);
+    topology.heartbeat(hb);
+    sequencer.observe(BigInt(hb.maxFileKey || '0'));
+    if (isNew)
+      config.log(
+        `master: volume server ${hb.url} joined (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
+      );
+    return { volumeSizeLimit: config.volumeSizeLimitBytes, pulseSeconds: config.pulseSeconds, leader: self };
+  };
+
+  const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
+    const upload = await parseUpload(req, '', config.maxUploadBytes);
+    const assigned = await assign(
+      ctx,
+      parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication),
+    );
+    const headers: Record<string, string> = {
+      'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
+    };
+    if (upload.mime) headers['Content-Type'] = upload.mime;
+    if (upload.gzipped) headers['Content-Encoding'] = 'gzip';
+    for (const [k, v] of Object.entries(upload.pairs ?? {})) headers[`Kelp-${k}`] = v;
+    if (assigned.auth) headers.Authorization = `Bearer ${assigned.auth}`;
+    const ttl = param(q, 'ttl');
+    const res = await fetch(
+      `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`,
+      {
+        method: 'PUT',
+        headers,
+        body: upload.data,
+      },
+    );
+    const body = (await res.json()) as { size: number; eTag: string; error?: string };
+    if (!res.ok)
+      throw new UpstreamError(
+        `volume server ${assigned.url} refused the upload: ${body.error ?? res.status}`,
+      );
+    return {
+      fileName: upload.name,
+      fid: assigned.fid,
+      fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
+      size: body.size,
+      eTag: body.eTag,
+    };
+  };
+
+  const deleteCollection = async (q: URLSearchParams | null): Promise<void> => {
+    const collection = param(q, 'collection');
+    if (!collection) throw new BadRequestError('collection is required');
+    const holders = topology
+      .aliveNodes()
+      .filter((n) => [...n.volumes.values()].some((v) => v.collection === collection));
+    await Promise.all(
+      holders.map(async (n) => {
+        const res = await fetch(
+          `http://${n.url}/admin/delete_collection?collection=${encodeURIComponent(collection)}`,
+          {
+            method: 'POST',
+          },
+        );
+        if (!res.ok)
+          throw new UpstreamError(`${n.url} could not delete collection ${collection}: ${res.status}`);
+        for (const [id, v] of n.volumes) if (v.collection === collection) n.volumes.delete(id);
+      }),
+    );
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const { pathname, query } = splitUrl(req.url ?? '/');
+    const q = query ?? new URLSearchParams();
+    switch (pathname) {
+      case '/dir/assign': {
+        const out = await assign(ctx, parseAssignRequest(q, config.defaultReplication));
+        return sendJson(res, 200, out, out.auth ? { Authorization: `Bearer ${out.auth}` } : {});
+      }
+      case '/dir/lookup': {
+        const out = lookup(query);
+        const fileId = param(query, 'fileId');
+        const headers: Record<string, string> = {};
+        if (fileId && config.signingKey)
+          headers.Authorization = `Bearer ${await signFileToken(config.signingKey, fileId)}`;
+        return sendJson(res, 200, out, headers);
+      }
+      case '/heartbeat':
+        if (req.method !== 'POST') throw new MethodNotAllowedError('heartbeats are POSTed');
+        return sendJson(res, 200, await heartbeat(req));
+      case '/submit':
+        if (req.method !== 'POST') throw new MethodNotAllowedError('/submit takes a multipart POST');
+        return sendJson(res, 201, await submit(req, query));
+      case '/vol/grow': {
+        const layout = {
+          collection: q.get('collection') ?? '',
+          replication: formatPlacement(parsePlacement(q.get('replication') || config.defaultReplication)),
+          ttl: formatTtl(parseTtl(q.get('ttl') ?? '')),
+        };
+        const countRaw = q.get('count');
+        const count = countRaw === null ? undefined : Number(countRaw);
+        if (count !== undefined && !(Number.isInteger(count) && count > 0 && count <= 100)) {
+          throw new BadRequestError('count must be 1..100');
+        }
+        const grown = await growth.grow(layout, { dataCenter: q.get('dataCenter') ?? undefined }, count);
+        return sendJson(res, 200, { count: grown.length, volumeIds: grown });
+      }
+      case '/vol/status':
+        return sendJson(res, 200, { Version: KELP_VERSION, Volumes: volumeStatus(topology) });
+      case '/dir/status':
+        return sendJson(res, 200, { Version: KELP_VERSION, Topology: topologyStatus(topology) });
+      case '/cluster/status':
+        return sendJson(res, 200, {
+          IsLeader: true,
+          Leader: self,
+          Peers: [],
+          MaxVolumeId: Math.max(state.load().maxVolumeId, topology.maxVolumeId()),
+        });
+      case '/col/delete':
+        await deleteCollection(query);
+        res.writeHead(204);
+        res.end();
+        return;
+      default: {
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new NotFoundError(`no endpoint ${pathname}`);
+        let fid: ReturnType<typeof parseFidPath>['fid'];
+        try {
+          fid = parseFidPath(pathname).fid;
+        } catch (err) {
+          if (err instanceof InvalidFidError) throw new NotFoundError(`no endpoint ${pathname}`);
+          throw err;
+        }
+        const holders = topology.holders(fid.volumeId);
+        if (holders.length === 0) throw new NotFoundError('not found');
+        const pick = holders[Math.floor(Math.random() * holders.length)]!;
+        const base = pick.publicUrl.includes('://') ? pick.publicUrl : `http://${pick.publicUrl}`;
+        res.writeHead(308, { Location: `${base}${req.url}` });
+        res.end();
+      }
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => sendError(res, err));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const address = `${addr.address}:${addr.port}`;
+  self = config.advertise ?? address;
+  config.log(
+    config.signingKey
+      ? 'master: writes need a signed token (jwt signing key set)'
+      : 'master: no signing key: the cluster is OPEN, anyone who can reach a volume server can write and delete',
+  );
+  const pruner = setInterval(() => topology.prune(), config.pulseSeconds * 10_000);
+  pruner.unref();
+  return {
+    server,
+    topology,
+    sequencer,
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        clearInterval(pruner);
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function volumeStatus(topology: Topology) {
+  const out = new Map<number, Record<string, unknown> & { locations: string[] }>();
+  for (const n of topology.nodes.values()) {
+    for (const v of n.volumes.values()) {
+      const e = out.get(v.id) ?? { ...v, locations: [] };
+      if (topology.isAlive(n)) e.locations.push(n.url);
+      out.set(v.id, e);
+    }
+  }
+  return [...out.values()].sort((a, b) => (a.id as number) - (b.id as number));
+}
+
+function topologyStatus(topology: Topology) {
+  const dcs = new Map<string, Map<string, unknown[]>>();
+  let max = 0;
+  let free = 0;
+  for (const n of topology.nodes.values()) {
+    const alive = topology.isAlive(n);
+    if (alive) {
+      max += n.maxVolumeCount;
+      free += topology.freeSlots(n);
+    }
+    const racks = dcs.get(n.dataCenter) ?? new Map<string, unknown[]>();
+    const nodes = racks.get(n.rack) ?? [];
+    nodes.push({
+      Url: n.url,
+      PublicUrl: n.publicUrl,
+      Volumes: n.volumes.size,
+      Max: n.maxVolumeCount,
+      Free: topology.freeSlots(n),
+      Alive: alive,
+    });
+    racks.set(n.rack, nodes);
+    dcs.set(n.dataCenter, racks);
+  }
+  return {
+    Max: max,
+    Free: free,
+    DataCenters: [...dcs].map(([id, racks]) => ({
+      Id: id,
+      Racks: [...racks].map(([rid, nodes]) => ({ Id: rid, DataNodes: nodes })),
+    })),
+  };
+}

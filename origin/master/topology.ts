@@ -1,0 +1,166 @@
+/**
+ * The master's picture of the cluster, built only from heartbeats: data
+ * centers → racks → nodes → volumes. A node that misses three pulses is dead:
+ * it drops out of lookups and its volumes stop being writable (a volume is
+ * writable only while every copy its placement asks for is alive).
+ */
+import type { HeartbeatRequest, HeartbeatVolume, Location } from '../../shared/api.ts';
+import { copyCount, parsePlacement } from '../../shared/placement.ts';
+
+/** Pulses a node may miss before it counts as dead (brief §4). */
+export const MISSED_PULSES_DEAD = 3;
+/** Above this fraction of the size limit a volume is "crowded": growth starts before it fills. */
+export const CROWDED_FRACTION = 0.9;
+/** What an assign adds to a volume's size estimate until the next heartbeat (brief §4). */
+export const ASSIGN_SIZE_ESTIMATE = 1024 * 1024;
+
+export interface DataNode {
+  url: string;
+  publicUrl: string;
+  dataCenter: string;
+  rack: string;
+  maxVolumeCount: number;
+  volumes: Map<number, HeartbeatVolume>;
+  lastSeen: number;
+}
+
+export interface LayoutKey {
+  collection: string;
+  replication: string;
+  ttl: string;
+}
+
+export interface NodeFilter {
+  dataCenter?: string;
+  rack?: string;
+  dataNode?: string;
+}
+
+export class Topology {
+  readonly nodes = new Map<string, DataNode>();
+  pulseSeconds: number;
+  volumeSizeLimit: number;
+  private readonly now: () => number;
+  /** Bytes assigned to a volume since its last reported size. */
+  private readonly pending = new Map<number, number>();
+
+  constructor(opts: { pulseSeconds: number; volumeSizeLimit: number; now: () => number }) {
+    this.pulseSeconds = opts.pulseSeconds;
+    this.volumeSizeLimit = opts.volumeSizeLimit;
+    this.now = opts.now;
+  }
+
+  /** Records a heartbeat; returns the ids of volumes this node did not report before. */
+  heartbeat(hb: HeartbeatRequest): number[] {
+    const known = this.nodes.get(hb.url);
+    const before = new Set(known?.volumes.keys() ?? []);
+    const node: DataNode = {
+      url: hb.url,
+      publicUrl: hb.publicUrl || hb.url,
+      dataCenter: hb.dataCenter || 'DefaultDataCenter',
+      rack: hb.rack || 'DefaultRack',
+      maxVolumeCount: hb.maxVolumeCount,
+      volumes: new Map(hb.volumes.map((v) => [v.id, v])),
+      lastSeen: this.now(),
+    };
+    this.nodes.set(hb.url, node);
+    for (const v of hb.volumes) this.pending.delete(v.id);
+    return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
+  }
+
+  isAlive(node: DataNode): boolean {
+    return this.now() - node.lastSeen <= MISSED_PULSES_DEAD * this.pulseSeconds * 1000;
+  }
+
+  aliveNodes(filter: NodeFilter = {}): DataNode[] {
+    return [...this.nodes.values()].filter(
+      (n) =>
+        this.isAlive(n) &&
+        (!filter.dataCenter || n.dataCenter === filter.dataCenter) &&
+        (!filter.rack || n.rack === filter.rack) &&
+        (!filter.dataNode || n.url === filter.dataNode || n.publicUrl === filter.dataNode),
+    );
+  }
+
+  freeSlots(node: DataNode): number {
+    return Math.max(0, node.maxVolumeCount - node.volumes.size);
+  }
+
+  /** Alive nodes holding the volume. */
+  holders(volumeId: number): DataNode[] {
+    return this.aliveNodes().filter((n) => n.volumes.has(volumeId));
+  }
+
+  locations(volumeId: number): Location[] {
+    return this.holders(volumeId).map((n) => ({
+      url: n.url,
+      publicUrl: n.publicUrl,
+      dataCenter: n.dataCenter,
+    }));
+  }
+
+  /** The volume as any alive holder reports it. */
+  volume(volumeId: number): HeartbeatVolume | undefined {
+    for (const n of this.aliveNodes()) {
+      const v = n.volumes.get(volumeId);
+      if (v) return v;
+    }
+    return undefined;
+  }
+
+  maxVolumeId(): number {
+    let max = 0;
+    for (const n of this.nodes.values()) for (const id of n.volumes.keys()) if (id > max) max = id;
+    return max;
+  }
+
+  /** Adds an assign's expected bytes to the volume's size until the next heartbeat says otherwise. */
+  noteAssigned(volumeId: number, bytes = ASSIGN_SIZE_ESTIMATE): void {
+    this.pending.set(volumeId, (this.pending.get(volumeId) ?? 0) + bytes);
+  }
+
+  /**
+   * Volumes of the layout that take writes now: every copy alive, none
+   * read-only, under the size limit (counting assigns since the last beat),
+   * and, with a filter, held by a node that matches it.
+   */
+  writable(
+    layout: LayoutKey,
+    filter: NodeFilter = {},
+  ): Array<{ id: number; size: number; crowded: boolean }> {
+    const byId = new Map<number, { holders: DataNode[]; v: HeartbeatVolume }>();
+    for (const n of this.aliveNodes()) {
+      for (const v of n.volumes.values()) {
+        if (
+          v.collection !== layout.collection ||
+          v.replicaPlacement !== layout.replication ||
+          v.ttl !== layout.ttl
+        )
+          continue;
+        const e = byId.get(v.id) ?? { holders: [], v };
+        e.holders.push(n);
+        if (v.size > e.v.size || v.readOnly) e.v = v;
+        byId.set(v.id, e);
+      }
+    }
+    const out: Array<{ id: number; size: number; crowded: boolean }> = [];
+    for (const [id, { holders, v }] of byId) {
+      if (holders.length < copyCount(parsePlacement(v.replicaPlacement))) continue;
+      if (holders.some((h) => h.volumes.get(id)?.readOnly)) continue;
+      const size = v.size + (this.pending.get(id) ?? 0);
+      if (size >= this.volumeSizeLimit) continue;
+      if (filter.dataCenter || filter.rack || filter.dataNode) {
+        const ok = new Set(this.aliveNodes(filter));
+        if (!holders.some((h) => ok.has(h))) continue;
+      }
+      out.push({ id, size, crowded: size >= this.volumeSizeLimit * CROWDED_FRACTION });
+    }
+    return out;
+  }
+
+  /** Forget nodes dead for a long time (their volumes are long out of lookups already). */
+  prune(forgetAfterPulses = 100): void {
+    const limit = forgetAfterPulses * this.pulseSeconds * 1000;
+    for (const [url, n] of this.nodes) if (this.now() - n.lastSeen > limit) this.nodes.delete(url);
+  }
+}

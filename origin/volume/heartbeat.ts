@@ -1,0 +1,130 @@
+/**
+ * Heartbeats to the master over HTTP (`POST /heartbeat`): this server's full
+ * state when it joins and on every pulse, and at once when something the
+ * master must know changes (a new or sealed volume). A master that is down
+ * is retried on the next pulse; the server keeps serving meanwhile.
+ */
+import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
+import { formatPlacement } from '../../shared/placement.ts';
+import { formatTtl } from '../../shared/ttl.ts';
+import type { Store } from './store.ts';
+
+export interface HeartbeatOptions {
+  master: string;
+  store: Store;
+  url: string;
+  publicUrl: string;
+  dataCenter: string;
+  rack: string;
+  pulseSeconds: number;
+  log: (line: string) => void;
+}
+
+export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
+  let maxFileKey = 0n;
+  const volumes = opts.store.all().map((v) => {
+    const s = v.status();
+    if (v.map.maxKey > maxFileKey) maxFileKey = v.map.maxKey;
+    return {
+      id: s.id,
+      collection: s.collection,
+      size: s.size,
+      fileCount: s.fileCount,
+      deleteCount: s.deleteCount,
+      deletedByteCount: s.deletedByteCount,
+      readOnly: s.readOnly,
+      replicaPlacement: formatPlacement(s.replicaPlacement),
+      ttl: formatTtl(s.ttl),
+      compactRevision: s.compactRevision,
+    };
+  });
+  return {
+    url: opts.url,
+    publicUrl: opts.publicUrl,
+    dataCenter: opts.dataCenter,
+    rack: opts.rack,
+    maxVolumeCount: opts.store.maxVolumeCount(),
+    maxFileKey: maxFileKey.toString(),
+    volumes,
+  };
+}
+
+export class HeartbeatClient {
+  private readonly opts: HeartbeatOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private connected = false;
+  private warned = false;
+  private beating: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(opts: HeartbeatOptions) {
+    this.opts = opts;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** Beat as soon as possible (coalesced: changes during a beat cause one more). */
+  beatNow(): void {
+    if (this.stopped) return;
+    if (this.beating) {
+      this.again = true;
+      return;
+    }
+    this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.beat(), ms);
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    this.beating = this.send();
+    await this.beating;
+    this.beating = undefined;
+    if (this.again) {
+      this.again = false;
+      this.schedule(0);
+    } else {
+      this.schedule(this.opts.pulseSeconds * 1000);
+    }
+  }
+
+  private async send(): Promise<void> {
+    try {
+      const res = await fetch(`http://${this.opts.master}/heartbeat`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(heartbeatOf(this.opts)),
+        signal: AbortSignal.timeout(Math.max(2000, this.opts.pulseSeconds * 1000)),
+      });
+      if (!res.ok) throw new Error(`master answered ${res.status}`);
+      const reply = (await res.json()) as HeartbeatResponse;
+      if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
+      if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
+      if (!this.connected) this.opts.log(`volume server ${this.opts.url}: joined master ${this.opts.master}`);
+      this.connected = true;
+      this.warned = false;
+    } catch (err) {
+      if (!this.warned) {
+        this.opts.log(
+          `volume server ${this.opts.url}: cannot reach master ${this.opts.master} (${(err as Error).message}); ` +
+            `retrying every ${this.opts.pulseSeconds}s`,
+        );
+        this.warned = true;
+      }
+      this.connected = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.beating;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Request and response shapes of the master and volume HTTP APIs, shared by
+ * servers, the CLI, the edge and the tests. Field names follow SeaweedFS
+ * (brief §4, §5) so its clients work unchanged.
+ */
+
+/** `GET|POST /dir/assign` → 200. */
+export interface AssignResponse {
+  fid: string;
+  /** host:port the volume server listens on (internal). */
+  url: string;
+  /** host:port (or URL) clients should use for reads. */
+  publicUrl: string;
+  count: number;
+  /** HS256 write token bound to the fid, when the cluster is secured (also sent as `Authorization: Bearer`). */
+  auth?: string;
+}
+
+export interface Location {
+  url: string;
+  publicUrl: string;
+  dataCenter: string;
+}
+
+/** `GET /dir/lookup?volumeId=|fileId=` → 200. */
+export interface LookupResponse {
+  volumeOrFileId: string;
+  /** The same as volumeOrFileId, for clients written against older SeaweedFS docs. */
+  volumeId: string;
+  locations: Location[];
+}
+
+/** One volume as a volume server reports it in a heartbeat. */
+export interface HeartbeatVolume {
+  id: number;
+  collection: string;
+  size: number;
+  fileCount: number;
+  deleteCount: number;
+  deletedByteCount: number;
+  readOnly: boolean;
+  /** "000".."222" */
+  replicaPlacement: string;
+  /** "" or a TTL string such as "3d". */
+  ttl: string;
+  compactRevision: number;
+}
+
+/**
+ * `POST /heartbeat` from a volume server: its full state when it joins and on
+ * every pulse; a change (new volume, sealed volume) triggers a beat at once.
+ */
+export interface HeartbeatRequest {
+  /** host:port the master and peers reach this server at. */
+  url: string;
+  publicUrl: string;
+  dataCenter: string;
+  rack: string;
+  maxVolumeCount: number;
+  /** Largest file key stored on this server (decimal string: u64): keeps the sequencer ahead. */
+  maxFileKey: string;
+  volumes: HeartbeatVolume[];
+}
+
+export interface HeartbeatResponse {
+  /** Bytes at which volumes seal themselves. */
+  volumeSizeLimit: number;
+  /** Seconds between pulses the master expects; three missed pulses and the node is dead. */
+  pulseSeconds: number;
+  leader: string;
+}
+
+/** `POST|PUT /<fid>` on a volume server → 201. */
+export interface UploadResponse {
+  name: string;
+  size: number;
+  eTag: string;
+  mime: string;
+}
+
+/** `POST /submit` → 201. */
+export interface SubmitResponse {
+  fileName: string;
+  fid: string;
+  fileUrl: string;
+  size: number;
+  eTag: string;
+}
