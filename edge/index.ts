@@ -1,10 +1,25 @@
+/**
+ * The Kelp edge Worker: public blob URLs served from the Cache API, volume
+ * lookups cached per isolate and per colo, writes forwarded with auth.
+ */
 import { AutoRouter, type IRequest } from 'itty-router';
+import { MethodNotAllowedError } from '../shared/errors.ts';
 import type { Env } from './env.ts';
+import { handlePublicRead } from './read.ts';
+import { errorResponse } from './respond.ts';
+import { handleDelete, handleSubmit } from './write.ts';
 
-// The public read, lookup-cache and write routes arrive with the edge issue;
-// until then the Worker answers its health check and 404s everything else.
-const router = AutoRouter<IRequest, [Env, ExecutionContext]>();
+const router = AutoRouter<IRequest, [Env, ExecutionContext]>({
+  catch: (err) => errorResponse(err),
+  missing: (req) =>
+    errorResponse(new MethodNotAllowedError(`${req.method} ${new URL(req.url).pathname} is not served here`)),
+});
 
-router.get('/healthz', () => new Response('ok\n', { headers: { 'content-type': 'text/plain' } }));
+router
+  .get('/healthz', () => new Response('ok\n', { headers: { 'content-type': 'text/plain' } }))
+  .post('/submit', (req, env) => handleSubmit(req, env))
+  .get('*', (req, env, ctx) => handlePublicRead(req, env, ctx))
+  .head('*', (req, env, ctx) => handlePublicRead(req, env, ctx))
+  .delete('*', (req, env, ctx) => handleDelete(req, env, ctx));
 
 export default { fetch: router.fetch } satisfies ExportedHandler<Env>;

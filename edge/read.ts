@@ -1,0 +1,99 @@
+/**
+ * GET/HEAD of a public URL. Hit: the Cache API answers, Range and 304
+ * included. Miss: fetch the whole object from a replica, cache it under its
+ * canonical key, and answer from the cache so Range and conditionals work the
+ * same either way. Every response says `X-Kelp-Cache: HIT|MISS|STALE|BYPASS`.
+ */
+import { UnavailableError } from '../shared/errors.ts';
+import { parseFidPath } from '../shared/fid.ts';
+import { canonicalResizeQuery, parseResizeParams } from '../shared/resize.ts';
+import { type BlobKey, blobKey, cachedHeaders, isCacheable, staleKey, trackVariant } from './cache.ts';
+import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
+import { fetchFromReplicas } from './origin.ts';
+
+/** Client headers the Cache API evaluates against a cached copy. */
+const MATCH_HEADERS = ['range', 'if-none-match', 'if-modified-since'];
+
+function withCacheState(res: Response, state: string, head: boolean): Response {
+  const out = new Response(head ? null : res.body, res);
+  out.headers.set('x-kelp-cache', state);
+  return out;
+}
+
+/** A GET for `url` carrying the client's Range and conditional headers. */
+function matchRequest(url: string, request: Request): Request {
+  const headers = new Headers();
+  for (const name of MATCH_HEADERS) {
+    const v = request.headers.get(name);
+    if (v !== null) headers.set(name, v);
+  }
+  return new Request(url, { headers });
+}
+
+async function putCopies(cache: Cache, key: BlobKey, res: Response, config: EdgeConfig): Promise<void> {
+  const ok = res.status === 200;
+  const maxAge = ok ? config.cacheTtlSeconds : config.negativeTtlSeconds;
+  const body = await res.arrayBuffer();
+  const headers = cachedHeaders(res.headers, maxAge, ok);
+  const puts = [cache.put(key.url, new Response(body, { status: res.status, headers }))];
+  if (ok) {
+    // A second copy, kept longer, that only an origin outage may serve (there is no stale-if-error in the Cache API).
+    const staleHeaders = cachedHeaders(res.headers, Math.max(config.staleTtlSeconds, maxAge), true);
+    puts.push(cache.put(staleKey(key), new Response(body, { status: 200, headers: staleHeaders })));
+  }
+  puts.push(trackVariant(cache, key, Math.max(config.staleTtlSeconds, maxAge)));
+  await Promise.all(puts);
+}
+
+export async function handlePublicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const config = edgeConfig(env);
+  const url = new URL(request.url);
+  // Both throw 400-class errors before any origin call.
+  const { fid, ext, name } = parseFidPath(url.pathname);
+  const resize = canonicalResizeQuery(parseResizeParams(url.searchParams, { maxSide: config.maxResizeSide }));
+  const key = blobKey(fid, ext, name, resize);
+  const head = request.method === 'HEAD';
+  const cache = caches.default;
+
+  const hit = await cache.match(matchRequest(key.url, request));
+  if (hit) return withCacheState(hit, 'HIT', head);
+
+  const path = `${url.pathname}${resize ? `?${resize}` : ''}`;
+  let origin: Response;
+  try {
+    origin = await fetchFromReplicas(
+      fid.volumeId,
+      path,
+      { method: 'GET', headers: { 'accept-encoding': 'identity' } },
+      config,
+      ctx,
+    );
+  } catch (err) {
+    if (!(err instanceof UnavailableError)) throw err;
+    const stale = await cache.match(matchRequest(staleKey(key), request));
+    if (stale) return withCacheState(stale, 'STALE', head);
+    throw err;
+  }
+
+  const length = Number(origin.headers.get('content-length') ?? Number.NaN);
+  const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
+  if (!isCacheable(origin) || !fits) {
+    if (request.headers.has('range') && origin.status === 200) {
+      // Too large to cache whole: pass the Range through, uncached.
+      await origin.body?.cancel();
+      const ranged = await fetchFromReplicas(
+        fid.volumeId,
+        path,
+        { method: 'GET', headers: { range: request.headers.get('range')!, 'accept-encoding': 'identity' } },
+        config,
+        ctx,
+      );
+      return withCacheState(ranged, 'BYPASS', head);
+    }
+    return withCacheState(origin, 'BYPASS', head);
+  }
+  await putCopies(cache, key, origin, config);
+  const stored = await cache.match(matchRequest(key.url, request));
+  if (!stored) throw new UnavailableError('cache refused the object', 1);
+  return withCacheState(stored, 'MISS', head);
+}

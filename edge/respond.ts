@@ -1,0 +1,15 @@
+/** The Worker's one place where a thrown value becomes a response (statuses come from shared/errors.ts). */
+import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '../shared/errors.ts';
+
+export function errorResponse(err: unknown, cacheState: 'MISS' | 'HIT' | 'BYPASS' = 'MISS'): Response {
+  if (!(err instanceof KelpError)) console.error('kelp edge: unexpected error', err);
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'x-kelp-cache': cacheState,
+    'cache-control': 'no-store',
+  };
+  if (err instanceof KelpError && err.retryAfter !== undefined)
+    headers['retry-after'] = String(err.retryAfter);
+  if (err instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${err.size}`;
+  return new Response(JSON.stringify(errorBody(err)), { status: httpStatusOf(err), headers });
+}
