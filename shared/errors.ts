@@ -98,6 +98,12 @@ export class RangeNotSatisfiableError extends KelpError {
   }
 }
 
+/** The request is well formed but its target cannot be processed (an image over the pixel limit). */
+export class UnprocessableError extends KelpError {
+  readonly status = 422;
+  readonly code = 'unprocessable';
+}
+
 export class TooManyRequestsError extends KelpError {
   readonly status = 429;
   readonly code = 'too_many_requests';

@@ -21,6 +21,8 @@ export interface ResizeParams {
 export interface ResizeLimits {
   /** Largest width or height a request may ask for. */
   maxSide: number;
+  /** Named variants (`?preset=thumb`), configured by the operator. */
+  presets?: Readonly<Record<string, ResizeParams>>;
 }
 
 /** Default bound on an output side (config overrides it). */
@@ -32,7 +34,14 @@ export const DEFAULT_RESIZE_LIMITS: ResizeLimits = { maxSide: MAX_RESIZE_SIDE };
  * URL's query string is not part of the variant (the edge drops it from its
  * cache key; the volume server rejects unknown names).
  */
-export const RESIZE_PARAMS: ReadonlySet<string> = new Set(['width', 'height', 'mode', 'format', 'quality']);
+export const RESIZE_PARAMS: ReadonlySet<string> = new Set([
+  'width',
+  'height',
+  'mode',
+  'format',
+  'quality',
+  'preset',
+]);
 
 /**
  * Aliases Cloudflare Images and imgproxy users type, mapped here and nowhere
@@ -73,6 +82,16 @@ export function parseResizeParams(
   query: URLSearchParams,
   limits: ResizeLimits = DEFAULT_RESIZE_LIMITS,
 ): ResizeParams | null {
+  const preset = query.get('preset');
+  if (preset) {
+    const named = limits.presets?.[preset];
+    if (!named) throw new InvalidParamError(`unknown preset "${preset}"`);
+    for (const name of RESIZE_PARAMS) {
+      if (name !== 'preset' && query.has(name))
+        throw new InvalidParamError(`preset cannot be combined with ${name}`);
+    }
+    return { ...named };
+  }
   const p: ResizeParams = {};
   for (const name of RESIZE_PARAMS) {
     const all = query.getAll(name).filter((v) => v !== '');
@@ -95,6 +114,8 @@ export function parseResizeParams(
         p.mode = mode;
         break;
       }
+      case 'preset':
+        break;
       case 'format': {
         const format = FORMATS[raw.toLowerCase()];
         if (!format) throw new InvalidParamError(`format must be one of ${Object.keys(FORMATS).join(', ')}`);

@@ -1,0 +1,188 @@
+/**
+ * Image variants made with sharp (libvips) from the stored bytes, with
+ * SeaweedFS's semantics (brief §5): never enlarge; `fit` keeps the aspect
+ * inside the box; `fill` fills the box and crops from the centre; no mode
+ * with a square box on a non-square image is a centre-cropped thumbnail,
+ * otherwise an exact resize. EXIF orientation is applied first. Jobs run a
+ * few at a time behind a bounded queue, each with a time limit.
+ */
+import sharp, { type FitEnum, type FormatEnum } from 'sharp';
+import {
+  BadRequestError,
+  KelpError,
+  TooManyRequestsError,
+  UnavailableError,
+  UnprocessableError,
+} from '../../shared/errors.ts';
+import type { OutputFormat, ResizeParams } from '../../shared/resize.ts';
+
+export interface ResizeConfig {
+  /** Largest source accepted, in pixels (decompression bombs are refused before decoding). */
+  maxSourcePixels: number;
+  /** Jobs running at once; the rest wait in the queue. */
+  concurrency: number;
+  /** Jobs allowed to wait; beyond it, 429 with Retry-After. */
+  maxQueue: number;
+  timeoutSeconds: number;
+  /** Largest stored blob read into memory to resize. */
+  maxSourceBytes: number;
+}
+
+export const MAX_SOURCE_PIXELS = 50_000_000;
+export const RESIZE_DEFAULTS: ResizeConfig = {
+  maxSourcePixels: MAX_SOURCE_PIXELS,
+  concurrency: 2,
+  maxQueue: 64,
+  timeoutSeconds: 10,
+  maxSourceBytes: 32 * 1024 * 1024,
+};
+
+/** Sources Kelp resizes (SeaweedFS's list: png, jpg, jpeg, gif, webp; plus avif). */
+const RESIZABLE: Record<string, Exclude<OutputFormat, 'auto'> | 'gif'> = {
+  'image/jpeg': 'jpeg',
+  'image/png': 'png',
+  'image/webp': 'webp',
+  'image/gif': 'gif',
+  'image/avif': 'avif',
+};
+
+const OUTPUT_MIME: Record<string, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  avif: 'image/avif',
+  gif: 'image/gif',
+};
+
+/** SeaweedFS's JPEG quality; other formats use sharp's defaults unless asked. */
+const DEFAULT_JPEG_QUALITY = 75;
+
+export interface ResizeOutput {
+  data: Buffer;
+  mime: string;
+  /** The response varies by Accept (format=auto). */
+  variesByAccept: boolean;
+}
+
+/** The format `auto` means for this client: AVIF, then WebP, if Accept allows; else the source's own. */
+export function negotiateFormat(accept: string | undefined, source: string): string {
+  if (accept?.includes('image/avif')) return 'avif';
+  if (accept?.includes('image/webp')) return 'webp';
+  return source;
+}
+
+class JobQueue {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly config: ResizeConfig;
+
+  constructor(config: ResizeConfig) {
+    this.config = config;
+  }
+
+  async run<T>(job: () => Promise<T>): Promise<T> {
+    if (this.running >= this.config.concurrency) {
+      if (this.waiting.length >= this.config.maxQueue) {
+        throw new TooManyRequestsError('too many resize jobs waiting; retry shortly', 1);
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running++;
+    }
+    try {
+      return await job();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
+export class Resizer {
+  readonly config: ResizeConfig;
+  private readonly queue: JobQueue;
+
+  constructor(config: Partial<ResizeConfig> = {}) {
+    this.config = { ...RESIZE_DEFAULTS, ...config };
+    this.queue = new JobQueue(this.config);
+  }
+
+  /**
+   * The variant of `source` (plain bytes of type `mime`), or null when the
+   * source is not an image Kelp resizes and no format was demanded (the
+   * caller then serves the original). A demanded format on a non-image is a 400.
+   */
+  async resize(
+    source: Uint8Array,
+    mime: string,
+    params: ResizeParams,
+    accept?: string,
+  ): Promise<ResizeOutput | null> {
+    const kind = RESIZABLE[mime.split(';')[0]!.trim().toLowerCase()];
+    if (!kind) {
+      if (params.format)
+        throw new BadRequestError(`cannot convert ${mime || 'this blob'} to ${params.format}`);
+      return null;
+    }
+    if (source.length > this.config.maxSourceBytes) {
+      throw new UnprocessableError(
+        `image of ${source.length} bytes is over the ${this.config.maxSourceBytes}-byte resize limit`,
+      );
+    }
+    const format = params.format === 'auto' ? negotiateFormat(accept, kind) : (params.format ?? kind);
+    return this.queue.run(() => this.render(source, kind, format, params, params.format === 'auto'));
+  }
+
+  private async render(
+    source: Uint8Array,
+    kind: string,
+    format: string,
+    params: ResizeParams,
+    variesByAccept: boolean,
+  ): Promise<ResizeOutput> {
+    try {
+      const image = sharp(source, { limitInputPixels: this.config.maxSourcePixels, failOn: 'error' })
+        .timeout({ seconds: this.config.timeoutSeconds })
+        .rotate();
+      const { width, height } = params;
+      if (width !== undefined || height !== undefined) {
+        const meta = await sharp(source, { limitInputPixels: this.config.maxSourcePixels }).metadata();
+        // EXIF orientations 5-8 turn the image a quarter: the box is compared with the turned size.
+        const turned = (meta.orientation ?? 1) >= 5;
+        image.resize({
+          width,
+          height,
+          fit: fitFor(params, turned ? meta.height : meta.width, turned ? meta.width : meta.height),
+          position: 'centre',
+          withoutEnlargement: true,
+        });
+      }
+      const quality = params.quality ?? (format === 'jpeg' ? DEFAULT_JPEG_QUALITY : undefined);
+      const data = await image.toFormat(format as keyof FormatEnum, quality ? { quality } : {}).toBuffer();
+      return { data, mime: OUTPUT_MIME[format] ?? `image/${kind}`, variesByAccept };
+    } catch (err) {
+      throw mapSharpError(err);
+    }
+  }
+}
+
+/** SeaweedFS's rule for the box, in sharp's vocabulary. */
+function fitFor(params: ResizeParams, srcW: number | undefined, srcH: number | undefined): keyof FitEnum {
+  if (params.mode === 'fit') return 'inside';
+  if (params.mode === 'fill') return 'cover';
+  if (params.width === undefined || params.height === undefined) return 'inside';
+  const squareBox = params.width === params.height;
+  const squareSource = srcW !== undefined && srcW === srcH;
+  return squareBox && !squareSource ? 'cover' : 'fill';
+}
+
+// sharp reports failures only as messages (no codes), so this boundary is the one place that reads them.
+function mapSharpError(err: unknown): KelpError {
+  if (err instanceof KelpError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  if (/pixel limit/i.test(message))
+    return new UnprocessableError('image is over the pixel limit for resizing');
+  if (/timeout/i.test(message)) return new UnavailableError('resize took too long', 1);
+  return new UnprocessableError(`image could not be decoded: ${message.split('\n')[0]}`);
+}
