@@ -84,14 +84,19 @@ export async function serveLargeNeedle(
       res.writeHead(200, headers);
       if (head) return void res.end();
       const hasher = new Crc32cHasher();
+      // The last page is held back until the CRC checks: had every byte gone out,
+      // the client would already hold a complete-looking response when the check
+      // fails. A mismatch throws here, and sendError destroys the socket short of
+      // Content-Length, so the client sees a truncated response.
+      let held: Buffer | undefined;
       for await (const page of pages(fd, first, last)) {
         hasher.update(page);
-        await writeAll(res, page);
+        if (held) await writeAll(res, held);
+        held = page;
       }
-      // Throws after the body was sent: sendError then destroys the socket mid-response.
       assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
       remember(`${volume.id}:${first}:${found.needle.checksum}`);
-      res.end();
+      res.end(held);
       return;
     }
     const key = `${volume.id}:${first}:${found.needle.checksum}`;

@@ -100,11 +100,15 @@ function firstFilePart(req: IncomingMessage, limit: number): Promise<Omit<Upload
       return;
     }
     let found: Omit<Upload, 'pairs'> | undefined;
+    // Claimed when the part starts, not when it ends: busboy may announce the
+    // next file before the first one's 'end', and the first file part wins.
+    let claimed = false;
     parser.on('file', (_field, stream, info) => {
-      if (found || settled) {
+      if (claimed || settled) {
         stream.resume();
         return;
       }
+      claimed = true;
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('limit', () => fail(new PayloadTooLargeError(`file exceeds ${limit} bytes`)));

@@ -114,7 +114,7 @@ export async function vacuumVolume(
     const idxMark = volume.idxSize;
     const live: Array<[bigint, number, number]> = [];
     volume.map.forEach((key, offset, size) => {
-      if (size > 0) live.push([key, offset, size]);
+      if (size >= 0) live.push([key, offset, size]); // size 0: a live empty needle
     });
     live.sort((a, b) => a[1] - b[1]);
     let sinceYield = 0;

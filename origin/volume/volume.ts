@@ -244,7 +244,8 @@ export class Volume {
   /** Writes a needle; resolves once it is durable under the fsync policy. */
   async write(w: NeedleWrite): Promise<WriteResult> {
     const existing = this.map.get(w.key);
-    if (existing !== undefined && existing.size > 0) {
+    // Size 0 is a live empty needle (the map keeps those); deleted ones are negative.
+    if (existing !== undefined && existing.size >= 0) {
       const old = this.readRecord(w.key, existing.offset, existing.size);
       if (old.cookie !== w.cookie) throw new ConflictError(`file key ${w.key.toString(16)} is taken`);
     }
@@ -255,7 +256,7 @@ export class Volume {
     const view = new DataView(record.buffer, record.byteOffset);
     const size = view.getUint32(12);
     const checksum = size > 0 ? view.getUint32(NEEDLE_HEADER_SIZE + size) : 0;
-    if (existing !== undefined && existing.size === size && size > 0) {
+    if (existing !== undefined && existing.size === size) {
       const old = this.readRecord(w.key, existing.offset, existing.size);
       if (old.checksum === checksum && sameBytes(old.data, w.data))
         return { size, checksum, unchanged: true };
@@ -282,7 +283,7 @@ export class Volume {
    */
   read(key: bigint, cookie: number): ReadResult {
     const entry = this.map.get(key);
-    if (entry === undefined || entry.size <= 0) throw new NotFoundError('not found');
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
     const recordSize = needleRecordSize(entry.size, this.version);
     if (recordSize <= LARGE_NEEDLE_BYTES) {
       const needle = this.readRecord(key, entry.offset, entry.size);
@@ -322,7 +323,7 @@ export class Volume {
    */
   async delete(key: bigint, cookie: number): Promise<number> {
     const entry = this.map.get(key);
-    if (entry === undefined || entry.size <= 0) throw new NotFoundError('not found');
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
     const needle = this.readRecord(key, entry.offset, entry.size);
     if (needle.cookie !== cookie) throw new NotFoundError('not found');
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);

@@ -1,0 +1,445 @@
+/**
+ * The volume server's HTTP API against a real server on 127.0.0.1 (brief §5):
+ * uploads, the three read URL forms, headers, Range, 304s, gzip, errors.
+ */
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  assignVolume,
+  getBytes,
+  newFid,
+  put,
+  putOk,
+  type Running,
+  randomBlob,
+  raw,
+  removeTempDirs,
+  startInProcess,
+  tempDir,
+  volumeStatus,
+  withWrongCookie,
+} from './harness.ts';
+
+const VID = 3;
+let srv: Running;
+let base: string;
+
+beforeAll(async () => {
+  srv = await startInProcess(tempDir());
+  base = srv.base;
+  await assignVolume(base, VID);
+});
+
+afterAll(async () => {
+  await srv?.stop();
+  removeTempDirs();
+});
+
+/** `3,01637037d6` -> `3/01637037d6` */
+const slashForm = (fid: string) => fid.replace(',', '/');
+
+describe('round trips', () => {
+  it('serves a raw PUT in all three URL forms with the same bytes and ETag', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(3000);
+    const res = await put(base, fid, bytes, { 'Content-Type': 'image/jpeg' });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toEqual({
+      name: '',
+      size: 3000,
+      eTag: expect.stringMatching(/^[0-9a-f]{8}$/),
+      mime: 'image/jpeg',
+    });
+    expect(res.headers.get('etag')).toBe(`"${body.eTag}"`);
+
+    for (const path of [`/${fid}`, `/${slashForm(fid)}.txt`, `/${slashForm(fid)}/name.jpg`]) {
+      const got = await raw(base, path);
+      expect(got.status, path).toBe(200);
+      expect(got.body.equals(bytes), path).toBe(true);
+      expect(got.headers.etag, path).toBe(`"${body.eTag}"`);
+      expect(got.headers['content-length'], path).toBe('3000');
+      expect(got.headers['last-modified'], path).toMatch(/GMT$/);
+    }
+  });
+
+  it('stores the first file part of a multipart POST with its name and type', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(2048);
+    const form = new FormData();
+    form.append('note', 'a field before the file is skipped');
+    form.append('file', new Blob([bytes], { type: 'image/png' }), 'pic.png');
+    form.append('second', new Blob([Buffer.from('not me')], { type: 'text/plain' }), 'other.txt');
+    const res = await fetch(`${base}/${fid}`, { method: 'POST', body: form });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { name: string; size: number; eTag: string; mime: string };
+    expect(body).toMatchObject({ name: 'pic.png', size: 2048, mime: 'image/png' });
+    expect(res.headers.get('etag')).toBe(`"${body.eTag}"`);
+
+    const got = await raw(base, `/${fid}`);
+    expect(got.status).toBe(200);
+    expect(got.body.equals(bytes)).toBe(true);
+    expect(got.headers['content-type']).toBe('image/png');
+    expect(got.headers['content-disposition']).toMatch(/^inline; filename="pic\.png"/);
+  });
+
+  it('answers 204 when the same bytes are uploaded again', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(500);
+    const first = await putOk(base, fid, bytes);
+    const again = await put(base, fid, bytes);
+    expect(again.status).toBe(204);
+    expect(again.headers.get('etag')).toBe(`"${first.eTag}"`);
+    const next = randomBlob(500);
+    const changed = await put(base, fid, next);
+    expect(changed.status).toBe(201);
+    expect((await getBytes(base, `/${fid}`)).equals(next)).toBe(true);
+  });
+
+  it('stores and serves an empty blob', async () => {
+    const fid = newFid(VID);
+    expect(await putOk(base, fid, new Uint8Array(0))).toMatchObject({ size: 0 });
+    const got = await raw(base, `/${fid}`);
+    expect(got.status).toBe(200);
+    expect(got.headers['content-length']).toBe('0');
+    expect(got.body.length).toBe(0);
+    expect((await put(base, fid, new Uint8Array(0))).status).toBe(204);
+    const del = await fetch(`${base}/${fid}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    expect(await del.json()).toEqual({ size: 0 });
+    expect((await raw(base, `/${fid}`)).status).toBe(404);
+  });
+
+  it('takes Content-Type from the stored mime, else from the URL extension', async () => {
+    const typed = newFid(VID);
+    await putOk(base, typed, 'stored as csv', { 'Content-Type': 'text/csv' });
+    expect((await raw(base, `/${typed}.png`)).headers['content-type']).toBe('text/csv');
+
+    const untyped = newFid(VID);
+    await putOk(base, untyped, randomBlob(100));
+    expect((await raw(base, `/${untyped}`)).headers['content-type']).toBe('application/octet-stream');
+    expect((await raw(base, `/${untyped}.png`)).headers['content-type']).toBe('image/png');
+    expect((await raw(base, `/${slashForm(untyped)}.gif`)).headers['content-type']).toBe('image/gif');
+    expect((await raw(base, `/${slashForm(untyped)}/photo.webp`)).headers['content-type']).toBe('image/webp');
+  });
+
+  it('serves images and text inline, HTML and SVG as attachments, and ?dl=true as an attachment', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['image/png', 'x.png', 'inline'],
+      ['text/plain', 'x.txt', 'inline'],
+      ['text/html', 'x.html', 'attachment'],
+      ['image/svg+xml', 'x.svg', 'attachment'],
+    ];
+    for (const [mime, name, kind] of cases) {
+      const fid = newFid(VID);
+      await putOk(base, fid, '<svg onload="alert(1)"/>', {
+        'Content-Type': mime,
+        'Content-Disposition': `attachment; filename="${name}"`,
+      });
+      const got = await raw(base, `/${fid}`);
+      expect(got.headers['content-type'], mime).toBe(mime);
+      expect(got.headers['content-disposition'], mime).toMatch(new RegExp(`^${kind}; filename="${name}"`));
+      expect(got.headers['x-content-type-options']).toBe('nosniff');
+      const dl = await raw(base, `/${fid}?dl=true`);
+      expect(dl.headers['content-disposition'], mime).toMatch(/^attachment/);
+    }
+  });
+
+  it('stores Kelp-* and Seaweed-* pair headers and returns them as Kelp-*', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, 'with pairs', { 'Kelp-Color': 'blue', 'Seaweed-Owner': 'ann' });
+    const got = await raw(base, `/${fid}`);
+    expect(got.headers['kelp-color']).toBe('blue');
+    expect(got.headers['kelp-owner']).toBe('ann');
+    expect(got.headers['seaweed-owner']).toBeUndefined();
+  });
+
+  it('answers HEAD with the GET headers and no body', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(777);
+    const { eTag } = await putOk(base, fid, bytes, { 'Content-Type': 'image/png' });
+    const head = await raw(base, `/${fid}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe('777');
+    expect(head.headers.etag).toBe(`"${eTag}"`);
+    expect(head.body.length).toBe(0);
+  });
+});
+
+describe('Range', () => {
+  const bytes = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
+  let fid: string;
+  beforeAll(async () => {
+    fid = newFid(VID);
+    await putOk(base, fid, bytes);
+  });
+
+  const range = (r: string) => raw(base, `/${fid}`, { headers: { Range: r } });
+
+  it('answers a single range with 206 and Content-Range', async () => {
+    const res = await range('bytes=10-19');
+    expect(res.status).toBe(206);
+    expect(res.headers['content-range']).toBe('bytes 10-19/100');
+    expect(res.headers['content-length']).toBe('10');
+    expect(res.body.equals(bytes.subarray(10, 20))).toBe(true);
+  });
+
+  it('answers a suffix range with the last bytes', async () => {
+    const res = await range('bytes=-5');
+    expect(res.status).toBe(206);
+    expect(res.headers['content-range']).toBe('bytes 95-99/100');
+    expect(res.body.equals(bytes.subarray(95))).toBe(true);
+  });
+
+  it('answers an open range to the end', async () => {
+    const res = await range('bytes=10-');
+    expect(res.status).toBe(206);
+    expect(res.headers['content-range']).toBe('bytes 10-99/100');
+    expect(res.body.equals(bytes.subarray(10))).toBe(true);
+  });
+
+  it('answers several ranges with multipart/byteranges holding exactly those parts', async () => {
+    const res = await range('bytes=0-4,20-24,-3');
+    expect(res.status).toBe(206);
+    const m = /^multipart\/byteranges; boundary=(\S+)$/.exec(res.headers['content-type'] ?? '');
+    expect(m).not.toBeNull();
+    expect(Number(res.headers['content-length'])).toBe(res.body.length);
+    const parts = parseByteRanges(res.body, m![1]!);
+    expect(parts.map((p) => p.contentRange)).toEqual(['bytes 0-4/100', 'bytes 20-24/100', 'bytes 97-99/100']);
+    expect(parts[0]!.body.equals(bytes.subarray(0, 5))).toBe(true);
+    expect(parts[1]!.body.equals(bytes.subarray(20, 25))).toBe(true);
+    expect(parts[2]!.body.equals(bytes.subarray(97))).toBe(true);
+  });
+
+  it('answers an unsatisfiable range with 416 and Content-Range bytes */size', async () => {
+    const res = await range('bytes=500-');
+    expect(res.status).toBe(416);
+    expect(res.headers['content-range']).toBe('bytes */100');
+  });
+
+  it('ranges over the plain bytes of a gzipped blob', async () => {
+    const text = 'lorem ipsum dolor sit amet '.repeat(40);
+    const gz = newFid(VID);
+    await putOk(base, gz, text, { 'Content-Type': 'text/plain' });
+    const res = await raw(base, `/${gz}`, { headers: { Range: 'bytes=6-10', 'Accept-Encoding': 'gzip' } });
+    expect(res.status).toBe(206);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    expect(res.body.toString()).toBe('ipsum');
+  });
+});
+
+/** Splits a multipart/byteranges body into its parts. */
+function parseByteRanges(body: Buffer, boundary: string) {
+  const parts: Array<{ contentRange: string; body: Buffer }> = [];
+  const delimiter = Buffer.from(`--${boundary}`);
+  let at = body.indexOf(delimiter);
+  while (at >= 0) {
+    const afterDelim = at + delimiter.length;
+    if (body.subarray(afterDelim, afterDelim + 2).toString() === '--') break;
+    const headerEnd = body.indexOf('\r\n\r\n', afterDelim);
+    const headers = body.subarray(afterDelim + 2, headerEnd).toString('latin1');
+    const next = body.indexOf(Buffer.from(`\r\n--${boundary}`), headerEnd + 4);
+    const contentRange = /Content-Range: (.*)/i.exec(headers)![1]!.trim();
+    parts.push({ contentRange, body: body.subarray(headerEnd + 4, next) });
+    at = next + 2;
+  }
+  return parts;
+}
+
+describe('conditional requests', () => {
+  let fid: string;
+  let etag: string;
+  let lastModified: string;
+  beforeAll(async () => {
+    fid = newFid(VID);
+    await putOk(base, fid, randomBlob(64), {}, '?ts=1700000000');
+    const res = await raw(base, `/${fid}`);
+    etag = res.headers.etag!;
+    lastModified = res.headers['last-modified']!;
+    expect(lastModified).toBe(new Date(1_700_000_000_000).toUTCString());
+  });
+
+  it('answers 304 to If-None-Match with the exact ETag, 200 to another', async () => {
+    const hit = await raw(base, `/${fid}`, { headers: { 'If-None-Match': etag } });
+    expect(hit.status).toBe(304);
+    expect(hit.body.length).toBe(0);
+    expect(hit.headers.etag).toBe(etag);
+    const miss = await raw(base, `/${fid}`, { headers: { 'If-None-Match': '"00000000"' } });
+    expect(miss.status).toBe(200);
+  });
+
+  it('answers 304 to If-Modified-Since at or after Last-Modified, 200 before it', async () => {
+    expect((await raw(base, `/${fid}`, { headers: { 'If-Modified-Since': lastModified } })).status).toBe(304);
+    const later = new Date(1_700_000_100_000).toUTCString();
+    expect((await raw(base, `/${fid}`, { headers: { 'If-Modified-Since': later } })).status).toBe(304);
+    const earlier = new Date(1_600_000_000_000).toUTCString();
+    expect((await raw(base, `/${fid}`, { headers: { 'If-Modified-Since': earlier } })).status).toBe(200);
+  });
+});
+
+describe('gzip', () => {
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog\n'.repeat(200));
+
+  it('stores a compressible upload gzipped and serves it gzipped or plain as the client accepts', async () => {
+    const fid = newFid(VID);
+    const before = (await volumeStatus(base, VID)).size;
+    const res = await putOk(base, fid, text, { 'Content-Type': 'text/plain' });
+    expect(res.size).toBe(text.length);
+    const grew = (await volumeStatus(base, VID)).size - before;
+    expect(grew).toBeLessThan(text.length / 4);
+
+    const gz = await raw(base, `/${fid}`, { headers: { 'Accept-Encoding': 'gzip, deflate' } });
+    expect(gz.status).toBe(200);
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(gz.headers.vary).toBe('Accept-Encoding');
+    expect(gunzipSync(gz.body).equals(text)).toBe(true);
+
+    const plain = await raw(base, `/${fid}`);
+    expect(plain.status).toBe(200);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.body.equals(text)).toBe(true);
+
+    // fetch asks for gzip itself and undoes it: the bytes still come out plain.
+    expect(Buffer.from(await (await fetch(`${base}/${fid}`)).arrayBuffer()).equals(text)).toBe(true);
+  });
+
+  it('keeps incompressible uploads as they are', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(4000);
+    await putOk(base, fid, bytes, { 'Content-Type': 'text/plain' });
+    const res = await raw(base, `/${fid}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    expect(res.headers['content-encoding']).toBeUndefined();
+    expect(res.body.equals(bytes)).toBe(true);
+  });
+
+  it('stores a client-gzipped upload as sent and serves it plain to a client without gzip', async () => {
+    const fid = newFid(VID);
+    const gzipped = gzipSync(text);
+    const res = await putOk(base, fid, gzipped, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
+    expect(res.size).toBe(text.length);
+    const plain = await raw(base, `/${fid}`);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.body.equals(text)).toBe(true);
+    const gz = await raw(base, `/${fid}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(gz.body.equals(gzipped)).toBe(true);
+  });
+
+  it('refuses a body labelled gzip that is not gzip', async () => {
+    const res = await put(base, newFid(VID), 'not gzip at all', { 'Content-Encoding': 'gzip' });
+    expect(res.status).toBe(400);
+  });
+});
+
+describe('errors', () => {
+  it('answers a wrong cookie and a deleted blob with the same 404', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, 'secret');
+    const wrong = await raw(base, `/${withWrongCookie(fid)}`);
+    const gone = newFid(VID);
+    await putOk(base, gone, 'to delete');
+    expect((await fetch(`${base}/${gone}`, { method: 'DELETE' })).status).toBe(202);
+    const deleted = await raw(base, `/${gone}`);
+    const missing = await raw(base, `/${newFid(VID)}`);
+    expect(wrong.status).toBe(404);
+    expect(deleted.status).toBe(404);
+    expect(missing.status).toBe(404);
+    expect(wrong.body.toString()).toBe(deleted.body.toString());
+    expect(missing.body.toString()).toBe(deleted.body.toString());
+    expect(wrong.headers['content-type']).toBe(deleted.headers['content-type']);
+  });
+
+  it('answers a malformed fid with 400', async () => {
+    for (const path of ['/3,zz', '/3,0163', '/x,01637037d6', '/3/01637037d6/a/b', '/3,00000000']) {
+      expect((await raw(base, path)).status, path).toBe(400);
+    }
+  });
+
+  it('answers an unknown query parameter with 400', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, 'x');
+    expect((await raw(base, `/${fid}?widht=200`)).status).toBe(400);
+    expect((await put(base, newFid(VID), 'x', {}, '?tll=1m')).status).toBe(400);
+  });
+
+  it('answers a bad ttl or ts, and a multipart body without a file part, with 400', async () => {
+    expect((await put(base, newFid(VID), 'x', {}, '?ttl=5q')).status).toBe(400);
+    expect((await put(base, newFid(VID), 'x', {}, '?ts=yesterday')).status).toBe(400);
+    const form = new FormData();
+    form.append('field', 'no file here');
+    expect((await fetch(`${base}/${newFid(VID)}`, { method: 'POST', body: form })).status).toBe(400);
+  });
+
+  it('takes uploads in the comma form only', async () => {
+    const fid = newFid(VID);
+    expect((await fetch(`${base}/${slashForm(fid)}`, { method: 'PUT', body: 'x' })).status).toBe(400);
+    expect((await raw(base, `/${fid}`)).status).toBe(404);
+  });
+
+  it('answers an unknown volume with 404', async () => {
+    expect((await raw(base, '/99,01637037d6')).status).toBe(404);
+    expect((await put(base, '99,01637037d6', 'x')).status).toBe(404);
+  });
+
+  it('deletes with 202 {size}, then answers 404 to reads and deletes', async () => {
+    const fid = newFid(VID);
+    const bytes = randomBlob(321);
+    await putOk(base, fid, bytes);
+    const wrongCookie = await fetch(`${base}/${withWrongCookie(fid)}`, { method: 'DELETE' });
+    expect(wrongCookie.status).toBe(404);
+    expect((await getBytes(base, `/${fid}`)).equals(bytes)).toBe(true);
+    const res = await fetch(`${base}/${fid}`, { method: 'DELETE' });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ size: 321 });
+    expect((await raw(base, `/${fid}`)).status).toBe(404);
+    expect((await fetch(`${base}/${fid}`, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('refuses a write to a key taken by another cookie', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, 'first');
+    const res = await put(base, withWrongCookie(fid), 'second');
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect((await getBytes(base, `/${fid}`)).toString()).toBe('first');
+  });
+});
+
+describe('upload size limit', () => {
+  let small: Running;
+  beforeAll(async () => {
+    small = await startInProcess(tempDir(), { maxUploadBytes: 1024 });
+    await assignVolume(small.base, 1);
+  });
+  afterAll(() => small?.stop());
+
+  it('accepts an upload at the limit', async () => {
+    expect((await put(small.base, newFid(1), randomBlob(1024))).status).toBe(201);
+  });
+
+  it('answers 413 to a Content-Length over the limit', async () => {
+    const res = await raw(small.base, `/${newFid(1)}`, {
+      method: 'PUT',
+      headers: { 'Content-Length': '2048' },
+      body: randomBlob(2048),
+    });
+    expect(res.status).toBe(413);
+  });
+
+  it('answers 413 to a chunked body that grows over the limit', async () => {
+    const fid = newFid(1);
+    const res = await raw(small.base, `/${fid}`, {
+      method: 'PUT',
+      headers: { 'Transfer-Encoding': 'chunked' },
+      body: [randomBlob(600), randomBlob(600), randomBlob(600)],
+    });
+    expect(res.status).toBe(413);
+    expect((await raw(small.base, `/${fid}`)).status).toBe(404);
+  });
+
+  it('answers 413 to a multipart file over the limit', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([randomBlob(4096)]), 'big.bin');
+    const res = await fetch(`${small.base}/${newFid(1)}`, { method: 'POST', body: form });
+    expect(res.status).toBe(413);
+  });
+});
