@@ -1,16 +1,46 @@
 #!/usr/bin/env node
 /**
  * The `kelp` command. Each subcommand lives in origin/commands/ and registers
- * itself on the program; `kelp <command> --help` documents every option.
+ * itself on the program; `kelp <command> --help` documents every option, and
+ * origin/config.ts resolves them (defaults < kelp.toml < KELP_* env < flags).
  */
 import { Command } from 'commander';
+import { ClientError } from './commands/client.ts';
+import { registerDownloadCommand } from './commands/download.ts';
+import { registerMasterCommand } from './commands/master.ts';
+import { registerServerCommand } from './commands/server.ts';
+import { registerUploadCommand } from './commands/upload.ts';
 import { registerVolumeCommand } from './commands/volume.ts';
-import { KELP_VERSION } from './volume/admin-handler.ts';
+import { ConfigError } from './config.ts';
+import { KELP_VERSION } from './version.ts';
 
 const program = new Command('kelp')
   .description('Kelp: a blob store for the edge (Haystack volumes, SeaweedFS-compatible APIs)')
-  .version(KELP_VERSION);
+  .version(KELP_VERSION)
+  .showHelpAfterError('(add --help for usage)');
 
+registerServerCommand(program);
+registerMasterCommand(program);
 registerVolumeCommand(program);
+registerUploadCommand(program);
+registerDownloadCommand(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Problems the user can fix get one line; anything else keeps its stack.
+  const code = (err as NodeJS.ErrnoException).code;
+  if (err instanceof ConfigError) {
+    console.error(`kelp: ${err.message}`);
+    process.exit(2);
+  } else if (err instanceof ClientError) {
+    console.error(`kelp: ${err.message}`);
+    process.exit(1);
+  } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    console.error(`kelp: cannot listen on ${e.address}:${e.port}: ${code}`);
+    process.exit(1);
+  } else {
+    throw err;
+  }
+}

@@ -1,0 +1,31 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { MASTER_OPTIONS, type MasterOptions } from '../config.ts';
+import { type MasterConfig, startMaster } from '../master/server.ts';
+import { addOptions, defined, MIB, resolveFlags } from './options.ts';
+import { stopOnSignals } from './signals.ts';
+
+export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
+  return defined({
+    host: o.ip,
+    port: o.port,
+    mdir: resolve(o.mdir),
+    volumeSizeLimitBytes: o.volumeSizeLimitMB * MIB,
+    defaultReplication: o.defaultReplication,
+    pulseSeconds: o.pulseSeconds,
+    signingKey: o.signingKey,
+  });
+}
+
+export function registerMasterCommand(program: Command): void {
+  const cmd = program
+    .command('master')
+    .description('run the master: assigns file ids, tracks volume servers by heartbeat, answers lookups');
+  addOptions(cmd, MASTER_OPTIONS).action(async () => {
+    const { values } = resolveFlags(cmd, MASTER_OPTIONS);
+    const master = await startMaster(masterConfig(values));
+    // Handlers first: whoever reads the line below may signal at once.
+    stopOnSignals(() => master.close());
+    console.log(`kelp master listening on http://${master.address} (state in ${resolve(values.mdir)})`);
+  });
+}

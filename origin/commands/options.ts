@@ -1,0 +1,74 @@
+/**
+ * Glue between a command's option schema (origin/config.ts) and commander:
+ * the flags and their help come from the schema, and the values commander
+ * collects are only the flags actually typed, so config.ts alone decides what
+ * a default, the TOML file and the environment contribute.
+ */
+import { type Command, Option } from 'commander';
+import {
+  CONFIG_ENV,
+  DEFAULT_CONFIG_FILE,
+  defaultText,
+  type OptionSpec,
+  type Resolution,
+  resolveOptions,
+} from '../config.ts';
+
+type Schema = Record<string, OptionSpec<unknown>>;
+
+/** Adds `--config` and one flag per schema option (no commander defaults: see resolveFlags). */
+export function addOptions(cmd: Command, spec: Schema): Command {
+  cmd.addOption(
+    new Option(
+      '--config <file>',
+      `TOML config file (default: ./${DEFAULT_CONFIG_FILE} if present; env ${CONFIG_ENV})`,
+    ),
+  );
+  const secrets: string[] = [];
+  for (const o of Object.values(spec)) {
+    if (!o.flag) {
+      secrets.push(
+        `${o.env} or \`${o.toml.slice(o.toml.lastIndexOf('.') + 1)}\` in [${o.toml.slice(0, o.toml.lastIndexOf('.'))}]`,
+      );
+      continue;
+    }
+    cmd.addOption(
+      new Option(`--${o.flag} ${o.arg}`, `${o.description} (default: ${defaultText(o)}; env ${o.env})`),
+    );
+  }
+  const flagged = Object.values(spec).filter((o) => o.flag);
+  const section = (o: OptionSpec<unknown>) => o.toml.slice(0, o.toml.length - o.flag!.length - 1);
+  const dotted = flagged.find((o) => o.flag!.includes('.'));
+  const example = dotted
+    ? ` (so --${dotted.flag} is \`${dotted.toml.slice(dotted.toml.lastIndexOf('.') + 1)}\` in [${dotted.toml.slice(0, dotted.toml.lastIndexOf('.'))}])`
+    : '';
+  const lines = [
+    '',
+    `Config file: each option is a key named like its flag in [${section(flagged[0]!)}]${example}.`,
+    'Precedence: flag > env var > config file > default. See docs/configuration.md.',
+  ];
+  if (secrets.length)
+    lines.push(`The JWT signing key has no flag (flags show in \`ps\`): ${secrets.join('; ')}.`);
+  cmd.addHelpText('after', lines.join('\n'));
+  return cmd;
+}
+
+/** The command's options with defaults, config file, env and typed flags applied. */
+export function resolveFlags<S extends Schema>(cmd: Command, spec: S): Resolution<S> {
+  const given = cmd.opts() as Record<string, unknown>;
+  const flags: Record<string, unknown> = {};
+  for (const o of Object.values(spec))
+    if (o.flag && given[o.flag] !== undefined) flags[o.flag] = given[o.flag];
+  return resolveOptions(spec, {
+    flags,
+    env: process.env,
+    ...(typeof given.config === 'string' ? { configFile: given.config } : {}),
+  });
+}
+
+/** `{a: 1, b: undefined}` → `{a: 1}`: an undefined field must not mask a server default when spread. */
+export function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export const MIB = 1024 * 1024;

@@ -1,0 +1,71 @@
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
+import { type MasterConfig, startMaster } from '../master/server.ts';
+import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import { addOptions, defined, MIB, resolveFlags } from './options.ts';
+import { stopOnSignals } from './signals.ts';
+
+/** Master state in DIR/master (unless --master.mdir), volumes in DIR: the layout `kelp master` + `kelp volume` use by default. */
+export function serverConfigs(o: ServerOptions): {
+  master: Partial<MasterConfig>;
+  volume: Omit<Partial<VolumeServerConfig>, 'master'> & Pick<VolumeServerConfig, 'locations'>;
+} {
+  const dir = resolve(o.dir);
+  const master = defined({
+    host: o.ip,
+    port: o['master.port'],
+    mdir: o['master.mdir'] ? resolve(o['master.mdir']) : join(dir, 'master'),
+    volumeSizeLimitBytes: o['master.volumeSizeLimitMB'] * MIB,
+    defaultReplication: o['master.defaultReplication'],
+    pulseSeconds: o['master.pulseSeconds'],
+    signingKey: o.signingKey,
+  });
+  const volume = {
+    ...defined({
+      host: o.ip,
+      port: o['volume.port'],
+      fsync: o['volume.fsync'],
+      // One size limit and one pulse for the whole process: the master's.
+      sizeLimitBytes: o['master.volumeSizeLimitMB'] * MIB,
+      pulseSeconds: o['master.pulseSeconds'],
+      maxUploadBytes: o['volume.fileSizeLimitMB'] * MIB,
+      dataCenter: o['volume.dataCenter'],
+      rack: o['volume.rack'],
+      publicUrl: o['volume.publicUrl'],
+      signingKey: o.signingKey,
+    }),
+    locations: [{ dir, maxVolumes: o['volume.max'] }],
+  };
+  return { master, volume };
+}
+
+export function registerServerCommand(program: Command): void {
+  const cmd = program
+    .command('server')
+    .description(
+      'run a master and one volume server in one process (volumes in DIR, master state in DIR/master)',
+    );
+  addOptions(cmd, SERVER_OPTIONS).action(async () => {
+    const { values } = resolveFlags(cmd, SERVER_OPTIONS);
+    const configs = serverConfigs(values);
+    const master = await startMaster(configs.master);
+    let volume: Awaited<ReturnType<typeof startVolumeServer>>;
+    try {
+      // Port 0 is fine for the master: the volume server is told the address actually bound.
+      volume = await startVolumeServer({ ...configs.volume, master: master.address });
+    } catch (err) {
+      await master.close();
+      throw err;
+    }
+    // Handlers first: whoever reads the lines below may signal at once.
+    stopOnSignals(async () => {
+      await volume.close();
+      await master.close();
+    });
+    console.log(`kelp master listening on http://${master.address} (state in ${configs.master.mdir})`);
+    console.log(
+      `kelp volume server listening on http://${volume.address} (data in ${configs.volume.locations[0]!.dir}; master ${master.address})`,
+    );
+  });
+}

@@ -1,0 +1,398 @@
+/**
+ * Options of every `kelp` command, resolved in one place. Each option has one
+ * name, and everything else follows from it (docs/configuration.md):
+ *
+ *   flag      --<name>                    --volumeSizeLimitMB, --master.port
+ *   env var   KELP_<NAME IN UPPER_SNAKE>  KELP_VOLUME_SIZE_LIMIT_MB, KELP_MASTER_PORT
+ *   TOML key  <name> in [<section>]       [volume] volumeSizeLimitMB, [server.master] port
+ *
+ * Precedence, lowest first: built-in default < TOML file (--config FILE, else
+ * ./kelp.toml if present) < KELP_* env var < flag. The signing key is the one
+ * option without a flag (a flag shows in `ps`): `[jwt.signing] key` or
+ * KELP_JWT_SIGNING_KEY, as SeaweedFS keeps it in security.toml.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { KelpError } from '../shared/errors.ts';
+import { formatPlacement, parsePlacement } from '../shared/placement.ts';
+import { formatTtl, parseTtl } from '../shared/ttl.ts';
+import { MAX_UPLOAD_BYTES } from './http/body.ts';
+import { MASTER_DEFAULTS } from './master/server.ts';
+import { VOLUME_SERVER_DEFAULTS } from './volume/server.ts';
+import { FSYNC_POLICIES, type FsyncPolicy } from './volume/syncer.ts';
+import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume/volume.ts';
+
+/** A bad option value, file or key. Never an HTTP response: the CLI prints it and exits 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The file looked for in the working directory when no --config (or KELP_CONFIG) is given. */
+export const DEFAULT_CONFIG_FILE = 'kelp.toml';
+export const CONFIG_ENV = 'KELP_CONFIG';
+
+// ---- values ----
+
+/** Thrown by a parser; resolve() prefixes where the value came from. */
+class BadValue extends Error {}
+
+/** Env vars and flags arrive as strings, TOML values typed; parsers take both. */
+type Parse<T> = (raw: unknown) => T;
+
+function str(raw: unknown): string {
+  if (typeof raw === 'string') return raw.trim();
+  if (typeof raw === 'number' || typeof raw === 'bigint') return String(raw);
+  throw new BadValue(`must be a string, not ${JSON.stringify(raw)}`);
+}
+
+function int(min: number, max: number): Parse<number> {
+  return (raw) => {
+    const s = typeof raw === 'bigint' ? String(raw) : raw;
+    const n =
+      typeof s === 'number' ? s : typeof s === 'string' && /^\s*-?\d+\s*$/.test(s) ? Number(s) : Number.NaN;
+    if (!Number.isInteger(n) || n < min || n > max) throw new BadValue(`must be an integer ${min}-${max}`);
+    return n;
+  };
+}
+
+const port = int(0, 65535);
+const positive = int(1, 2 ** 31 - 1);
+const text: Parse<string> = (raw) => {
+  const s = str(raw);
+  if (s === '') throw new BadValue('must not be empty');
+  return s;
+};
+
+/** "a,b" or a TOML array: one or more items. */
+function list<T>(item: Parse<T>): Parse<T[]> {
+  return (raw) => {
+    const items = Array.isArray(raw) ? raw : str(raw).split(',');
+    if (items.length === 0) throw new BadValue('must list at least one value');
+    return items.map((x) => item(typeof x === 'string' ? x.trim() : x));
+  };
+}
+
+function choice<T extends string>(choices: readonly T[]): Parse<T> {
+  return (raw) => {
+    const s = str(raw);
+    if (!(choices as readonly string[]).includes(s))
+      throw new BadValue(`must be one of ${choices.join(', ')}`);
+    return s as T;
+  };
+}
+
+/** host:port; an http:// prefix or a trailing slash is forgiven. */
+const hostPort: Parse<string> = (raw) => {
+  const s = text(raw)
+    .replace(/^http:\/\//, '')
+    .replace(/\/+$/, '');
+  if (!/^[^\s/:]+:\d{1,5}$/.test(s)) throw new BadValue('must be HOST:PORT');
+  return s;
+};
+/** A volume server's master: "" runs it standalone, reporting to no master. */
+const hostPortOrNone: Parse<string> = (raw) => (str(raw) === '' ? '' : hostPort(raw));
+
+/** Checked by the parsers of shared/, whose errors (KelpErrors) carry the reason. */
+function checked(fn: (s: string) => string): Parse<string> {
+  return (raw) => {
+    try {
+      return fn(str(raw));
+    } catch (err) {
+      if (err instanceof KelpError) throw new BadValue(err.message);
+      throw err;
+    }
+  };
+}
+const replication = checked((s) => formatPlacement(parsePlacement(s)));
+const ttl = checked((s) => formatTtl(parseTtl(s)));
+
+// ---- schemas ----
+
+export interface OptionSpec<T> {
+  /** Name after `--`; none for secrets. */
+  flag?: string;
+  /** Help placeholder, e.g. `<port>`. */
+  arg: string;
+  env: string;
+  /** Dotted TOML path, e.g. `master.port` = `port` in `[master]`. */
+  toml: string;
+  description: string;
+  default: T;
+  /** How the default reads in help and docs when it is not a plain value. */
+  defaultText?: string;
+  parse: Parse<T>;
+}
+
+type Field<T> = Omit<OptionSpec<T>, 'env' | 'toml' | 'flag'> & { noFlag?: { env: string; toml: string } };
+
+function field<T>(arg: string, description: string, parse: Parse<T>, def: T, defaultText?: string): Field<T> {
+  return { arg, description, parse, default: def, ...(defaultText ? { defaultText } : {}) };
+}
+
+/** `volumeSizeLimitMB` → `VOLUME_SIZE_LIMIT_MB`, `master.port` → `MASTER_PORT`. */
+export function envName(name: string): string {
+  return `KELP_${name
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/\./g, '_')
+    .toUpperCase()}`;
+}
+
+type Schema = Record<string, OptionSpec<unknown>>;
+type Specs<F> = { [K in keyof F]: F[K] extends Field<infer T> ? OptionSpec<T> : never };
+
+function schema<F extends Record<string, Field<unknown>>>(section: string, fields: F): Specs<F> {
+  const out: Record<string, OptionSpec<unknown>> = {};
+  for (const [name, { noFlag, ...f }] of Object.entries(fields)) {
+    out[name] = noFlag
+      ? { ...f, ...noFlag }
+      : { ...f, flag: name, env: envName(name), toml: `${section}.${name}` };
+  }
+  return out as Specs<F>;
+}
+
+const MIB = 1024 * 1024;
+const SIGNING_KEY: Field<string | undefined> = {
+  ...field<string | undefined>('', 'HS256 key for write tokens; unset = an open cluster', text, undefined),
+  noFlag: { env: 'KELP_JWT_SIGNING_KEY', toml: 'jwt.signing.key' },
+};
+
+const MASTER_FIELDS = {
+  port: field('<port>', 'HTTP port (0 picks a free one)', port, MASTER_DEFAULTS.port),
+  ip: field('<address>', 'address to bind', text, MASTER_DEFAULTS.host),
+  mdir: field('<dir>', 'directory of the durable state (sequencer, volume ids)', text, MASTER_DEFAULTS.mdir),
+  volumeSizeLimitMB: field(
+    '<mb>',
+    'volumes seal at this size',
+    positive,
+    MASTER_DEFAULTS.volumeSizeLimitBytes / MIB,
+  ),
+  defaultReplication: field(
+    '<xyz>',
+    'replica placement when an assign names none',
+    replication,
+    MASTER_DEFAULTS.defaultReplication,
+  ),
+  pulseSeconds: field('<s>', 'seconds between heartbeats', positive, MASTER_DEFAULTS.pulseSeconds),
+};
+
+const VOLUME_FIELDS = {
+  port: field('<port>', 'HTTP port (0 picks a free one)', port, VOLUME_SERVER_DEFAULTS.port),
+  ip: field('<address>', 'address to bind', text, VOLUME_SERVER_DEFAULTS.host),
+  dir: field('<dirs>', 'data directories, comma-separated', list(text), ['./data'], './data'),
+  max: field('<counts>', 'most volumes per directory, comma-separated', list(positive), [8], '8'),
+  master: field('<host:port>', 'master to heartbeat to ("" = none)', hostPortOrNone, '127.0.0.1:9333'),
+  dataCenter: field('<name>', 'data center of this server', text, VOLUME_SERVER_DEFAULTS.dataCenter),
+  rack: field('<name>', 'rack of this server', text, VOLUME_SERVER_DEFAULTS.rack),
+  publicUrl: field<string | undefined>(
+    '<url>',
+    'host:port clients read from',
+    text,
+    undefined,
+    'the bound address',
+  ),
+  fsync: field<FsyncPolicy>(
+    '<policy>',
+    `when a write is acknowledged (${FSYNC_POLICIES.join('|')})`,
+    choice(FSYNC_POLICIES),
+    VOLUME_SERVER_DEFAULTS.fsync,
+  ),
+  volumeSizeLimitMB: field('<mb>', 'seal a volume at this size', positive, DEFAULT_VOLUME_SIZE_LIMIT / MIB),
+  fileSizeLimitMB: field('<mb>', 'largest upload accepted (413 beyond)', positive, MAX_UPLOAD_BYTES / MIB),
+  pulseSeconds: field('<s>', 'seconds between heartbeats', positive, VOLUME_SERVER_DEFAULTS.pulseSeconds),
+};
+
+const { port: volumePort, dataCenter, rack, publicUrl, fsync, fileSizeLimitMB } = VOLUME_FIELDS;
+
+export const MASTER_OPTIONS = schema('master', { ...MASTER_FIELDS, signingKey: SIGNING_KEY });
+export const VOLUME_OPTIONS = schema('volume', { ...VOLUME_FIELDS, signingKey: SIGNING_KEY });
+/** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
+export const SERVER_OPTIONS = schema('server', {
+  dir: field('<dir>', 'volumes here, master state in DIR/master', text, './data'),
+  ip: field('<address>', 'address both servers bind', text, MASTER_DEFAULTS.host),
+  'master.port': MASTER_FIELDS.port,
+  'master.mdir': field<string | undefined>(
+    '<dir>',
+    MASTER_FIELDS.mdir.description,
+    text,
+    undefined,
+    '<dir>/master',
+  ),
+  'master.volumeSizeLimitMB': MASTER_FIELDS.volumeSizeLimitMB,
+  'master.defaultReplication': MASTER_FIELDS.defaultReplication,
+  'master.pulseSeconds': MASTER_FIELDS.pulseSeconds,
+  'volume.port': volumePort,
+  'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
+  'volume.dataCenter': dataCenter,
+  'volume.rack': rack,
+  'volume.publicUrl': publicUrl,
+  'volume.fsync': fsync,
+  'volume.fileSizeLimitMB': fileSizeLimitMB,
+  signingKey: SIGNING_KEY,
+});
+
+const CLIENT_MASTER = field('<host:port>', 'master to ask', hostPort, '127.0.0.1:9333');
+/** `kelp upload` and `kelp download` share the [client] section. */
+export const UPLOAD_OPTIONS = schema('client', {
+  master: CLIENT_MASTER,
+  collection: field('<name>', 'collection to write into', str, ''),
+  replication: field<string | undefined>(
+    '<xyz>',
+    'replica placement',
+    replication,
+    undefined,
+    "the master's",
+  ),
+  ttl: field('<ttl>', 'time to live, e.g. 3d', ttl, ''),
+});
+export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER });
+
+export const COMMAND_OPTIONS = {
+  master: MASTER_OPTIONS,
+  volume: VOLUME_OPTIONS,
+  server: SERVER_OPTIONS,
+  upload: UPLOAD_OPTIONS,
+  download: DOWNLOAD_OPTIONS,
+} satisfies Record<string, Schema>;
+
+export type Resolved<S> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
+export type MasterOptions = Resolved<typeof MASTER_OPTIONS>;
+export type VolumeOptions = Resolved<typeof VOLUME_OPTIONS>;
+export type ServerOptions = Resolved<typeof SERVER_OPTIONS>;
+export type UploadOptions = Resolved<typeof UPLOAD_OPTIONS>;
+export type DownloadOptions = Resolved<typeof DOWNLOAD_OPTIONS>;
+
+// ---- the TOML file ----
+
+/** Every dotted key any command reads: a key outside this set is a typo, whichever command runs. */
+const KNOWN_KEYS = new Set(
+  Object.values(COMMAND_OPTIONS).flatMap((s) => Object.values(s).map((o) => o.toml)),
+);
+
+function flatten(table: Record<string, unknown>, prefix: string, out: Map<string, unknown>): void {
+  for (const [k, v] of Object.entries(table)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
+      flatten(v as Record<string, unknown>, path, out);
+    } else {
+      out.set(path, v);
+    }
+  }
+}
+
+function describeKey(path: string): string {
+  const dot = path.lastIndexOf('.');
+  return dot < 0 ? `"${path}"` : `"${path.slice(dot + 1)}" in [${path.slice(0, dot)}]`;
+}
+
+/** The file's values by dotted key, or a ConfigError naming the first unknown key. */
+export function loadConfigFile(path: string): Map<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let table: Record<string, unknown>;
+  try {
+    table = parseToml(text);
+  } catch (err) {
+    if (err instanceof TomlError) throw new ConfigError(`${path}: ${err.message}`);
+    throw err;
+  }
+  const values = new Map<string, unknown>();
+  flatten(table, '', values);
+  for (const key of values.keys()) {
+    if (!KNOWN_KEYS.has(key)) {
+      const section = key.includes('.') ? key.slice(0, key.lastIndexOf('.')) : '';
+      const siblings = [...KNOWN_KEYS].filter(
+        (k) => k.startsWith(`${section}.`) && !k.slice(section.length + 1).includes('.'),
+      );
+      const hint = siblings.length
+        ? ` (known there: ${siblings.map((k) => k.slice(section.length + 1)).join(', ')})`
+        : '';
+      throw new ConfigError(`${path}: unknown key ${describeKey(key)}${hint}`);
+    }
+  }
+  return values;
+}
+
+// ---- resolution ----
+
+export type Source = 'default' | 'file' | 'env' | 'flag';
+
+export interface Sources {
+  /** Flag values as the parser gives them (strings), keyed by option name; absent = not given. */
+  flags?: Record<string, unknown>;
+  env?: Record<string, string | undefined>;
+  /** --config FILE; else KELP_CONFIG; else ./kelp.toml in `cwd` if present. */
+  configFile?: string;
+  cwd?: string;
+}
+
+export interface Resolution<S> {
+  values: Resolved<S>;
+  /** Where each value came from (shown by tests and useful in logs). */
+  sources: Record<keyof S, Source>;
+  configFile?: string;
+}
+
+export function findConfigFile(sources: Sources): string | undefined {
+  const cwd = sources.cwd ?? process.cwd();
+  const explicit = sources.configFile ?? sources.env?.[CONFIG_ENV];
+  if (explicit) {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) throw new ConfigError(`config file ${path} does not exist`);
+    return path;
+  }
+  const implicit = resolve(cwd, DEFAULT_CONFIG_FILE);
+  return existsSync(implicit) ? implicit : undefined;
+}
+
+export function resolveOptions<S extends Schema>(spec: S, sources: Sources = {}): Resolution<S> {
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const configFile = findConfigFile(sources);
+  const file = configFile ? loadConfigFile(configFile) : new Map<string, unknown>();
+  const values: Record<string, unknown> = {};
+  const origin: Record<string, Source> = {};
+  for (const [name, o] of Object.entries(spec)) {
+    const parse = (raw: unknown, where: string) => {
+      try {
+        return o.parse(raw);
+      } catch (err) {
+        if (err instanceof BadValue) throw new ConfigError(`${where}: ${err.message}`);
+        throw err;
+      }
+    };
+    if (o.flag && flags[o.flag] !== undefined) {
+      values[name] = parse(flags[o.flag], `--${o.flag}`);
+      origin[name] = 'flag';
+    } else if (env[o.env] !== undefined && env[o.env] !== '') {
+      values[name] = parse(env[o.env], o.env);
+      origin[name] = 'env';
+    } else if (file.has(o.toml)) {
+      values[name] = parse(file.get(o.toml), `${configFile}: ${describeKey(o.toml)}`);
+      origin[name] = 'file';
+    } else {
+      values[name] = o.default;
+      origin[name] = 'default';
+    }
+  }
+  return {
+    values: values as Resolved<S>,
+    sources: origin as Record<keyof S, Source>,
+    ...(configFile ? { configFile } : {}),
+  };
+}
+
+/** How an option's default reads in help and docs. */
+export function defaultText(o: OptionSpec<unknown>): string {
+  if (o.defaultText) return o.defaultText;
+  if (o.default === undefined) return '(none)';
+  if (o.default === '') return '""';
+  return Array.isArray(o.default) ? o.default.join(',') : String(o.default);
+}

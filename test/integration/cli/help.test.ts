@@ -1,0 +1,36 @@
+/** `kelp --help` and `kelp <command> --help` for every command: exit 0, every option listed. */
+import { describe, expect, it } from 'vitest';
+import { COMMAND_OPTIONS } from '../../../origin/config.ts';
+import { runKelp } from './harness.ts';
+
+describe('kelp --help', () => {
+  it('lists every command', async () => {
+    const r = await runKelp(['--help']);
+    expect(r.code).toBe(0);
+    for (const command of Object.keys(COMMAND_OPTIONS))
+      expect(r.stdout.toString()).toContain(`${command} [options]`);
+  });
+
+  it.each(Object.entries(COMMAND_OPTIONS))(
+    'kelp %s --help lists each flag with its env var',
+    async (command, spec) => {
+      const r = await runKelp([command, '--help']);
+      expect(r.code, r.stderr).toBe(0);
+      const help = r.stdout.toString().replace(/\s+/g, ' ');
+      expect(help).toContain(`Usage: kelp ${command}`);
+      expect(help).toContain('--config <file>');
+      for (const o of Object.values(spec)) {
+        if (!o.flag) continue;
+        expect(help).toContain(`--${o.flag} ${o.arg}`);
+        expect(help).toContain(o.env);
+      }
+      expect(help).not.toMatch(/--(signingKey|jwt|key)\b/);
+    },
+  );
+
+  it('fails with exit 2 and the option name on a bad value', async () => {
+    const r = await runKelp(['master', '--port', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--port: must be an integer 0-65535');
+  });
+});
