@@ -68,17 +68,38 @@ async function variantsOf(cache: Cache, file: string): Promise<string[]> {
   return res ? ((await res.json()) as string[]) : [];
 }
 
-/** Records a cached key under its file, so purge() finds it. */
-export async function trackVariant(cache: Cache, key: BlobKey, ttlSeconds: number): Promise<void> {
-  const known = await variantsOf(cache, key.file);
-  if (known.includes(key.url)) return;
-  known.push(key.url);
-  await cache.put(
-    `${VARIANTS_BASE}${key.file}`,
-    new Response(JSON.stringify(known), {
-      headers: { 'content-type': 'application/json', 'cache-control': `max-age=${ttlSeconds}` },
-    }),
-  );
+/** Index updates in flight per file: one read-modify-write at a time per isolate, or concurrent misses lose keys. */
+const indexQueue = new Map<string, Promise<void>>();
+
+/**
+ * Records a cached key under its file, so purge() finds it. The index is one
+ * JSON list rewritten in place, so updates are serialised per file within the
+ * isolate; another isolate of the colo may still interleave (the Cache API has
+ * no compare-and-set), which one re-read after the write mostly repairs.
+ */
+export function trackVariant(cache: Cache, key: BlobKey, ttlSeconds: number): Promise<void> {
+  const prev = indexQueue.get(key.file) ?? Promise.resolve();
+  const next = prev.then(() => addToIndex(cache, key, ttlSeconds));
+  const tail = next.catch(() => {});
+  indexQueue.set(key.file, tail);
+  void tail.then(() => {
+    if (indexQueue.get(key.file) === tail) indexQueue.delete(key.file);
+  });
+  return next;
+}
+
+async function addToIndex(cache: Cache, key: BlobKey, ttlSeconds: number): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const known = await variantsOf(cache, key.file);
+    if (known.includes(key.url)) return;
+    known.push(key.url);
+    await cache.put(
+      `${VARIANTS_BASE}${key.file}`,
+      new Response(JSON.stringify(known), {
+        headers: { 'content-type': 'application/json', 'cache-control': `max-age=${ttlSeconds}` },
+      }),
+    );
+  }
 }
 
 /** Deletes every cached variant of the file (and their stale copies) in this colo. */

@@ -4,7 +4,7 @@
  * canonical key, and answer from the cache so Range and conditionals work the
  * same either way. Every response says `X-Kelp-Cache: HIT|MISS|STALE|BYPASS`.
  */
-import { UnavailableError } from '../shared/errors.ts';
+import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import { parseFidPath } from '../shared/fid.ts';
 import { canonicalResizeQuery, parseResizeParams } from '../shared/resize.ts';
 import { type BlobKey, blobKey, cachedHeaders, isCacheable, staleKey, trackVariant } from './cache.ts';
@@ -41,7 +41,9 @@ async function putCopies(cache: Cache, key: BlobKey, res: Response, config: Edge
     const staleHeaders = cachedHeaders(res.headers, Math.max(config.staleTtlSeconds, maxAge), true);
     puts.push(cache.put(staleKey(key), new Response(body, { status: 200, headers: staleHeaders })));
   }
-  puts.push(trackVariant(cache, key, Math.max(config.staleTtlSeconds, maxAge)));
+  // The index outlives every entry it lists, whatever this one's max-age: a short-lived
+  // entry (a 404) recorded last must not shorten it below a long-lived one's.
+  puts.push(trackVariant(cache, key, Math.max(config.staleTtlSeconds, config.cacheTtlSeconds)));
   await Promise.all(puts);
 }
 
@@ -69,7 +71,9 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
       ctx,
     );
   } catch (err) {
-    if (!(err instanceof UnavailableError)) throw err;
+    // NotFoundError here is the master's lookup saying no live server holds the volume (a
+    // replica's own 404 comes back as a response): an outage as much as a timeout is.
+    if (!(err instanceof UnavailableError || err instanceof NotFoundError)) throw err;
     const stale = await cache.match(matchRequest(staleKey(key), request));
     if (stale) return withCacheState(stale, 'STALE', head);
     throw err;

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 
 export interface Started {
-  child: ChildProcess;
+  /** The server's process; absent for a server the bench runs some other way (e.g. workerd via Miniflare). */
+  child?: ChildProcess;
   port: number;
   stop(): Promise<void>;
 }

@@ -1,0 +1,346 @@
+/**
+ * The edge test harness: the Worker (edge/index.ts) bundled with esbuild and
+ * run in workerd through Miniflare, in front of a real master and real volume
+ * servers started in this process on 127.0.0.1. Every origin is reached
+ * through a small counting proxy, so a test can assert how many requests the
+ * edge sent (the master sees its proxy as MASTER_URL; each volume server
+ * advertises its proxy as publicUrl, which is the address the edge reads).
+ * One Miniflare instance per test file, so Cache API contents never leak
+ * from one file into another.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
+import { type MasterServer, startMaster } from '../../origin/master/server.ts';
+import { startVolumeServer, type VolumeServer } from '../../origin/volume/server.ts';
+import type { AssignResponse, LookupResponse } from '../../shared/api.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const WORKER_ENTRY = join(REPO_ROOT, 'edge/index.ts');
+/** The compatibility date the tests and the bench run the Worker at (wrangler.toml's). */
+export const COMPATIBILITY_DATE = '2026-11-01';
+
+const tempDirs: string[] = [];
+
+export function tempDir(prefix = 'kelp-edge-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Bundles a Worker entry the way wrangler does (ESM, browser conditions) into
+ * a single .mjs in `outDir`, and returns its path.
+ */
+export async function bundleWorker(entry: string, outDir: string): Promise<string> {
+  const outfile = join(outDir, 'worker.mjs');
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    conditions: ['workerd', 'worker', 'browser'],
+    mainFields: ['browser', 'module', 'main'],
+    target: 'es2022',
+    logLevel: 'silent',
+  });
+  return outfile;
+}
+
+/**
+ * A Worker script in workerd. Miniflare 5 takes a new option shape; the v4
+ * one (modules, scriptPath, bindings) still converts, the way wrangler does
+ * it. `port` starts Miniflare's own HTTP server there (0 = any free port);
+ * without it requests go through `dispatchFetch` only.
+ */
+export function startWorker(scriptPath: string, bindings: Record<string, string>, port?: number): Miniflare {
+  return new Miniflare({
+    ...convertV4MiniflareOptions({
+      modules: true,
+      scriptPath,
+      // Module names are relative to this root; the bundle sits in a temp dir.
+      modulesRoot: dirname(scriptPath),
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings,
+      cf: false,
+      host: '127.0.0.1',
+      ...(port === undefined ? {} : { port }),
+    }),
+    logRequests: false,
+  });
+}
+
+/** One request as a counting proxy saw it. */
+export interface Seen {
+  method: string;
+  path: string;
+}
+
+/**
+ * A pass-through HTTP proxy on 127.0.0.1:0 that records every request. When
+ * the upstream cannot be reached it drops the client's connection, as a dead
+ * host would look to the edge.
+ */
+export class CountingProxy {
+  readonly seen: Seen[] = [];
+  private server: Server;
+  private sockets = new Set<Socket>();
+  port = 0;
+  /** host:port requests are passed to. */
+  upstream: string;
+  /** Milliseconds to hold each request before passing it on (a slow origin). */
+  delayMs = 0;
+
+  constructor(upstream: string) {
+    this.upstream = upstream;
+    this.server = createServer(async (req, res) => {
+      this.seen.push({ method: req.method ?? '', path: req.url ?? '' });
+      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+      const [host, port] = this.upstream.split(':') as [string, string];
+      const out = httpRequest(
+        { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.rawHeaders);
+          up.pipe(res);
+        },
+      );
+      out.on('error', () => req.socket.destroy());
+      req.pipe(out);
+    });
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get count(): number {
+    return this.seen.length;
+  }
+
+  /** Requests whose path starts with `prefix`. */
+  countOf(prefix: string): number {
+    return this.seen.filter((s) => s.path.startsWith(prefix)).length;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+}
+
+export interface EdgeVolume {
+  server: VolumeServer;
+  proxy: CountingProxy;
+  /** The server's own host:port (uploads go here, bypassing the counters). */
+  url: string;
+  /** Stops the server and its proxy: the address then refuses connections. */
+  stop(): Promise<void>;
+}
+
+export interface EdgeOptions {
+  /** Volume servers to start (default 1). */
+  volumes?: number;
+  /** Worker vars on top of MASTER_URL (strings, as in wrangler.toml). */
+  vars?: Record<string, string>;
+  /** Serve the Worker on Miniflare's own HTTP server at this port (0 = any), for load tests. */
+  port?: number;
+}
+
+export interface EdgeCluster {
+  mf: Miniflare;
+  master: MasterServer;
+  masterProxy: CountingProxy;
+  volumes: EdgeVolume[];
+  /** A request to the Worker; `path` is e.g. "/3,01637037d6.jpg". */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Requests every origin (master and volume proxies) has seen so far. */
+  originRequests(): number;
+  /** Master lookups seen so far. */
+  lookups(): number;
+  /** `/dir/assign` then a multipart upload straight to the volume server; returns the fid. */
+  upload(data: Uint8Array, opts?: { name?: string; mime?: string; replication?: string }): Promise<string>;
+  /**
+   * `count` random blobs of `size` bytes in ONE volume: one `/dir/assign?count=N`,
+   * then uploads to fid, fid_1, fid_2, ... (the ids that assign reserved).
+   */
+  uploadBatch(
+    count: number,
+    size: number,
+    opts?: { replication?: string },
+  ): Promise<{ fids: string[]; blobs: Uint8Array[] }>;
+  /** The master's lookup for a volume, asked directly (not counted). */
+  lookup(volumeId: number): Promise<LookupResponse>;
+  close(): Promise<void>;
+}
+
+/** Polls `check` every 50 ms until it is truthy, or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export function randomBlob(size: number): Uint8Array {
+  return new Uint8Array(randomBytes(size));
+}
+
+/**
+ * A master, `volumes` volume servers (all in rack r0 of one data center, so
+ * "001" puts a copy on two of them), counting proxies in front of each, and
+ * the Worker in Miniflare pointing at the master's proxy.
+ */
+export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
+  const work = tempDir();
+  const quiet = () => {};
+  const master = await startMaster({
+    host: '127.0.0.1',
+    port: 0,
+    mdir: join(work, 'm'),
+    pulseSeconds: 1,
+    log: quiet,
+  });
+  const masterProxy = await new CountingProxy(master.address).listen();
+  const volumes: EdgeVolume[] = [];
+  for (let i = 0; i < (opts.volumes ?? 1); i++) {
+    // The proxy must exist before the server so the server can advertise it; its upstream is set once bound.
+    const proxy = await new CountingProxy('127.0.0.1:0').listen();
+    const server = await startVolumeServer({
+      host: '127.0.0.1',
+      port: 0,
+      locations: [{ dir: join(work, `v${i}`), maxVolumes: 8 }],
+      master: master.address,
+      publicUrl: proxy.address,
+      pulseSeconds: 1,
+      rack: 'r0',
+      log: quiet,
+    });
+    proxy.upstream = server.address;
+    let stopped = false;
+    volumes.push({
+      server,
+      proxy,
+      url: server.address,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await server.close();
+        await proxy.close();
+      },
+    });
+  }
+  await waitFor(
+    'volume servers to join the master',
+    () => master.topology.aliveNodes().length === volumes.length,
+  );
+
+  const scriptPath = await bundleWorker(WORKER_ENTRY, work);
+  const mf = startWorker(
+    scriptPath,
+    { MASTER_URL: `http://${masterProxy.address}`, ...opts.vars },
+    opts.port,
+  );
+  await mf.ready;
+
+  const masterBase = `http://${master.address}`;
+  const assign = async (params: URLSearchParams): Promise<AssignResponse> => {
+    const res = await fetch(`${masterBase}/dir/assign?${params}`);
+    if (res.status !== 200) throw new Error(`assign: ${res.status} ${await res.text()}`);
+    return (await res.json()) as AssignResponse;
+  };
+  const put = async (url: string, fid: string, data: Uint8Array, name: string, mime: string) => {
+    const form = new FormData();
+    form.append('file', new Blob([new Uint8Array(data)], { type: mime }), name);
+    const res = await fetch(`http://${url}/${fid}`, { method: 'POST', body: form });
+    if (res.status !== 201) throw new Error(`upload ${fid}: ${res.status} ${await res.text()}`);
+  };
+  const cluster: EdgeCluster = {
+    mf,
+    master,
+    masterProxy,
+    volumes,
+    async fetch(path, init) {
+      const res = await mf.dispatchFetch(`http://edge.test${path}`, init as never);
+      return res as unknown as Response;
+    },
+    originRequests: () => masterProxy.count + volumes.reduce((n, v) => n + v.proxy.count, 0),
+    lookups: () => masterProxy.countOf('/dir/lookup'),
+    async upload(data, { name = 'blob.bin', mime = 'application/octet-stream', replication } = {}) {
+      const assigned = await assign(new URLSearchParams(replication ? { replication } : {}));
+      await put(assigned.url, assigned.fid, data, name, mime);
+      return assigned.fid;
+    },
+    async uploadBatch(count, size, { replication } = {}) {
+      const params = new URLSearchParams({ count: String(count) });
+      if (replication) params.set('replication', replication);
+      const assigned = await assign(params);
+      const fids = Array.from({ length: count }, (_, i) => (i === 0 ? assigned.fid : `${assigned.fid}_${i}`));
+      const blobs = fids.map(() => randomBlob(size));
+      await Promise.all(
+        fids.map((fid, i) => put(assigned.url, fid, blobs[i]!, `f${i}.bin`, 'application/octet-stream')),
+      );
+      return { fids, blobs };
+    },
+    async lookup(volumeId) {
+      const res = await fetch(`${masterBase}/dir/lookup?volumeId=${volumeId}`);
+      if (res.status !== 200) throw new Error(`lookup ${volumeId}: ${res.status}`);
+      return (await res.json()) as LookupResponse;
+    },
+    async close() {
+      await mf.dispose().catch(() => {});
+      for (const v of volumes) await v.stop().catch(() => {});
+      await masterProxy.close().catch(() => {});
+      await master.close().catch(() => {});
+      removeTempDirs();
+    },
+  };
+  return cluster;
+}
+
+/**
+ * A multipart form as bytes plus its Content-Type: `dispatchFetch` sends a
+ * FormData body as the string "[object FormData]", so serialise it first.
+ */
+export async function multipart(
+  data: Uint8Array,
+  name: string,
+  type = 'application/octet-stream',
+): Promise<{ body: ArrayBuffer; headers: Record<string, string> }> {
+  const form = new FormData();
+  form.append('file', new Blob([new Uint8Array(data)], { type }), name);
+  const req = new Request('http://serialise.invalid/', { method: 'POST', body: form });
+  return { body: await req.arrayBuffer(), headers: { 'content-type': req.headers.get('content-type')! } };
+}
+
+/** The response body as bytes. */
+export async function bytes(res: Response): Promise<Uint8Array> {
+  return new Uint8Array(await res.arrayBuffer());
+}

@@ -1,0 +1,371 @@
+/**
+ * Public reads through the edge Worker in workerd, against a real master and
+ * volume server: the Cache API answers hits (Range and 304 included), misses
+ * go to origin once, lookups are shared, bad requests never leave the edge,
+ * errors are cached only briefly, and writes pass through and purge.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseFid } from '../../shared/fid.ts';
+import { bytes, type EdgeCluster, multipart, randomBlob, sleep, startEdge } from './harness.ts';
+
+/** Objects above this are not fetched whole to answer a Range (MAX_CACHEABLE_BYTES). */
+const CAP = 64 * 1024;
+const NEGATIVE_TTL_SECONDS = 1;
+
+let edge: EdgeCluster;
+
+beforeAll(async () => {
+  edge = await startEdge({
+    vars: {
+      MAX_CACHEABLE_BYTES: String(CAP),
+      NEGATIVE_TTL_SECONDS: String(NEGATIVE_TTL_SECONDS),
+      // Short, so that the variant index's lifetime can be seen to outlast it (no stale copy is read here).
+      STALE_TTL_SECONDS: '1',
+    },
+  });
+});
+afterAll(async () => {
+  await edge?.close();
+});
+
+/** Runs `fn` and returns how many requests the origins (master + volume servers) saw meanwhile. */
+async function originRequestsDuring(fn: () => Promise<void>): Promise<number> {
+  const before = edge.originRequests();
+  await fn();
+  return edge.originRequests() - before;
+}
+
+/** "/3/01637037d6" from "3,01637037d6". */
+function slashForm(fid: string): string {
+  return `/${fid.replace(',', '/')}`;
+}
+
+describe('lookups', () => {
+  // First in the file: it needs a volume the edge has never looked up.
+  it('asks the master once for 50 reads of different files in one volume, 25 of them concurrent', async () => {
+    const { fids, blobs } = await edge.uploadBatch(50, 200);
+    const volumeId = parseFid(fids[0]!).volumeId;
+    const lookupsOfVolume = () => edge.masterProxy.countOf(`/dir/lookup?volumeId=${volumeId}`);
+    expect(lookupsOfVolume()).toBe(0);
+
+    const read = async (i: number) => {
+      const res = await edge.fetch(`/${fids[i]}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-kelp-cache')).toBe('MISS');
+      expect(await bytes(res)).toEqual(blobs[i]);
+    };
+    await Promise.all(Array.from({ length: 25 }, (_, i) => read(i)));
+    for (let i = 25; i < 50; i++) await read(i);
+    expect(lookupsOfVolume()).toBe(1);
+    expect(edge.volumes[0]!.proxy.countOf(`/${volumeId},`)).toBe(50);
+  });
+});
+
+describe('hot reads', () => {
+  it('answers a MISS from origin, then a HIT from the cache with identical bytes, in all three URL forms', async () => {
+    const forms = [
+      (fid: string) => `/${fid}`,
+      (fid: string) => slashForm(fid),
+      (fid: string) => `${slashForm(fid)}/photo.jpg`,
+    ];
+    for (const form of forms) {
+      const data = randomBlob(3000);
+      const fid = await edge.upload(data, { name: 'photo.jpg', mime: 'image/jpeg' });
+      const first = await edge.fetch(form(fid));
+      expect(first.status).toBe(200);
+      expect(first.headers.get('x-kelp-cache')).toBe('MISS');
+      expect(first.headers.get('content-type')).toBe('image/jpeg');
+      expect(first.headers.get('cache-control')).toMatch(/public, max-age=\d+, immutable/);
+      expect(await bytes(first)).toEqual(data);
+
+      const n = await originRequestsDuring(async () => {
+        const second = await edge.fetch(form(fid));
+        expect(second.status).toBe(200);
+        expect(second.headers.get('x-kelp-cache')).toBe('HIT');
+        expect(second.headers.get('etag')).toBe(first.headers.get('etag'));
+        expect(await bytes(second)).toEqual(data);
+      });
+      expect(n).toBe(0);
+    }
+  });
+
+  it('serves the comma and slash forms, and any unrelated query string, from one cache entry', async () => {
+    const data = randomBlob(500);
+    const fid = await edge.upload(data, { name: 'a.txt', mime: 'text/plain' });
+    expect((await edge.fetch(`/${fid}.txt`)).headers.get('x-kelp-cache')).toBe('MISS');
+    const n = await originRequestsDuring(async () => {
+      for (const path of [`${slashForm(fid)}.txt`, `/${fid}.TXT`, `/${fid}.txt?utm_source=x&v=2`]) {
+        const res = await edge.fetch(path);
+        expect(res.headers.get('x-kelp-cache'), path).toBe('HIT');
+        expect(await bytes(res)).toEqual(data);
+      }
+    });
+    expect(n).toBe(0);
+  });
+
+  it('answers HEAD with the headers and no body, on a miss and on a hit', async () => {
+    const data = randomBlob(1234);
+    const fid = await edge.upload(data);
+    const miss = await edge.fetch(`/${fid}`, { method: 'HEAD' });
+    expect(miss.status).toBe(200);
+    expect(miss.headers.get('x-kelp-cache')).toBe('MISS');
+    expect((await bytes(miss)).length).toBe(0);
+    const n = await originRequestsDuring(async () => {
+      const hit = await edge.fetch(`/${fid}`, { method: 'HEAD' });
+      expect(hit.status).toBe(200);
+      expect(hit.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(hit.headers.get('etag')).toMatch(/^"[0-9a-f]{8}"$/);
+      expect((await bytes(hit)).length).toBe(0);
+      // The HEAD's miss cached the whole object: a GET is a hit too.
+      const get = await edge.fetch(`/${fid}`);
+      expect(get.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(await bytes(get)).toEqual(data);
+    });
+    expect(n).toBe(0);
+  });
+});
+
+describe('Range and conditional requests', () => {
+  it('answers a Range on a cached object with 206, the right bytes and Content-Range', async () => {
+    const data = randomBlob(10_000);
+    const fid = await edge.upload(data);
+    await bytes(await edge.fetch(`/${fid}`));
+    const n = await originRequestsDuring(async () => {
+      const res = await edge.fetch(`/${fid}`, { headers: { range: 'bytes=100-1099' } });
+      expect(res.status).toBe(206);
+      expect(res.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(res.headers.get('content-range')).toBe('bytes 100-1099/10000');
+      expect(await bytes(res)).toEqual(data.subarray(100, 1100));
+      const suffix = await edge.fetch(`/${fid}`, { headers: { range: 'bytes=-10' } });
+      expect(suffix.status).toBe(206);
+      expect(suffix.headers.get('content-range')).toBe('bytes 9990-9999/10000');
+      expect(await bytes(suffix)).toEqual(data.subarray(9990));
+    });
+    expect(n).toBe(0);
+  });
+
+  it('answers a Range miss under the cap from the whole object, which it caches', async () => {
+    const data = randomBlob(CAP - 1000);
+    const fid = await edge.upload(data);
+    const res = await edge.fetch(`/${fid}`, { headers: { range: 'bytes=5-14' } });
+    expect(res.status).toBe(206);
+    expect(res.headers.get('x-kelp-cache')).toBe('MISS');
+    expect(res.headers.get('content-range')).toBe(`bytes 5-14/${data.length}`);
+    expect(await bytes(res)).toEqual(data.subarray(5, 15));
+    // The origin was asked for the whole object, never for a range.
+    const volume = edge.volumes[0]!.proxy;
+    expect(volume.seen.filter((s) => s.path === `/${fid}`)).toHaveLength(1);
+    const n = await originRequestsDuring(async () => {
+      const full = await edge.fetch(`/${fid}`);
+      expect(full.status).toBe(200);
+      expect(full.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(await bytes(full)).toEqual(data);
+    });
+    expect(n).toBe(0);
+  });
+
+  it('passes a Range on an object over MAX_CACHEABLE_BYTES through to origin, uncached', async () => {
+    const data = randomBlob(CAP + 10_000);
+    const fid = await edge.upload(data);
+    for (let i = 0; i < 2; i++) {
+      const n = await originRequestsDuring(async () => {
+        const res = await edge.fetch(`/${fid}`, { headers: { range: 'bytes=70000-70099' } });
+        expect(res.status).toBe(206);
+        expect(res.headers.get('x-kelp-cache')).toBe('BYPASS');
+        expect(res.headers.get('content-range')).toBe(`bytes 70000-70099/${data.length}`);
+        expect(await bytes(res)).toEqual(data.subarray(70_000, 70_100));
+      });
+      expect(n).toBeGreaterThan(0);
+    }
+    // A plain GET of it passes through whole, uncached, too.
+    const full = await edge.fetch(`/${fid}`);
+    expect(full.headers.get('x-kelp-cache')).toBe('BYPASS');
+    expect(await bytes(full)).toEqual(data);
+  });
+
+  it('answers If-None-Match with the ETag with 304 from the cache', async () => {
+    const fid = await edge.upload(randomBlob(2000));
+    const first = await edge.fetch(`/${fid}`);
+    const etag = first.headers.get('etag')!;
+    await bytes(first);
+    const n = await originRequestsDuring(async () => {
+      const res = await edge.fetch(`/${fid}`, { headers: { 'if-none-match': etag } });
+      expect(res.status).toBe(304);
+      expect(res.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(res.headers.get('etag')).toBe(etag);
+      expect((await bytes(res)).length).toBe(0);
+      const other = await edge.fetch(`/${fid}`, { headers: { 'if-none-match': '"00000000"' } });
+      expect(other.status).toBe(200);
+      await bytes(other);
+    });
+    expect(n).toBe(0);
+  });
+});
+
+describe('bad requests', () => {
+  it('rejects malformed paths and over-limit resize params with 400 and no origin request', async () => {
+    const fid = await edge.upload(randomBlob(100));
+    const bad = [
+      '/abc',
+      '/3,zz',
+      '/3,',
+      '/3/..',
+      '/3/%2e%2e',
+      '/..%2f..%2fetc/passwd',
+      `/${fid.replace(',', '/')}/..%2f..%2fetc%2fpasswd`,
+      `/${fid.replace(',', '/')}/%2e%2e`,
+      '/1/2/3/4',
+      `${slashForm(fid)}/name.jpg/extra`,
+      '/4294967296,01637037d6',
+      `/${fid}.tar.gz`,
+      `/${fid}.j%20pg`,
+      `/${fid}?width=99999`,
+      `/${fid}?width=0`,
+      `/${fid}?width=12.5`,
+      `/${fid}?height=5000`,
+      `/${fid}?width=100&mode=bogus`,
+      `/${fid}?mode=bogus`,
+      `/${fid}?mode=fill`,
+      `/${fid}?format=gif`,
+      `/${fid}?quality=101`,
+      `/${fid}?width=10&width=20`,
+    ];
+    const n = await originRequestsDuring(async () => {
+      for (const path of bad) {
+        const res = await edge.fetch(path);
+        expect(res.status, path).toBe(400);
+        expect(res.headers.get('x-kelp-cache'), path).not.toBeNull();
+        const body = (await res.json()) as { code: string };
+        expect(body.code, path).toMatch(/^invalid_/);
+      }
+      for (const method of ['DELETE', 'HEAD']) {
+        const res = await edge.fetch('/abc', { method });
+        expect(res.status, method).toBe(400);
+        await bytes(res);
+      }
+    });
+    expect(n).toBe(0);
+  });
+});
+
+describe('errors', () => {
+  it('caches a 404 for NEGATIVE_TTL_SECONDS, then asks origin again', async () => {
+    const fid = parseFid(await edge.upload(randomBlob(100)));
+    // Same volume and cookie, a key that was never written.
+    const missing = `/${fid.volumeId},${(fid.key + 1000n).toString(16)}${fid.cookie.toString(16).padStart(8, '0')}`;
+    const first = await edge.fetch(missing);
+    expect(first.status).toBe(404);
+    expect(first.headers.get('x-kelp-cache')).toBe('MISS');
+    await bytes(first);
+    const n = await originRequestsDuring(async () => {
+      const second = await edge.fetch(missing);
+      expect(second.status).toBe(404);
+      expect(second.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(second.headers.get('cache-control')).toBe(`public, max-age=${NEGATIVE_TTL_SECONDS}`);
+      await bytes(second);
+    });
+    expect(n).toBe(0);
+    await sleep(NEGATIVE_TTL_SECONDS * 1000 + 200);
+    const m = await originRequestsDuring(async () => {
+      const third = await edge.fetch(missing);
+      expect(third.status).toBe(404);
+      expect(third.headers.get('x-kelp-cache')).toBe('MISS');
+      await bytes(third);
+    });
+    expect(m).toBeGreaterThan(0);
+  });
+});
+
+describe('writes through the edge', () => {
+  it('uploads with POST /submit (201), readable through the edge afterwards', async () => {
+    const data = randomBlob(4096);
+    const res = await edge.fetch('/submit', {
+      method: 'POST',
+      ...(await multipart(data, 'up.png', 'image/png')),
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const out = (await res.json()) as { fid: string; size: number; fileName: string };
+    expect(out.fileName).toBe('up.png');
+    expect(edge.masterProxy.countOf('/submit')).toBe(1);
+    const read = await edge.fetch(`/${out.fid}.png`);
+    expect(read.status).toBe(200);
+    expect(read.headers.get('x-kelp-cache')).toBe('MISS');
+    expect(read.headers.get('content-type')).toBe('image/png');
+    expect(await bytes(read)).toEqual(data);
+  });
+
+  it('DELETE /<fid> deletes at origin and purges every cached variant of the file', async () => {
+    const data = randomBlob(800);
+    const fid = await edge.upload(data, { name: 'note.txt', mime: 'text/plain' });
+    // Variants of one file: the bare fid, the extension form and the name form. (A resize
+    // variant such as ?width=100 cannot be cached yet: the volume server answers 400 to
+    // resize params until origin resizing lands, and a 400 is not cached.)
+    const variants = [`/${fid}`, `/${fid}.txt`, `${slashForm(fid)}/note.txt`];
+    for (const path of variants) {
+      expect((await edge.fetch(path)).headers.get('x-kelp-cache'), path).toBe('MISS');
+      expect((await edge.fetch(path)).headers.get('x-kelp-cache'), path).toBe('HIT');
+    }
+    const resized = await edge.fetch(`/${fid}?width=100`);
+    expect(resized.status).toBe(400);
+    expect(resized.headers.get('x-kelp-cache')).toBe('BYPASS');
+    await bytes(resized);
+
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    expect(del.headers.get('cache-control')).toBe('no-store');
+    await bytes(del);
+
+    for (const path of variants) {
+      const res = await edge.fetch(path);
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('x-kelp-cache'), path).toBe('MISS');
+      await bytes(res);
+    }
+  });
+
+  it('purges variants cached concurrently (the variant index loses none)', async () => {
+    const fid = await edge.upload(randomBlob(300), { name: 'c.txt', mime: 'text/plain' });
+    const variants = [
+      `/${fid}`,
+      `/${fid}.txt`,
+      `/${fid}.bin`,
+      `${slashForm(fid)}/c.txt`,
+      `${slashForm(fid)}/d.txt`,
+    ];
+    await Promise.all(variants.map(async (path) => bytes(await edge.fetch(path))));
+    for (const path of variants)
+      expect((await edge.fetch(path)).headers.get('x-kelp-cache'), path).toBe('HIT');
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    for (const path of variants) {
+      const res = await edge.fetch(path);
+      expect(res.status, path).toBe(404);
+      await bytes(res);
+    }
+  });
+
+  it('keeps the variant index as long as its longest-lived entry, even when a 404 was recorded last', async () => {
+    const data = randomBlob(300);
+    const fid = await edge.upload(data, { name: 'x.txt', mime: 'text/plain' });
+    const ok = await edge.fetch(`/${fid}.txt`);
+    expect(ok.headers.get('x-kelp-cache')).toBe('MISS');
+    await bytes(ok);
+    // Deleted at origin behind the edge's back: the bare fid's miss now caches a 404 variant.
+    const direct = await fetch(`http://${edge.volumes[0]!.url}/${fid}`, { method: 'DELETE' });
+    expect(direct.status).toBe(202);
+    const gone = await edge.fetch(`/${fid}`);
+    expect(gone.status).toBe(404);
+    await bytes(gone);
+    // Past the 404's and the stale copies' lifetimes; the .txt entry lives a year.
+    await sleep(NEGATIVE_TTL_SECONDS * 1000 + 300);
+    expect((await edge.fetch(`/${fid}.txt`)).headers.get('x-kelp-cache')).toBe('HIT');
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    expect(del.status).toBe(404);
+    await bytes(del);
+    const after = await edge.fetch(`/${fid}.txt`);
+    expect(after.status).toBe(404);
+    expect(after.headers.get('x-kelp-cache')).toBe('MISS');
+    await bytes(after);
+  });
+});
