@@ -102,8 +102,26 @@ async function addToIndex(cache: Cache, key: BlobKey, ttlSeconds: number): Promi
   }
 }
 
+const DELETED_BASE = 'https://kelp-deleted.internal/';
+/**
+ * How long a purge is remembered. A miss whose origin fetch began before the
+ * delete must not cache the old bytes after the purge; the longest such fetch
+ * is bounded by the origin timeout, far below this.
+ */
+export const DELETED_MARKER_SECONDS = 300;
+
+/** Whether the file was purged recently (then a late miss must not cache it). */
+export async function recentlyDeleted(cache: Cache, file: string): Promise<boolean> {
+  return (await cache.match(`${DELETED_BASE}${file}`)) !== undefined;
+}
+
 /** Deletes every cached variant of the file (and their stale copies) in this colo. */
 export async function purgeFile(cache: Cache, file: string): Promise<number> {
+  // The marker goes first, so a miss that finishes while the purge runs sees it.
+  await cache.put(
+    `${DELETED_BASE}${file}`,
+    new Response('deleted', { headers: { 'cache-control': `max-age=${DELETED_MARKER_SECONDS}` } }),
+  );
   const keys = await variantsOf(cache, file);
   await Promise.all(keys.flatMap((url) => [cache.delete(url), cache.delete(staleKey({ file, url }))]));
   await cache.delete(`${VARIANTS_BASE}${file}`);

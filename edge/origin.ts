@@ -26,6 +26,7 @@ export async function fetchFromReplicas(
 ): Promise<Response> {
   const locations = await lookupVolume(volumeId, config, ctx);
   let failed = false;
+  let unreachable = false;
   let notFound: Response | undefined;
   for (const location of locations) {
     let res: Response;
@@ -36,18 +37,23 @@ export async function fetchFromReplicas(
       });
     } catch {
       failed = true;
+      unreachable = true;
       continue;
     }
     if (res.status === 404 || res.status >= 500) {
       failed = true;
       if (res.status === 404) notFound = res;
-      else await res.body?.cancel();
+      else {
+        unreachable = true;
+        await res.body?.cancel();
+      }
       continue;
     }
     if (failed) await invalidateVolume(volumeId, ctx);
     return res;
   }
-  await invalidateVolume(volumeId, ctx);
+  // Every replica agreeing on 404 is an answer, not a stale lookup: keep the locations.
+  if (unreachable || !notFound) await invalidateVolume(volumeId, ctx);
   if (notFound) return notFound;
   throw new UnavailableError(`no replica of volume ${volumeId} answered`, 1);
 }

@@ -7,7 +7,15 @@
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import { parseFidPath } from '../shared/fid.ts';
 import { canonicalResizeQuery, parseResizeParams } from '../shared/resize.ts';
-import { type BlobKey, blobKey, cachedHeaders, isCacheable, staleKey, trackVariant } from './cache.ts';
+import {
+  type BlobKey,
+  blobKey,
+  cachedHeaders,
+  isCacheable,
+  recentlyDeleted,
+  staleKey,
+  trackVariant,
+} from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import { fetchFromReplicas } from './origin.ts';
 
@@ -81,7 +89,8 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
 
   const length = Number(origin.headers.get('content-length') ?? Number.NaN);
   const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
-  if (!isCacheable(origin) || !fits) {
+  const deleted = origin.status === 200 && (await recentlyDeleted(cache, key.file));
+  if (!isCacheable(origin) || !fits || deleted) {
     if (request.headers.has('range') && origin.status === 200) {
       // Too large to cache whole: pass the Range through, uncached.
       await origin.body?.cancel();

@@ -324,6 +324,26 @@ describe('writes through the edge', () => {
     }
   });
 
+  it('does not re-cache bytes that an origin still serves right after a purge (a miss racing the delete)', async () => {
+    const data = randomBlob(500);
+    const fid = await edge.upload(data, { name: 'race.txt', mime: 'text/plain' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    await bytes(del);
+    // Stand-in for a miss whose origin fetch began before the delete: the same fid is
+    // readable at the origin again (re-uploaded straight to the volume server).
+    const form = new FormData();
+    form.set('file', new Blob([data]), 'race.txt');
+    const reup = await fetch(`http://${edge.volumes[0]!.url}/${fid}`, { method: 'POST', body: form });
+    expect(reup.status).toBe(201);
+    for (let i = 0; i < 2; i++) {
+      const res = await edge.fetch(`/${fid}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-kelp-cache')).toBe('BYPASS');
+      await bytes(res);
+    }
+  });
+
   it('purges variants cached concurrently (the variant index loses none)', async () => {
     const fid = await edge.upload(randomBlob(300), { name: 'c.txt', mime: 'text/plain' });
     const variants = [
