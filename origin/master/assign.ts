@@ -66,6 +66,13 @@ function pickWeighted(vols: Array<{ id: number; size: number }>, limit: number):
 
 export async function assign(ctx: AssignContext, req: AssignRequest): Promise<AssignResponse> {
   const { topology } = ctx;
+  if (topology.aliveNodes().length === 0) {
+    // Warming up, or every volume server is down: worth retrying, unlike a full cluster (406).
+    throw new UnavailableError(
+      'no volume server has joined this master yet; retry shortly',
+      topology.pulseSeconds,
+    );
+  }
   if (req.filter.dataCenter && !topology.aliveNodes().some((n) => n.dataCenter === req.filter.dataCenter)) {
     throw new InvalidParamError(`unknown data center ${req.filter.dataCenter}`);
   }

@@ -101,7 +101,8 @@ export class VolumeGrowth {
 
   /** Grows `count` volumes (default: the growth target), or as many as fit; NoSpaceError if none. */
   grow(layout: LayoutKey, filter: NodeFilter = {}, count?: number): Promise<number[]> {
-    const key = `${layout.collection}|${layout.replication}|${layout.ttl}|${filter.dataCenter ?? ''}|${filter.rack ?? ''}|${filter.dataNode ?? ''}`;
+    // An explicit count is part of the key: /vol/grow?count=2 must not be answered with an assign's growth.
+    const key = `${layout.collection}|${layout.replication}|${layout.ttl}|${filter.dataCenter ?? ''}|${filter.rack ?? ''}|${filter.dataNode ?? ''}|${count ?? ''}`;
     const running = this.inFlight.get(key);
     if (running) return running;
     const p = this.growNow(layout, filter, count).finally(() => this.inFlight.delete(key));
@@ -139,7 +140,7 @@ export class VolumeGrowth {
       const id = this.nextVolumeId();
       await Promise.all(plan.map((n) => this.allocate(n, id, layout)));
       for (const n of plan) {
-        n.volumes.set(id, {
+        this.topology.addVolume(n.url, {
           id,
           collection: layout.collection,
           size: 8,

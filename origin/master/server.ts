@@ -17,7 +17,7 @@ import {
   NotFoundError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import { parseFidPath, parseVolumeId } from '../../shared/fid.ts';
+import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
@@ -98,7 +98,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const raw = param(q, 'volumeId') ?? param(q, 'fileId');
     if (!raw) throw new BadRequestError('lookup needs volumeId or fileId');
     const comma = raw.indexOf(',');
-    const volumeId = parseVolumeId(comma < 0 ? raw : raw.slice(0, comma));
+    // A file id is checked whole (its key and cookie too), not just its volume id.
+    const volumeId = comma < 0 ? parseVolumeId(raw) : parseFid(raw).volumeId;
     const collection = param(q, 'collection');
     const locations = topology.locations(volumeId);
     const v = topology.volume(volumeId);
@@ -109,15 +110,26 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
-    const hb = JSON.parse((await readBody(req, 16 * 1024 * 1024)).toString()) as HeartbeatRequest;
-    if (typeof hb.url !== 'string' || !Array.isArray(hb.volumes))
+    const body = (await readBody(req, 16 * 1024 * 1024)).toString();
+    let hb: HeartbeatRequest;
+    let maxFileKey: bigint;
+    try {
+      hb = JSON.parse(body) as HeartbeatRequest;
+      maxFileKey = BigInt(hb.maxFileKey || '0');
+    } catch (err) {
+      throw new BadRequestError('malformed heartbeat: not JSON, or maxFileKey not a decimal integer', {
+        cause: err,
+      });
+    }
+    if (typeof hb.url !== 'string' || !Array.isArray(hb.volumes) || maxFileKey < 0n)
       throw new BadRequestError('malformed heartbeat');
-    const isNew = !topology.nodes.has(hb.url);
+    const known = topology.nodes.get(hb.url);
+    const joining = !known || !topology.isAlive(known);
     topology.heartbeat(hb);
-    sequencer.observe(BigInt(hb.maxFileKey || '0'));
-    if (isNew)
+    sequencer.observe(maxFileKey);
+    if (joining)
       config.log(
-        `master: volume server ${hb.url} joined (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
+        `master: volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
     return { volumeSizeLimit: config.volumeSizeLimitBytes, pulseSeconds: config.pulseSeconds, leader: self };
   };
@@ -174,7 +186,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         );
         if (!res.ok)
           throw new UpstreamError(`${n.url} could not delete collection ${collection}: ${res.status}`);
-        for (const [id, v] of n.volumes) if (v.collection === collection) n.volumes.delete(id);
+        for (const [id, v] of n.volumes) if (v.collection === collection) topology.removeVolume(n.url, id);
       }),
     );
   };

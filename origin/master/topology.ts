@@ -43,6 +43,12 @@ export class Topology {
   private readonly now: () => number;
   /** Bytes assigned to a volume since its last reported size. */
   private readonly pending = new Map<number, number>();
+  /**
+   * Volumes growth created on a node (by url) that the node's heartbeats have
+   * not reported yet: a beat built just before the volume existed must not
+   * hide it (lookups would miss a replica, writes would fail for want of copies).
+   */
+  private readonly unreported = new Map<string, Map<number, { v: HeartbeatVolume; at: number }>>();
 
   constructor(opts: { pulseSeconds: number; volumeSizeLimit: number; now: () => number }) {
     this.pulseSeconds = opts.pulseSeconds;
@@ -63,9 +69,30 @@ export class Topology {
       volumes: new Map(hb.volumes.map((v) => [v.id, v])),
       lastSeen: this.now(),
     };
+    const fresh = this.unreported.get(hb.url);
+    for (const [id, { v, at }] of fresh ?? []) {
+      // Kept for a few pulses even once reported: a slow beat from before may still arrive.
+      if (this.now() - at > MISSED_PULSES_DEAD * this.pulseSeconds * 1000) fresh!.delete(id);
+      else if (!node.volumes.has(id)) node.volumes.set(id, v);
+    }
+    if (fresh?.size === 0) this.unreported.delete(hb.url);
     this.nodes.set(hb.url, node);
     for (const v of hb.volumes) this.pending.delete(v.id);
     return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
+  }
+
+  /** A volume the master just created on the node: known at once, before the node's next heartbeat. */
+  addVolume(url: string, v: HeartbeatVolume): void {
+    this.nodes.get(url)?.volumes.set(v.id, v);
+    const fresh = this.unreported.get(url) ?? new Map<number, { v: HeartbeatVolume; at: number }>();
+    fresh.set(v.id, { v, at: this.now() });
+    this.unreported.set(url, fresh);
+  }
+
+  /** Forgets volumes deleted at the master's request (they must not linger as "unreported"). */
+  removeVolume(url: string, volumeId: number): void {
+    this.nodes.get(url)?.volumes.delete(volumeId);
+    this.unreported.get(url)?.delete(volumeId);
   }
 
   isAlive(node: DataNode): boolean {

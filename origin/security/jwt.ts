@@ -52,7 +52,11 @@ export function tokenFrom(req: IncomingMessage, query: URLSearchParams | null): 
 export async function verifyFileToken(secret: string, token: string | undefined, fid: string): Promise<void> {
   if (!token) throw new UnauthorizedError('this cluster needs a token: pass the one /dir/assign returned');
   try {
-    const { payload } = await jwtVerify(token, keyBytes(secret), { algorithms: ['HS256'] });
+    // exp is required: a token without one would never expire, and the master never signs such a token.
+    const { payload } = await jwtVerify(token, keyBytes(secret), {
+      algorithms: ['HS256'],
+      requiredClaims: ['exp'],
+    });
     if (payload.fid !== tokenFid(fid)) throw new UnauthorizedError('token is for another file id');
   } catch (err) {
     if (err instanceof UnauthorizedError) throw err;
