@@ -94,6 +94,39 @@ export function sendError(res: ServerResponse, err: unknown): void {
   if (err instanceof KelpError && err.retryAfter !== undefined) {
     headers['Retry-After'] = String(Math.max(0, Math.ceil(err.retryAfter)));
   }
-  if (bodyPending(res.req)) headers.Connection = 'close';
-  sendJson(res, httpStatusOf(err), errorBody(err), headers);
+  const status = httpStatusOf(err);
+  const req = res.req;
+  if (bodyPending(req)) {
+    if (status !== 413 && drainable(req)) {
+      // A small body: read it to its end before answering, so a client still
+      // sending never meets a closed socket (EPIPE) instead of our status.
+      let sent = false;
+      const send = (close: boolean) => {
+        if (sent) return;
+        sent = true;
+        clearTimeout(timer);
+        sendJson(res, status, errorBody(err), close ? { ...headers, Connection: 'close' } : headers);
+      };
+      const timer = setTimeout(() => send(true), DRAIN_TIMEOUT_MS);
+      req.once('end', () => send(false));
+      req.once('close', () => send(true));
+      req.resume();
+      return;
+    }
+    headers.Connection = 'close';
+  }
+  sendJson(res, status, errorBody(err), headers);
+}
+
+/** Refused bodies up to this size are read and discarded so the connection can stay open. */
+const DRAIN_LIMIT_BYTES = 1024 * 1024;
+const DRAIN_TIMEOUT_MS = 5_000;
+
+function drainable(req: IncomingMessage): boolean {
+  const declared = Number(req.headers['content-length']);
+  return (
+    req.headers['transfer-encoding'] === undefined &&
+    Number.isFinite(declared) &&
+    declared <= DRAIN_LIMIT_BYTES
+  );
 }

@@ -93,6 +93,8 @@ function firstFilePart(req: IncomingMessage, limit: number): Promise<Omit<Upload
     try {
       parser = busboy({
         headers: req.headers,
+        // curl and browsers send UTF-8 file names; busboy's default would read them as latin1.
+        defParamCharset: 'utf8',
         limits: { fileSize: limit, files: 16, fields: 64, parts: 80 },
       });
     } catch (err) {

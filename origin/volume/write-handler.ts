@@ -111,9 +111,12 @@ export async function handleWrite(
     ttl: isEmptyTtl(ttl) ? undefined : ttl,
     pairs: upload.pairs ? ENCODER.encode(JSON.stringify(upload.pairs)) : undefined,
   };
-  const result = await volume.write({ key: fid.key, cookie: fid.cookie, data, meta });
   const copies = copyCount(volume.superBlock.placement);
-  if (copies > 1 && isPrimary(query)) {
+  const fanOut = copies > 1 && isPrimary(query);
+  // Known-missing replicas fail the write before anything is stored, so no one-copy blob is left behind.
+  if (fanOut) await config.replicator.peers(fid.volumeId, copies);
+  const result = await volume.write({ key: fid.key, cookie: fid.cookie, data, meta });
+  if (fanOut) {
     await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data, meta, token });
   }
   const eTag = etagOf(result.checksum);
@@ -150,10 +153,10 @@ export async function handleDelete(
   if (query) assertKnownParams(query, DELETE_PARAMS);
   const token = await authorize(req, query, config, fid);
   const volume = store.get(fid.volumeId);
-  const size = await volume.delete(fid.key, fid.cookie);
   const copies = copyCount(volume.superBlock.placement);
-  if (copies > 1 && isPrimary(query)) {
-    await config.replicator.delete(fid.volumeId, copies, formatFid(fid), token);
-  }
+  const fanOut = copies > 1 && isPrimary(query);
+  if (fanOut) await config.replicator.peers(fid.volumeId, copies);
+  const size = await volume.delete(fid.key, fid.cookie);
+  if (fanOut) await config.replicator.delete(fid.volumeId, copies, formatFid(fid), token);
   sendJson(res, 202, { size });
 }
