@@ -83,6 +83,19 @@ describe('round trips', () => {
     expect(got.headers['content-disposition']).toMatch(/^inline; filename="pic\.png"/);
   });
 
+  it('keeps a UTF-8 multipart file name intact', async () => {
+    const fid = newFid(VID);
+    const form = new FormData();
+    form.append('file', new Blob([randomBlob(100)], { type: 'text/plain' }), 'résumé ü.txt');
+    const res = await fetch(`${base}/${fid}`, { method: 'POST', body: form });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { name: string }).name).toBe('résumé ü.txt');
+    const got = await raw(base, `/${fid}`);
+    expect(got.headers['content-disposition']).toContain(
+      `filename*=UTF-8''${encodeURIComponent('résumé ü.txt')}`,
+    );
+  });
+
   it('answers 204 when the same bytes are uploaded again', async () => {
     const fid = newFid(VID);
     const bytes = randomBlob(500);
