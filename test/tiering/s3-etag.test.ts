@@ -1,0 +1,62 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_S3_PART_SIZE,
+  normalizeEtag,
+  S3_MAX_PARTS,
+  S3_MIN_PART_SIZE,
+  S3EtagHasher,
+  s3PartSize,
+} from '../../tiering/s3-etag.ts';
+
+const md5 = (b: Uint8Array) => createHash('md5').update(b).digest();
+
+/** The S3 multipart ETag written out from its definition, to check the streaming version against. */
+function referenceEtag(data: Buffer, partSize: number): string {
+  if (data.length <= partSize) return md5(data).toString('hex');
+  const parts: Buffer[] = [];
+  for (let at = 0; at < data.length; at += partSize) parts.push(md5(data.subarray(at, at + partSize)));
+  return `${md5(Buffer.concat(parts)).toString('hex')}-${parts.length}`;
+}
+
+describe('S3EtagHasher', () => {
+  it.each([
+    ['empty', 0],
+    ['smaller than a part', 700],
+    ['exactly one part', 1024],
+    ['one byte over a part', 1025],
+    ['exactly three parts', 3072],
+    ['three parts and a tail', 3500],
+  ])('predicts the ETag of a %s file, whatever the chunking', (_name, size) => {
+    const partSize = 1024;
+    const data = randomBytes(size);
+    for (const chunk of [1, 100, 1024, 4096]) {
+      const h = new S3EtagHasher(partSize);
+      for (let at = 0; at < size; at += chunk) h.update(data.subarray(at, at + chunk));
+      const d = h.digest();
+      expect(d.s3).toBe(referenceEtag(data, partSize));
+      expect(d.wholeMd5).toBe(md5(data).toString('hex'));
+    }
+  });
+});
+
+describe('s3PartSize', () => {
+  it('never goes below S3 minimum and grows so a file needs at most 10,000 parts', () => {
+    expect(s3PartSize(1, 1024)).toBe(S3_MIN_PART_SIZE);
+    expect(s3PartSize(100 * 1024 * 1024)).toBe(DEFAULT_S3_PART_SIZE);
+    for (const size of [1e9, 200e9, 5 * 1024 ** 4]) {
+      const part = s3PartSize(size);
+      expect(Math.ceil(size / part)).toBeLessThanOrEqual(S3_MAX_PARTS);
+      // No larger than needed: half of it would not fit.
+      if (part > DEFAULT_S3_PART_SIZE) expect(Math.ceil(size / (part / 2))).toBeGreaterThan(S3_MAX_PARTS);
+    }
+  });
+});
+
+describe('normalizeEtag', () => {
+  it('drops quotes and a weak marker', () => {
+    expect(normalizeEtag('"ABC-3"')).toBe('abc-3');
+    expect(normalizeEtag('W/"abc"')).toBe('abc');
+    expect(normalizeEtag(undefined)).toBeUndefined();
+  });
+});

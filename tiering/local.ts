@@ -1,0 +1,230 @@
+/**
+ * A directory as a tier: the embedded default (`local.default`), so tiering
+ * runs without a cloud account, and a cold disk or a network mount in
+ * production. Objects are plain files named by key; writes go through a temp
+ * file, fsync and rename, so a key is either absent or complete.
+ */
+import { createReadStream } from 'node:fs';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
+import {
+  type BackendFile,
+  type BackendStats,
+  backendName,
+  type DownloadOptions,
+  type DownloadResult,
+  type LocalBackendConfig,
+  type ObjectStat,
+  redactConfig,
+  type TierBackend,
+  type TransferOptions,
+  type UploadResult,
+} from './backend.ts';
+import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
+import { checkRead, fsyncDir, writeFileAtomic } from './transfer.ts';
+
+/** Failures of a disk or mount that may pass (a flaky NFS server, fd exhaustion); retried, then 503. */
+const TRANSIENT_FS_CODES = new Set(['EIO', 'ESTALE', 'ENOTCONN', 'EAGAIN', 'EMFILE', 'ENFILE', 'ETIMEDOUT']);
+
+function fsCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A filesystem failure as a KelpError; anything unexpected passes through untouched. */
+export function mapFsError(err: unknown, what: string): unknown {
+  const code = fsCode(err);
+  if (code === 'ENOENT') return new NotFoundError(`${what}: no such object`, { cause: err });
+  if (code !== undefined && TRANSIENT_FS_CODES.has(code)) {
+    return new UnavailableError(`${what}: ${code}`, undefined, { cause: err });
+  }
+  return err;
+}
+
+/** Keys are relative paths of plain segments: nothing may escape the backend's directory. */
+export function objectPath(root: string, key: string): string {
+  const segments = key.split('/');
+  if (
+    key === '' ||
+    isAbsolute(key) ||
+    key.includes('\\') ||
+    key.includes('\0') ||
+    segments.some((s) => s === '' || s === '.' || s === '..')
+  ) {
+    throw new InvalidParamError(`invalid object key ${JSON.stringify(key)}`);
+  }
+  return join(root, ...segments);
+}
+
+export class LocalBackend implements TierBackend {
+  readonly type = 'local';
+  readonly id: string;
+  readonly name: string;
+  readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
+  readonly root: string;
+  readonly #config: LocalBackendConfig;
+  readonly #retry: RetryPolicy;
+
+  constructor(config: LocalBackendConfig) {
+    this.#config = { ...config };
+    this.id = config.id;
+    this.name = backendName(config);
+    this.root = config.path;
+    this.#retry = retryPolicy(config.retry);
+  }
+
+  describe(): Record<string, unknown> {
+    return redactConfig(this.#config);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return this.describe();
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
+    return this.describe();
+  }
+
+  async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {
+    const dest = objectPath(this.root, key);
+    const total = (await stat(localPath)).size;
+    this.stats.requests++;
+    const { size, sha256 } = await writeFileAtomic(
+      dest,
+      createReadStream(localPath, opts.signal ? { signal: opts.signal } : {}),
+      { total, exactSize: true, ...opts },
+    );
+    const written = await stat(dest);
+    return { key, size, sha256, verifiedBy: 'fsync+size', mtime: written.mtime };
+  }
+
+  async download(key: string, localPath: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
+    const src = objectPath(this.root, key);
+    const what = `${this.name} download ${key}`;
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        this.stats.requests++;
+        try {
+          const total = (await stat(src)).size;
+          return await writeFileAtomic(
+            localPath,
+            createReadStream(src, opts.signal ? { signal: opts.signal } : {}),
+            { total, exactSize: true, ...opts },
+          );
+        } catch (err) {
+          throw mapFsError(err, what);
+        }
+      },
+      opts,
+    );
+  }
+
+  openFile(key: string, size: number): BackendFile {
+    return new LocalFile(this, objectPath(this.root, key), key, size, this.#retry);
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectStat | undefined> {
+    const path = objectPath(this.root, key);
+    const what = `${this.name} stat ${key}`;
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        this.stats.requests++;
+        try {
+          const st = await stat(path);
+          return { size: st.size, mtime: st.mtime };
+        } catch (err) {
+          if (fsCode(err) === 'ENOENT') return undefined;
+          throw mapFsError(err, what);
+        }
+      },
+      signal ? { signal } : {},
+    );
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = objectPath(this.root, key);
+    const what = `${this.name} delete ${key}`;
+    await withRetry(what, this.#retry, async () => {
+      this.stats.requests++;
+      try {
+        await rm(path, { force: true });
+        await fsyncDir(this.root).catch(() => {});
+      } catch (err) {
+        throw mapFsError(err, what);
+      }
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * Holds one file handle, opened on the first read. As with any open file, a
+ * delete of the object is not seen by reads through a handle opened before it.
+ */
+class LocalFile implements BackendFile {
+  readonly key: string;
+  readonly size: number;
+  readonly #backend: LocalBackend;
+  readonly #path: string;
+  readonly #retry: RetryPolicy;
+  #handle: Promise<FileHandle> | undefined;
+
+  constructor(backend: LocalBackend, path: string, key: string, size: number, retry: RetryPolicy) {
+    this.#backend = backend;
+    this.#path = path;
+    this.key = key;
+    this.size = size;
+    this.#retry = retry;
+  }
+
+  #open(): Promise<FileHandle> {
+    if (!this.#handle) {
+      const p = open(this.#path, 'r');
+      this.#handle = p;
+      p.catch(() => {
+        if (this.#handle === p) this.#handle = undefined;
+      });
+    }
+    return this.#handle;
+  }
+
+  async readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!checkRead(this.key, this.size, offset, length)) return new Uint8Array(0);
+    const what = `${this.#backend.name} read ${this.key} @${offset}+${length}`;
+    const stats = this.#backend.stats;
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        signal?.throwIfAborted();
+        stats.requests++;
+        stats.reads++;
+        try {
+          const fh = await this.#open();
+          const buf = new Uint8Array(length);
+          const { bytesRead } = await fh.read(buf, 0, length, offset);
+          if (bytesRead !== length) {
+            throw new TruncatedDataError(`${what}: got ${bytesRead} bytes`);
+          }
+          stats.bytesRead += length;
+          return buf;
+        } catch (err) {
+          throw mapFsError(err, what);
+        }
+      },
+      signal ? { signal } : {},
+    );
+  }
+
+  async close(): Promise<void> {
+    const h = this.#handle;
+    this.#handle = undefined;
+    if (h) await (await h.catch(() => undefined))?.close();
+  }
+}

@@ -1,0 +1,364 @@
+/**
+ * S3 and S3-compatible stores (AWS, Ceph RGW, …) through @aws-sdk/client-s3.
+ * A read is one GetObject with `Range: bytes=off-(off+len-1)`, like SeaweedFS's
+ * S3 backend; uploads are lib-storage multipart uploads with parallel parts,
+ * verified afterwards by HeadObject against the size and the ETag predicted
+ * while the bytes streamed (s3-etag.ts).
+ *
+ * Two clients: reads run with `maxAttempts: 1` so retry.ts is the only retry
+ * loop on the read path (bounded, and every attempt is counted), while uploads
+ * let the SDK retry a failed part rather than restart a multi-GiB transfer.
+ * The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16 (Debian
+ * bookworm's) accepts a CRC32C but never stores or returns it, other
+ * S3-compatible servers reject the SDK's newer encodings, and the MD5 ETag
+ * check gives a server-computed checksum of every byte on all of them.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  S3Client,
+  type S3ClientConfig,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import {
+  ChecksumMismatchError,
+  ConflictError,
+  KelpError,
+  NotFoundError,
+  TruncatedDataError,
+  UnavailableError,
+  UpstreamError,
+} from '../shared/errors.ts';
+import {
+  type BackendFile,
+  type BackendStats,
+  backendName,
+  type DownloadOptions,
+  type DownloadResult,
+  type ObjectStat,
+  redactConfig,
+  type S3BackendConfig,
+  type TierBackend,
+  type TransferOptions,
+  type UploadResult,
+} from './backend.ts';
+import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
+import { normalizeEtag, S3EtagHasher, s3PartSize } from './s3-etag.ts';
+import { checkRead, isAbortError, isNetworkError, StreamMeter, tap, writeFileAtomic } from './transfer.ts';
+
+export const DEFAULT_S3_UPLOAD_CONCURRENCY = 4;
+export const DEFAULT_S3_UPLOAD_ATTEMPTS = 4;
+export const DEFAULT_S3_CONNECT_TIMEOUT_MS = 3_000;
+/** Socket idle time before a request is given up (and retried). */
+export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 30_000;
+
+const UNAVAILABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'RequestTimeout', 'InternalError']);
+
+interface SdkError {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** An SDK failure as a KelpError; bugs (no status, not a network failure) pass through untouched. */
+export function mapS3Error(err: unknown, what: string): unknown {
+  if (err instanceof KelpError || isAbortError(err)) return err;
+  const { name = '', $metadata } = (err ?? {}) as SdkError;
+  const status = $metadata?.httpStatusCode;
+  const options = { cause: err };
+  if (name === 'NoSuchBucket') return new UpstreamError(`${what}: no such bucket`, options);
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') {
+    return new NotFoundError(`${what}: no such object`, options);
+  }
+  if (status === 416 || name === 'InvalidRange') {
+    return new TruncatedDataError(`${what}: range past the object's end`, options);
+  }
+  if (
+    (status !== undefined && (status >= 500 || status === 429 || status === 408)) ||
+    UNAVAILABLE_NAMES.has(name)
+  ) {
+    return new UnavailableError(`${what}: ${name || `HTTP ${status}`}`, undefined, options);
+  }
+  if (isNetworkError(err)) {
+    const code = (err as { code?: string }).code ?? name;
+    return new UnavailableError(`${what}: ${code}`, undefined, options);
+  }
+  if (status !== undefined) return new UpstreamError(`${what}: ${name || `HTTP ${status}`}`, options);
+  return err;
+}
+
+function countRequests(client: S3Client, stats: BackendStats): void {
+  // Inside the retry middleware, so every attempt that reaches the wire counts.
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const method = (args.request as { method?: string } | undefined)?.method;
+      stats.requests++;
+      if (method === 'GET') stats.reads++;
+      return next(args);
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'kelpRequestCounter' },
+  );
+}
+
+export class S3Backend implements TierBackend {
+  readonly type = 's3';
+  readonly id: string;
+  readonly name: string;
+  readonly bucket: string;
+  readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
+  readonly #config: S3BackendConfig;
+  readonly #retry: RetryPolicy;
+  /** `maxAttempts: 1`: retry.ts owns read retries. */
+  readonly client: S3Client;
+  readonly #uploadClient: S3Client;
+
+  constructor(config: S3BackendConfig) {
+    this.#config = { ...config };
+    this.id = config.id;
+    this.name = backendName(config);
+    this.bucket = config.bucket;
+    this.#retry = retryPolicy(config.retry);
+    const base: S3ClientConfig = {
+      region: config.region,
+      forcePathStyle: config.forcePathStyle ?? true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        connectionTimeout: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+        requestTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+      },
+    };
+    if (config.endpoint) base.endpoint = config.endpoint;
+    if (config.accessKeyId && config.secretAccessKey) {
+      base.credentials = {
+        accessKeyId: config.accessKeyId,
+        secretAccessKey: config.secretAccessKey,
+        ...(config.sessionToken ? { sessionToken: config.sessionToken } : {}),
+      };
+    }
+    this.client = new S3Client({ ...base, maxAttempts: 1 });
+    this.#uploadClient = new S3Client({
+      ...base,
+      maxAttempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS,
+    });
+    countRequests(this.client, this.stats);
+    countRequests(this.#uploadClient, this.stats);
+  }
+
+  describe(): Record<string, unknown> {
+    return redactConfig(this.#config);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return this.describe();
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
+    return this.describe();
+  }
+
+  async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {
+    const what = `${this.name} upload ${key}`;
+    const total = (await stat(localPath)).size;
+    const partSize = s3PartSize(total, this.#config.partSize);
+    const meter = new StreamMeter(total);
+    const etag = new S3EtagHasher(partSize);
+    const body = Readable.from(
+      tap(createReadStream(localPath), (chunk) => {
+        meter.update(chunk);
+        etag.update(chunk);
+      }),
+      { objectMode: false },
+    );
+    const upload = new Upload({
+      client: this.#uploadClient,
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: total,
+        ContentType: 'application/octet-stream',
+        ...(this.#config.storageClass ? { StorageClass: this.#config.storageClass as StorageClass } : {}),
+      },
+      partSize,
+      queueSize: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+      leavePartsOnError: false,
+    });
+    upload.on('httpUploadProgress', (p) => opts.onProgress?.(Math.min(p.loaded ?? 0, total), total));
+    const onAbort = () => void upload.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // Set once the store may hold an object under `key` made by this call: from then on, any failure
+    // (an abort racing the completion, a failed verification) deletes it, so no unverified object stays.
+    let created = false;
+    try {
+      opts.signal?.throwIfAborted();
+      await upload.done();
+      created = true;
+      opts.signal?.throwIfAborted();
+      if (meter.bytes !== total)
+        throw new ConflictError(`${what}: ${localPath} changed size while uploading`);
+      const head = await this.#head(key, what, opts.signal);
+      if (!head) throw new UpstreamError(`${what}: the object is missing right after its upload`);
+      if (head.ContentLength !== total) {
+        throw new ChecksumMismatchError(`${what}: stored ${head.ContentLength} bytes, sent ${total}`);
+      }
+      const stored = normalizeEtag(head.ETag);
+      let verifiedBy = 'size';
+      if (this.#config.etagIsMd5 ?? true) {
+        const expected = etag.digest();
+        if (stored !== expected.s3 && stored !== expected.wholeMd5) {
+          throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected.s3}`);
+        }
+        verifiedBy = 'md5-etag';
+      }
+      opts.onProgress?.(total, total);
+      return {
+        key,
+        size: total,
+        sha256: meter.sha256(),
+        verifiedBy,
+        ...(stored ? { etag: stored } : {}),
+        mtime: head.LastModified ?? new Date(),
+      };
+    } catch (err) {
+      body.destroy();
+      // Before completion there is nothing to remove: a failed PutObject stores nothing, and lib-storage
+      // aborts a failed multipart upload. An abort may race the completion, so it deletes too.
+      if (created || isAbortError(err)) await this.delete(key).catch(() => {});
+      throw mapS3Error(err, what);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async #head(key: string, what: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        try {
+          return await this.client.send(
+            new HeadObjectCommand({ Bucket: this.bucket, Key: key }),
+            signal ? { abortSignal: signal } : {},
+          );
+        } catch (err) {
+          const mapped = mapS3Error(err, what);
+          if (mapped instanceof NotFoundError) return undefined;
+          throw mapped;
+        }
+      },
+      signal ? { signal } : {},
+    );
+  }
+
+  async download(key: string, localPath: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
+    const what = `${this.name} download ${key}`;
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        try {
+          const res = await this.client.send(
+            new GetObjectCommand({ Bucket: this.bucket, Key: key }),
+            opts.signal ? { abortSignal: opts.signal } : {},
+          );
+          const total = res.ContentLength ?? 0;
+          return await writeFileAtomic(localPath, res.Body as Readable, { ...opts, total, exactSize: true });
+        } catch (err) {
+          throw mapS3Error(err, what);
+        }
+      },
+      opts.signal ? { signal: opts.signal } : {},
+    );
+  }
+
+  openFile(key: string, size: number): BackendFile {
+    return new S3File(this, key, size, this.#retry);
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectStat | undefined> {
+    const head = await this.#head(key, `${this.name} stat ${key}`, signal);
+    if (!head) return undefined;
+    return { size: head.ContentLength ?? 0, mtime: head.LastModified ?? new Date(0) };
+  }
+
+  async delete(key: string): Promise<void> {
+    const what = `${this.name} delete ${key}`;
+    await withRetry(what, this.#retry, async () => {
+      try {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      } catch (err) {
+        const mapped = mapS3Error(err, what);
+        if (!(mapped instanceof NotFoundError)) throw mapped;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+    this.#uploadClient.destroy();
+  }
+}
+
+class S3File implements BackendFile {
+  readonly key: string;
+  readonly size: number;
+  readonly #backend: S3Backend;
+  readonly #retry: RetryPolicy;
+
+  constructor(backend: S3Backend, key: string, size: number, retry: RetryPolicy) {
+    this.#backend = backend;
+    this.key = key;
+    this.size = size;
+    this.#retry = retry;
+  }
+
+  async readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!checkRead(this.key, this.size, offset, length)) return new Uint8Array(0);
+    const backend = this.#backend;
+    const what = `${backend.name} read ${this.key} @${offset}+${length}`;
+    const command = new GetObjectCommand({
+      Bucket: backend.bucket,
+      Key: this.key,
+      Range: `bytes=${offset}-${offset + length - 1}`,
+    });
+    return withRetry(
+      what,
+      this.#retry,
+      async () => {
+        try {
+          const res = await backend.client.send(command, signal ? { abortSignal: signal } : {});
+          const body = res.Body as (Readable & { transformToByteArray(): Promise<Uint8Array> }) | undefined;
+          if (!body) throw new UpstreamError(`${what}: response without a body`);
+          if (res.ContentLength !== undefined && res.ContentLength > length) {
+            // A store (or proxy) that ignored the Range: never hand out bytes from the wrong offset.
+            body.destroy();
+            throw new UpstreamError(
+              `${what}: ${res.ContentLength} bytes returned for a ${length}-byte range`,
+            );
+          }
+          const bytes = await body.transformToByteArray();
+          if (bytes.byteLength < length)
+            throw new TruncatedDataError(`${what}: got ${bytes.byteLength} bytes`);
+          if (bytes.byteLength > length) throw new UpstreamError(`${what}: got ${bytes.byteLength} bytes`);
+          const start = res.ContentRange ? /^bytes (\d+)-/.exec(res.ContentRange)?.[1] : undefined;
+          if (start !== undefined && Number(start) !== offset) {
+            throw new UpstreamError(`${what}: store answered range ${res.ContentRange}`);
+          }
+          backend.stats.bytesRead += length;
+          return bytes;
+        } catch (err) {
+          throw mapS3Error(err, what);
+        }
+      },
+      signal ? { signal } : {},
+    );
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,160 @@
+/**
+ * Pieces every backend shares: the range check before a read, hashing and
+ * progress while bytes stream, the atomic write of a downloaded file, and the
+ * network failures that mean "unavailable" rather than "wrong".
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../shared/errors.ts';
+
+/**
+ * Validates a read against the size recorded for the object. Returns false
+ * when there is nothing to fetch (length 0). Past the end is
+ * `TruncatedDataError` without a request: the index points beyond the `.dat`.
+ */
+export function checkRead(key: string, size: number, offset: number, length: number): boolean {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new InternalError(
+      `readAt(${offset}, ${length}) on ${key}: offset and length must be integers >= 0`,
+    );
+  }
+  if (offset + length > size) {
+    throw new TruncatedDataError(`readAt(${offset}, ${length}) on ${key}: past its end (${size} bytes)`);
+  }
+  return length > 0;
+}
+
+/** SHA-256 and a byte count over a stream, with progress callbacks. */
+export class StreamMeter {
+  readonly #sha = createHash('sha256');
+  readonly #total: number;
+  readonly #onProgress: ((bytes: number, total: number) => void) | undefined;
+  bytes = 0;
+
+  constructor(total: number, onProgress?: (bytes: number, total: number) => void) {
+    this.#total = total;
+    this.#onProgress = onProgress;
+  }
+
+  update(chunk: Uint8Array): void {
+    this.#sha.update(chunk);
+    this.bytes += chunk.byteLength;
+    this.#onProgress?.(this.bytes, this.#total);
+  }
+
+  sha256(): string {
+    return this.#sha.digest('hex');
+  }
+}
+
+/** Wraps `source` so every chunk passes through `observe` on its way to the consumer. */
+export async function* tap(
+  source: AsyncIterable<Uint8Array>,
+  observe: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    signal?.throwIfAborted();
+    observe(chunk);
+    yield chunk;
+  }
+}
+
+export interface AtomicWriteOptions {
+  total: number;
+  onProgress?(bytes: number, total: number): void;
+  signal?: AbortSignal;
+  expectedSha256?: string;
+  /** The file must end up exactly `total` bytes long (a cut-off stream is `TruncatedDataError`). */
+  exactSize?: boolean;
+}
+
+/**
+ * Writes `source` to `dest` through a temp file in the same directory, fsyncs
+ * it, checks size and SHA-256, renames it into place and fsyncs the directory:
+ * `dest` is either absent or complete, even across a crash.
+ */
+export async function writeFileAtomic(
+  dest: string,
+  source: AsyncIterable<Uint8Array>,
+  opts: AtomicWriteOptions,
+): Promise<{ size: number; sha256: string }> {
+  const dir = dirname(dest);
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  const meter = new StreamMeter(opts.total, opts.onProgress);
+  const fh = await open(tmp, 'wx');
+  try {
+    try {
+      for await (const chunk of source) {
+        opts.signal?.throwIfAborted();
+        await fh.write(chunk);
+        meter.update(chunk);
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const sha256 = meter.sha256();
+    if (opts.exactSize && meter.bytes !== opts.total) {
+      throw new TruncatedDataError(`${dest}: got ${meter.bytes} bytes, expected ${opts.total}`);
+    }
+    if (opts.expectedSha256 !== undefined && sha256 !== opts.expectedSha256.toLowerCase()) {
+      throw new ChecksumMismatchError(`${dest}: sha256 ${sha256} does not match ${opts.expectedSha256}`);
+    }
+    await rename(tmp, dest);
+    await fsyncDir(dir);
+    return { size: meter.bytes, sha256 };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Makes a rename or unlink in `dir` durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Socket-level failures: the store is unreachable or dropped us, which is
+ * worth a retry. Anything else without an HTTP status is a bug, not an outage.
+ */
+export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+/** Whether `err` (or its cause chain) is a socket-level failure. */
+export function isNetworkError(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    const { code, name } = e as { code?: unknown; name?: unknown };
+    if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return true;
+    if (name === 'TimeoutError') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
