@@ -44,6 +44,12 @@ export interface HeartbeatVolume {
   /** "" or a TTL string such as "3d". */
   ttl: string;
   compactRevision: number;
+  /** The backend holding the `.dat` (`s3.default`) when the volume is tiered. */
+  remote?: string;
+  /** Reads over the last 24 hours (heat, for tier policies). */
+  readsPerDay: number;
+  /** Unix seconds of the last write or delete. */
+  modifiedAt: number;
 }
 
 /**

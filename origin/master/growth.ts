@@ -148,6 +148,8 @@ export class VolumeGrowth {
           deleteCount: 0,
           deletedByteCount: 0,
           readOnly: false,
+          readsPerDay: 0,
+          modifiedAt: Math.floor(Date.now() / 1000),
           replicaPlacement: layout.replication,
           ttl: layout.ttl,
           compactRevision: 0,

@@ -11,13 +11,18 @@ export function volumePath(dir: string, collection: string, volumeId: number, ex
   return join(dir, `${volumeStem(collection, volumeId)}.${ext}`);
 }
 
-/** Parses a `.dat` file name back into (collection, volume id); null for anything else. */
-export function parseVolumeFileName(name: string): { collection: string; volumeId: number } | null {
-  const m = /^(?:(.+)_)?(\d{1,10})\.dat$/.exec(name);
+/**
+ * Parses a `.dat` (or, for a volume tiered to the cloud, `.vif`) file name back
+ * into (collection, volume id); null for anything else.
+ */
+export function parseVolumeFileName(
+  name: string,
+): { collection: string; volumeId: number; ext: 'dat' | 'vif' } | null {
+  const m = /^(?:(.+)_)?(\d{1,10})\.(dat|vif)$/.exec(name);
   if (!m) return null;
   const volumeId = Number(m[2]);
   if (volumeId > 0xffffffff) return null;
-  return { collection: m[1] ?? '', volumeId };
+  return { collection: m[1] ?? '', volumeId, ext: m[3] as 'dat' | 'vif' };
 }
 
 /** Reads exactly `length` bytes at `position`, or throws TruncatedDataError. */

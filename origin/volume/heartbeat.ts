@@ -36,6 +36,9 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
       replicaPlacement: formatPlacement(s.replicaPlacement),
       ttl: formatTtl(s.ttl),
       compactRevision: s.compactRevision,
+      remote: s.remote,
+      readsPerDay: s.readsPerDay,
+      modifiedAt: s.modifiedAt,
     };
   });
   return {

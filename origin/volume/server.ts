@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
+import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { sendError } from '../http/respond.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
@@ -14,6 +15,8 @@ import { handleRead, type ReadConfig } from './read-handler.ts';
 import { Replicator } from './replication.ts';
 import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
+import { BackendRegistry, TierJobs } from './tier.ts';
+import { handleTier, handleTierStatus, type TierContext } from './tier-handler.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
 import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
 
@@ -38,6 +41,8 @@ export interface VolumeServerConfig {
   signingKey?: string;
   /** Seconds between heartbeats (the master's reply may change it). */
   pulseSeconds: number;
+  /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
+  backends: BackendConfig[];
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -52,6 +57,7 @@ export const VOLUME_SERVER_DEFAULTS = {
   dataCenter: 'DefaultDataCenter',
   rack: 'DefaultRack',
   pulseSeconds: 5,
+  backends: [] as BackendConfig[],
 };
 
 export interface VolumeServer {
@@ -62,16 +68,18 @@ export interface VolumeServer {
   close(): Promise<void>;
 }
 
-function route(store: Store, config: VolumeServerConfig, write: WriteConfig) {
+function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tier: TierContext) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
     switch (req.method) {
       case 'GET':
       case 'HEAD':
         if (pathname === '/status') return handleStatus(res, store);
+        if (pathname === '/admin/tier/status') return handleTierStatus(res, store, tier, query);
         return handleRead(req, res, store, pathname, query, config.read);
       case 'POST':
       case 'PUT':
+        if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
         if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query);
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
@@ -87,14 +95,16 @@ export async function startVolumeServer(
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
   let heartbeat: HeartbeatClient | undefined;
-  const store = Store.open({ ...config, onChange: () => heartbeat?.beatNow() }, config.log);
+  const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir);
+  const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
+  const tier = { backends, jobs: new TierJobs() };
   const write: WriteConfig = {
     maxUploadBytes: config.maxUploadBytes,
     now: config.now,
     signingKey: config.signingKey,
     replicator: new Replicator(config.master, []),
   };
-  const handle = route(store, config, write);
+  const handle = route(store, config, write, tier);
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   });
@@ -131,6 +141,7 @@ export async function startVolumeServer(
         server.closeAllConnections();
       });
       await store.close();
+      await backends.close();
     },
   };
   return volumeServer;

@@ -3,14 +3,17 @@
  * directory each, with a maximum volume count). Volumes are created on the
  * master's request and reopened at startup.
  */
-import { mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConflictError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
-import { parseVolumeFileName } from './files.ts';
+import { parseVolumeFileName, volumePath } from './files.ts';
 import type { FsyncPolicy } from './syncer.ts';
+import type { BackendRegistry } from './tier.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
+import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
 
 export interface DiskLocation {
   dir: string;
@@ -25,6 +28,8 @@ export interface StoreConfig {
   now: () => number;
   /** Told when the set of volumes or a volume's writability changes (heartbeat.ts beats at once). */
   onChange?: () => void;
+  /** Where tiered volumes' `.dat` files live (tier.ts). */
+  backends?: BackendRegistry;
 }
 
 export interface DiskStatus {
@@ -52,6 +57,14 @@ export class Store {
       for (const name of readdirSync(location.dir).sort()) {
         const parsed = parseVolumeFileName(name);
         if (!parsed) continue;
+        if (parsed.ext === 'vif') {
+          // Only a tiered volume is found by its .vif: a local one is found by its .dat.
+          if (existsSync(volumePath(location.dir, parsed.collection, parsed.volumeId, 'dat'))) continue;
+          if (!readVolumeInfo(join(location.dir, name)).remote) {
+            log(`volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`);
+            continue;
+          }
+        }
         if (store.volumes.has(parsed.volumeId)) {
           throw new ConflictError(`volume ${parsed.volumeId} found twice (second in ${location.dir})`);
         }
@@ -74,6 +87,7 @@ export class Store {
       sizeLimitBytes: this.config.sizeLimitBytes,
       now: this.config.now,
       onChange: () => this.config.onChange?.(),
+      openRemote: (remote: RemoteDat) => this.config.backends?.openRemote(remote),
     };
   }
 

@@ -89,6 +89,11 @@ export async function vacuumVolume(
   volume: Volume,
   opts: { threshold?: number; force?: boolean } = {},
 ): Promise<VacuumReport> {
+  if (volume.info.remote) {
+    throw new ConflictError(
+      `volume ${volume.id} is tiered: download it first (kelp tier download) to compact it`,
+    );
+  }
   const garbageRatio = volume.garbageRatio();
   const sizeBefore = volume.datSize;
   const report = { volumeId: volume.id, garbageRatio, sizeBefore, sizeAfter: sizeBefore, corruptSkipped: 0 };

@@ -6,11 +6,27 @@ import { fsyncDir } from './files.ts';
 /**
  * The `.vif` beside a volume's `.idx`: what must survive a restart but is not
  * in the superblock. SeaweedFS keeps the same file (protobuf VolumeInfo as
- * JSON); Kelp's is plain JSON with camelCase fields. The tiering issue adds
- * the remote file location here.
+ * JSON); Kelp's is plain JSON with camelCase fields.
  */
 export interface VolumeInfo {
   readOnly: boolean;
+  /** Set once the `.dat` lives in a cloud tier (tier.ts); reads then go to the backend. */
+  remote?: RemoteDat;
+}
+
+/** Where a tiered volume's `.dat` is, and what it must be. */
+export interface RemoteDat {
+  /** `type.id`, e.g. `s3.default`. */
+  backend: string;
+  key: string;
+  size: number;
+  sha256: string;
+  /** ISO time the store reported for the object. */
+  mtime: string;
+  /** The superblock, base64: opening the volume needs no request to the backend. */
+  superBlock: string;
+  /** The local `.dat` was kept (reads stay local while it exists). */
+  keepLocalDat: boolean;
 }
 
 const DEFAULT_INFO: VolumeInfo = { readOnly: false };

@@ -7,7 +7,7 @@
  * synchronous write at a tracked end offset, so appends never interleave and
  * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
  */
-import { closeSync, existsSync, ftruncateSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, rmSync } from 'node:fs';
 import {
   ConflictError,
   CorruptDataError,
@@ -15,6 +15,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   ReadOnlyVolumeError,
+  UnavailableError,
 } from '../../shared/errors.ts';
 import {
   encodeIdxEntry,
@@ -22,6 +23,7 @@ import {
   MAX_VOLUME_OFFSET,
   TOMBSTONE_FILE_SIZE,
   toStoredOffset,
+  writeIdxEntry,
 } from '../../shared/idx.ts';
 import {
   CURRENT_VERSION,
@@ -48,11 +50,12 @@ import {
   superBlockSize,
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
+import type { BackendFile } from '../../tiering/backend.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap } from './needle-map.ts';
 import { recoverVolumeFiles } from './recovery.ts';
 import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
-import { readVolumeInfo, type VolumeInfo, writeVolumeInfo } from './volume-info.ts';
+import { type RemoteDat, readVolumeInfo, type VolumeInfo, writeVolumeInfo } from './volume-info.ts';
 
 /** Needles whose record is larger than this are streamed in pages, never read whole into memory. */
 export const LARGE_NEEDLE_BYTES = 1024 * 1024;
@@ -72,6 +75,8 @@ export interface VolumeConfig {
   now: () => number;
   /** Told when something the master must hear about changes (sealed, unsealed). */
   onChange?: () => void;
+  /** Opens a tiered volume's remote `.dat` (tier.ts); undefined when its backend is not configured here. */
+  openRemote?: (remote: RemoteDat) => BackendFile | undefined;
 }
 
 export interface NeedleWrite {
@@ -108,6 +113,12 @@ export interface VolumeStatus {
   version: number;
   compactRevision: number;
   maxFileKey: string;
+  /** The backend holding the `.dat` (`s3.default`), when tiered. */
+  remote?: string;
+  /** Reads over the last 24 hours: heat, for tier policies. */
+  readsPerDay: number;
+  /** Unix seconds of the last write or delete. */
+  modifiedAt: number;
 }
 
 export class Volume {
@@ -124,8 +135,15 @@ export class Volume {
   /** Startup repairs, for the log. */
   readonly repairs: string[];
   private lastAppendAtNs = 0n;
+  /** Scratch for the idx entry append() writes (synchronously, so one serves every append). */
+  private readonly idxEntry = Buffer.alloc(IDX_ENTRY_SIZE);
   /** Set by close(): no more appends. */
   closed = false;
+  /** The remote `.dat` of a tiered volume; reads use it once the local `.dat` is gone (datFd < 0). */
+  remote: BackendFile | undefined;
+  readonly heat: ReadHeat;
+  /** Milliseconds; the last append (from the `.idx`'s mtime at open). */
+  modifiedAt: number;
 
   private constructor(
     config: VolumeConfig,
@@ -144,7 +162,17 @@ export class Volume {
     this.map = map;
     this.info = info;
     this.repairs = repairs;
-    this.syncer = new GroupSyncer(config.fsync, () => [this.datFd, this.idxFd]);
+    this.syncer = new GroupSyncer(config.fsync, () =>
+      this.datFd >= 0 ? [this.datFd, this.idxFd] : [this.idxFd],
+    );
+    this.heat = new ReadHeat(config.now);
+    this.modifiedAt = fstatSync(this.idxFd).mtimeMs;
+    if (info.remote) this.remote = config.openRemote?.(info.remote);
+  }
+
+  /** Reads go to the cloud tier: the local `.dat` is gone. */
+  get isRemote(): boolean {
+    return this.datFd < 0;
   }
 
   path(ext: string): string {
@@ -184,14 +212,16 @@ export class Volume {
 
   /** Opens an existing volume, repairing a torn tail (recovery.ts) and loading the needle map. */
   static open(config: VolumeConfig): Volume {
-    const datFd = openSync(volumePath(config.dir, config.collection, config.volumeId, 'dat'), 'r+');
+    const info = readVolumeInfo(volumePath(config.dir, config.collection, config.volumeId, 'vif'));
+    const datPath = volumePath(config.dir, config.collection, config.volumeId, 'dat');
+    if (info.remote && !existsSync(datPath)) return Volume.openTiered(config, info, info.remote);
+    const datFd = openSync(datPath, 'r+');
     const idxFd = openSync(volumePath(config.dir, config.collection, config.volumeId, 'idx'), 'a+');
     try {
       const head = preadExact(datFd, 8, 0);
       const superBlock = decodeSuperBlock(preadExact(datFd, superBlockSize(head), 0));
       const report = recoverVolumeFiles(datFd, idxFd, superBlock.version, superBlock.size);
       const map = loadIdx(idxFd, report.idxSize);
-      const info = readVolumeInfo(volumePath(config.dir, config.collection, config.volumeId, 'vif'));
       return new Volume(
         config,
         { datFd, idxFd, datSize: report.datSize, idxSize: report.idxSize },
@@ -202,6 +232,31 @@ export class Volume {
       );
     } catch (err) {
       closeSync(datFd);
+      closeSync(idxFd);
+      throw err;
+    }
+  }
+
+  /**
+   * A volume whose `.dat` lives only in a backend: the superblock comes from
+   * the `.vif` and the index from the local `.idx`, so opening it sends no
+   * request (a slow or failing backend cannot stop the server from starting).
+   */
+  private static openTiered(config: VolumeConfig, info: VolumeInfo, remote: RemoteDat): Volume {
+    const idxFd = openSync(volumePath(config.dir, config.collection, config.volumeId, 'idx'), 'a+');
+    try {
+      const superBlock = decodeSuperBlock(Buffer.from(remote.superBlock, 'base64'));
+      const repairs: string[] = [];
+      let idxSize = fstatSync(idxFd).size;
+      if (idxSize % IDX_ENTRY_SIZE !== 0) {
+        const whole = idxSize - (idxSize % IDX_ENTRY_SIZE);
+        repairs.push(`.idx ended in a torn entry: truncated ${idxSize} -> ${whole}`);
+        ftruncateSync(idxFd, whole);
+        idxSize = whole;
+      }
+      const files = { datFd: -1, idxFd, datSize: remote.size, idxSize };
+      return new Volume(config, files, superBlock, loadIdx(idxFd, idxSize), info, repairs);
+    } catch (err) {
       closeSync(idxFd);
       throw err;
     }
@@ -230,7 +285,8 @@ export class Volume {
     const offset = this.datSize;
     try {
       pwriteAll(this.datFd, record, offset);
-      pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: toStoredOffset(offset), size }), this.idxSize);
+      writeIdxEntry(this.idxEntry, 0, { key, offset: toStoredOffset(offset), size });
+      pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
     } catch (err) {
       ftruncateSync(this.datFd, this.datSize);
       ftruncateSync(this.idxFd, this.idxSize);
@@ -238,6 +294,7 @@ export class Volume {
     }
     this.datSize += record.length;
     this.idxSize += IDX_ENTRY_SIZE;
+    this.modifiedAt = this.config.now();
     return offset;
   }
 
@@ -246,18 +303,32 @@ export class Volume {
     const existing = this.map.get(w.key);
     // Size 0 is a live empty needle (the map keeps those); deleted ones are negative.
     if (existing !== undefined && existing.size >= 0) {
-      const old = this.readRecord(w.key, existing.offset, existing.size);
+      const old = this.recordAt(w.key, existing.offset, existing.size);
       if (old.cookie !== w.cookie) throw new ConflictError(`file key ${w.key.toString(16)} is taken`);
     }
+    const m = w.meta;
+    // Fields listed rather than spread (a spread is a slow runtime call), into
+    // pooled memory: the record only lives until append() has written it.
     const record = encodeNeedle(
-      { ...w.meta, cookie: w.cookie, id: w.key, data: w.data, appendAtNs: this.nextAppendAtNs() },
+      {
+        flags: m.flags,
+        name: m.name,
+        mime: m.mime,
+        lastModified: m.lastModified,
+        ttl: m.ttl,
+        pairs: m.pairs,
+        cookie: w.cookie,
+        id: w.key,
+        data: w.data,
+        appendAtNs: this.nextAppendAtNs(),
+      },
       this.version,
-    );
-    const view = new DataView(record.buffer, record.byteOffset);
-    const size = view.getUint32(12);
-    const checksum = size > 0 ? view.getUint32(NEEDLE_HEADER_SIZE + size) : 0;
+      Buffer.allocUnsafe,
+    ) as Buffer;
+    const size = record.readUInt32BE(12);
+    const checksum = size > 0 ? record.readUInt32BE(NEEDLE_HEADER_SIZE + size) : 0;
     if (existing !== undefined && existing.size === size) {
-      const old = this.readRecord(w.key, existing.offset, existing.size);
+      const old = this.recordAt(w.key, existing.offset, existing.size);
       if (old.checksum === checksum && sameBytes(old.data, w.data))
         return { size, checksum, unchanged: true };
     }
@@ -269,8 +340,8 @@ export class Volume {
     return { size, checksum, unchanged: false };
   }
 
-  /** Decodes and verifies the whole record at `offset` (8-byte units). */
-  private readRecord(key: bigint, offset: number, size: number): Needle {
+  /** Decodes and verifies the whole record at `offset` (8-byte units) of the local `.dat`. */
+  recordAt(key: bigint, offset: number, size: number): Needle {
     const recordSize = needleRecordSize(size, this.version);
     const bytes = preadExact(this.datFd, recordSize, offset * 8);
     return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
@@ -284,9 +355,10 @@ export class Volume {
   read(key: bigint, cookie: number): ReadResult {
     const entry = this.map.get(key);
     if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    this.heat.hit();
     const recordSize = needleRecordSize(entry.size, this.version);
     if (recordSize <= LARGE_NEEDLE_BYTES) {
-      const needle = this.readRecord(key, entry.offset, entry.size);
+      const needle = this.recordAt(key, entry.offset, entry.size);
       this.assertVisible(needle, cookie);
       return { kind: 'whole', needle };
     }
@@ -324,9 +396,21 @@ export class Volume {
   async delete(key: bigint, cookie: number): Promise<number> {
     const entry = this.map.get(key);
     if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
-    const needle = this.readRecord(key, entry.offset, entry.size);
+    const needle = this.isRemote
+      ? await this.readRemoteRecord(key, entry.offset, entry.size)
+      : this.recordAt(key, entry.offset, entry.size);
     if (needle.cookie !== cookie) throw new NotFoundError('not found');
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    if (this.isRemote) {
+      // The remote .dat is immutable: a delete is an index entry only, with no
+      // tombstone record (offset 0, as SeaweedFS does); `kelp tier compact` reclaims the bytes.
+      pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: 0, size: TOMBSTONE_FILE_SIZE }), this.idxSize);
+      this.idxSize += IDX_ENTRY_SIZE;
+      this.modifiedAt = this.config.now();
+      this.map.delete(key, 0);
+      await this.syncer.sync();
+      return needle.data.length;
+    }
     const record = encodeNeedle(
       { flags: 0, cookie, id: key, data: new Uint8Array(0), appendAtNs: this.nextAppendAtNs() },
       this.version,
@@ -335,6 +419,61 @@ export class Volume {
     this.map.delete(key, toStoredOffset(offset));
     await this.syncer.sync();
     return needle.data.length;
+  }
+
+  /** The whole record at `offset` of a remote `.dat`: exactly one ranged GET, CRC checked. */
+  async recordFrom(file: BackendFile, key: bigint, offset: number, size: number): Promise<Needle> {
+    const bytes = await file.readAt(offset * 8, needleRecordSize(size, this.version));
+    return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
+  }
+
+  private readRemoteRecord(key: bigint, offset: number, size: number): Promise<Needle> {
+    if (!this.remote) {
+      throw new UnavailableError(
+        `volume ${this.id} is tiered to ${this.info.remote?.backend}, which is not configured here`,
+      );
+    }
+    return this.recordFrom(this.remote, key, offset, size);
+  }
+
+  /** read() for a tiered volume: the index lookup in RAM, then one ranged GET of the needle record. */
+  async readRemote(key: bigint, cookie: number): Promise<ReadResult> {
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    this.heat.hit();
+    const needle = await this.readRemoteRecord(key, entry.offset, entry.size);
+    this.assertVisible(needle, cookie);
+    return { kind: 'whole', needle };
+  }
+
+  /**
+   * Switches reads to the backend once its copy is verified (tier.ts). With
+   * `dropLocal` the local `.dat` is closed and deleted; otherwise reads stay
+   * local and the remote copy waits for the day the file is removed.
+   */
+  async attachRemote(remote: RemoteDat, file: BackendFile, dropLocal: boolean): Promise<void> {
+    this.info = { ...this.info, readOnly: true, remote };
+    writeVolumeInfo(this.path('vif'), this.info);
+    this.remote = file;
+    if (!dropLocal || this.datFd < 0) return;
+    await this.syncer.flush();
+    const fd = this.datFd;
+    this.datFd = -1;
+    closeSync(fd);
+    rmSync(this.path('dat'));
+    fsyncDir(this.config.dir);
+  }
+
+  /** After a download put the `.dat` back: reads and writes are local again. */
+  async detachRemote(): Promise<void> {
+    if (this.datFd < 0) this.datFd = openSync(this.path('dat'), 'r+');
+    const { remote: _gone, ...rest } = this.info;
+    this.info = { ...rest, readOnly: this.datSize >= this.config.sizeLimitBytes };
+    writeVolumeInfo(this.path('vif'), this.info);
+    const file = this.remote;
+    this.remote = undefined;
+    await file?.close();
+    this.config.onChange?.();
   }
 
   /**
@@ -391,6 +530,9 @@ export class Volume {
       version: this.version,
       compactRevision: this.superBlock.compactionRevision,
       maxFileKey: this.map.maxKey.toString(),
+      remote: this.info.remote?.backend,
+      readsPerDay: this.heat.perDay(),
+      modifiedAt: Math.floor(this.modifiedAt / 1000),
     };
   }
 
@@ -399,8 +541,38 @@ export class Volume {
     if (this.closed) return;
     this.closed = true;
     await this.syncer.flush();
-    closeSync(this.datFd);
+    if (this.datFd >= 0) closeSync(this.datFd);
     closeSync(this.idxFd);
+    await this.remote?.close();
+  }
+}
+
+/** Reads per hour over the last 24 hours, so heat (not only age) can drive tier policies. */
+export class ReadHeat {
+  private readonly hours = new Float64Array(24);
+  private hour = -1;
+  private readonly now: () => number;
+
+  constructor(now: () => number) {
+    this.now = now;
+  }
+
+  private roll(): void {
+    const h = Math.floor(this.now() / 3_600_000);
+    if (h === this.hour) return;
+    const gap = this.hour < 0 ? 24 : Math.min(24, h - this.hour);
+    for (let i = 1; i <= gap; i++) this.hours[(this.hour + i + 24 * 24) % 24] = 0;
+    this.hour = h;
+  }
+
+  hit(): void {
+    this.roll();
+    this.hours[this.hour % 24]!++;
+  }
+
+  perDay(): number {
+    this.roll();
+    return this.hours.reduce((a, b) => a + b, 0);
   }
 }
 
