@@ -42,7 +42,10 @@ export function planPlacement(
   filter: NodeFilter,
   used: Map<DataNode, number> = new Map(),
 ): DataNode[] | null {
-  const free = candidates.filter((n) => n.maxVolumeCount - n.volumes.size - (used.get(n) ?? 0) > 0);
+  const slots = (n: DataNode) => n.maxVolumeCount - n.volumes.size - (used.get(n) ?? 0);
+  // Emptiest nodes first (ties at random), so growth spreads volumes and leaves room for replicas.
+  const emptiest = (nodes: DataNode[]) => shuffle(nodes).sort((a, b) => slots(b) - slots(a));
+  const free = candidates.filter((n) => slots(n) > 0);
   const byDc = groupBy(free, (n) => n.dataCenter);
   for (const [dc, dcNodes] of shuffle([...byDc])) {
     if (filter.dataCenter && dc !== filter.dataCenter) continue;
@@ -53,15 +56,15 @@ export function planPlacement(
       if (filter.rack && rack !== filter.rack) continue;
       const mains = filter.dataNode
         ? rackNodes.filter((n) => n.url === filter.dataNode || n.publicUrl === filter.dataNode)
-        : shuffle(rackNodes);
+        : emptiest(rackNodes);
       const main = mains[0];
       if (!main) continue;
-      const sameRack = shuffle(rackNodes.filter((n) => n !== main)).slice(0, placement.sameRack);
+      const sameRack = emptiest(rackNodes.filter((n) => n !== main)).slice(0, placement.sameRack);
       if (sameRack.length < placement.sameRack) continue;
       const otherRacks = shuffle([...byRack.keys()].filter((r) => r !== rack)).slice(0, placement.diffRack);
       if (otherRacks.length < placement.diffRack) continue;
-      const rackPicks = otherRacks.map((r) => shuffle(byRack.get(r)!)[0]!);
-      const dcPicks = otherDcs.slice(0, placement.diffDataCenter).map((d) => shuffle(byDc.get(d)!)[0]!);
+      const rackPicks = otherRacks.map((r) => emptiest(byRack.get(r)!)[0]!);
+      const dcPicks = otherDcs.slice(0, placement.diffDataCenter).map((d) => emptiest(byDc.get(d)!)[0]!);
       return [main, ...sameRack, ...rackPicks, ...dcPicks];
     }
   }

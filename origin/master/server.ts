@@ -21,10 +21,12 @@ import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
+import { type PeerResponse, peerRequest } from '../http/client.ts';
 import { sendError, sendJson } from '../http/respond.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION } from '../version.ts';
 import { splitUrl } from '../volume/params.ts';
+import { KEEP_ALIVE_TIMEOUT_MS } from '../volume/server.ts';
 import { parseUpload } from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
 import { type AllocateVolume, VolumeGrowth } from './growth.ts';
@@ -148,19 +150,33 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     for (const [k, v] of Object.entries(upload.pairs ?? {})) headers[`Kelp-${k}`] = v;
     if (assigned.auth) headers.Authorization = `Bearer ${assigned.auth}`;
     const ttl = param(q, 'ttl');
-    const res = await fetch(
-      `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`,
-      {
-        method: 'PUT',
-        headers,
-        body: upload.data,
-      },
-    );
-    const body = (await res.json()) as { size: number; eTag: string; error?: string };
-    if (!res.ok)
+    const url = `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`;
+    const put = () => peerRequest(url, { method: 'PUT', headers, body: upload.data, timeoutMs: 60_000 });
+    let res: PeerResponse;
+    try {
+      res = await put();
+    } catch {
+      // A pooled socket the volume server was closing: the same PUT again is safe
+      // (same fid and bytes; a copy that did land answers 204).
+      res = await put().catch((err: unknown) => {
+        throw new UpstreamError(`volume server ${assigned.url} is unreachable`, { cause: err });
+      });
+    }
+    if (res.status === 204) {
+      return {
+        fileName: upload.name,
+        fid: assigned.fid,
+        fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
+        size: upload.data.length,
+        eTag: String(res.headers.etag ?? '').replaceAll('"', ''),
+      };
+    }
+    const body = JSON.parse(res.body.toString()) as { size: number; eTag: string; error?: string };
+    if (res.status !== 201) {
       throw new UpstreamError(
         `volume server ${assigned.url} refused the upload: ${body.error ?? res.status}`,
       );
+    }
     return {
       fileName: upload.name,
       fid: assigned.fid,
@@ -228,7 +244,12 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, { count: grown.length, volumeIds: grown });
       }
       case '/vol/status':
-        return sendJson(res, 200, { Version: KELP_VERSION, Volumes: volumeStatus(topology) });
+        // The size limit too: tier policies judge fullness against it (tiering/policy.ts).
+        return sendJson(res, 200, {
+          Version: KELP_VERSION,
+          VolumeSizeLimit: config.volumeSizeLimitBytes,
+          Volumes: volumeStatus(topology),
+        });
       case '/dir/status':
         return sendJson(res, 200, { Version: KELP_VERSION, Topology: topologyStatus(topology) });
       case '/cluster/status':
@@ -265,6 +286,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   });
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

@@ -8,6 +8,7 @@
 import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
+import { peerRequest } from '../http/client.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
@@ -63,16 +64,16 @@ export class Replicator {
   private async sendAll(
     volumeId: number,
     copies: number,
-    send: (peer: string) => Promise<Response>,
+    send: (peer: string) => Promise<number>,
   ): Promise<void> {
     const peers = await this.peers(volumeId, copies);
     const results = await Promise.allSettled(peers.map(send));
     const failed = results.flatMap((r, i) =>
       r.status === 'rejected'
         ? [`${peers[i]}: ${(r.reason as Error).message}`]
-        : r.value.ok
+        : r.value >= 200 && r.value < 300
           ? []
-          : [`${peers[i]}: HTTP ${r.value.status}`],
+          : [`${peers[i]}: HTTP ${r.value}`],
     );
     if (failed.length) {
       this.cache.delete(volumeId);
@@ -98,26 +99,27 @@ export class Replicator {
     const q = new URLSearchParams({ type: 'replicate' });
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
-    await this.sendAll(volumeId, copies, (peer) =>
-      fetch(`http://${peer}/${w.fid}?${q}`, {
+    await this.sendAll(volumeId, copies, async (peer) => {
+      const res = await peerRequest(`http://${peer}/${w.fid}?${q}`, {
         method: 'PUT',
         headers,
         body: w.data,
-        signal: AbortSignal.timeout(REPLICA_TIMEOUT_MS),
-      }),
-    );
+        timeoutMs: REPLICA_TIMEOUT_MS,
+      });
+      return res.status;
+    });
   }
 
   async delete(volumeId: number, copies: number, fid: string, token?: string): Promise<void> {
     const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
     await this.sendAll(volumeId, copies, async (peer) => {
-      const res = await fetch(`http://${peer}/${fid}?type=replicate`, {
+      const res = await peerRequest(`http://${peer}/${fid}?type=replicate`, {
         method: 'DELETE',
         headers,
-        signal: AbortSignal.timeout(REPLICA_TIMEOUT_MS),
+        timeoutMs: REPLICA_TIMEOUT_MS,
       });
       // Already gone there (e.g. a retried delete) is what we wanted.
-      return res.status === 404 ? new Response(null, { status: 204 }) : res;
+      return res.status === 404 ? 204 : res.status;
     });
   }
 }
