@@ -5,6 +5,13 @@
  */
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 
+/**
+ * How long our servers keep an idle keep-alive connection: longer than
+ * clients' idle timeouts (undici: 4 s), so a client never reuses a socket the
+ * server is closing at that moment.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 const agent = new Agent({ keepAlive: true, maxSockets: 64, keepAliveMsecs: 1_000 });
 
 export interface PeerResponse {
