@@ -5,10 +5,12 @@
  * origin/config.ts resolves them (defaults < kelp.toml < KELP_* env < flags).
  */
 import { Command } from 'commander';
+import { TierRequestError } from '../tiering/client.ts';
 import { ClientError } from './commands/client.ts';
 import { registerDownloadCommand } from './commands/download.ts';
 import { registerMasterCommand } from './commands/master.ts';
 import { registerServerCommand } from './commands/server.ts';
+import { registerTierCommand } from './commands/tier.ts';
 import { registerUploadCommand } from './commands/upload.ts';
 import { registerVolumeCommand } from './commands/volume.ts';
 import { ConfigError } from './config.ts';
@@ -24,6 +26,7 @@ registerMasterCommand(program);
 registerVolumeCommand(program);
 registerUploadCommand(program);
 registerDownloadCommand(program);
+registerTierCommand(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -33,7 +36,7 @@ try {
   if (err instanceof ConfigError) {
     console.error(`kelp: ${err.message}`);
     process.exit(2);
-  } else if (err instanceof ClientError) {
+  } else if (err instanceof ClientError || err instanceof TierRequestError) {
     console.error(`kelp: ${err.message}`);
     process.exit(1);
   } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {

@@ -17,19 +17,16 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { KelpError } from '../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../shared/placement.ts';
 import { formatTtl, parseTtl } from '../shared/ttl.ts';
+import { parseDuration } from '../tiering/duration.ts';
+import { ConfigError } from './config-error.ts';
 import { MAX_UPLOAD_BYTES } from './http/body.ts';
 import { MASTER_DEFAULTS } from './master/server.ts';
+import { checkTierKey, isTierKey } from './tier-config.ts';
 import { VOLUME_SERVER_DEFAULTS } from './volume/server.ts';
 import { FSYNC_POLICIES, type FsyncPolicy } from './volume/syncer.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume/volume.ts';
 
-/** A bad option value, file or key. Never an HTTP response: the CLI prints it and exits 2. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 /** The file looked for in the working directory when no --config (or KELP_CONFIG) is given. */
 export const DEFAULT_CONFIG_FILE = 'kelp.toml';
@@ -109,6 +106,18 @@ function checked(fn: (s: string) => string): Parse<string> {
 }
 const replication = checked((s) => formatPlacement(parsePlacement(s)));
 const ttl = checked((s) => formatTtl(parseTtl(s)));
+/** "60s", "5m" → milliseconds (tiering/policy.ts's units). */
+const durationMs: Parse<number> = (raw) => {
+  let ms: number;
+  try {
+    ms = parseDuration(str(raw));
+  } catch (err) {
+    if (err instanceof KelpError) throw new BadValue(err.message);
+    throw err;
+  }
+  if (ms <= 0) throw new BadValue('must be longer than 0');
+  return ms;
+};
 
 // ---- schemas ----
 
@@ -250,12 +259,33 @@ export const UPLOAD_OPTIONS = schema('client', {
 });
 export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER });
 
+/** Every `kelp tier` command finds the cluster through the master; [tier] in the file. */
+const TIER_MASTER = field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333');
+export const TIER_OPTIONS = schema('tier', { master: TIER_MASTER });
+export const TIER_INTERVAL_MS = 60_000;
+export const TIER_SERVE_OPTIONS = schema('tier', {
+  master: TIER_MASTER,
+  interval: field(
+    '<duration>',
+    'pause between rounds with nothing to move, e.g. 30s, 5m',
+    durationMs,
+    TIER_INTERVAL_MS,
+    '60s',
+  ),
+});
+
 export const COMMAND_OPTIONS = {
   master: MASTER_OPTIONS,
   volume: VOLUME_OPTIONS,
   server: SERVER_OPTIONS,
   upload: UPLOAD_OPTIONS,
   download: DOWNLOAD_OPTIONS,
+  // Subcommands as "parent sub"; kelp tier's [[tier.policy]] and [backend.*] sections are in tier-config.ts.
+  'tier upload': TIER_OPTIONS,
+  'tier download': TIER_OPTIONS,
+  'tier status': TIER_OPTIONS,
+  'tier plan': TIER_OPTIONS,
+  'tier serve': TIER_SERVE_OPTIONS,
 } satisfies Record<string, Schema>;
 
 export type Resolved<S> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
@@ -264,6 +294,8 @@ export type VolumeOptions = Resolved<typeof VOLUME_OPTIONS>;
 export type ServerOptions = Resolved<typeof SERVER_OPTIONS>;
 export type UploadOptions = Resolved<typeof UPLOAD_OPTIONS>;
 export type DownloadOptions = Resolved<typeof DOWNLOAD_OPTIONS>;
+export type TierOptions = Resolved<typeof TIER_OPTIONS>;
+export type TierServeOptions = Resolved<typeof TIER_SERVE_OPTIONS>;
 
 // ---- the TOML file ----
 
@@ -305,7 +337,11 @@ export function loadConfigFile(path: string): Map<string, unknown> {
   }
   const values = new Map<string, unknown>();
   flatten(table, '', values);
-  for (const key of values.keys()) {
+  for (const [key, value] of values) {
+    if (isTierKey(key)) {
+      checkTierKey(key, value, path);
+      continue;
+    }
     if (!KNOWN_KEYS.has(key)) {
       const section = key.includes('.') ? key.slice(0, key.lastIndexOf('.')) : '';
       const siblings = [...KNOWN_KEYS].filter(

@@ -7,7 +7,9 @@
  *            kelp.toml and KELP_* like any `kelp server`.
  *   edge     `wrangler dev --env local` on 127.0.0.1:8787, pointed at the master
  *            the origin actually bound, state in ./data/wrangler.
- *   tiering  not built yet: see TIERING below.
+ *   tiering  `kelp tier serve` pointed at that master: the [[tier.policy]] of kelp.toml,
+ *            else the built-in rule (sealed or 95% full and quiet for 24 h) to the
+ *            local-directory backend `local.default` in ./data/tier.
  *
  * Each child runs in its own process group, so stopping kills the group
  * (wrangler's workerd and esbuild included) and leaves no orphans. Ctrl-C once
@@ -115,7 +117,7 @@ async function stopChild(c: Child): Promise<void> {
 async function stopAll(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
-    // Edge first (it talks to the origin), then the origin; reversed start order.
+    // Edge first, then the tiering service (both talk to the origin), then the origin: reversed start order.
     for (const c of [...children].reverse()) await stopChild(c);
     console.log('stopped.');
   }
@@ -155,7 +157,7 @@ Kelp is running (Ctrl-C stops everything):
   master          ${master}
   volume server   ${volume}   data in ${DATA_DIR}
   edge Worker     ${edge}   wrangler dev --env local, state in ${DATA_DIR}/wrangler
-  tiering         not built yet
+  tiering         kelp tier serve -> local.default in ${DATA_DIR}/tier
 
 Try it (assign a file id, upload with curl -F, read it back):
   fid=$(curl -s ${master}/dir/assign | grep -o '"fid":"[^"]*"' | cut -d'"' -f4); echo $fid
@@ -163,6 +165,8 @@ Try it (assign a file id, upload with curl -F, read it back):
   curl ${volume}/$fid
   curl ${master}/dir/lookup?fileId=$fid
   curl ${edge}/healthz
+  node origin/cli.ts tier status --master ${master.replace('http://', '')}
+  node origin/cli.ts tier plan --master ${master.replace('http://', '')}
 `;
 }
 
@@ -210,8 +214,25 @@ async function main(): Promise<void> {
   // Ready for the curl example once the volume server's heartbeat has reached the master.
   await waitFor(`${master}/dir/status`, 'the master', (body) => (JSON.parse(body).Topology?.Max ?? 0) > 0);
 
-  // ---- TIERING: start the tiering service here once it exists (tiering/service.ts, local-directory
-  // backend under ./data/tier), pointed at `master`; add it to the banner. ----
+  // ---- tiering: the service, on the local-directory backend beside the data ----
+  // It reads kelp.toml like the origin; without [[tier.policy]] it uses the built-in rule to local.default.
+  const tierReady = new Promise<void>((resolve) => {
+    start(
+      'tiering',
+      process.execPath,
+      ['origin/cli.ts', 'tier', 'serve', '--master', master.replace('http://', '')],
+      {},
+      (line) => {
+        if (line.startsWith('kelp tier serve:')) resolve();
+      },
+    );
+  });
+  await Promise.race([
+    tierReady,
+    sleep(START_TIMEOUT_MS).then(() => {
+      throw new Error('kelp tier serve did not start');
+    }),
+  ]);
 
   // ---- edge: the Worker under wrangler dev ----
   // Its bin script, run on this Node (wrangler's exports do not include the file, so no require.resolve).

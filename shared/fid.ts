@@ -28,37 +28,80 @@ export const MAX_NAME_BYTES = 255;
 
 export const FID_BINARY_SIZE = 16;
 
-const VOLUME_ID_PATTERN = /^[0-9]{1,10}$/;
+// A volume id is 1-10 decimal digits (at most 2^32 - 1).
 // 9-24 hex chars: the last 8 are the cookie, the rest (1-16, odd length allowed) the key.
-const FILE_KEY_PATTERN = /^([0-9a-fA-F]{1,16})([0-9a-fA-F]{8})(?:_([0-9]{1,20}))?$/;
+// Both are checked by hand, not with regexes: they run on every request.
 // The extension only picks a MIME type and resize format, so a short alphanumeric one is all
 // that is ever needed; refusing the rest keeps odd bytes out of cache keys and headers.
 const EXT_PATTERN = /^[A-Za-z0-9]{1,16}$/;
 
 export function parseVolumeId(s: string): number {
-  const n = VOLUME_ID_PATTERN.test(s) ? Number(s) : Number.NaN;
-  if (!(n <= MAX_U32)) throw new InvalidFidError(`volume id ${quote(s)} is not a decimal u32`);
+  let n = s.length >= 1 && s.length <= 10 ? 0 : -1;
+  for (let i = 0; i < s.length && n >= 0; i++) {
+    const d = s.charCodeAt(i) - 48;
+    n = d >= 0 && d <= 9 ? n * 10 + d : -1;
+  }
+  if (n < 0 || n > MAX_U32) throw new InvalidFidError(`volume id ${quote(s)} is not a decimal u32`);
   return n;
+}
+
+/** The value of hex digit `c` (a char code), or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const lower = c | 0x20;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+
+/** Whether s[from, to) is all decimal digits. */
+function allDecimal(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 /** The part after the comma: "01637037d6", "01637037d6_2". Uppercase hex is accepted, as SeaweedFS does. */
 export function parseFileKey(s: string): FileKey {
-  const match = FILE_KEY_PATTERN.exec(s);
-  if (!match) throw new InvalidFidError(`file key ${quote(s)} is not 9-24 hex digits with an optional _N`);
-  const base = BigInt(`0x${match[1]}`);
+  // 1-16 hex digits of key, 8 of cookie, then optionally "_" and 1-20 decimal digits.
+  const underscore = s.indexOf('_');
+  const hexEnd = underscore < 0 ? s.length : underscore;
+  const keyDigits = hexEnd - 8;
+  let valid =
+    keyDigits >= 1 &&
+    keyDigits <= 16 &&
+    (underscore < 0 || (s.length - underscore - 1 >= 1 && s.length - underscore - 1 <= 20));
+  // The key's value while it fits a double exactly (13 hex digits = 52 bits), then the cookie's.
+  let small = 0;
+  let cookie = 0;
+  for (let i = 0; valid && i < hexEnd; i++) {
+    const d = hexDigit(s.charCodeAt(i));
+    if (d < 0) valid = false;
+    else if (i < keyDigits) small = small * 16 + d;
+    else cookie = cookie * 16 + d;
+  }
+  if (!valid || (underscore >= 0 && !allDecimal(s, underscore + 1, s.length))) {
+    throw new InvalidFidError(`file key ${quote(s)} is not 9-24 hex digits with an optional _N`);
+  }
+  const base = keyDigits <= 13 ? BigInt(small) : BigInt(`0x${s.slice(0, keyDigits)}`);
   // Key 0 is never assigned, and formats to a bare cookie that does not parse back.
   if (base === 0n) throw new InvalidFidError(`file key ${quote(s)} has key 0`);
-  const delta = match[3] === undefined ? 0n : BigInt(match[3]);
+  const delta = underscore < 0 ? 0n : BigInt(s.slice(underscore + 1));
   const key = base + delta;
   if (key > MAX_KEY) throw new InvalidFidError(`file key ${quote(s)}: key plus delta overflows u64`);
-  return { key, cookie: Number.parseInt(match[2]!, 16), delta };
+  return { key, cookie, delta };
 }
 
 /** "3,01637037d6" or "3,01637037d6_2" -> { volumeId, key (delta included), cookie, delta }. */
 export function parseFid(s: string): ParsedFid {
   const comma = s.indexOf(',');
   if (comma < 0) throw new InvalidFidError(`file id ${quote(s)} has no comma`);
-  return { volumeId: parseVolumeId(s.slice(0, comma)), ...parseFileKey(s.slice(comma + 1)) };
+  return withVolumeId(parseVolumeId(s.slice(0, comma)), parseFileKey(s.slice(comma + 1)));
+}
+
+/** `{ volumeId, ...fileKey }` without the spread (a slow runtime call on the request path). */
+function withVolumeId(volumeId: number, k: FileKey): ParsedFid {
+  return { volumeId, key: k.key, cookie: k.cookie, delta: k.delta };
 }
 
 /** Key (8 bytes) then cookie (4 bytes) in lowercase hex, leading zero bytes of the key dropped. */
@@ -88,7 +131,7 @@ export function parseFidPath(pathname: string): FidPath {
   }
   if (segments.length === 3) {
     const name = decodeName(segments[2]!);
-    const fid = { volumeId: parseVolumeId(segments[0]!), ...parseFileKey(segments[1]!) };
+    const fid = withVolumeId(parseVolumeId(segments[0]!), parseFileKey(segments[1]!));
     const dot = name.lastIndexOf('.');
     // Like path.extname: a leading dot (".bashrc") or a trailing one gives no extension.
     return dot > 0 && dot < name.length - 1 ? { fid, ext: name.slice(dot + 1), name } : { fid, name };
@@ -106,7 +149,7 @@ export function parseFidPath(pathname: string): FidPath {
   }
   // A file key has no dot, so a second dot ("key.tar.gz") fails the key, as it does in SeaweedFS.
   const dot = rest.lastIndexOf('.');
-  const fid = { volumeId: parseVolumeId(vid), ...parseFileKey(dot < 0 ? rest : rest.slice(0, dot)) };
+  const fid = withVolumeId(parseVolumeId(vid), parseFileKey(dot < 0 ? rest : rest.slice(0, dot)));
   if (dot < 0) return { fid };
   const ext = rest.slice(dot + 1);
   if (!EXT_PATTERN.test(ext))

@@ -109,66 +109,110 @@ export function decodeNeedleMeta(
   version: number = CURRENT_VERSION,
 ): NeedleTail {
   assertVersion(version);
-  const metaLength = size === 0 ? 0 : size - DATA_SIZE_SIZE - dataSize;
-  if (size !== 0 && metaLength < 1) {
-    throw new CorruptDataError(`needle DataSize ${dataSize} leaves no flags byte in Size ${size}`);
-  }
-  const needed = metaLength + NEEDLE_CHECKSUM_SIZE + (version === VERSION_3 ? TIMESTAMP_SIZE : 0);
-  if (tail.length < needed) {
-    throw new TruncatedDataError(`needle tail needs ${needed} bytes, got ${tail.length}`);
-  }
   const view = viewOf(tail);
-  const meta = size === 0 ? { flags: 0 } : parseFields(tail, view, metaLength);
+  const metaLength = parseTail(tail, view, 0, tail.length, size, dataSize, version);
   return {
-    ...meta,
+    flags: fields.flags,
+    name: fields.name,
+    mime: fields.mime,
+    lastModified: fields.lastModified,
+    ttl: fields.ttl,
+    pairs: fields.pairs,
     checksum: view.getUint32(metaLength),
     appendAtNs: version === VERSION_3 ? view.getBigUint64(metaLength + NEEDLE_CHECKSUM_SIZE) : 0n,
   };
 }
 
-function parseFields(bytes: Uint8Array, view: DataView, end: number): NeedleMeta {
-  const flags = bytes[0]!;
-  const meta: NeedleMeta = { flags };
+/**
+ * The optional fields of the record being decoded. Decoding is synchronous, so
+ * one scratch object serves every call, and each result is built in a single
+ * object literal of one shape (absent fields are `undefined`): no object
+ * spreads or added properties, which are slow runtime calls on the read path.
+ */
+const fields: NeedleMeta = {
+  flags: 0,
+  name: undefined,
+  mime: undefined,
+  lastModified: undefined,
+  ttl: undefined,
+  pairs: undefined,
+};
+
+/**
+ * Checks the length of the tail, the `length` bytes of `bytes` from `base`,
+ * and parses its fields into `fields`; returns where the CRC starts, counted
+ * from `base`. `view` covers `bytes`.
+ */
+function parseTail(
+  bytes: Uint8Array,
+  view: DataView,
+  base: number,
+  length: number,
+  size: number,
+  dataSize: number,
+  version: number,
+): number {
+  const metaLength = size === 0 ? 0 : size - DATA_SIZE_SIZE - dataSize;
+  if (size !== 0 && metaLength < 1) {
+    throw new CorruptDataError(`needle DataSize ${dataSize} leaves no flags byte in Size ${size}`);
+  }
+  const needed = metaLength + NEEDLE_CHECKSUM_SIZE + (version === VERSION_3 ? TIMESTAMP_SIZE : 0);
+  if (length < needed) {
+    throw new TruncatedDataError(`needle tail needs ${needed} bytes, got ${length}`);
+  }
+  fields.name = undefined;
+  fields.mime = undefined;
+  fields.lastModified = undefined;
+  fields.ttl = undefined;
+  fields.pairs = undefined;
+  if (size === 0) fields.flags = 0;
+  else parseFields(bytes, view, base, metaLength);
+  return metaLength;
+}
+
+function runsPast(field: string, flags: number): CorruptDataError {
+  return new CorruptDataError(`needle ${field} runs past the body (flags 0x${flags.toString(16)})`);
+}
+
+function parseFields(bytes: Uint8Array, view: DataView, base: number, end: number): void {
+  // Positions count from `base`, the flags byte.
+  const flags = bytes[base]!;
+  fields.flags = flags;
   let p = 1;
-  const need = (n: number, field: string): void => {
-    if (p + n > end)
-      throw new CorruptDataError(`needle ${field} runs past the body (flags 0x${flags.toString(16)})`);
-  };
   if (flags & FLAG_HAS_NAME) {
-    need(1, 'name length');
-    const len = bytes[p++]!;
-    need(len, 'name');
-    meta.name = bytes.subarray(p, p + len);
+    if (p + 1 > end) throw runsPast('name length', flags);
+    const len = bytes[base + p++]!;
+    if (p + len > end) throw runsPast('name', flags);
+    fields.name = bytes.subarray(base + p, base + p + len);
     p += len;
   }
   if (flags & FLAG_HAS_MIME) {
-    need(1, 'mime length');
-    const len = bytes[p++]!;
-    need(len, 'mime');
-    meta.mime = bytes.subarray(p, p + len);
+    if (p + 1 > end) throw runsPast('mime length', flags);
+    const len = bytes[base + p++]!;
+    if (p + len > end) throw runsPast('mime', flags);
+    fields.mime = bytes.subarray(base + p, base + p + len);
     p += len;
   }
   if (flags & FLAG_HAS_LAST_MODIFIED) {
-    need(LAST_MODIFIED_SIZE, 'lastModified');
-    meta.lastModified = bytes[p]! * 2 ** 32 + view.getUint32(p + 1);
+    if (p + LAST_MODIFIED_SIZE > end) throw runsPast('lastModified', flags);
+    fields.lastModified = bytes[base + p]! * 2 ** 32 + view.getUint32(base + p + 1);
     p += LAST_MODIFIED_SIZE;
   }
   if (flags & FLAG_HAS_TTL) {
-    need(TTL_SIZE, 'TTL');
-    meta.ttl = decodeTtl(bytes, p);
+    if (p + TTL_SIZE > end) throw runsPast('TTL', flags);
+    fields.ttl = decodeTtl(bytes, base + p);
     p += TTL_SIZE;
   }
   if (flags & FLAG_HAS_PAIRS) {
-    need(2, 'pairs length');
-    const len = view.getUint16(p);
+    if (p + 2 > end) throw runsPast('pairs length', flags);
+    const len = view.getUint16(base + p);
     p += 2;
-    need(len, 'pairs');
-    meta.pairs = bytes.subarray(p, p + len);
+    if (p + len > end) throw runsPast('pairs', flags);
+    fields.pairs = bytes.subarray(base + p, base + p + len);
     p += len;
   }
   // SeaweedFS's reader ignores leftovers; here they mean a damaged flags byte or Size, so refuse them.
   if (p !== end) throw new CorruptDataError(`needle body has ${end - p} bytes no flag accounts for`);
-  return meta;
 }
 
 /**
@@ -179,10 +223,19 @@ function parseFields(bytes: Uint8Array, view: DataView, end: number): NeedleMeta
 export function decodeNeedle(
   bytes: Uint8Array,
   version: number = CURRENT_VERSION,
-  opts: DecodeNeedleOptions = {},
+  opts: DecodeNeedleOptions = NO_OPTIONS,
 ): Needle {
   assertVersion(version);
-  const { cookie, id, size } = parseNeedleHeader(bytes);
+  if (bytes.length < NEEDLE_HEADER_SIZE) {
+    throw new TruncatedDataError(`needle header needs ${NEEDLE_HEADER_SIZE} bytes, got ${bytes.length}`);
+  }
+  // One view over the whole record: header, DataSize and tail are read through it.
+  const view = viewOf(bytes);
+  const cookie = view.getUint32(0);
+  const id = view.getBigUint64(4);
+  const size = view.getUint32(12);
+  // Readers of SeaweedFS treat a negative i32 Size as deleted; on disk it is never written.
+  if (size > MAX_NEEDLE_SIZE) throw new CorruptDataError(`needle Size ${size} is over ${MAX_NEEDLE_SIZE}`);
   if (opts.expectedId !== undefined && id !== opts.expectedId) {
     throw new CorruptDataError(`needle id ${idHex(id)} found where ${idHex(opts.expectedId)} was expected`);
   }
@@ -193,18 +246,39 @@ export function decodeNeedle(
   if (bytes.length < recordSize) {
     throw new TruncatedDataError(`needle ${idHex(id)} needs ${recordSize} bytes, got ${bytes.length}`);
   }
-  let data = bytes.subarray(0, 0);
+  let dataSize = 0;
   let dataEnd = NEEDLE_HEADER_SIZE;
   if (size > 0) {
-    const dataSize = parseDataSize(bytes.subarray(NEEDLE_HEADER_SIZE), size);
+    // The record is whole (checked above), so the 4 bytes of DataSize are there.
+    dataSize = view.getUint32(NEEDLE_HEADER_SIZE);
+    if (DATA_SIZE_SIZE + dataSize + 1 > size) {
+      throw new CorruptDataError(`needle DataSize ${dataSize} does not fit its Size ${size}`);
+    }
     dataEnd = NEEDLE_DATA_OFFSET + dataSize;
-    data = bytes.subarray(NEEDLE_DATA_OFFSET, dataEnd);
   }
-  const tail = decodeNeedleMeta(bytes.subarray(dataEnd, recordSize), size, data.length, version);
+  const data = size > 0 ? bytes.subarray(NEEDLE_DATA_OFFSET, dataEnd) : bytes.subarray(0, 0);
+  const metaLength = parseTail(bytes, view, dataEnd, recordSize - dataEnd, size, dataSize, version);
+  const crcAt = dataEnd + metaLength;
+  const checksum = view.getUint32(crcAt);
   // Size 0 carries no data to check; SeaweedFS does not check its CRC field either.
-  if (size > 0 && opts.verifyChecksum !== false) assertChecksum(id, tail.checksum, crc32c(data));
-  return { ...tail, cookie, id, size, data };
+  if (size > 0 && opts.verifyChecksum !== false) assertChecksum(id, checksum, crc32c(data));
+  return {
+    flags: fields.flags,
+    name: fields.name,
+    mime: fields.mime,
+    lastModified: fields.lastModified,
+    ttl: fields.ttl,
+    pairs: fields.pairs,
+    checksum,
+    appendAtNs: version === VERSION_3 ? view.getBigUint64(crcAt + NEEDLE_CHECKSUM_SIZE) : 0n,
+    cookie,
+    id,
+    size,
+    data,
+  };
 }
+
+const NO_OPTIONS: DecodeNeedleOptions = {};
 
 /**
  * Throws ChecksumMismatchError unless the stored CRC field matches `actual`,

@@ -266,13 +266,27 @@ function writeTail(
   if (version === VERSION_3) view.setBigUint64(p + NEEDLE_CHECKSUM_SIZE, appendAtNs);
 }
 
-/** A whole record, padding included. Size is derived; the CRC-32C of the data is computed unless given. */
-export function encodeNeedle(n: NeedleInput, version: number = CURRENT_VERSION): Uint8Array {
+const zeroed = (length: number): Uint8Array => new Uint8Array(length);
+
+/**
+ * A whole record, padding included. Size is derived; the CRC-32C of the data
+ * is computed unless given. `alloc` may hand out uninitialised memory (the
+ * volume server passes Node's pooled allocator, cheaper than a fresh
+ * ArrayBuffer per write): every byte of the record, padding included, is
+ * written here.
+ */
+export function encodeNeedle(
+  n: NeedleInput,
+  version: number = CURRENT_VERSION,
+  alloc: (length: number) => Uint8Array = zeroed,
+): Uint8Array {
   assertVersion(version);
   const layout = layoutMeta(n);
   const size = sizeFor(layout, n.data.length);
-  const out = new Uint8Array(needleRecordSize(size, version));
-  const view = new DataView(out.buffer);
+  const recordSize = needleRecordSize(size, version);
+  const out = alloc(recordSize);
+  out.fill(0, recordSize - paddingLength(size, version), recordSize);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   writeHeader(view, 0, n.cookie, n.id, size);
   let p = NEEDLE_HEADER_SIZE;
   if (size > 0) {

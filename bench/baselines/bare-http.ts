@@ -3,16 +3,17 @@
  * the baselines every bench row is measured against.
  *   node bench/baselines/bare-http.ts <mode> [dir]
  * modes: constant | pread-sync | pread-callback | pread-promise | append-nosync | append-group | append-always
- * Prints `listening <port>` once ready.
+ * Prints `listening <port>` once ready. The pread modes read a file of
+ * KELP_BENCH_READ_BYTES bytes (default 256 MiB) written into `dir` at startup.
  */
-import { closeSync, fdatasync, fdatasyncSync, openSync, read, readSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, openSync, read, readSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const BLOB = 1024;
-const READ_FILE_BYTES = 256 * 1024 * 1024;
+const READ_FILE_BYTES = Number(process.env.KELP_BENCH_READ_BYTES ?? 256 * 1024 * 1024);
 const mode = process.argv[2] ?? 'constant';
 const dir = process.argv[3] ?? tmpdir();
 
@@ -20,7 +21,9 @@ function makeReadFile(): string {
   const path = join(dir, `kelp-bench-read-${process.pid}.bin`);
   const fd = openSync(path, 'w');
   const chunk = Buffer.alloc(4 * 1024 * 1024, 7);
-  for (let off = 0; off < READ_FILE_BYTES; off += chunk.length) writeSync(fd, chunk);
+  for (let off = 0; off < READ_FILE_BYTES; off += chunk.length) {
+    writeSync(fd, chunk, 0, Math.min(chunk.length, READ_FILE_BYTES - off));
+  }
   closeSync(fd);
   return path;
 }
@@ -108,4 +111,10 @@ server.listen(0, '127.0.0.1', () => {
   const addr = server.address();
   console.log(`listening ${typeof addr === 'object' && addr ? addr.port : 0}`);
 });
-process.on('SIGTERM', () => process.exit(0));
+// The files this server made go with it (a 256 MiB read file per run adds up in the temp dir).
+process.on('SIGTERM', () => {
+  for (const f of [`kelp-bench-read-${process.pid}.bin`, `kelp-bench-append-${process.pid}.bin`]) {
+    rmSync(join(dir, f), { force: true });
+  }
+  process.exit(0);
+});

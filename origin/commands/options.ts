@@ -4,15 +4,19 @@
  * collects are only the flags actually typed, so config.ts alone decides what
  * a default, the TOML file and the environment contribute.
  */
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
+import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backend.ts';
 import {
   CONFIG_ENV,
   DEFAULT_CONFIG_FILE,
   defaultText,
+  loadConfigFile,
   type OptionSpec,
   type Resolution,
   resolveOptions,
 } from '../config.ts';
+import { loadBackends } from '../tier-config.ts';
 
 type Schema = Record<string, OptionSpec<unknown>>;
 
@@ -72,3 +76,29 @@ export function defined<T extends object>(o: T): Partial<T> {
 }
 
 export const MIB = 1024 * 1024;
+
+/** The values of the resolution's config file by dotted key (none without a file). */
+export function configFileValues(r: { configFile?: string }): Map<string, unknown> {
+  return r.configFile ? loadConfigFile(r.configFile) : new Map();
+}
+
+/** The tier backends of the config file's [backend.*] sections and KELP_BACKEND_* env vars. */
+export function resolveBackends(r: { configFile?: string }): BackendConfig[] {
+  return loadBackends(configFileValues(r), process.env, r.configFile ? { configFile: r.configFile } : {});
+}
+
+/** One line naming each backend a volume server can tier to, secrets redacted (redactConfig). */
+export function describeBackends(backends: BackendConfig[], firstDataDir: string): string {
+  const all = backends.some((b) => b.type === 'local' && b.id === 'default')
+    ? backends
+    : [
+        { type: 'local', id: 'default', path: join(firstDataDir, DEFAULT_LOCAL_TIER_DIR) } as BackendConfig,
+        ...backends,
+      ];
+  return all
+    .map((b) => {
+      const { type, id, ...rest } = redactConfig(b);
+      return `${type}.${id} ${JSON.stringify(rest)}`;
+    })
+    .join(', ');
+}

@@ -1,15 +1,19 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { BackendConfig } from '../../tiering/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
-import { addOptions, defined, MIB, resolveFlags } from './options.ts';
+import { addOptions, defined, describeBackends, MIB, resolveBackends, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
 /** Master state in DIR/master (unless --master.mdir), volumes in DIR: the layout `kelp master` + `kelp volume` use by default. */
-export function serverConfigs(o: ServerOptions): {
+export function serverConfigs(
+  o: ServerOptions,
+  backends: BackendConfig[] = [],
+): {
   master: Partial<MasterConfig>;
-  volume: Omit<Partial<VolumeServerConfig>, 'master'> & Pick<VolumeServerConfig, 'locations'>;
+  volume: Omit<Partial<VolumeServerConfig>, 'master'> & Pick<VolumeServerConfig, 'locations' | 'backends'>;
 } {
   const dir = resolve(o.dir);
   const master = defined({
@@ -36,6 +40,7 @@ export function serverConfigs(o: ServerOptions): {
       signingKey: o.signingKey,
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
+    backends,
   };
   return { master, volume };
 }
@@ -47,8 +52,8 @@ export function registerServerCommand(program: Command): void {
       'run a master and one volume server in one process (volumes in DIR, master state in DIR/master)',
     );
   addOptions(cmd, SERVER_OPTIONS).action(async () => {
-    const { values } = resolveFlags(cmd, SERVER_OPTIONS);
-    const configs = serverConfigs(values);
+    const resolution = resolveFlags(cmd, SERVER_OPTIONS);
+    const configs = serverConfigs(resolution.values, resolveBackends(resolution));
     const master = await startMaster(configs.master);
     let volume: Awaited<ReturnType<typeof startVolumeServer>>;
     try {
@@ -66,6 +71,9 @@ export function registerServerCommand(program: Command): void {
     console.log(`kelp master listening on http://${master.address} (state in ${configs.master.mdir})`);
     console.log(
       `kelp volume server listening on http://${volume.address} (data in ${configs.volume.locations[0]!.dir}; master ${master.address})`,
+    );
+    console.log(
+      `tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`,
     );
   });
 }

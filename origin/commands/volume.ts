@@ -1,13 +1,14 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { BackendConfig } from '../../tiering/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
-import { addOptions, defined, MIB, resolveFlags } from './options.ts';
+import { addOptions, defined, describeBackends, MIB, resolveBackends, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
 type StartConfig = Parameters<typeof startVolumeServer>[0];
 
-export function volumeConfig(o: VolumeOptions): StartConfig {
+export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): StartConfig {
   const locations = o.dir.map((dir, i) => ({
     dir: resolve(dir),
     maxVolumes: o.max[i] ?? o.max[o.max.length - 1]!,
@@ -26,7 +27,7 @@ export function volumeConfig(o: VolumeOptions): StartConfig {
     signingKey: o.signingKey,
     pulseSeconds: o.pulseSeconds,
   });
-  return { ...config, locations };
+  return { ...config, locations, backends };
 }
 
 export function registerVolumeCommand(program: Command): void {
@@ -34,13 +35,14 @@ export function registerVolumeCommand(program: Command): void {
     .command('volume')
     .description('run a volume server: Haystack volumes on local disk, served over HTTP');
   addOptions(cmd, VOLUME_OPTIONS).action(async () => {
-    const { values } = resolveFlags(cmd, VOLUME_OPTIONS);
-    const config = volumeConfig(values);
+    const resolution = resolveFlags(cmd, VOLUME_OPTIONS);
+    const config = volumeConfig(resolution.values, resolveBackends(resolution));
     const server = await startVolumeServer(config);
     const dirs = config.locations.map((l) => l.dir).join(', ');
     const master = config.master ? `master ${config.master}` : 'no master';
     // Handlers first: whoever reads the line below may signal at once.
     stopOnSignals(() => server.close());
     console.log(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
+    console.log(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
   });
 }

@@ -82,13 +82,54 @@ async function* pull(req: IncomingMessage, limit: number): AsyncGenerator<Buffer
   }
 }
 
-/** The whole body in one Buffer, for small bodies (JSON, forms, small blobs). */
-export async function readBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of streamBody(req, limit)) {
-    chunks.push(chunk);
-    length += chunk.length;
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+/**
+ * The whole body in one Buffer, for small bodies (JSON, forms, small blobs).
+ * Same contract as collecting `streamBody`, but on 'data' events: every small
+ * upload comes through here, and the async generator costs about 2 µs of CPU
+ * per request. Back-pressure is moot when the whole body is kept anyway; on
+ * crossing the limit the stream is paused and no more is read.
+ */
+export function readBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES): Promise<Buffer> {
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > limit) return Promise.reject(tooLarge(limit));
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  if (req.destroyed) return Promise.reject(new BadRequestError('request body aborted'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > limit) {
+        done();
+        req.pause();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length));
+    };
+    const onError = (err: unknown): void => {
+      done();
+      reject(new BadRequestError('request body aborted', { cause: err }));
+    };
+    // Destroyed before its end without an error (a client that went away).
+    const onClose = (): void => {
+      if (req.readableEnded) return;
+      done();
+      reject(new BadRequestError('request body aborted'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onError);
+  });
 }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
+import { KEEP_ALIVE_TIMEOUT_MS } from '../http/client.ts';
 import { sendError } from '../http/respond.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
 import { HeartbeatClient } from './heartbeat.ts';
@@ -69,7 +70,8 @@ export interface VolumeServer {
 }
 
 function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tier: TierContext) {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  // Not async: a small local read completes synchronously and makes no promise.
+  return (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
     switch (req.method) {
       case 'GET':
@@ -106,8 +108,16 @@ export async function startVolumeServer(
   };
   const handle = route(store, config, write, tier);
   const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => sendError(res, err));
+    let pending: void | Promise<void>;
+    try {
+      pending = handle(req, res);
+    } catch (err) {
+      sendError(res, err);
+      return;
+    }
+    if (pending) pending.catch((err: unknown) => sendError(res, err));
   });
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -140,6 +150,7 @@ export async function startVolumeServer(
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await tier.jobs.close();
       await store.close();
       await backends.close();
     },

@@ -45,13 +45,16 @@ export class Store {
   readonly config: StoreConfig;
   private readonly volumes = new Map<number, { volume: Volume; location: DiskLocation }>();
 
-  private constructor(config: StoreConfig) {
+  private readonly log: (line: string) => void;
+
+  private constructor(config: StoreConfig, log: (line: string) => void) {
     this.config = config;
+    this.log = log;
   }
 
   /** Opens every volume found in the locations (creating missing directories). */
   static open(config: StoreConfig, log: (line: string) => void = () => {}): Store {
-    const store = new Store(config);
+    const store = new Store(config, log);
     for (const location of config.locations) {
       mkdirSync(location.dir, { recursive: true });
       for (const name of readdirSync(location.dir).sort()) {
@@ -134,15 +137,29 @@ export class Store {
     for (const { volume } of this.volumes.values()) volume.config.sizeLimitBytes = bytes;
   }
 
-  /** Closes and removes every volume of the collection (the master's `/col/delete`). */
+  /**
+   * Closes and removes every volume of the collection (the master's
+   * `/col/delete`), the remote copy of a tiered one included (best effort: a
+   * backend that is down or gone leaves the object behind, and says so in the log).
+   */
   async deleteCollection(collection: string): Promise<number[]> {
     const removed: number[] = [];
     for (const [id, { volume }] of this.volumes) {
       if (volume.config.collection !== collection) continue;
+      const remote = volume.info.remote;
       await volume.close();
       for (const ext of ['dat', 'idx', 'vif']) rmSync(volume.path(ext), { force: true });
       this.volumes.delete(id);
       removed.push(id);
+      if (remote) {
+        try {
+          await this.config.backends?.get(remote.backend).delete(remote.key);
+        } catch (err) {
+          this.log(
+            `volume ${id}: could not delete its remote copy ${remote.backend}/${remote.key}: ${(err as Error).message}`,
+          );
+        }
+      }
     }
     if (removed.length) this.config.onChange?.();
     return removed;

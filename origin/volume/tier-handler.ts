@@ -5,7 +5,12 @@
  * `GET /admin/tier/status[?volume=]` (job progress).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
+import {
+  ConflictError,
+  InvalidParamError,
+  MethodNotAllowedError,
+  NotFoundError,
+} from '../../shared/errors.ts';
 import { sendJson } from '../http/respond.ts';
 import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
@@ -14,6 +19,13 @@ import { type BackendRegistry, type TierJobs, tierDownload, tierUpload } from '.
 export interface TierContext {
   backends: BackendRegistry;
   jobs: TierJobs;
+}
+
+function parseBool(value: string | null | undefined, name: string): boolean {
+  if (value === null || value === undefined || value === '' || value === 'false' || value === '0')
+    return false;
+  if (value === 'true' || value === '1') return true;
+  throw new InvalidParamError(`${name} must be true or false`);
 }
 
 export function handleTierStatus(
@@ -46,9 +58,15 @@ export function handleTier(
       if (query) assertKnownParams(query, new Set(['volume', 'backend', 'keepLocalDat']));
       const volume = store.get(requireU32(query, 'volume'));
       const backend = tier.backends.get(query?.get('backend') || 'local.default');
-      const keepLocalDat = query?.get('keepLocalDat') === 'true';
-      const job = tier.jobs.start(volume.id, 'upload', backend.name, async (progress) => {
-        await tierUpload(volume, backend, { keepLocalDat, onProgress: progress });
+      const keepLocalDat = parseBool(query?.get('keepLocalDat'), 'keepLocalDat');
+      const tiered = volume.info.remote;
+      if (tiered && tiered.backend !== backend.name) {
+        throw new ConflictError(
+          `volume ${volume.id} is already tiered to ${tiered.backend}: download it first`,
+        );
+      }
+      const job = tier.jobs.start(volume.id, 'upload', backend.name, async (progress, signal) => {
+        await tierUpload(volume, backend, { keepLocalDat, onProgress: progress, signal });
       });
       sendJson(res, 202, job);
       return;
@@ -57,8 +75,8 @@ export function handleTier(
       if (query) assertKnownParams(query, new Set(['volume']));
       const volume = store.get(requireU32(query, 'volume'));
       if (!volume.info.remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
-      const job = tier.jobs.start(volume.id, 'download', volume.info.remote.backend, (progress) =>
-        tierDownload(volume, tier.backends, progress),
+      const job = tier.jobs.start(volume.id, 'download', volume.info.remote.backend, (progress, signal) =>
+        tierDownload(volume, tier.backends, progress, signal),
       );
       sendJson(res, 202, job);
       return;

@@ -10,8 +10,9 @@
  * rename) → reopen locally → drop the remote entry → delete the object.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError, InvalidParamError, NotFoundError } from '../../shared/errors.ts';
+import { ConflictError, InvalidParamError, NotFoundError, UnavailableError } from '../../shared/errors.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
 import {
   type BackendConfig,
@@ -22,6 +23,12 @@ import {
 } from '../../tiering/backend.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
+
+/** The bucket an S3 or GCS backend writes to (from its redacted config); undefined for `local`. */
+export function bucketOf(backend: TierBackend): string | undefined {
+  const bucket = backend.describe().bucket;
+  return typeof bucket === 'string' ? bucket : undefined;
+}
 
 /** The backends a volume server can tier to, by name (`s3.default`). `local.default` always exists. */
 export class BackendRegistry {
@@ -50,8 +57,16 @@ export class BackendRegistry {
     return backend;
   }
 
+  /**
+   * The remote `.dat`, opened without a request; undefined when its backend is
+   * not configured here, or is configured with another bucket than the object
+   * was written to (reads then answer 503 rather than ask the wrong bucket).
+   */
   openRemote(remote: RemoteDat): BackendFile | undefined {
-    return this.backends.get(remote.backend)?.openFile(remote.key, remote.size);
+    const backend = this.backends.get(remote.backend);
+    if (!backend) return undefined;
+    if (remote.bucket !== undefined && bucketOf(backend) !== remote.bucket) return undefined;
+    return backend.openFile(remote.key, remote.size);
   }
 
   names(): string[] {
@@ -75,9 +90,14 @@ export interface TierJob {
   finishedAt?: number;
 }
 
-/** One transfer per volume at a time; the latest job per volume is kept for `status`. */
+/**
+ * One transfer per volume at a time; the latest job per volume is kept for
+ * `status`. `close()` (the server shutting down) aborts running transfers and
+ * waits for them to unwind, so none touches a closed volume or client.
+ */
 export class TierJobs {
   private readonly jobs = new Map<number, TierJob>();
+  private readonly running = new Map<number, { abort: AbortController; done: Promise<void> }>();
 
   get(volumeId: number): TierJob | undefined {
     return this.jobs.get(volumeId);
@@ -92,9 +112,9 @@ export class TierJobs {
     volumeId: number,
     action: TierJob['action'],
     backend: string,
-    run: (progress: (bytes: number, total: number) => void) => Promise<void>,
+    run: (progress: (bytes: number, total: number) => void, signal: AbortSignal) => Promise<void>,
   ): TierJob {
-    if (this.jobs.get(volumeId)?.state === 'running') {
+    if (this.running.has(volumeId)) {
       throw new ConflictError(`volume ${volumeId} already has a tier transfer running`);
     }
     const job: TierJob = {
@@ -107,10 +127,11 @@ export class TierJobs {
       startedAt: Date.now(),
     };
     this.jobs.set(volumeId, job);
-    run((bytes, total) => {
+    const abort = new AbortController();
+    const done = run((bytes, total) => {
       job.bytes = bytes;
       job.total = total;
-    }).then(
+    }, abort.signal).then(
       () => {
         job.state = 'done';
         job.finishedAt = Date.now();
@@ -121,13 +142,58 @@ export class TierJobs {
         job.finishedAt = Date.now();
       },
     );
+    const entry = { abort, done: done.finally(() => this.running.delete(volumeId)) };
+    this.running.set(volumeId, entry);
     return job;
+  }
+
+  /** Aborts every running transfer and waits until each has failed or finished. */
+  async close(): Promise<void> {
+    const all = [...this.running.values()];
+    for (const r of all) r.abort.abort(new ConflictError('the volume server is shutting down'));
+    await Promise.all(all.map((r) => r.done));
   }
 }
 
 export interface TierUploadOptions {
   keepLocalDat: boolean;
   onProgress?: (bytes: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+function assertNotCompacting(volume: Volume): void {
+  if (existsSync(volume.path('cpd'))) {
+    throw new ConflictError(`volume ${volume.id} is being compacted: tier it once the vacuum has finished`);
+  }
+}
+
+/**
+ * A volume already recorded as tiered (`keepLocalDat`, or a crash between the
+ * `.vif` and the removal of the `.dat`): returns its remote copy, and without
+ * `keepLocalDat` finishes the move by dropping the local `.dat`. Nothing is
+ * uploaded again.
+ */
+function finishUpload(volume: Volume, backend: TierBackend, keepLocalDat: boolean): RemoteDat {
+  const remote = volume.info.remote!;
+  if (remote.backend !== backend.name) {
+    throw new ConflictError(
+      `volume ${volume.id} is already tiered to ${remote.backend}: download it before tiering it to ${backend.name}`,
+    );
+  }
+  if (volume.isRemote || keepLocalDat) return remote;
+  if (volume.datSize !== remote.size) {
+    // Cannot happen while deletes on a kept copy are index-only; never drop bytes the object lacks.
+    throw new ConflictError(
+      `volume ${volume.id}: the local .dat (${volume.datSize} bytes) is not the uploaded object (${remote.size})`,
+    );
+  }
+  if (!volume.remote) {
+    throw new UnavailableError(`volume ${volume.id}: ${remote.backend} cannot open ${remote.key}`);
+  }
+  const moved = { ...remote, keepLocalDat: false };
+  volume.attachRemote(moved, volume.remote, true);
+  volume.config.onChange?.();
+  return moved;
 }
 
 export async function tierUpload(
@@ -135,30 +201,33 @@ export async function tierUpload(
   backend: TierBackend,
   opts: TierUploadOptions,
 ): Promise<RemoteDat> {
-  if (volume.info.remote) {
-    if (volume.isRemote || opts.keepLocalDat) return volume.info.remote;
-    // Uploaded and recorded, but the local copy outlived a crash or a keep: finish the move.
-    const { key, size } = volume.info.remote;
-    await volume.attachRemote(volume.info.remote, volume.remote ?? backend.openFile(key, size), true);
-    return volume.info.remote;
-  }
+  if (volume.info.remote) return finishUpload(volume, backend, opts.keepLocalDat);
+  if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
+  assertNotCompacting(volume);
   volume.setReadOnly(true);
-  await volume.syncer.flush();
-  const stem = volume.config.collection ? `${volume.config.collection}_${volume.id}` : String(volume.id);
+  volume.transferring = true;
   // A fresh key per attempt: a retry never meets (or trusts) the remains of an earlier one.
+  const stem = volume.config.collection ? `${volume.config.collection}_${volume.id}` : String(volume.id);
   const key = `${stem}-${randomUUID()}.dat`;
-  const size = volume.datSize;
   let uploaded = false;
   try {
-    const result = await backend.upload(volume.path('dat'), key, { onProgress: opts.onProgress });
+    await volume.syncer.flush();
+    const size = volume.datSize;
+    const revision = volume.superBlock.compactionRevision;
+    const result = await backend.upload(volume.path('dat'), key, {
+      onProgress: opts.onProgress,
+      signal: opts.signal,
+    });
     uploaded = true;
     if (result.size !== size) {
       throw new ConflictError(`volume ${volume.id}: uploaded ${result.size} bytes, expected ${size}`);
     }
     const file = backend.openFile(key, result.size);
     await verifyOneNeedle(volume, file);
+    opts.signal?.throwIfAborted();
     const remote: RemoteDat = {
       backend: backend.name,
+      ...(bucketOf(backend) !== undefined ? { bucket: bucketOf(backend) } : {}),
       key,
       size: result.size,
       sha256: result.sha256,
@@ -166,12 +235,19 @@ export async function tierUpload(
       superBlock: Buffer.from(encodeSuperBlock(volume.superBlock)).toString('base64'),
       keepLocalDat: opts.keepLocalDat,
     };
-    await volume.attachRemote(remote, file, !opts.keepLocalDat);
+    // The commit point. From the checks to the `.vif` nothing awaits, so what was uploaded is the `.dat`.
+    assertNotCompacting(volume);
+    if (volume.datSize !== size || volume.superBlock.compactionRevision !== revision) {
+      throw new ConflictError(`volume ${volume.id} changed while it was uploading`);
+    }
+    volume.attachRemote(remote, file, !opts.keepLocalDat);
     volume.config.onChange?.();
     return remote;
   } catch (err) {
     if (uploaded) await backend.delete(key).catch(() => {});
     throw err;
+  } finally {
+    volume.transferring = false;
   }
 }
 
@@ -189,17 +265,36 @@ async function verifyOneNeedle(volume: Volume, file: BackendFile): Promise<void>
   }
 }
 
+/**
+ * Brings a tiered volume back to local disk: download (SHA-256 checked,
+ * atomic rename), reopen locally and drop the `.vif` entry (the commit
+ * point), then delete the object. A crash before the commit leaves the
+ * volume tiered (and the retry reuses a `.dat` already in place); a failed
+ * delete after it leaves an orphan object, never a volume without its bytes.
+ */
 export async function tierDownload(
   volume: Volume,
   registry: BackendRegistry,
   onProgress?: (bytes: number, total: number) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const remote = volume.info.remote;
   if (!remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
+  if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
   const backend = registry.get(remote.backend);
-  if (volume.isRemote) {
-    await backend.download(remote.key, volume.path('dat'), { expectedSha256: remote.sha256, onProgress });
+  volume.transferring = true;
+  try {
+    if (volume.isRemote) {
+      await backend.download(remote.key, volume.path('dat'), {
+        expectedSha256: remote.sha256,
+        onProgress,
+        signal,
+      });
+    }
+    signal?.throwIfAborted();
+    await volume.detachRemote();
+  } finally {
+    volume.transferring = false;
   }
-  await volume.detachRemote();
   await backend.delete(remote.key);
 }

@@ -27,10 +27,18 @@ export interface Upload {
   md5?: string;
 }
 
+function pairPrefix(header: string): string | undefined {
+  for (const p of PAIR_PREFIXES) if (header.startsWith(p)) return p;
+  return undefined;
+}
+
 function pairsFrom(req: IncomingMessage): Record<string, string> | undefined {
   let pairs: Record<string, string> | undefined;
-  for (const [header, value] of Object.entries(req.headers)) {
-    const prefix = PAIR_PREFIXES.find((p) => header.startsWith(p));
+  // A for-in over the headers, not Object.entries: no array of pairs built on every upload.
+  const headers = req.headers;
+  for (const header in headers) {
+    const prefix = pairPrefix(header);
+    const value = headers[header];
     if (!prefix || value === undefined || header.length === prefix.length) continue;
     pairs ??= {};
     pairs[header.slice(prefix.length)] = Array.isArray(value) ? value.join(', ') : value;

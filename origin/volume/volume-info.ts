@@ -18,6 +18,11 @@ export interface VolumeInfo {
 export interface RemoteDat {
   /** `type.id`, e.g. `s3.default`. */
   backend: string;
+  /**
+   * The bucket the object was written to (S3, GCS), so a backend reconfigured
+   * to another bucket is noticed instead of read from; absent for `local`.
+   */
+  bucket?: string;
   key: string;
   size: number;
   sha256: string;

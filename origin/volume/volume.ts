@@ -16,6 +16,7 @@ import {
   PayloadTooLargeError,
   ReadOnlyVolumeError,
   UnavailableError,
+  UpstreamError,
 } from '../../shared/errors.ts';
 import {
   encodeIdxEntry,
@@ -53,6 +54,7 @@ import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap } from './needle-map.ts';
+import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';
 import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
 import { type RemoteDat, readVolumeInfo, type VolumeInfo, writeVolumeInfo } from './volume-info.ts';
@@ -135,12 +137,20 @@ export class Volume {
   /** Startup repairs, for the log. */
   readonly repairs: string[];
   private lastAppendAtNs = 0n;
+  /** Whether small reads go to the thread pool (readAdaptive). */
+  readonly readMode = new ReadMode();
   /** Scratch for the idx entry append() writes (synchronously, so one serves every append). */
   private readonly idxEntry = Buffer.alloc(IDX_ENTRY_SIZE);
   /** Set by close(): no more appends. */
   closed = false;
   /** The remote `.dat` of a tiered volume; reads use it once the local `.dat` is gone (datFd < 0). */
   remote: BackendFile | undefined;
+  /**
+   * A tier upload or download of this volume is running (tier.ts): the `.dat`
+   * must not change under it, so deletes are index-only and the volume cannot
+   * be made writable until it ends.
+   */
+  transferring = false;
   readonly heat: ReadHeat;
   /** Milliseconds; the last append (from the `.idx`'s mtime at open). */
   modifiedAt: number;
@@ -173,6 +183,15 @@ export class Volume {
   /** Reads go to the cloud tier: the local `.dat` is gone. */
   get isRemote(): boolean {
     return this.datFd < 0;
+  }
+
+  /**
+   * The `.dat` is, or is about to become, a copy of an immutable remote
+   * object: tiered (with or without a kept local copy) or in a tier transfer.
+   * Nothing may be appended to it, so a delete is an index entry only.
+   */
+  get datFrozen(): boolean {
+    return this.datFd < 0 || this.info.remote !== undefined || this.transferring;
   }
 
   path(ext: string): string {
@@ -377,6 +396,62 @@ export class Volume {
     return { kind: 'large', needle, dataOffset: at + NEEDLE_HEADER_SIZE + DATA_SIZE_SIZE, dataSize };
   }
 
+  /**
+   * read() for the HTTP hot path: the record's pread runs on the event loop
+   * or on the thread pool as ReadMode decides (read-mode.ts), so a cold page
+   * cache does not stall every connection. Same results and errors as read();
+   * synchronous when the read was.
+   */
+  readAdaptive(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
+    if (this.isRemote) return this.readRemote(key, cookie);
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    const recordSize = needleRecordSize(entry.size, this.version);
+    // A large needle's header and tail preads stay synchronous; its data streams anyway.
+    if (recordSize > LARGE_NEEDLE_BYTES) return this.read(key, cookie);
+    this.heat.hit();
+    const at = entry.offset * 8;
+    const bytes = Buffer.allocUnsafe(recordSize);
+    if (this.readMode.sync()) {
+      // Only the pread is timed: decoding is CPU, the same either way.
+      this.readMode.record(timedPreadExact(this.datFd, bytes, at));
+      return this.wholeNeedle(bytes, this.version, key, entry.size, cookie);
+    }
+    const { datFd, map, version } = this;
+    return preadExactAsync(datFd, bytes, at).then(
+      (bytes) =>
+        this.datFd !== datFd || this.map !== map
+          ? this.readAgain(key, cookie)
+          : this.wholeNeedle(bytes, version, key, entry.size, cookie),
+      (err: unknown) => {
+        if (this.datFd !== datFd || this.map !== map) return this.readAgain(key, cookie);
+        throw err;
+      },
+    );
+  }
+
+  /** A small needle's record, decoded and verified (CRC included), if `cookie` may see it. */
+  private wholeNeedle(
+    bytes: Uint8Array,
+    version: number,
+    key: bigint,
+    size: number,
+    cookie: number,
+  ): ReadResult {
+    const needle = decodeNeedle(bytes, version, { expectedId: key, expectedSize: size });
+    this.assertVisible(needle, cookie);
+    return { kind: 'whole', needle };
+  }
+
+  /**
+   * The files changed under an asynchronous read (vacuum swapped them, or the
+   * `.dat` went to a cloud tier and was closed): what it read, or failed to,
+   * may be another file's bytes, so the read starts over on the current ones.
+   */
+  private readAgain(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
+    return this.isRemote ? this.readRemote(key, cookie) : this.read(key, cookie);
+  }
+
   private assertVisible(needle: { cookie: number; lastModified?: number; ttl?: Ttl }, cookie: number): void {
     if (needle.cookie !== cookie) throw new NotFoundError('not found');
     if (this.isExpired(needle)) throw new NotFoundError('not found');
@@ -401,9 +476,12 @@ export class Volume {
       : this.recordAt(key, entry.offset, entry.size);
     if (needle.cookie !== cookie) throw new NotFoundError('not found');
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
-    if (this.isRemote) {
+    if (this.datFrozen) {
       // The remote .dat is immutable: a delete is an index entry only, with no
       // tombstone record (offset 0, as SeaweedFS does); `kelp tier compact` reclaims the bytes.
+      // The same while a kept local copy or a transfer exists: a tombstone appended there would
+      // be lost with it, and its index entry, pointing past the object's end, dropped at the next
+      // open (recovery.ts), bringing the needle back.
       pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: 0, size: TOMBSTONE_FILE_SIZE }), this.idxSize);
       this.idxSize += IDX_ENTRY_SIZE;
       this.modifiedAt = this.config.now();
@@ -427,13 +505,26 @@ export class Volume {
     return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
   }
 
-  private readRemoteRecord(key: bigint, offset: number, size: number): Promise<Needle> {
+  private async readRemoteRecord(key: bigint, offset: number, size: number): Promise<Needle> {
+    const r = this.info.remote;
     if (!this.remote) {
       throw new UnavailableError(
-        `volume ${this.id} is tiered to ${this.info.remote?.backend}, which is not configured here`,
+        `volume ${this.id} is tiered to ${r?.backend}${r?.bucket ? ` (bucket ${r.bucket})` : ''}, ` +
+          'which is not configured here',
       );
     }
-    return this.recordFrom(this.remote, key, offset, size);
+    try {
+      return await this.recordFrom(this.remote, key, offset, size);
+    } catch (err) {
+      // The index says the needle exists: a missing object is the store's failure, not a 404 a
+      // client (or a cache in front) could take for a deleted blob.
+      if (err instanceof NotFoundError) {
+        throw new UpstreamError(`volume ${this.id}: its object ${r?.backend}/${r?.key} is missing`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
   }
 
   /** read() for a tiered volume: the index lookup in RAM, then one ranged GET of the needle record. */
@@ -447,33 +538,48 @@ export class Volume {
   }
 
   /**
-   * Switches reads to the backend once its copy is verified (tier.ts). With
-   * `dropLocal` the local `.dat` is closed and deleted; otherwise reads stay
-   * local and the remote copy waits for the day the file is removed.
+   * Switches reads to the backend once its copy is verified (tier.ts): the
+   * `.vif` is the commit point. With `dropLocal` the local `.dat` is then
+   * deleted; otherwise reads stay local and the remote copy waits for the day
+   * the file is removed. Synchronous, so nothing (a delete, a vacuum's commit)
+   * can run between the caller's last check and the switch. The old
+   * descriptor is closed once in-flight syncs are done with it, as in swapFiles.
    */
-  async attachRemote(remote: RemoteDat, file: BackendFile, dropLocal: boolean): Promise<void> {
+  attachRemote(remote: RemoteDat, file: BackendFile, dropLocal: boolean): void {
+    if (this.closed) throw new ConflictError(`volume ${this.id} closed before its tier upload finished`);
     this.info = { ...this.info, readOnly: true, remote };
     writeVolumeInfo(this.path('vif'), this.info);
     this.remote = file;
     if (!dropLocal || this.datFd < 0) return;
-    await this.syncer.flush();
     const fd = this.datFd;
     this.datFd = -1;
-    closeSync(fd);
     rmSync(this.path('dat'));
     fsyncDir(this.config.dir);
+    const closeOld = () => closeSync(fd);
+    this.syncer.flush().then(closeOld, closeOld);
   }
 
-  /** After a download put the `.dat` back: reads and writes are local again. */
+  /** After a download put the `.dat` back (tier.ts): reads and writes are local again. */
   async detachRemote(): Promise<void> {
-    if (this.datFd < 0) this.datFd = openSync(this.path('dat'), 'r+');
+    if (this.closed) throw new ConflictError(`volume ${this.id} closed before its tier download finished`);
+    if (this.datFd < 0) {
+      const fd = openSync(this.path('dat'), 'r+');
+      const size = fstatSync(fd).size;
+      if (size !== this.datSize) {
+        closeSync(fd);
+        throw new CorruptDataError(
+          `volume ${this.id}: downloaded .dat has ${size} bytes, expected ${this.datSize}`,
+        );
+      }
+      this.datFd = fd;
+    }
     const { remote: _gone, ...rest } = this.info;
     this.info = { ...rest, readOnly: this.datSize >= this.config.sizeLimitBytes };
     writeVolumeInfo(this.path('vif'), this.info);
     const file = this.remote;
     this.remote = undefined;
-    await file?.close();
     this.config.onChange?.();
+    await file?.close();
   }
 
   /**
@@ -506,6 +612,13 @@ export class Volume {
 
   setReadOnly(readOnly: boolean): void {
     if (this.info.readOnly === readOnly) return;
+    if (!readOnly && (this.info.remote || this.transferring)) {
+      // A write would land in no copy the volume keeps (tiered) or change the bytes being copied.
+      throw new ConflictError(
+        `volume ${this.id} is ${this.info.remote ? `tiered to ${this.info.remote.backend}` : 'in a tier transfer'}: ` +
+          'download it first (kelp tier download) to write to it',
+      );
+    }
     this.info = { ...this.info, readOnly };
     writeVolumeInfo(this.path('vif'), this.info);
     this.config.onChange?.();

@@ -27,7 +27,11 @@ const DELETE_PARAMS = new Set(['type', 'jwt']);
 const MIN_GZIP_SAVING = 0.1;
 /** Below this, gzip's header costs more than it can save. */
 const MIN_GZIP_INPUT_BYTES = 128;
-const ENCODER = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+function utf8(s: string): Uint8Array {
+  return s.length === 0 ? EMPTY : Buffer.from(s, 'utf8');
+}
 
 export interface WriteConfig {
   maxUploadBytes: number;
@@ -81,7 +85,8 @@ export async function handleWrite(
 ): Promise<void> {
   const { fid, ext } = uploadFid(pathname);
   if (query) assertKnownParams(query, WRITE_PARAMS);
-  const token = await authorize(req, query, config, fid);
+  // Only a secured cluster needs the (asynchronous) token check.
+  const token = config.signingKey ? await authorize(req, query, config, fid) : tokenFrom(req, query);
   const ttl = parseTtl(query?.get('ttl') ?? '');
   const lastModified = parseTimestamp(query?.get('ts'), config.now());
   const volume = store.get(fid.volumeId);
@@ -102,14 +107,15 @@ export async function handleWrite(
       flags |= FLAG_GZIP;
     }
   }
-  const nameBytes = ENCODER.encode(upload.name);
+  // Buffer.from (pooled) rather than TextEncoder (a fresh ArrayBuffer each): the same UTF-8 bytes.
+  const nameBytes = utf8(upload.name);
   const meta: NeedleMeta = {
     flags,
     name: nameBytes.length <= MAX_NAME_BYTES ? nameBytes : undefined,
-    mime: ENCODER.encode(mime),
+    mime: utf8(mime),
     lastModified,
     ttl: isEmptyTtl(ttl) ? undefined : ttl,
-    pairs: upload.pairs ? ENCODER.encode(JSON.stringify(upload.pairs)) : undefined,
+    pairs: upload.pairs ? utf8(JSON.stringify(upload.pairs)) : undefined,
   };
   const copies = copyCount(volume.superBlock.placement);
   const fanOut = copies > 1 && isPrimary(query);

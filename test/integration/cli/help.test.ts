@@ -4,17 +4,25 @@ import { COMMAND_OPTIONS } from '../../../origin/config.ts';
 import { runKelp } from './harness.ts';
 
 describe('kelp --help', () => {
-  it('lists every command', async () => {
+  it('lists every command (and kelp tier --help every tier subcommand)', async () => {
     const r = await runKelp(['--help']);
     expect(r.code).toBe(0);
-    for (const command of Object.keys(COMMAND_OPTIONS))
-      expect(r.stdout.toString()).toContain(`${command} [options]`);
+    const tier = await runKelp(['tier', '--help']);
+    expect(tier.code).toBe(0);
+    for (const command of Object.keys(COMMAND_OPTIONS)) {
+      // Subcommands are keyed "parent sub" and listed by their parent's help.
+      const [parent, sub] = command.split(' ');
+      if (sub) {
+        expect(r.stdout.toString()).toMatch(new RegExp(`^  ${parent} `, 'm'));
+        expect(tier.stdout.toString()).toContain(`${sub} [options]`);
+      } else expect(r.stdout.toString()).toContain(`${command} [options]`);
+    }
   });
 
   it.each(Object.entries(COMMAND_OPTIONS))(
     'kelp %s --help lists each flag with its env var',
     async (command, spec) => {
-      const r = await runKelp([command, '--help']);
+      const r = await runKelp([...command.split(' '), '--help']);
       expect(r.code, r.stderr).toBe(0);
       const help = r.stdout.toString().replace(/\s+/g, ' ');
       expect(help).toContain(`Usage: kelp ${command}`);

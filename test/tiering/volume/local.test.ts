@@ -1,0 +1,190 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createBackend, type LocalBackendConfig } from '../../../tiering/backend.ts';
+import {
+  assignVolume,
+  datPath,
+  expectAllReadBack,
+  fillVolume,
+  http,
+  json,
+  KiB,
+  newFid,
+  putBlob,
+  sealVolume,
+  sha256File,
+  startDownload,
+  startTierServer,
+  type TierServer,
+  tierDownload,
+  tierStatus,
+  tierUpload,
+  vifOf,
+  waitForJob,
+} from './harness.ts';
+import { describeTieredVolume } from './suite.ts';
+
+// local.default: the folder beside the data (<first data dir>/tier) that exists with no configuration.
+describeTieredVolume('local.default', () => ({
+  backend: 'local.default',
+  configs: () => [],
+  inspector: (dataDir) => createBackend({ type: 'local', id: 'default', path: join(dataDir, 'tier') }),
+}));
+
+describe('local tier: keepLocalDat and a backend missing from the config', () => {
+  const dirs: string[] = [];
+  const servers: TierServer[] = [];
+  const tempDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'kelp-tier-local-'));
+    dirs.push(d);
+    return d;
+  };
+  const start = async (dir: string, backends: LocalBackendConfig[] = []) => {
+    const s = await startTierServer(dir, backends);
+    servers.push(s);
+    return s;
+  };
+  const stop = async (s: TierServer) => {
+    servers.splice(servers.indexOf(s), 1);
+    await s.stop();
+  };
+  afterAll(async () => {
+    for (const s of servers) await s.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('keepLocalDat=true records the remote copy but reads stay local; a later upload without it finishes the move', async () => {
+    const dir = tempDir();
+    let srv = await start(dir);
+    await assignVolume(srv.base, 2);
+    const blobs = await fillVolume(srv.base, 2, { small: 200 });
+    await sealVolume(srv.base, 2);
+
+    await tierUpload(srv.base, 2, 'local.default', true);
+    const kept = vifOf(dir, 2)!.remote!;
+    expect(kept).toMatchObject({ backend: 'local.default', keepLocalDat: true });
+    expect(existsSync(datPath(dir, 2))).toBe(true);
+    let stats = srv.stats('local.default');
+    const before = stats.reads;
+    await expectAllReadBack(srv.base, blobs);
+    expect(stats.reads - before, 'reads stay on the local .dat').toBe(0);
+
+    // The kept .dat must stay the uploaded object: no writes, and a delete is an index entry only.
+    expect((await http(srv.base, '/admin/writable?volume=2', { method: 'POST' })).status).toBe(409);
+    expect((await http(srv.base, `/${newFid(2)}`, { method: 'PUT', body: Buffer.from('x') })).status).toBe(
+      409,
+    );
+    const [gone, ...rest] = blobs;
+    expect((await http(srv.base, `/${gone!.fid}`, { method: 'DELETE' })).status).toBe(202);
+    expect(sha256File(datPath(dir, 2))).toBe(kept.sha256);
+
+    const requests = stats.requests;
+    await tierUpload(srv.base, 2, 'local.default', false);
+    expect(stats.requests - requests, 'no second upload').toBe(0);
+    expect(existsSync(datPath(dir, 2))).toBe(false);
+    expect(vifOf(dir, 2)!.remote).toEqual({ ...kept, keepLocalDat: false });
+    await expectAllReadBack(srv.base, rest);
+    expect(stats.reads - before).toBe(rest.length);
+    expect((await http(srv.base, `/${gone!.fid}`)).status).toBe(404);
+
+    // Down again and reopened: the delete made while a local copy was kept still holds.
+    await tierDownload(srv.base, 2);
+    await stop(srv);
+    srv = await start(dir);
+    stats = srv.stats('local.default');
+    expect((await http(srv.base, `/${gone!.fid}`)).status).toBe(404);
+    await expectAllReadBack(srv.base, rest);
+    expect(stats.reads).toBe(0);
+  });
+
+  it('a volume tiered to a backend the server no longer has: the server starts, reads are 503, and work again once it is configured', async () => {
+    const dir = tempDir();
+    const cold: LocalBackendConfig = { type: 'local', id: 'cold', path: join(tempDir(), 'cold') };
+    let srv = await start(dir, [cold]);
+    // In a collection, so the tiered volume is found again by `photos_3.vif` and its key is `photos_3-<uuid>.dat`.
+    await assignVolume(srv.base, 3, 'photos');
+    const blobs = await fillVolume(srv.base, 3, { small: 20, large: [300 * KiB] });
+    await tierUpload(srv.base, 3, 'local.cold');
+    expect(vifOf(dir, 3, 'photos')?.remote?.key).toMatch(/^photos_3-[0-9a-f-]{36}\.dat$/);
+    expect(existsSync(datPath(dir, 3, 'photos'))).toBe(false);
+    await stop(srv);
+
+    srv = await start(dir);
+    const r = await http(srv.base, `/${blobs[0]!.fid}`);
+    expect(r.status).toBe(503);
+    expect(r.body.toString()).toContain('local.cold');
+    await stop(srv);
+
+    srv = await start(dir, [cold]);
+    await expectAllReadBack(srv.base, blobs);
+
+    // Deleting the collection deletes the tiered volume's object too, not only its local files.
+    const key = vifOf(dir, 3, 'photos')!.remote!.key;
+    const inspector = await createBackend(cold);
+    expect(await inspector.stat(key)).toBeDefined();
+    const del = await http(srv.base, '/admin/delete_collection?collection=photos', { method: 'POST' });
+    expect(del.status).toBe(200);
+    expect(vifOf(dir, 3, 'photos')).toBeUndefined();
+    expect(await inspector.stat(key)).toBeUndefined();
+  });
+
+  it('refuses an unknown backend (400), a bad keepLocalDat (400), a download of a volume that is not tiered (404); lists backends and jobs', async () => {
+    const dir = tempDir();
+    const srv = await start(dir);
+    await assignVolume(srv.base, 4);
+    const unknown = await http(srv.base, '/admin/tier/upload?volume=4&backend=s3.nowhere', {
+      method: 'POST',
+    });
+    expect(unknown.status).toBe(400);
+    const bad = await http(srv.base, '/admin/tier/upload?volume=4&keepLocalDat=yes', { method: 'POST' });
+    expect(bad.status).toBe(400);
+    expect(vifOf(dir, 4)?.readOnly ?? false).toBe(false);
+    const down = await http(srv.base, '/admin/tier/download?volume=4', { method: 'POST' });
+    expect(down.status).toBe(404);
+    await tierUpload(srv.base, 4, 'local'); // `local` is `local.default`
+    const all = await json<{ backends: string[]; jobs: { volumeId: number; state: string }[] }>(
+      http(srv.base, '/admin/tier/status'),
+      200,
+    );
+    expect(all.backends).toEqual(['local.default']);
+    expect(all.jobs).toMatchObject([
+      { volumeId: 4, action: 'upload', backend: 'local.default', state: 'done' },
+    ]);
+  });
+
+  it("an object lost behind the server's back: reads and deletes answer 502, never 404, and a download fails leaving the volume tiered", async () => {
+    const dir = tempDir();
+    let srv = await start(dir);
+    await assignVolume(srv.base, 6);
+    const blobs = await fillVolume(srv.base, 6, { small: 10 });
+    const { remote } = await tierUpload(srv.base, 6, 'local.default');
+    await stop(srv); // the local backend keeps the file it has open readable, as any open file
+    await (await createBackend({ type: 'local', id: 'x', path: join(dir, 'tier') })).delete(remote!.key);
+    srv = await start(dir);
+    const r = await http(srv.base, `/${blobs[0]!.fid}`);
+    expect(r.status).toBe(502);
+    expect(r.body.toString()).toContain(remote!.key);
+    expect((await http(srv.base, `/${blobs[1]!.fid}`, { method: 'DELETE' })).status).toBe(502);
+    await startDownload(srv.base, 6);
+    expect((await waitForJob(srv.base, 6)).job).toMatchObject({ state: 'failed' });
+    expect(vifOf(dir, 6)?.remote).toEqual(remote);
+    expect(existsSync(datPath(dir, 6))).toBe(false);
+  });
+
+  it('an empty volume (a superblock and nothing else) tiers, reopens and comes back writable', async () => {
+    const dir = tempDir();
+    let srv = await start(dir);
+    await assignVolume(srv.base, 5);
+    await tierUpload(srv.base, 5, 'local.default');
+    expect(vifOf(dir, 5)?.remote?.size).toBe(8);
+    await stop(srv);
+    srv = await start(dir);
+    expect((await tierStatus(srv.base, 5)).remote?.size).toBe(8);
+    await tierDownload(srv.base, 5);
+    const blob = { fid: newFid(5), bytes: Buffer.from('first needle'), text: false };
+    await putBlob(srv.base, blob);
+    await expectAllReadBack(srv.base, [blob]);
+  });
+});

@@ -1,0 +1,341 @@
+/**
+ * The cluster as the tiering service and `kelp tier` see it, over HTTP only
+ * (DESIGN.md: the tiering service talks to origin over HTTP, never by import):
+ * the master's `/vol/status` and `/dir/lookup`, and each volume server's
+ * `/status` and `/admin/tier/{upload,download,status}`.
+ *
+ * The master says which volumes exist and where they live; the volume servers
+ * say, live, which replica is tiered, how hot it is and which transfer is
+ * running. Replicas are asked one by one because they can disagree: a move
+ * interrupted between two replicas leaves one tiered and one local, and only
+ * the servers know.
+ */
+import type { HeartbeatVolume, LookupResponse } from '../shared/api.ts';
+import type { PolicyVolume } from './policy.ts';
+
+/** Bound on every request: a hung server fails the round, it does not stall the service. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** Between two polls of a running transfer. */
+export const JOB_POLL_MS = 1_000;
+/** Failed polls in a row before a transfer is given up on (it may go on; the next round waits for it). */
+export const MAX_POLL_FAILURES = 5;
+
+/** A request that failed or was answered with an error: printed as is by the CLI (exit 1). */
+export class TierRequestError extends Error {
+  /** The HTTP status, when the server answered. */
+  readonly status?: number;
+  constructor(message: string, status?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TierRequestError';
+    if (status !== undefined) this.status = status;
+  }
+}
+
+// ---- shapes of the answers (origin/volume/tier.ts, tier-handler.ts, admin-handler.ts) ----
+
+/** A transfer as the volume server reports it. */
+export interface TierJob {
+  volumeId: number;
+  action: 'upload' | 'download';
+  backend: string;
+  state: 'running' | 'done' | 'failed';
+  bytes: number;
+  total: number;
+  error?: string;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+/** The `.vif`'s record of a tiered `.dat`. */
+export interface RemoteDat {
+  backend: string;
+  bucket?: string;
+  key: string;
+  size: number;
+  mtime: string;
+  keepLocalDat?: boolean;
+}
+
+/** `GET /admin/tier/status?volume=N`. */
+export interface VolumeTierStatus {
+  volume: number;
+  remote: RemoteDat | null;
+  job: TierJob | null;
+}
+
+/** `GET /admin/tier/status`. */
+export interface ServerTierStatus {
+  backends: string[];
+  jobs: TierJob[];
+}
+
+/** One volume of a volume server's `GET /status`. */
+export interface ServerVolume {
+  id: number;
+  collection: string;
+  size: number;
+  readOnly: boolean;
+  remote?: string;
+  readsPerDay: number;
+  modifiedAt: number;
+}
+
+/** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
+export type MasterVolume = HeartbeatVolume & { locations: string[] };
+
+// ---- requests ----
+
+function baseUrl(hostOrUrl: string): string {
+  return (hostOrUrl.includes('://') ? hostOrUrl : `http://${hostOrUrl}`).replace(/\/+$/, '');
+}
+
+async function call<T>(
+  url: string,
+  init: { method?: string; signal?: AbortSignal } = {},
+  expect: number[] = [200],
+): Promise<T> {
+  const method = init.method ?? 'GET';
+  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+  let res: Response;
+  try {
+    res = await fetch(url, { method, signal });
+  } catch (err) {
+    if (init.signal?.aborted) throw init.signal.reason;
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const why = timeout.aborted ? 'timed out' : (cause?.code ?? cause?.message ?? String(err));
+    throw new TierRequestError(`${method} ${url}: ${why}`, undefined, { cause: err });
+  }
+  const text = await res.text();
+  if (!expect.includes(res.status)) {
+    let why = text.trim().slice(0, 300) || res.statusText;
+    try {
+      const parsed = JSON.parse(text) as { error?: unknown };
+      if (typeof parsed.error === 'string') why = parsed.error;
+    } catch {
+      // not JSON: the raw text will do
+    }
+    throw new TierRequestError(`${method} ${url}: ${res.status} ${why}`, res.status);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new TierRequestError(`${method} ${url}: the answer is not JSON`, res.status, { cause: err });
+  }
+}
+
+/** setTimeout as a promise that an abort rejects at once. */
+export const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  pollMs?: number;
+  onProgress?: (job: TierJob) => void;
+}
+
+export class TierClient {
+  readonly master: string;
+
+  constructor(master: string) {
+    this.master = baseUrl(master);
+  }
+
+  /** Every volume the master knows, with the size limit at which volumes seal. */
+  async volumes(signal?: AbortSignal): Promise<{ volumeSizeLimit: number; volumes: MasterVolume[] }> {
+    const body = await call<{ VolumeSizeLimit?: number; Volumes: MasterVolume[] }>(
+      `${this.master}/vol/status`,
+      { signal },
+    );
+    return { volumeSizeLimit: body.VolumeSizeLimit ?? 0, volumes: body.Volumes };
+  }
+
+  /** The alive servers (`host:port`) holding volume `id`; a 404 is an empty list. */
+  async locations(volumeId: number, signal?: AbortSignal): Promise<string[]> {
+    try {
+      const body = await call<LookupResponse>(`${this.master}/dir/lookup?volumeId=${volumeId}`, { signal });
+      return body.locations.map((l) => l.url);
+    } catch (err) {
+      if (err instanceof TierRequestError && err.status === 404) return [];
+      throw err;
+    }
+  }
+
+  async serverVolumes(server: string, signal?: AbortSignal): Promise<ServerVolume[]> {
+    return (await call<{ Volumes: ServerVolume[] }>(`${baseUrl(server)}/status`, { signal })).Volumes;
+  }
+
+  async serverTier(server: string, signal?: AbortSignal): Promise<ServerTierStatus> {
+    return call<ServerTierStatus>(`${baseUrl(server)}/admin/tier/status`, { signal });
+  }
+
+  async volumeTier(server: string, volumeId: number, signal?: AbortSignal): Promise<VolumeTierStatus> {
+    return call<VolumeTierStatus>(`${baseUrl(server)}/admin/tier/status?volume=${volumeId}`, { signal });
+  }
+
+  /** Starts an upload on `server` (202 and the job); a transfer already running there is a 409 TierRequestError. */
+  async startUpload(
+    server: string,
+    volumeId: number,
+    backend: string,
+    keepLocalDat: boolean,
+    signal?: AbortSignal,
+  ): Promise<TierJob> {
+    const q = new URLSearchParams({ volume: String(volumeId), backend, keepLocalDat: String(keepLocalDat) });
+    return call<TierJob>(`${baseUrl(server)}/admin/tier/upload?${q}`, { method: 'POST', signal }, [202]);
+  }
+
+  async startDownload(server: string, volumeId: number, signal?: AbortSignal): Promise<TierJob> {
+    return call<TierJob>(
+      `${baseUrl(server)}/admin/tier/download?volume=${volumeId}`,
+      { method: 'POST', signal },
+      [202],
+    );
+  }
+
+  /**
+   * Polls the transfer of `volumeId` on `server` until it is done or failed,
+   * and returns it as it ended. A job that disappears (the server restarted)
+   * or a server that stops answering is a TierRequestError: the caller looks
+   * again later rather than assume an outcome.
+   */
+  async waitForJob(server: string, volumeId: number, opts: WaitOptions = {}): Promise<TierJob> {
+    let failures = 0;
+    for (;;) {
+      let status: VolumeTierStatus;
+      try {
+        status = await this.volumeTier(server, volumeId, opts.signal);
+        failures = 0;
+      } catch (err) {
+        if (!(err instanceof TierRequestError) || ++failures >= MAX_POLL_FAILURES) throw err;
+        await sleep(opts.pollMs ?? JOB_POLL_MS, opts.signal);
+        continue;
+      }
+      const job = status.job;
+      if (!job) {
+        throw new TierRequestError(
+          `${server}: volume ${volumeId} has no transfer any more (did the server restart?)`,
+        );
+      }
+      opts.onProgress?.(job);
+      if (job.state !== 'running') return job;
+      await sleep(opts.pollMs ?? JOB_POLL_MS, opts.signal);
+    }
+  }
+}
+
+// ---- the cluster, put together ----
+
+/** One copy of a volume on one server. */
+export interface Replica {
+  server: string;
+  /** Live from the server, or the master's heartbeat copy when the server did not answer. */
+  size: number;
+  readOnly: boolean;
+  remote?: string;
+  readsPerDay: number;
+  modifiedAt: number;
+  /** The latest transfer of this volume on this server, if any. */
+  job?: TierJob;
+  /** The server did not answer: the fields above are the master's (a pulse old). */
+  unreachable?: boolean;
+}
+
+export interface ClusterVolume extends PolicyVolume {
+  replicas: Replica[];
+}
+
+export interface ClusterSnapshot {
+  volumeSizeLimit: number;
+  volumes: ClusterVolume[];
+  /** Servers that did not answer, with why. */
+  unreachable: Map<string, string>;
+  /** Transfers running anywhere. */
+  running: { server: string; job: TierJob }[];
+}
+
+/**
+ * The master's volumes, each replica checked with its server: tier state,
+ * heat and running transfers. `firstSeen` (volume id → epoch ms) is kept by
+ * the caller across rounds, for the age of volumes (policy.ts, minAge).
+ */
+export async function readCluster(
+  client: TierClient,
+  opts: { signal?: AbortSignal; firstSeen?: Map<number, number>; now?: number } = {},
+): Promise<ClusterSnapshot> {
+  const { volumeSizeLimit, volumes } = await client.volumes(opts.signal);
+  const servers = [...new Set(volumes.flatMap((v) => v.locations))];
+  const unreachable = new Map<string, string>();
+  const live = new Map<string, { volumes: Map<number, ServerVolume>; tier: ServerTierStatus }>();
+  await Promise.all(
+    servers.map(async (server) => {
+      try {
+        const [vols, tier] = await Promise.all([
+          client.serverVolumes(server, opts.signal),
+          client.serverTier(server, opts.signal),
+        ]);
+        live.set(server, { volumes: new Map(vols.map((v) => [v.id, v])), tier });
+      } catch (err) {
+        if (!(err instanceof TierRequestError)) throw err;
+        unreachable.set(server, err.message);
+      }
+    }),
+  );
+  const now = opts.now ?? Date.now();
+  const out: ClusterVolume[] = [];
+  for (const mv of volumes) {
+    const replicas: Replica[] = [];
+    for (const server of mv.locations) {
+      const s = live.get(server);
+      const sv = s?.volumes.get(mv.id);
+      const job = s?.tier.jobs.find((j) => j.volumeId === mv.id);
+      // Not there any more (deleted since the heartbeat): no replica. Not answering: the master's copy.
+      if (s && !sv) continue;
+      const src = sv ?? mv;
+      replicas.push({
+        server,
+        size: src.size,
+        readOnly: src.readOnly,
+        ...(src.remote ? { remote: src.remote } : {}),
+        readsPerDay: src.readsPerDay ?? 0,
+        modifiedAt: src.modifiedAt ?? 0,
+        ...(job ? { job } : {}),
+        ...(s ? {} : { unreachable: true }),
+      });
+    }
+    if (opts.firstSeen && !opts.firstSeen.has(mv.id)) opts.firstSeen.set(mv.id, now);
+    const tiered = replicas.filter((r) => r.remote !== undefined);
+    const anyUnreachable = replicas.some((r) => r.unreachable);
+    const backendSets = replicas.map((r) => live.get(r.server)?.tier.backends ?? []);
+    out.push({
+      id: mv.id,
+      collection: mv.collection,
+      size: Math.max(0, ...replicas.map((r) => r.size)),
+      readOnly: replicas.length > 0 ? replicas.every((r) => r.readOnly) : mv.readOnly,
+      modifiedAt: Math.max(0, ...replicas.map((r) => r.modifiedAt)),
+      readsPerDay: replicas.reduce((sum, r) => sum + r.readsPerDay, 0),
+      ...(tiered.length ? { remote: tiered[0]!.remote } : {}),
+      ...(tiered.length > 0 && tiered.length < replicas.length ? { partial: true } : {}),
+      ...(opts.firstSeen?.has(mv.id) ? { firstSeenMs: opts.firstSeen.get(mv.id) } : {}),
+      ...(anyUnreachable || replicas.length === 0
+        ? {}
+        : { backends: backendSets.reduce((a, b) => a.filter((x) => b.includes(x))) }),
+      replicas,
+    });
+  }
+  const running = [...live].flatMap(([server, s]) =>
+    s.tier.jobs.filter((j) => j.state === 'running').map((job) => ({ server, job })),
+  );
+  return { volumeSizeLimit, volumes: out, unreachable, running };
+}
