@@ -1,3 +1,5 @@
+import type { ResizeParams } from '../shared/resize.ts';
+
 /** Bindings and vars the Worker reads (wrangler.toml [vars] and secrets). */
 export interface Env {
   /** Comma-separated master base URLs, e.g. "http://127.0.0.1:9333". */
@@ -12,6 +14,8 @@ export interface Env {
   MAX_CACHEABLE_BYTES?: string;
   ORIGIN_TIMEOUT_MS?: string;
   MAX_RESIZE_SIDE?: string;
+  /** JSON object of named variants, e.g. {"thumb": {"width": 200, "height": 200, "mode": "fill"}}. */
+  RESIZE_PRESETS?: string;
   SIGNING_KEY?: string;
   RESIZE_SIGNING_KEY?: string;
 }
@@ -25,6 +29,8 @@ export interface EdgeConfig {
   maxCacheableBytes: number;
   originTimeoutMs: number;
   maxResizeSide: number;
+  resizePresets: Record<string, ResizeParams>;
+  resizeSigningKey?: string;
 }
 
 function num(raw: string | undefined, fallback: number): number {
@@ -50,6 +56,10 @@ export function edgeConfig(env: Env): EdgeConfig {
       maxCacheableBytes: num(env.MAX_CACHEABLE_BYTES, 64 * 1024 * 1024),
       originTimeoutMs: num(env.ORIGIN_TIMEOUT_MS, 5000),
       maxResizeSide: num(env.MAX_RESIZE_SIDE, 4096),
+      resizePresets: env.RESIZE_PRESETS
+        ? (JSON.parse(env.RESIZE_PRESETS) as Record<string, ResizeParams>)
+        : {},
+      resizeSigningKey: env.RESIZE_SIGNING_KEY || undefined,
     };
     parsed.set(env, c);
   }

@@ -6,7 +6,8 @@
  */
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import { parseFidPath } from '../shared/fid.ts';
-import { canonicalResizeQuery, parseResizeParams } from '../shared/resize.ts';
+import { canonicalResizeQuery, negotiateFormat, parseResizeParams } from '../shared/resize.ts';
+import { verifyResizeSignature } from '../shared/resize-signature.ts';
 import {
   type BlobKey,
   blobKey,
@@ -60,21 +61,40 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
   const url = new URL(request.url);
   // Both throw 400-class errors before any origin call.
   const { fid, ext, name } = parseFidPath(url.pathname);
-  const resize = canonicalResizeQuery(parseResizeParams(url.searchParams, { maxSide: config.maxResizeSide }));
-  const key = blobKey(fid, ext, name, resize);
+  const params = parseResizeParams(url.searchParams, {
+    maxSide: config.maxResizeSide,
+    presets: config.resizePresets,
+  });
+  const resize = canonicalResizeQuery(params);
+  const preset = url.searchParams.get('preset');
+  const sig = url.searchParams.get('sig');
+  if (params && !preset && config.resizeSigningKey) {
+    // Refused here, before any origin call; the origin checks again with its own key.
+    await verifyResizeSignature(config.resizeSigningKey, url.pathname, resize, sig);
+  }
+  // format=auto: the variant depends on Accept, so the negotiated format is part of the key.
+  const negotiated =
+    params?.format === 'auto' ? negotiateFormat(request.headers.get('accept'), 'source') : '';
+  const key = blobKey(fid, ext, name, negotiated ? `${resize}&as=${negotiated}` : resize);
   const head = request.method === 'HEAD';
   const cache = caches.default;
 
   const hit = await cache.match(matchRequest(key.url, request));
   if (hit) return withCacheState(hit, 'HIT', head);
 
-  const path = `${url.pathname}${resize ? `?${resize}` : ''}`;
+  // A preset goes to the origin by name (it expands it with its own config, and presets need no signature).
+  const originQuery = preset
+    ? `preset=${encodeURIComponent(preset)}`
+    : `${resize}${resize && sig ? `&sig=${sig}` : ''}`;
+  const path = `${url.pathname}${resize ? `?${originQuery}` : ''}`;
+  const originHeaders: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (negotiated) originHeaders.accept = request.headers.get('accept') ?? '';
   let origin: Response;
   try {
     origin = await fetchFromReplicas(
       fid.volumeId,
       path,
-      { method: 'GET', headers: { 'accept-encoding': 'identity' } },
+      { method: 'GET', headers: originHeaders },
       config,
       ctx,
     );

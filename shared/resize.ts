@@ -142,3 +142,14 @@ export function canonicalResizeQuery(p: ResizeParams | null): string {
   if (p.width !== undefined) parts.push(`width=${p.width}`);
   return parts.join('&');
 }
+
+/**
+ * The format `auto` means for this client: AVIF, then WebP, if its Accept
+ * header allows; else the source's own. The edge and the origin both decide
+ * with this, so the edge's cache key names the variant the origin makes.
+ */
+export function negotiateFormat(accept: string | null | undefined, source: string): string {
+  if (accept?.includes('image/avif')) return 'avif';
+  if (accept?.includes('image/webp')) return 'webp';
+  return source;
+}

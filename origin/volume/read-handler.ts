@@ -6,8 +6,17 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { parseFidPath } from '../../shared/fid.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
+import { type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
+import {
+  canonicalResizeQuery,
+  parseResizeParams,
+  RESIZE_PARAMS,
+  type ResizeLimits,
+  type ResizeParams,
+} from '../../shared/resize.ts';
+import { verifyResizeSignature } from '../../shared/resize-signature.ts';
 import { byteRangesBody } from '../http/byteranges.ts';
 import { httpDate, isNotModified } from '../http/conditional.ts';
 import { acceptsGzip } from '../http/encoding.ts';
@@ -15,15 +24,23 @@ import { essence, isInlineSafe, mimeFromExtension, OCTET_STREAM } from '../http/
 import { contentRange, parseRange } from '../http/range.ts';
 import { serveLargeNeedle } from './large-read.ts';
 import { assertKnownParams } from './params.ts';
+import type { Resizer } from './resize.ts';
+import { serveResized } from './resize-read.ts';
 import type { Store } from './store.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
-const READ_PARAMS = new Set(['dl']);
+const READ_PARAMS = new Set(['dl', 'sig', ...RESIZE_PARAMS]);
 const DECODER = new TextDecoder();
 
 export interface ReadConfig {
   /** Extra mime types served inline (e.g. text/html on a domain of its own). */
   alsoInline?: ReadonlySet<string>;
+  /** Makes image variants; without one, resize params are refused (400). */
+  resizer?: Resizer;
+  /** Bounds and named presets of resize requests. */
+  resizeLimits?: ResizeLimits;
+  /** With a key, free resize params need `sig` (HMAC over path + canonical params); presets do not. */
+  resizeSigningKey?: string;
 }
 
 /**
@@ -116,7 +133,19 @@ export function handleRead(
   const { fid, ext, name } = parseFidPath(pathname);
   if (query) assertKnownParams(query, READ_PARAMS);
   const download = query?.get('dl') === 'true' || query?.get('dl') === '1';
+  const resize = query ? parseResizeParams(query, config.resizeLimits) : null;
   const volume = store.get(fid.volumeId);
+  if (resize)
+    return handleResizedRead(
+      req,
+      res,
+      volume,
+      pathname,
+      query!,
+      resize,
+      { fid, name, ext, download },
+      config,
+    );
   if (volume.isRemote) {
     return volume
       .readRemote(fid.key, fid.cookie)
@@ -127,6 +156,32 @@ export function handleRead(
     return found.then((f) => respond(req, res, volume, f, name, ext, download, config));
   }
   return respond(req, res, volume, found, name, ext, download, config);
+}
+
+async function handleResizedRead(
+  req: IncomingMessage,
+  res: ServerResponse,
+  volume: Volume,
+  pathname: string,
+  query: URLSearchParams,
+  params: ResizeParams,
+  target: { fid: ParsedFid; name?: string; ext?: string; download: boolean },
+  config: ReadConfig,
+): Promise<void> {
+  if (!config.resizer) throw new InvalidParamError('image resizing is not enabled on this server');
+  if (config.resizeSigningKey && !query.has('preset')) {
+    await verifyResizeSignature(
+      config.resizeSigningKey,
+      pathname,
+      canonicalResizeQuery(params),
+      query.get('sig'),
+    );
+  }
+  const found = volume.isRemote
+    ? await volume.readRemote(target.fid.key, target.fid.cookie)
+    : volume.read(target.fid.key, target.fid.cookie);
+  if (await serveResized(req, res, volume, found, params, target, config)) return;
+  await respond(req, res, volume, found, target.name, target.ext, target.download, config);
 }
 
 function respond(

@@ -14,7 +14,7 @@ import {
   UnavailableError,
   UnprocessableError,
 } from '../../shared/errors.ts';
-import type { OutputFormat, ResizeParams } from '../../shared/resize.ts';
+import { negotiateFormat, type OutputFormat, type ResizeParams } from '../../shared/resize.ts';
 
 export interface ResizeConfig {
   /** Largest source accepted, in pixels (decompression bombs are refused before decoding). */
@@ -62,13 +62,6 @@ export interface ResizeOutput {
   mime: string;
   /** The response varies by Accept (format=auto). */
   variesByAccept: boolean;
-}
-
-/** The format `auto` means for this client: AVIF, then WebP, if Accept allows; else the source's own. */
-export function negotiateFormat(accept: string | undefined, source: string): string {
-  if (accept?.includes('image/avif')) return 'avif';
-  if (accept?.includes('image/webp')) return 'webp';
-  return source;
 }
 
 class JobQueue {

@@ -14,6 +14,7 @@ import { HeartbeatClient } from './heartbeat.ts';
 import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
 import { Replicator } from './replication.ts';
+import { Resizer } from './resize.ts';
 import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import { BackendRegistry, TierJobs } from './tier.ts';
@@ -96,6 +97,8 @@ export async function startVolumeServer(
   partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
+  // Image variants are on by default (sharp, bounded queue); a test or a config may pass its own resizer.
+  config.read = { ...config.read, resizer: config.read.resizer ?? new Resizer() };
   let heartbeat: HeartbeatClient | undefined;
   const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir);
   const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
