@@ -1,4 +1,4 @@
-import type { ResizeParams } from '../shared/resize.ts';
+import { DEFAULT_RESIZE_PRESETS, type ResizeParams } from '../shared/resize.ts';
 
 /** Bindings and vars the Worker reads (wrangler.toml [vars] and secrets). */
 export interface Env {

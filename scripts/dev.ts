@@ -164,7 +164,7 @@ Try it (assign a file id, upload with curl -F, read it back):
   curl -F file=@README.md ${volume}/$fid
   curl ${volume}/$fid
   curl ${master}/dir/lookup?fileId=$fid
-  curl ${edge}/healthz
+  curl -i ${edge}/$fid.md          # through the edge Worker: X-Kelp-Cache MISS, then HIT
   node origin/cli.ts tier status --master ${master.replace('http://', '')}
   node origin/cli.ts tier plan --master ${master.replace('http://', '')}
 `;

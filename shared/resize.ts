@@ -27,7 +27,14 @@ export interface ResizeLimits {
 
 /** Default bound on an output side (config overrides it). */
 export const MAX_RESIZE_SIDE = 4096;
-export const DEFAULT_RESIZE_LIMITS: ResizeLimits = { maxSide: MAX_RESIZE_SIDE };
+/** Presets every server knows unless configured otherwise (`?preset=thumb`). */
+export const DEFAULT_RESIZE_PRESETS: Readonly<Record<string, ResizeParams>> = {
+  thumb: { width: 200, height: 200, mode: 'fill' },
+};
+export const DEFAULT_RESIZE_LIMITS: ResizeLimits = {
+  maxSide: MAX_RESIZE_SIDE,
+  presets: DEFAULT_RESIZE_PRESETS,
+};
 
 /**
  * The query parameters that select a variant. Everything else in a public
