@@ -58,7 +58,7 @@ export function edgeConfig(env: Env): EdgeConfig {
       maxResizeSide: num(env.MAX_RESIZE_SIDE, 4096),
       resizePresets: env.RESIZE_PRESETS
         ? (JSON.parse(env.RESIZE_PRESETS) as Record<string, ResizeParams>)
-        : {},
+        : { ...DEFAULT_RESIZE_PRESETS },
       resizeSigningKey: env.RESIZE_SIGNING_KEY || undefined,
     };
     parsed.set(env, c);
