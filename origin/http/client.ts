@@ -3,6 +3,7 @@
  * node:http on a keep-alive agent. Several times cheaper per request than
  * fetch/undici here, and these calls sit on the write path.
  */
+import { createReadStream } from 'node:fs';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
 
 /**
@@ -20,25 +21,44 @@ export interface PeerResponse {
   body: Buffer;
 }
 
+/** A body streamed from a file (a spooled upload) rather than sent from memory. */
+export interface FileBody {
+  path: string;
+  /** Its length in bytes, sent as Content-Length. */
+  size: number;
+}
+
+/**
+ * One request. A `FileBody` is piped from disk with the stream's own
+ * back-pressure, so a large upload is never held in memory; each call opens
+ * the file afresh, so a retry sends it again from the start.
+ */
 export function peerRequest(
   url: string,
-  init: { method: string; headers?: OutgoingHttpHeaders; body?: Uint8Array; timeoutMs: number },
+  init: { method: string; headers?: OutgoingHttpHeaders; body?: Uint8Array | FileBody; timeoutMs: number },
 ): Promise<PeerResponse> {
+  const body = init.body;
+  const fromFile = body !== undefined && !(body instanceof Uint8Array);
+  const headers = fromFile ? { ...init.headers, 'Content-Length': body.size } : init.headers;
   return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { method: init.method, headers: init.headers, agent, timeout: init.timeoutMs },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
+    const req = request(url, { method: init.method, headers, agent, timeout: init.timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on('error', reject);
+    });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in ${init.timeoutMs} ms`)));
     req.on('error', reject);
-    req.end(init.body);
+    if (!fromFile) {
+      req.end(body);
+      return;
+    }
+    const file = createReadStream(body.path);
+    file.on('error', (err) => req.destroy(err));
+    // A peer that answers (or fails) before reading it all: stop reading the file.
+    req.on('close', () => file.destroy());
+    file.pipe(req);
   });
 }

@@ -26,7 +26,14 @@ import { sendError, sendJson } from '../http/respond.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION } from '../version.ts';
 import { splitUrl } from '../volume/params.ts';
-import { parseUpload } from '../volume/upload.ts';
+import {
+  clearSpoolDir,
+  parseUpload,
+  releaseUpload,
+  spoolDir,
+  type Upload,
+  uploadSize,
+} from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
 import { type AllocateVolume, VolumeGrowth } from './growth.ts';
 import { Sequencer } from './sequencer.ts';
@@ -79,6 +86,8 @@ function param(q: URLSearchParams | null, name: string): string | null {
 export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<MasterServer> {
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
   const state = config.stateStore ?? new FileStateStore(config.mdir);
+  // /submit's spool files left by a crash.
+  clearSpoolDir(config.mdir);
   const topology = new Topology({
     pulseSeconds: config.pulseSeconds,
     volumeSizeLimit: config.volumeSizeLimitBytes,
@@ -136,7 +145,16 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
-    const upload = await parseUpload(req, '', config.maxUploadBytes);
+    // Large bodies spool under the master's directory and stream on to the volume server.
+    const upload = await parseUpload(req, '', config.maxUploadBytes, spoolDir(config.mdir));
+    try {
+      return await forward(upload, q);
+    } finally {
+      releaseUpload(upload);
+    }
+  };
+
+  const forward = async (upload: Upload, q: URLSearchParams | null): Promise<SubmitResponse> => {
     const assigned = await assign(
       ctx,
       parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication),
@@ -150,7 +168,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     if (assigned.auth) headers.Authorization = `Bearer ${assigned.auth}`;
     const ttl = param(q, 'ttl');
     const url = `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`;
-    const put = () => peerRequest(url, { method: 'PUT', headers, body: upload.data, timeoutMs: 60_000 });
+    const payload = upload.spool ? { path: upload.spool.path, size: upload.spool.size } : upload.data;
+    const put = () => peerRequest(url, { method: 'PUT', headers, body: payload, timeoutMs: 60_000 });
     let res: PeerResponse;
     try {
       res = await put();
@@ -166,7 +185,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         fileName: upload.name,
         fid: assigned.fid,
         fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
-        size: upload.data.length,
+        size: uploadSize(upload),
         eTag: String(res.headers.etag ?? '').replaceAll('"', ''),
       };
     }

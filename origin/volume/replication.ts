@@ -8,7 +8,7 @@
 import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
-import { peerRequest } from '../http/client.ts';
+import { type FileBody, peerRequest } from '../http/client.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
@@ -19,7 +19,8 @@ const DECODER = new TextDecoder();
 export interface ReplicaWrite {
   /** The fid text as the client sent it (delta suffix included). */
   fid: string;
-  data: Uint8Array;
+  /** The stored bytes: in memory, or a spooled upload streamed from its file to each replica. */
+  data: Uint8Array | FileBody;
   meta: NeedleMeta;
   /** The client's token, forwarded as is (it is bound to the fid, not to a server). */
   token?: string;

@@ -11,6 +11,7 @@ import type { Ttl } from '../../shared/ttl.ts';
 import { parseVolumeFileName, volumePath } from './files.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
+import { clearSpoolDir } from './upload.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
 import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
@@ -57,6 +58,7 @@ export class Store {
     const store = new Store(config, log);
     for (const location of config.locations) {
       mkdirSync(location.dir, { recursive: true });
+      clearSpoolDir(location.dir);
       for (const name of readdirSync(location.dir).sort()) {
         const parsed = parseVolumeFileName(name);
         if (!parsed) continue;

@@ -2,11 +2,28 @@
  * What an upload request carries (brief §5): the bytes, a file name, a mime
  * type, whether the client already gzipped them, and pair headers. Multipart
  * bodies use their first file part (SeaweedFS's rule); anything else is the raw body.
+ *
+ * Bodies up to SPOOL_THRESHOLD_BYTES stay in memory. A larger one is spooled
+ * as it arrives to a private temp file (`<dir>/.spool/<random>`), with its
+ * length, CRC-32C (and MD5 when the client sent Content-MD5) computed on the
+ * way, so no upload is ever held whole in memory. The source is paused while a
+ * file write is pending (back-pressure, no queue). The caller owns the spool
+ * file once parseUpload resolves and removes it with releaseUpload(); on any
+ * failure parseUpload removes it itself.
  */
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import busboy from 'busboy';
+import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 import { declaredLength, readBody } from '../http/body.ts';
+
+/** Bodies larger than this are spooled to disk instead of kept in memory (issue 3 item 9). */
+export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
 
 /** Slack for multipart framing on top of the file size limit when checking Content-Length. */
 const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
@@ -14,8 +31,22 @@ const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
 const PAIR_PREFIXES = ['kelp-', 'seaweed-'];
 const MAX_PAIRS_JSON_BYTES = 0xffff;
 
-export interface Upload {
-  data: Buffer;
+/** A spooled body: the file holds exactly `size` bytes, as received. */
+export interface Spool {
+  path: string;
+  size: number;
+  /** CRC-32C of the bytes. */
+  crc: number;
+  /** MD5 (base64) of the bytes, computed only when the client sent Content-MD5. */
+  md5?: string;
+}
+
+/** Where the body is: in memory (up to SPOOL_THRESHOLD_BYTES) or in a spool file. */
+export type UploadBody = { data: Buffer; spool?: undefined } | { data?: undefined; spool: Spool };
+
+export type Upload = UploadBody & UploadInfo;
+
+export interface UploadInfo {
   name: string;
   /** As sent; empty when the client sent none (or only application/octet-stream). */
   mime: string;
@@ -25,6 +56,26 @@ export interface Upload {
   pairs?: Record<string, string>;
   /** Content-MD5 (base64) to check against the uncompressed bytes, if sent. */
   md5?: string;
+}
+
+/** The spool directory under `dir` (a volume or master directory); a restart empties it (clearSpoolDir). */
+export function spoolDir(dir: string): string {
+  return join(dir, '.spool');
+}
+
+/** Removes spool files left by a crash. */
+export function clearSpoolDir(dir: string): void {
+  rmSync(spoolDir(dir), { recursive: true, force: true });
+}
+
+/** Removes an upload's spool file, if it has one. Safe to call more than once. */
+export function releaseUpload(upload: UploadBody): void {
+  if (upload.spool) rmSync(upload.spool.path, { force: true });
+}
+
+/** Bytes in the body, in memory or spooled. */
+export function uploadSize(upload: UploadBody): number {
+  return upload.spool ? upload.spool.size : upload.data.length;
 }
 
 function pairPrefix(header: string): string | undefined {
@@ -69,32 +120,188 @@ function mimeOf(value: string | undefined): string {
   return mime.toLowerCase().startsWith('application/octet-stream') ? '' : mime;
 }
 
-export async function parseUpload(req: IncomingMessage, urlName: string, limit: number): Promise<Upload> {
+/**
+ * Parses an upload. `spoolDir` is where bodies over SPOOL_THRESHOLD_BYTES are
+ * spooled (created on demand, mode 0700; files 0600).
+ */
+export async function parseUpload(
+  req: IncomingMessage,
+  urlName: string,
+  limit: number,
+  spoolDir: string,
+): Promise<Upload> {
   const type = req.headers['content-type'] ?? '';
   const pairs = pairsFrom(req);
-  if (/^multipart\/form-data/i.test(type)) return { ...(await firstFilePart(req, limit)), pairs };
-  const data = await readBody(req, limit);
+  const md5 = typeof req.headers['content-md5'] === 'string' ? req.headers['content-md5'] : undefined;
+  if (/^multipart\/form-data/i.test(type)) {
+    return { ...(await firstFilePart(req, limit, spoolDir, md5 !== undefined)), pairs };
+  }
+  const declared = declaredLength(req);
+  if (declared !== undefined && declared > limit) {
+    throw new PayloadTooLargeError(`request body exceeds ${limit} bytes`);
+  }
+  // Small declared bodies keep the cheap 'data'-event path (the 1 KiB write hot path).
+  const body: UploadBody =
+    declared !== undefined && declared <= SPOOL_THRESHOLD_BYTES
+      ? { data: await readBody(req, limit) }
+      : await collect(req, limit, spoolDir, md5 !== undefined);
   return {
-    data,
+    ...body,
     name: dispositionName(req.headers['content-disposition']) ?? urlName,
     mime: mimeOf(type),
     gzipped: /^\s*gzip\s*$/i.test(req.headers['content-encoding'] ?? ''),
     pairs,
-    md5: typeof req.headers['content-md5'] === 'string' ? req.headers['content-md5'] : undefined,
+    md5,
   };
 }
 
-function firstFilePart(req: IncomingMessage, limit: number): Promise<Omit<Upload, 'pairs'>> {
+async function writeAll(file: FileHandle, bytes: Buffer): Promise<void> {
+  for (let at = 0; at < bytes.length; ) {
+    const { bytesWritten } = await file.write(bytes, at, bytes.length - at);
+    at += bytesWritten;
+  }
+}
+
+/**
+ * Reads `source` to its end: in memory while it stays within
+ * SPOOL_THRESHOLD_BYTES, then into a spool file. Crossing `limit` rejects with
+ * 413 and reads no more (the source is paused, not destroyed, so a request can
+ * still get its answer). An error or a close before the end rejects. Either
+ * way the spool file, if any, is removed before the promise settles.
+ */
+function collect(source: Readable, limit: number, spoolDir: string, wantMd5: boolean): Promise<UploadBody> {
+  return new Promise((resolve, reject) => {
+    let memory: Buffer[] | undefined = [];
+    let length = 0;
+    let path: string | undefined;
+    let file: FileHandle | undefined;
+    let crc: Crc32cHasher | undefined;
+    let md5: Hash | undefined;
+    /** File work in order: open, then one write per chunk. */
+    let chain: Promise<void> = Promise.resolve();
+    let pendingWrites = 0;
+    let settled = false;
+    let ended = false;
+
+    const detach = () => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      source.off('close', onClose);
+    };
+    const discard = async () => {
+      await file?.close().catch(() => {});
+      file = undefined;
+      if (path) await rm(path, { force: true }).catch(() => {});
+    };
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      detach();
+      source.pause();
+      memory = undefined;
+      // Wait for a write in flight before removing its file.
+      chain.then(discard, discard).then(() => reject(err));
+    };
+    const enqueue = (work: () => Promise<void>) => {
+      pendingWrites++;
+      source.pause();
+      chain = chain.then(async () => {
+        if (settled && !ended) return;
+        await work();
+        if (--pendingWrites === 0 && !settled && !ended) source.resume();
+      });
+      chain.catch(fail);
+    };
+    const startSpool = (): void => {
+      const held = memory!;
+      memory = undefined;
+      crc = new Crc32cHasher();
+      md5 = wantMd5 ? createHash('md5') : undefined;
+      for (const c of held) {
+        crc.update(c);
+        md5?.update(c);
+      }
+      enqueue(async () => {
+        mkdirSync(spoolDir, { recursive: true, mode: 0o700 });
+        path = join(spoolDir, randomBytes(12).toString('hex'));
+        file = await open(path, 'wx', 0o600);
+        for (const c of held) await writeAll(file, c);
+      });
+    };
+    const onData = (chunk: Buffer): void => {
+      if (settled) return;
+      length += chunk.length;
+      if (length > limit) {
+        fail(new PayloadTooLargeError(`request body exceeds ${limit} bytes`));
+        return;
+      }
+      if (memory) {
+        memory.push(chunk);
+        if (length > SPOOL_THRESHOLD_BYTES) startSpool();
+        return;
+      }
+      crc!.update(chunk);
+      md5?.update(chunk);
+      enqueue(() => writeAll(file!, chunk));
+    };
+    const onEnd = (): void => {
+      if (settled) return;
+      ended = true;
+      detach();
+      if (memory) {
+        settled = true;
+        resolve({ data: memory.length === 1 ? memory[0]! : Buffer.concat(memory, length) });
+        return;
+      }
+      chain = chain.then(async () => {
+        await file!.close();
+        file = undefined;
+        settled = true;
+        resolve({ spool: { path: path!, size: length, crc: crc!.digest(), md5: md5?.digest('base64') } });
+      });
+      chain.catch((err: unknown) => {
+        ended = false;
+        fail(err);
+      });
+    };
+    const onError = (err: unknown): void => fail(new BadRequestError('request body aborted', { cause: err }));
+    // Destroyed before its end without an error (a client that went away).
+    const onClose = (): void => {
+      if (!ended) fail(new BadRequestError('request body aborted'));
+    };
+    if (source.readableEnded) return resolve({ data: Buffer.alloc(0) });
+    if (source.destroyed) return reject(new BadRequestError('request body aborted'));
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onError);
+    source.on('close', onClose);
+  });
+}
+
+function firstFilePart(
+  req: IncomingMessage,
+  limit: number,
+  spoolDir: string,
+  wantMd5: boolean,
+): Promise<UploadBody & Omit<UploadInfo, 'pairs'>> {
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit + MULTIPART_OVERHEAD_BYTES) {
     throw new PayloadTooLargeError(`request body exceeds ${limit} bytes`);
   }
   return new Promise((resolve, reject) => {
     let settled = false;
+    /** The first file part's stream while it is being read. */
+    let active: Readable | undefined;
+    let found: Promise<UploadBody & Omit<UploadInfo, 'pairs'>> | undefined;
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
       req.unpipe(parser);
+      // Ends collect() (which then removes its spool file) if the part is still streaming,
+      // and removes the spool file of a part already read.
+      active?.destroy();
+      found?.then(releaseUpload, () => {});
       reject(err);
     };
     let parser: busboy.Busboy;
@@ -103,34 +310,33 @@ function firstFilePart(req: IncomingMessage, limit: number): Promise<Omit<Upload
         headers: req.headers,
         // curl and browsers send UTF-8 file names; busboy's default would read them as latin1.
         defParamCharset: 'utf8',
-        limits: { fileSize: limit, files: 16, fields: 64, parts: 80 },
+        // One byte over the limit, so collect() sees the crossing and answers 413.
+        limits: { fileSize: limit + 1, files: 16, fields: 64, parts: 80 },
       });
     } catch (err) {
       reject(new BadRequestError(`malformed multipart request: ${(err as Error).message}`));
       return;
     }
-    let found: Omit<Upload, 'pairs'> | undefined;
     // Claimed when the part starts, not when it ends: busboy may announce the
     // next file before the first one's 'end', and the first file part wins.
-    let claimed = false;
     parser.on('file', (_field, stream, info) => {
-      if (claimed || settled) {
+      if (found || settled) {
         stream.resume();
         return;
       }
-      claimed = true;
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('limit', () => fail(new PayloadTooLargeError(`file exceeds ${limit} bytes`)));
-      stream.on('end', () => {
-        if (settled) return;
-        found = {
-          data: Buffer.concat(chunks),
-          name: info.filename ?? '',
-          mime: mimeOf(info.mimeType),
-          gzipped: false,
-        };
-      });
+      active = stream;
+      found = collect(stream, limit, spoolDir, wantMd5).then(
+        (body) => {
+          active = undefined;
+          return { ...body, name: info.filename ?? '', mime: mimeOf(info.mimeType), gzipped: false };
+        },
+        (err: unknown) => {
+          active = undefined;
+          fail(err);
+          throw err;
+        },
+      );
+      found.catch(() => {});
     });
     parser.on('error', (err: Error) =>
       fail(new BadRequestError(`malformed multipart request: ${err.message}`)),
@@ -139,10 +345,19 @@ function firstFilePart(req: IncomingMessage, limit: number): Promise<Omit<Upload
     parser.on('close', () => {
       if (settled) return;
       if (!found) return fail(new BadRequestError('multipart request has no file part'));
-      settled = true;
-      resolve(found);
+      found.then(
+        (upload) => {
+          if (settled) return releaseUpload(upload);
+          settled = true;
+          resolve(upload);
+        },
+        () => {},
+      );
     });
     req.on('error', (err) => fail(new BadRequestError('request body aborted', { cause: err })));
+    req.on('close', () => {
+      if (!req.complete) fail(new BadRequestError('request body aborted'));
+    });
     req.pipe(parser);
   });
 }

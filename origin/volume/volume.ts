@@ -7,7 +7,8 @@
  * synchronous write at a tracked end offset, so appends never interleave and
  * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
+import { Crc32cHasher, crcFormMatches } from '../../shared/crc.ts';
 import {
   ConflictError,
   CorruptDataError,
@@ -29,11 +30,15 @@ import {
 import {
   CURRENT_VERSION,
   DATA_SIZE_SIZE,
+  encodeDataSize,
   encodeNeedle,
+  encodeNeedleHeader,
+  encodeNeedleTail,
   NEEDLE_DATA_OFFSET,
   NEEDLE_HEADER_SIZE,
   type Needle,
   type NeedleMeta,
+  needleBodySize,
   needleRecordSize,
 } from '../../shared/needle.ts';
 import {
@@ -65,6 +70,8 @@ export const LARGE_NEEDLE_BYTES = 1024 * 1024;
 export const DEFAULT_VOLUME_SIZE_LIMIT = 30 * 1024 * 1024 * 1024;
 /** Bytes of `.idx` read at a time while loading the needle map. */
 const IDX_LOAD_CHUNK = 16 * 1024 * 1024;
+/** Bytes copied at a time from a spool file into the `.dat` (writeStreamed), and compared in unchanged checks. */
+const SPOOL_COPY_CHUNK = 4 * 1024 * 1024;
 
 export interface VolumeConfig {
   dir: string;
@@ -86,6 +93,15 @@ export interface NeedleWrite {
   cookie: number;
   /** Bytes as stored (gzipped when meta.flags has FLAG_GZIP). */
   data: Uint8Array;
+  meta: NeedleMeta;
+}
+
+/** A needle whose data is in a file (a spooled upload, upload.ts) rather than in memory. */
+export interface StreamedNeedleWrite {
+  key: bigint;
+  cookie: number;
+  /** The data as stored: `size` bytes (> 0) at `path`, with their CRC-32C. */
+  spool: { path: string; size: number; crc: number };
   meta: NeedleMeta;
 }
 
@@ -321,10 +337,7 @@ export class Volume {
   async write(w: NeedleWrite): Promise<WriteResult> {
     const existing = this.map.get(w.key);
     // Size 0 is a live empty needle (the map keeps those); deleted ones are negative.
-    if (existing !== undefined && existing.size >= 0) {
-      const old = this.recordAt(w.key, existing.offset, existing.size);
-      if (old.cookie !== w.cookie) throw new ConflictError(`file key ${w.key.toString(16)} is taken`);
-    }
+    if (existing !== undefined && existing.size >= 0) this.assertCookie(w.key, w.cookie, existing.offset);
     const m = w.meta;
     // Fields listed rather than spread (a spread is a slow runtime call), into
     // pooled memory: the record only lives until append() has written it.
@@ -357,6 +370,112 @@ export class Volume {
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
     await this.syncer.sync();
     return { size, checksum, unchanged: false };
+  }
+
+  /**
+   * The key is free, deleted, or already this cookie's: only its header is
+   * read, so overwriting a large needle does not load it whole.
+   */
+  private assertCookie(key: bigint, cookie: number, offset: number): void {
+    const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, offset * 8));
+    if (header.id !== key) {
+      throw new CorruptDataError(
+        `volume ${this.id}: record at ${offset * 8} is not needle ${key.toString(16)}`,
+      );
+    }
+    if (header.cookie !== cookie) throw new ConflictError(`file key ${key.toString(16)} is taken`);
+  }
+
+  /**
+   * write() for a needle whose data is in a spool file (uploads over 1 MiB):
+   * header, DataSize, the data copied from the file in SPOOL_COPY_CHUNK pieces,
+   * the tail, then the idx entry; then the same group-commit sync. The same
+   * checks as write() (cookie conflict, unchanged bytes, read-only, size).
+   *
+   * The copy is synchronous, start to finish. That keeps the volume's one
+   * invariant, that appends never interleave, without an append lock that
+   * write(), delete(), vacuum's replay and the tier freeze would all have to
+   * honour; the price is that the event loop is blocked for the copy (the
+   * bytes go to the page cache: about 0.1 s for a 256 MiB upload, the default
+   * maximum). The data is CRC-checked again on the way, so a spool file
+   * changed or cut short since the upload is refused, never stored.
+   * On any failure the `.dat` and `.idx` are cut back, as in append().
+   */
+  async writeStreamed(w: StreamedNeedleWrite): Promise<WriteResult> {
+    const { spool } = w;
+    const size = needleBodySize(w.meta, spool.size);
+    if (spool.size === 0 || size === 0) throw new InternalError('writeStreamed needs a non-empty spool file');
+    this.assertWritable(needleRecordSize(size, this.version));
+    const existing = this.map.get(w.key);
+    if (existing !== undefined && existing.size >= 0) {
+      this.assertCookie(w.key, w.cookie, existing.offset);
+      if (existing.size === size && this.sameAsSpool(existing.offset, size, spool)) {
+        return { size, checksum: spool.crc, unchanged: true };
+      }
+    }
+    const spoolFd = openSync(spool.path, 'r');
+    const offset = this.datSize;
+    try {
+      const head = Buffer.allocUnsafe(NEEDLE_DATA_OFFSET);
+      head.set(encodeNeedleHeader(w.cookie, w.key, size), 0);
+      head.set(encodeDataSize(spool.size), NEEDLE_HEADER_SIZE);
+      pwriteAll(this.datFd, head, offset);
+      const crc = new Crc32cHasher();
+      const chunk = Buffer.allocUnsafe(Math.min(SPOOL_COPY_CHUNK, spool.size));
+      for (let at = 0; at < spool.size; ) {
+        const n = readSync(spoolFd, chunk, 0, Math.min(chunk.length, spool.size - at), at);
+        if (n === 0) throw new Error(`spool file ended at ${at} of ${spool.size} bytes`);
+        const piece = chunk.subarray(0, n);
+        crc.update(piece);
+        pwriteAll(this.datFd, piece, offset + NEEDLE_DATA_OFFSET + at);
+        at += n;
+      }
+      if (crc.digest() !== spool.crc) throw new Error('spool file changed since it was written');
+      const tail = encodeNeedleTail(w.meta, spool.size, spool.crc, this.nextAppendAtNs(), this.version);
+      pwriteAll(this.datFd, tail, offset + NEEDLE_DATA_OFFSET + spool.size);
+      writeIdxEntry(this.idxEntry, 0, { key: w.key, offset: toStoredOffset(offset), size });
+      pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
+    } catch (err) {
+      ftruncateSync(this.datFd, this.datSize);
+      ftruncateSync(this.idxFd, this.idxSize);
+      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      closeSync(spoolFd);
+    }
+    this.datSize += needleRecordSize(size, this.version);
+    this.idxSize += IDX_ENTRY_SIZE;
+    this.modifiedAt = this.config.now();
+    this.map.set(w.key, toStoredOffset(offset), size);
+    if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
+    await this.syncer.sync();
+    return { size, checksum: spool.crc, unchanged: false };
+  }
+
+  /** Whether the needle at `offset` (8-byte units) stores exactly the spool file's bytes. */
+  private sameAsSpool(offset: number, size: number, spool: StreamedNeedleWrite['spool']): boolean {
+    const at = offset * 8;
+    const head = preadExact(this.datFd, NEEDLE_DATA_OFFSET, at);
+    const dataSize = parseDataSize(head.subarray(NEEDLE_HEADER_SIZE), size);
+    if (dataSize !== spool.size) return false;
+    const tail = preadExact(
+      this.datFd,
+      needleTailLength(size, dataSize, this.version),
+      at + NEEDLE_DATA_OFFSET + dataSize,
+    );
+    if (!crcFormMatches(decodeNeedleMeta(tail, size, dataSize, this.version).checksum, spool.crc))
+      return false;
+    const fd = openSync(spool.path, 'r');
+    try {
+      for (let done = 0; done < dataSize; ) {
+        const n = Math.min(SPOOL_COPY_CHUNK, dataSize - done);
+        if (!preadExact(fd, n, done).equals(preadExact(this.datFd, n, at + NEEDLE_DATA_OFFSET + done)))
+          return false;
+        done += n;
+      }
+      return true;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Decodes and verifies the whole record at `offset` (8-byte units) of the local `.dat`. */

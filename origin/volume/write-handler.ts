@@ -4,13 +4,15 @@
  * appends a tombstone and answers 202 `{size}`.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, gunzipSync, gzipSync } from 'node:zlib';
 import { BadRequestError, InvalidFidError } from '../../shared/errors.ts';
 import { formatFid, type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP, MAX_NAME_BYTES, type NeedleMeta } from '../../shared/needle.ts';
 import { copyCount } from '../../shared/placement.ts';
-import { isEmptyTtl, parseTtl } from '../../shared/ttl.ts';
+import { isEmptyTtl, parseTtl, type Ttl } from '../../shared/ttl.ts';
 import { isCompressible, mimeFromExtension } from '../http/mime.ts';
 import { sendJson } from '../http/respond.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
@@ -18,7 +20,8 @@ import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
 import type { Replicator } from './replication.ts';
 import type { Store } from './store.ts';
-import { parseUpload } from './upload.ts';
+import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from './upload.ts';
+import type { Volume } from './volume.ts';
 
 /** `type=replicate` marks a replica's copy of a write; `jwt` is one of the three places a token may come in. */
 const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt']);
@@ -90,17 +93,54 @@ export async function handleWrite(
   const ttl = parseTtl(query?.get('ttl') ?? '');
   const lastModified = parseTimestamp(query?.get('ts'), config.now());
   const volume = store.get(fid.volumeId);
-  const upload = await parseUpload(req, '', config.maxUploadBytes);
-  const plain = upload.gzipped ? gunzipOrReject(upload.data) : upload.data;
-  if (upload.md5 !== undefined && createHash('md5').update(plain).digest('base64') !== upload.md5) {
+  const upload = await parseUpload(
+    req,
+    '',
+    config.maxUploadBytes,
+    // Beside the volume it is for: the same filesystem as the `.dat` it is copied into.
+    spoolDir(volume.config.dir),
+  );
+  try {
+    await storeUpload(upload, res, { volume, pathname, fid, ext, ttl, lastModified, query, token }, config);
+  } finally {
+    releaseUpload(upload);
+  }
+}
+
+/** Where an upload goes and what the request said about it. */
+interface WriteTarget {
+  volume: Volume;
+  pathname: string;
+  fid: ParsedFid;
+  ext: string | undefined;
+  ttl: Ttl;
+  lastModified: number;
+  query: URLSearchParams | null;
+  token: string | undefined;
+}
+
+async function storeUpload(
+  upload: Upload,
+  res: ServerResponse,
+  target: WriteTarget,
+  config: WriteConfig,
+): Promise<void> {
+  const { volume, pathname, fid, ext, ttl, lastModified, query, token } = target;
+  const { plainSize, plainMd5 } = upload.spool
+    ? await spooledPlain(upload.spool, upload.gzipped, upload.md5 !== undefined)
+    : inMemoryPlain(upload.data, upload.gzipped, upload.md5 !== undefined);
+  if (upload.md5 !== undefined && plainMd5 !== upload.md5) {
     throw new BadRequestError('Content-MD5 does not match the uploaded bytes');
   }
   const nameExt = upload.name.includes('.') ? upload.name.slice(upload.name.lastIndexOf('.') + 1) : undefined;
   const mime =
     upload.mime || (ext && mimeFromExtension(ext)) || (nameExt && mimeFromExtension(nameExt)) || '';
-  let data: Uint8Array = upload.data;
+  let data: Uint8Array | undefined = upload.data;
   let flags = upload.gzipped ? FLAG_GZIP : 0;
-  if (!upload.gzipped && data.length >= MIN_GZIP_INPUT_BYTES && isCompressible(mime)) {
+  // Spooled bodies (over 1 MiB) are stored as sent, never auto-gzipped: that would take a
+  // second pass over the file and a second spool for the output (or the whole output in
+  // memory), and bodies that large are mostly media that gzip cannot shrink anyway.
+  if (data && !upload.gzipped && data.length >= MIN_GZIP_INPUT_BYTES && isCompressible(mime)) {
     const gz = gzipSync(data);
     if (gz.length <= data.length * (1 - MIN_GZIP_SAVING)) {
       data = gz;
@@ -121,9 +161,13 @@ export async function handleWrite(
   const fanOut = copies > 1 && isPrimary(query);
   // Known-missing replicas fail the write before anything is stored, so no one-copy blob is left behind.
   if (fanOut) await config.replicator.peers(fid.volumeId, copies);
-  const result = await volume.write({ key: fid.key, cookie: fid.cookie, data, meta });
+  const result = data
+    ? await volume.write({ key: fid.key, cookie: fid.cookie, data, meta })
+    : await volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
   if (fanOut) {
-    await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data, meta, token });
+    // A spooled body streams from its file to each replica (the file outlives this call).
+    const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
+    await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data: body, meta, token });
   }
   const eTag = etagOf(result.checksum);
   if (result.unchanged) {
@@ -131,12 +175,43 @@ export async function handleWrite(
     res.end();
     return;
   }
-  sendJson(
-    res,
-    201,
-    { name: upload.name, size: plain.length, eTag: eTag.slice(1, -1), mime },
-    { ETag: eTag },
-  );
+  sendJson(res, 201, { name: upload.name, size: plainSize, eTag: eTag.slice(1, -1), mime }, { ETag: eTag });
+}
+
+interface Plain {
+  /** Length of the uncompressed bytes (the `size` answered). */
+  plainSize: number;
+  /** MD5 (base64) of the uncompressed bytes, when asked for. */
+  plainMd5?: string;
+}
+
+function inMemoryPlain(data: Buffer, gzipped: boolean, wantMd5: boolean): Plain {
+  const plain = gzipped ? gunzipOrReject(data) : data;
+  return {
+    plainSize: plain.length,
+    plainMd5: wantMd5 ? createHash('md5').update(plain).digest('base64') : undefined,
+  };
+}
+
+/**
+ * The same for a spool file. Sent gzipped, the file is gunzipped as a stream
+ * (checking it is valid gzip, measuring it, hashing it), never into memory.
+ */
+async function spooledPlain(spool: Spool, gzipped: boolean, wantMd5: boolean): Promise<Plain> {
+  if (!gzipped) return { plainSize: spool.size, plainMd5: spool.md5 };
+  const md5 = wantMd5 ? createHash('md5') : undefined;
+  let plainSize = 0;
+  try {
+    await pipeline(createReadStream(spool.path), createGunzip(), async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) {
+        plainSize += chunk.length;
+        md5?.update(chunk);
+      }
+    });
+  } catch (err) {
+    throw new BadRequestError('body sent with Content-Encoding: gzip is not valid gzip', { cause: err });
+  }
+  return { plainSize, plainMd5: md5?.digest('base64') };
 }
 
 function gunzipOrReject(data: Buffer): Buffer {
