@@ -52,6 +52,8 @@ export interface MasterConfig {
   defaultReplication: string;
   /** HS256 key for write tokens; without one the cluster is open. */
   signingKey?: string;
+  /** HS256 key for read tokens (SeaweedFS's `[jwt.signing.read]`); without one reads are open. */
+  readSigningKey?: string;
   maxUploadBytes: number;
   now: () => number;
   stateStore?: MasterStateStore;
@@ -237,8 +239,9 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         const out = lookup(query);
         const fileId = param(query, 'fileId');
         const headers: Record<string, string> = {};
-        if (fileId && config.signingKey)
-          headers.Authorization = `Bearer ${await signFileToken(config.signingKey, fileId)}`;
+        // `read=yes` asks for a read token instead of a write token (brief §4).
+        const key = param(query, 'read') === 'yes' ? config.readSigningKey : config.signingKey;
+        if (fileId && key) headers.Authorization = `Bearer ${await signFileToken(key, fileId)}`;
         return sendJson(res, 200, out, headers);
       }
       case '/heartbeat':

@@ -29,7 +29,7 @@ import { serveResized } from './resize-read.ts';
 import type { Store } from './store.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
-const READ_PARAMS = new Set(['dl', 'sig', ...RESIZE_PARAMS]);
+const READ_PARAMS = new Set(['dl', 'sig', 'jwt', ...RESIZE_PARAMS]);
 const DECODER = new TextDecoder();
 
 export interface ReadConfig {

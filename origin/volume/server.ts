@@ -5,10 +5,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
+import { formatFid, parseFidPath } from '../../shared/fid.ts';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { KEEP_ALIVE_TIMEOUT_MS } from '../http/client.ts';
 import { sendError } from '../http/respond.ts';
+import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
 import { HeartbeatClient } from './heartbeat.ts';
 import { splitUrl } from './params.ts';
@@ -41,6 +43,8 @@ export interface VolumeServerConfig {
   publicUrl?: string;
   /** HS256 key shared with the master: writes and deletes then need its token. */
   signingKey?: string;
+  /** HS256 key for read tokens: with one, GET/HEAD of a blob needs the master's read token (401 otherwise). */
+  readSigningKey?: string;
   /** Seconds between heartbeats (the master's reply may change it). */
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
@@ -79,6 +83,11 @@ function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tie
       case 'HEAD':
         if (pathname === '/status') return handleStatus(res, store);
         if (pathname === '/admin/tier/status') return handleTierStatus(res, store, tier, query);
+        if (config.readSigningKey) {
+          return authorizeRead(req, pathname, query, config.readSigningKey).then(() =>
+            handleRead(req, res, store, pathname, query, config.read),
+          );
+        }
         return handleRead(req, res, store, pathname, query, config.read);
       case 'POST':
       case 'PUT':
@@ -91,6 +100,17 @@ function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tie
         throw new MethodNotAllowedError(`method ${req.method} is not supported`);
     }
   };
+}
+
+/** Read tokens, when configured: the same HS256 `{fid, exp}` tokens as writes, signed with the read key. */
+async function authorizeRead(
+  req: IncomingMessage,
+  pathname: string,
+  query: URLSearchParams | null,
+  key: string,
+): Promise<void> {
+  const { fid } = parseFidPath(pathname);
+  await verifyFileToken(key, tokenFrom(req, query), formatFid({ ...fid, key: fid.key - fid.delta }));
 }
 
 export async function startVolumeServer(
