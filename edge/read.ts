@@ -7,7 +7,7 @@
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import { parseFidPath } from '../shared/fid.ts';
 import { canonicalResizeQuery, negotiateFormat, parseResizeParams } from '../shared/resize.ts';
-import { verifyResizeSignature } from '../shared/resize-signature.ts';
+import { signResize, verifyResizeSignature } from '../shared/resize-signature.ts';
 import {
   type BlobKey,
   blobKey,
@@ -82,10 +82,13 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
   const hit = await cache.match(matchRequest(key.url, request));
   if (hit) return withCacheState(hit, 'HIT', head);
 
-  // A preset goes to the origin by name (it expands it with its own config, and presets need no signature).
-  const originQuery = preset
-    ? `preset=${encodeURIComponent(preset)}`
-    : `${resize}${resize && sig ? `&sig=${sig}` : ''}`;
+  // A preset goes to the origin expanded, as the edge's config defines it (the key above names
+  // that expansion; the origin's presets may differ or be absent), signed by the edge when it
+  // has the key. Free params carry the client's signature through.
+  const originSig =
+    preset && config.resizeSigningKey ? await signResize(config.resizeSigningKey, url.pathname, resize) : sig;
+  // Encoded: a raw `sig` holding `&height=5` would make the origin render another variant than the key names.
+  const originQuery = `${resize}${resize && originSig ? `&sig=${encodeURIComponent(originSig)}` : ''}`;
   const path = `${url.pathname}${resize ? `?${originQuery}` : ''}`;
   const originHeaders: Record<string, string> = { 'accept-encoding': 'identity' };
   if (negotiated) originHeaders.accept = request.headers.get('accept') ?? '';
@@ -117,7 +120,7 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
       const ranged = await fetchFromReplicas(
         fid.volumeId,
         path,
-        { method: 'GET', headers: { range: request.headers.get('range')!, 'accept-encoding': 'identity' } },
+        { method: 'GET', headers: { ...originHeaders, range: request.headers.get('range')! } },
         config,
         ctx,
       );

@@ -16,12 +16,14 @@ import { resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { KelpError } from '../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../shared/placement.ts';
+import { MAX_RESIZE_SIDE, parseResizeParams, type ResizeParams } from '../shared/resize.ts';
 import { formatTtl, parseTtl } from '../shared/ttl.ts';
 import { parseDuration } from '../tiering/duration.ts';
 import { ConfigError } from './config-error.ts';
 import { MAX_UPLOAD_BYTES } from './http/body.ts';
 import { MASTER_DEFAULTS } from './master/server.ts';
 import { checkTierKey, isTierKey } from './tier-config.ts';
+import { RESIZE_DEFAULTS } from './volume/resize.ts';
 import { VOLUME_SERVER_DEFAULTS } from './volume/server.ts';
 import { FSYNC_POLICIES, type FsyncPolicy } from './volume/syncer.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume/volume.ts';
@@ -169,6 +171,11 @@ const SIGNING_KEY: Field<string | undefined> = {
   noFlag: { env: 'KELP_JWT_SIGNING_KEY', toml: 'jwt.signing.key' },
 };
 
+const READ_SIGNING_KEY: Field<string | undefined> = {
+  ...field<string | undefined>('', 'HS256 key for read tokens; unset = open reads', text, undefined),
+  noFlag: { env: 'KELP_JWT_SIGNING_READ_KEY', toml: 'jwt.signing.read.key' },
+};
+
 const MASTER_FIELDS = {
   port: field('<port>', 'HTTP port (0 picks a free one)', port, MASTER_DEFAULTS.port),
   ip: field('<address>', 'address to bind', text, MASTER_DEFAULTS.host),
@@ -216,32 +223,155 @@ const VOLUME_FIELDS = {
 
 const { port: volumePort, dataCenter, rack, publicUrl, fsync, fileSizeLimitMB } = VOLUME_FIELDS;
 
-export const MASTER_OPTIONS = schema('master', { ...MASTER_FIELDS, signingKey: SIGNING_KEY });
-export const VOLUME_OPTIONS = schema('volume', { ...VOLUME_FIELDS, signingKey: SIGNING_KEY });
-/** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
-export const SERVER_OPTIONS = schema('server', {
-  dir: field('<dir>', 'volumes here, master state in DIR/master', text, './data'),
-  ip: field('<address>', 'address both servers bind', text, MASTER_DEFAULTS.host),
-  'master.port': MASTER_FIELDS.port,
-  'master.mdir': field<string | undefined>(
-    '<dir>',
-    MASTER_FIELDS.mdir.description,
-    text,
-    undefined,
-    '<dir>/master',
-  ),
-  'master.volumeSizeLimitMB': MASTER_FIELDS.volumeSizeLimitMB,
-  'master.defaultReplication': MASTER_FIELDS.defaultReplication,
-  'master.pulseSeconds': MASTER_FIELDS.pulseSeconds,
-  'volume.port': volumePort,
-  'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
-  'volume.dataCenter': dataCenter,
-  'volume.rack': rack,
-  'volume.publicUrl': publicUrl,
-  'volume.fsync': fsync,
-  'volume.fileSizeLimitMB': fileSizeLimitMB,
+/**
+ * `?preset=NAME` variants: a table of tables in the file (`[resize.presets.thumb]
+ * width = 200`), or JSON in KELP_RESIZE_PRESETS. Each is checked as the query
+ * string it stands for would be, against the largest side allowed by default.
+ */
+const presets: Parse<Record<string, ResizeParams>> = (raw) => {
+  let table: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      table = JSON.parse(raw);
+    } catch {
+      throw new BadValue('must be a JSON object of presets, e.g. {"thumb":{"width":200,"height":200}}');
+    }
+  }
+  if (table === null || typeof table !== 'object' || Array.isArray(table))
+    throw new BadValue('must be a table of presets, e.g. [resize.presets.thumb]');
+  const out: Record<string, ResizeParams> = {};
+  for (const [name, p] of Object.entries(table as Record<string, unknown>)) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name))
+      throw new BadValue(`preset name "${name}" must be letters, digits, - or _`);
+    if (p === null || typeof p !== 'object' || Array.isArray(p))
+      throw new BadValue(`preset "${name}" must be a table of width, height, mode, format, quality`);
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(p as Record<string, unknown>)) {
+      if (k === 'preset' || !['width', 'height', 'mode', 'format', 'quality'].includes(k))
+        throw new BadValue(
+          `preset "${name}": unknown key "${k}" (known: width, height, mode, format, quality)`,
+        );
+      query.set(k, String(v));
+    }
+    let parsed: ResizeParams | null;
+    try {
+      parsed = parseResizeParams(query);
+    } catch (err) {
+      if (err instanceof KelpError) throw new BadValue(`preset "${name}": ${err.message}`);
+      throw err;
+    }
+    if (!parsed) throw new BadValue(`preset "${name}" asks for no change`);
+    out[name] = parsed;
+  }
+  return out;
+};
+
+/** The [resize] section, read by `kelp volume` and `kelp server` alike: `--resize.<name>`, KELP_RESIZE_<NAME>. */
+function resizeFields(): Record<string, OptionSpec<unknown>> {
+  const at = (name: string, flag = true) => ({
+    ...(flag ? { flag: `resize.${name}` } : {}),
+    env: envName(`resize.${name}`),
+    toml: `resize.${name}`,
+  });
+  const fields = {
+    maxSourcePixels: field(
+      '<pixels>',
+      'largest image resized (decompression bombs refused: 422)',
+      positive,
+      RESIZE_DEFAULTS.maxSourcePixels,
+    ),
+    maxSide: field(
+      '<px>',
+      'largest width or height a resize may ask for (400 beyond)',
+      positive,
+      MAX_RESIZE_SIDE,
+    ),
+    concurrency: field('<n>', 'resize jobs run at once', positive, RESIZE_DEFAULTS.concurrency),
+    maxQueue: field(
+      '<n>',
+      'resize jobs allowed to wait (429 beyond)',
+      int(0, 2 ** 31 - 1),
+      RESIZE_DEFAULTS.maxQueue,
+    ),
+    timeoutSeconds: field(
+      '<s>',
+      'time limit of one resize job (503)',
+      positive,
+      RESIZE_DEFAULTS.timeoutSeconds,
+    ),
+  };
+  const out: Record<string, OptionSpec<unknown>> = {};
+  for (const [name, f] of Object.entries(fields)) out[`resize.${name}`] = { ...f, ...at(name) };
+  out['resize.presets'] = {
+    ...field<Record<string, ResizeParams>>(
+      '',
+      'named variants for ?preset=NAME, a table of tables ([resize.presets.thumb] width = 200)',
+      presets,
+      {},
+      '(none)',
+    ),
+    ...at('presets', false),
+  };
+  out['resize.signingKey'] = {
+    ...field<string | undefined>(
+      '',
+      'HMAC-SHA256 key resize URLs must be signed with (sig); unset = unsigned resizes allowed',
+      text,
+      undefined,
+    ),
+    ...at('signingKey', false),
+  };
+  return out;
+}
+
+interface ResizeSpecs {
+  'resize.maxSourcePixels': OptionSpec<number>;
+  'resize.maxSide': OptionSpec<number>;
+  'resize.concurrency': OptionSpec<number>;
+  'resize.maxQueue': OptionSpec<number>;
+  'resize.timeoutSeconds': OptionSpec<number>;
+  'resize.presets': OptionSpec<Record<string, ResizeParams>>;
+  'resize.signingKey': OptionSpec<string | undefined>;
+}
+const RESIZE_OPTIONS = resizeFields() as unknown as ResizeSpecs;
+
+export const MASTER_OPTIONS = schema('master', {
+  ...MASTER_FIELDS,
   signingKey: SIGNING_KEY,
+  readSigningKey: READ_SIGNING_KEY,
 });
+export const VOLUME_OPTIONS = {
+  ...schema('volume', { ...VOLUME_FIELDS, signingKey: SIGNING_KEY, readSigningKey: READ_SIGNING_KEY }),
+  ...RESIZE_OPTIONS,
+};
+/** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
+export const SERVER_OPTIONS = {
+  ...schema('server', {
+    dir: field('<dir>', 'volumes here, master state in DIR/master', text, './data'),
+    ip: field('<address>', 'address both servers bind', text, MASTER_DEFAULTS.host),
+    'master.port': MASTER_FIELDS.port,
+    'master.mdir': field<string | undefined>(
+      '<dir>',
+      MASTER_FIELDS.mdir.description,
+      text,
+      undefined,
+      '<dir>/master',
+    ),
+    'master.volumeSizeLimitMB': MASTER_FIELDS.volumeSizeLimitMB,
+    'master.defaultReplication': MASTER_FIELDS.defaultReplication,
+    'master.pulseSeconds': MASTER_FIELDS.pulseSeconds,
+    'volume.port': volumePort,
+    'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
+    'volume.dataCenter': dataCenter,
+    'volume.rack': rack,
+    'volume.publicUrl': publicUrl,
+    'volume.fsync': fsync,
+    'volume.fileSizeLimitMB': fileSizeLimitMB,
+    signingKey: SIGNING_KEY,
+    readSigningKey: READ_SIGNING_KEY,
+  }),
+  ...RESIZE_OPTIONS,
+};
 
 const CLIENT_MASTER = field('<host:port>', 'master to ask', hostPort, '127.0.0.1:9333');
 /** `kelp upload` and `kelp download` share the [client] section. */
@@ -285,6 +415,7 @@ export const COMMAND_OPTIONS = {
   'tier download': TIER_OPTIONS,
   'tier status': TIER_OPTIONS,
   'tier plan': TIER_OPTIONS,
+  'tier compact': TIER_OPTIONS,
   'tier serve': TIER_SERVE_OPTIONS,
 } satisfies Record<string, Schema>;
 
@@ -304,10 +435,20 @@ const KNOWN_KEYS = new Set(
   Object.values(COMMAND_OPTIONS).flatMap((s) => Object.values(s).map((o) => o.toml)),
 );
 
+/** Keys whose value is a whole table, not a section of keys. */
+const WHOLE_TABLES = new Set(['resize.presets']);
+
 function flatten(table: Record<string, unknown>, prefix: string, out: Map<string, unknown>): void {
   for (const [k, v] of Object.entries(table)) {
     const path = prefix ? `${prefix}.${k}` : k;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
+    // [resize.presets.*] is one value, a table of tables, parsed whole.
+    if (
+      v !== null &&
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      !(v instanceof Date) &&
+      !WHOLE_TABLES.has(path)
+    ) {
       flatten(v as Record<string, unknown>, path, out);
     } else {
       out.set(path, v);

@@ -53,7 +53,7 @@ export function renderTables(): string {
   for (const { commands, spec } of groups) {
     const command = commands.join(', kelp ');
     const rows = Object.values(spec).map((o) => [
-      cell(o.flag ? `\`--${o.flag} ${o.arg}\`` : '(none: secret)'),
+      cell(o.flag ? `\`--${o.flag} ${o.arg}\`` : /_KEY$/.test(o.env) ? '(none: secret)' : '(none: a table)'),
       `\`${o.env}\``,
       tomlKey(o),
       cell(defaultCell(o)),

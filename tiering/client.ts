@@ -15,6 +15,8 @@ import type { PolicyVolume } from './policy.ts';
 
 /** Bound on every request: a hung server fails the round, it does not stall the service. */
 export const REQUEST_TIMEOUT_MS = 10_000;
+/** Bound on a vacuum, answered only once the volume is compacted (GiBs copied on disk). */
+export const VACUUM_TIMEOUT_MS = 60 * 60_000;
 /** Between two polls of a running transfer. */
 export const JOB_POLL_MS = 1_000;
 /** Failed polls in a row before a transfer is given up on (it may go on; the next round waits for it). */
@@ -78,6 +80,19 @@ export interface ServerVolume {
   remote?: string;
   readsPerDay: number;
   modifiedAt: number;
+  /** Live needles, and bytes of deleted or overwritten ones (what `kelp tier compact` reclaims). */
+  fileCount?: number;
+  deletedByteCount?: number;
+}
+
+/** `POST /admin/vacuum` (origin/volume/vacuum.ts VacuumReport). */
+export interface VacuumReport {
+  volumeId: number;
+  compacted: boolean;
+  garbageRatio: number;
+  sizeBefore: number;
+  sizeAfter: number;
+  corruptSkipped: number;
 }
 
 /** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
@@ -91,11 +106,11 @@ function baseUrl(hostOrUrl: string): string {
 
 async function call<T>(
   url: string,
-  init: { method?: string; signal?: AbortSignal } = {},
+  init: { method?: string; signal?: AbortSignal; timeoutMs?: number } = {},
   expect: number[] = [200],
 ): Promise<T> {
   const method = init.method ?? 'GET';
-  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  const timeout = AbortSignal.timeout(init.timeoutMs ?? REQUEST_TIMEOUT_MS);
   const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
   let res: Response;
   try {
@@ -202,6 +217,31 @@ export class TierClient {
       { method: 'POST', signal },
       [202],
     );
+  }
+
+  /**
+   * Compacts a local volume on `server` (`POST /admin/vacuum`). The answer
+   * comes when the compaction is done, so it gets VACUUM_TIMEOUT_MS, not the
+   * usual bound.
+   */
+  async vacuum(
+    server: string,
+    volumeId: number,
+    opts: { garbageThreshold?: number; force?: boolean; signal?: AbortSignal } = {},
+  ): Promise<VacuumReport> {
+    const q = new URLSearchParams({ volume: String(volumeId) });
+    if (opts.garbageThreshold !== undefined) q.set('garbageThreshold', String(opts.garbageThreshold));
+    if (opts.force) q.set('force', 'true');
+    return call<VacuumReport>(`${baseUrl(server)}/admin/vacuum?${q}`, {
+      method: 'POST',
+      signal: opts.signal,
+      timeoutMs: VACUUM_TIMEOUT_MS,
+    });
+  }
+
+  /** Seals volume `volumeId` on `server` (`POST /admin/readonly`, persisted in its `.vif`). */
+  async setReadOnly(server: string, volumeId: number, signal?: AbortSignal): Promise<void> {
+    await call(`${baseUrl(server)}/admin/readonly?volume=${volumeId}`, { method: 'POST', signal });
   }
 
   /**

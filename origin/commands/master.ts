@@ -14,6 +14,7 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     defaultReplication: o.defaultReplication,
     pulseSeconds: o.pulseSeconds,
     signingKey: o.signingKey,
+    readSigningKey: o.readSigningKey,
   });
 }
 

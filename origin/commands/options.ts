@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
+import type { ResizeParams } from '../../shared/resize.ts';
 import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backend.ts';
 import {
   CONFIG_ENV,
@@ -17,6 +18,8 @@ import {
   resolveOptions,
 } from '../config.ts';
 import { loadBackends } from '../tier-config.ts';
+import type { ReadConfig } from '../volume/read-handler.ts';
+import { Resizer } from '../volume/resize.ts';
 
 type Schema = Record<string, OptionSpec<unknown>>;
 
@@ -52,7 +55,7 @@ export function addOptions(cmd: Command, spec: Schema): Command {
     'Precedence: flag > env var > config file > default. See docs/configuration.md.',
   ];
   if (secrets.length)
-    lines.push(`The JWT signing key has no flag (flags show in \`ps\`): ${secrets.join('; ')}.`);
+    lines.push(`Signing keys and tables have no flag (flags show in \`ps\`): ${secrets.join('; ')}.`);
   cmd.addHelpText('after', lines.join('\n'));
   return cmd;
 }
@@ -76,6 +79,28 @@ export function defined<T extends object>(o: T): Partial<T> {
 }
 
 export const MIB = 1024 * 1024;
+
+/** The [resize] options of `kelp volume` and `kelp server` as the volume server's read config. */
+export function resizeReadConfig(o: {
+  'resize.maxSourcePixels': number;
+  'resize.maxSide': number;
+  'resize.concurrency': number;
+  'resize.maxQueue': number;
+  'resize.timeoutSeconds': number;
+  'resize.presets': Record<string, ResizeParams>;
+  'resize.signingKey': string | undefined;
+}): ReadConfig {
+  return {
+    resizer: new Resizer({
+      maxSourcePixels: o['resize.maxSourcePixels'],
+      concurrency: o['resize.concurrency'],
+      maxQueue: o['resize.maxQueue'],
+      timeoutSeconds: o['resize.timeoutSeconds'],
+    }),
+    resizeLimits: { maxSide: o['resize.maxSide'], presets: o['resize.presets'] },
+    ...(o['resize.signingKey'] ? { resizeSigningKey: o['resize.signingKey'] } : {}),
+  };
+}
 
 /** The values of the resolution's config file by dotted key (none without a file). */
 export function configFileValues(r: { configFile?: string }): Map<string, unknown> {

@@ -4,7 +4,15 @@ import type { BackendConfig } from '../../tiering/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
-import { addOptions, defined, describeBackends, MIB, resolveBackends, resolveFlags } from './options.ts';
+import {
+  addOptions,
+  defined,
+  describeBackends,
+  MIB,
+  resizeReadConfig,
+  resolveBackends,
+  resolveFlags,
+} from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
 /** Master state in DIR/master (unless --master.mdir), volumes in DIR: the layout `kelp master` + `kelp volume` use by default. */
@@ -13,7 +21,8 @@ export function serverConfigs(
   backends: BackendConfig[] = [],
 ): {
   master: Partial<MasterConfig>;
-  volume: Omit<Partial<VolumeServerConfig>, 'master'> & Pick<VolumeServerConfig, 'locations' | 'backends'>;
+  volume: Omit<Partial<VolumeServerConfig>, 'master'> &
+    Pick<VolumeServerConfig, 'locations' | 'backends' | 'read'>;
 } {
   const dir = resolve(o.dir);
   const master = defined({
@@ -24,6 +33,7 @@ export function serverConfigs(
     defaultReplication: o['master.defaultReplication'],
     pulseSeconds: o['master.pulseSeconds'],
     signingKey: o.signingKey,
+    readSigningKey: o.readSigningKey,
   });
   const volume = {
     ...defined({
@@ -38,9 +48,11 @@ export function serverConfigs(
       rack: o['volume.rack'],
       publicUrl: o['volume.publicUrl'],
       signingKey: o.signingKey,
+      readSigningKey: o.readSigningKey,
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,
+    read: resizeReadConfig(o),
   };
   return { master, volume };
 }

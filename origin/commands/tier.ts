@@ -1,5 +1,5 @@
 /**
- * `kelp tier upload | download | status | plan | serve`: cloud tiers by hand
+ * `kelp tier upload | download | compact | status | plan | serve`: cloud tiers by hand
  * and by policy. Each finds the cluster through the master (`--master`,
  * [tier] master) and talks to the volume servers over HTTP (tiering/client.ts),
  * as the tiering service does; `serve` runs that service (tiering/service.ts).
@@ -16,6 +16,7 @@ import {
   type TierJob,
   TierRequestError,
 } from '../../tiering/client.ts';
+import { compactVolume, DEFAULT_COMPACT_THRESHOLD } from '../../tiering/compact.ts';
 import { formatDuration } from '../../tiering/duration.ts';
 import { DEFAULT_RULE, describeRule, normalizeBackendName, type TierRule } from '../../tiering/policy.ts';
 import { describeDecision, formatBytes, planCluster, TierService } from '../../tiering/service.ts';
@@ -239,6 +240,56 @@ export function registerTierCommand(program: Command): void {
       keepLocalDat: false,
     });
     if (!ok) process.exitCode = 1;
+  });
+
+  const compact = tier
+    .command('compact')
+    .description(
+      'reclaim the cloud space of deleted blobs: download a tiered volume, vacuum it, upload it again (every replica, one at a time)',
+    )
+    .requiredOption('--volume <id>', 'volume id')
+    .option(
+      '--garbageThreshold <ratio>',
+      'compact a replica only if deletedByteCount / size (its /status) is at least this',
+      String(DEFAULT_COMPACT_THRESHOLD),
+    )
+    .option('--force', 'compact whatever the garbage')
+    .option(
+      '--backend <type.id>',
+      'for a replica found local (a compaction interrupted after its download): where to upload it back (default: its last transfer)',
+    );
+  addOptions(compact, TIER_OPTIONS).action(async () => {
+    const { values } = resolveFlags(compact, TIER_OPTIONS);
+    const o = compact.opts() as {
+      volume: string;
+      garbageThreshold: string;
+      force?: boolean;
+      backend?: string;
+    };
+    const volumeId = volumeIdFlag(o.volume);
+    const threshold = Number(o.garbageThreshold);
+    if (!(threshold >= 0 && threshold <= 1)) {
+      throw new ConfigError(`--garbageThreshold: "${o.garbageThreshold}" is not a ratio in 0..1`);
+    }
+    const bars = transferBars();
+    try {
+      const outcomes = await compactVolume(new TierClient(values.master), volumeId, {
+        garbageThreshold: threshold,
+        force: o.force === true,
+        ...(o.backend ? { backend: normalizeBackendName(o.backend) } : {}),
+        pollMs: CLI_POLL_MS,
+        log: (line) => bars.log(line),
+        track: (label) => bars.bar(label),
+      });
+      const failed = outcomes.find((x) => x.kind === 'failed');
+      if (failed) {
+        bars.stop();
+        console.error(`kelp: volume ${volumeId} on ${failed.server}: ${failed.error}`);
+        process.exitCode = 1;
+      }
+    } finally {
+      bars.stop();
+    }
   });
 
   const status = tier

@@ -3,7 +3,15 @@ import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
-import { addOptions, defined, describeBackends, MIB, resolveBackends, resolveFlags } from './options.ts';
+import {
+  addOptions,
+  defined,
+  describeBackends,
+  MIB,
+  resizeReadConfig,
+  resolveBackends,
+  resolveFlags,
+} from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
 type StartConfig = Parameters<typeof startVolumeServer>[0];
@@ -25,9 +33,10 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     rack: o.rack,
     publicUrl: o.publicUrl,
     signingKey: o.signingKey,
+    readSigningKey: o.readSigningKey,
     pulseSeconds: o.pulseSeconds,
   });
-  return { ...config, locations, backends };
+  return { ...config, locations, backends, read: resizeReadConfig(o) };
 }
 
 export function registerVolumeCommand(program: Command): void {

@@ -8,9 +8,11 @@
 import { closeSync, openSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
+import { crc32c } from '../../shared/crc.ts';
 import { UnprocessableError } from '../../shared/errors.ts';
 import type { ParsedFid } from '../../shared/fid.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
+import { assertChecksum } from '../../shared/needle-decode.ts';
 import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../shared/resize.ts';
 import { isNotModified } from '../http/conditional.ts';
 import { contentRange, parseRange } from '../http/range.ts';
@@ -44,6 +46,8 @@ async function sourceBytes(volume: Volume, found: ReadResult, maxBytes: number):
     } finally {
       closeSync(fd);
     }
+    // A whole needle's CRC is checked by volume.read; a large one's only here (as large-read.ts does while streaming).
+    assertChecksum(found.needle.id, found.needle.checksum, crc32c(data));
   }
   return found.needle.flags & FLAG_GZIP ? gunzipSync(data) : data;
 }

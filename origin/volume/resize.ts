@@ -73,6 +73,13 @@ class JobQueue {
     this.config = config;
   }
 
+  /**
+   * Runs `job` when a slot is free. Past the time limit the caller gets a 503,
+   * but the slot stays taken until the job really ends: sharp's own timeout
+   * does not stop every encoder (AVIF's is one uninterruptible libvips call,
+   * lovell/sharp#4257), and freeing the slot early would let such jobs pile
+   * up past `concurrency` on the CPU.
+   */
   async run<T>(job: () => Promise<T>): Promise<T> {
     if (this.running >= this.config.concurrency) {
       if (this.waiting.length >= this.config.maxQueue) {
@@ -82,13 +89,33 @@ class JobQueue {
     } else {
       this.running++;
     }
+    let work: Promise<T>;
     try {
-      return await job();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.running--;
+      work = job();
+    } catch (err) {
+      this.release();
+      throw err;
     }
+    const done = work.finally(() => this.release());
+    done.catch(() => {}); // a job that fails after its deadline has no one left to tell
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new UnavailableError('resize took too long', 1)),
+        this.config.timeoutSeconds * 1000,
+      );
+    });
+    try {
+      return await Promise.race([done, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
   }
 }
 
@@ -104,7 +131,7 @@ export class Resizer {
   /**
    * The variant of `source` (plain bytes of type `mime`), or null when the
    * source is not an image Kelp resizes and no format was demanded (the
-   * caller then serves the original). A demanded format on a non-image is a 400.
+   * caller then serves the original). A demanded format (not `auto`) on a non-image is a 400.
    */
   async resize(
     source: Uint8Array,
@@ -114,7 +141,8 @@ export class Resizer {
   ): Promise<ResizeOutput | null> {
     const kind = RESIZABLE[mime.split(';')[0]!.trim().toLowerCase()];
     if (!kind) {
-      if (params.format)
+      // `auto` is not a demand: pages put it on every image URL, SVGs included, which are served as they are.
+      if (params.format && params.format !== 'auto')
         throw new BadRequestError(`cannot convert ${mime || 'this blob'} to ${params.format}`);
       return null;
     }
@@ -140,7 +168,8 @@ export class Resizer {
         .rotate();
       const { width, height } = params;
       if (width !== undefined || height !== undefined) {
-        const meta = await sharp(source, { limitInputPixels: this.config.maxSourcePixels }).metadata();
+        // The header of the same input, read once more by libvips (no pixels decoded).
+        const meta = await image.metadata();
         // EXIF orientations 5-8 turn the image a quarter: the box is compared with the turned size.
         const turned = (meta.orientation ?? 1) >= 5;
         image.resize({
@@ -152,7 +181,9 @@ export class Resizer {
         });
       }
       const quality = params.quality ?? (format === 'jpeg' ? DEFAULT_JPEG_QUALITY : undefined);
-      const data = await image.toFormat(format as keyof FormatEnum, quality ? { quality } : {}).toBuffer();
+      // AVIF at sharp's default effort (4) takes seconds per megapixel; 2 keeps format=auto interactive.
+      const options = { ...(quality ? { quality } : {}), ...(format === 'avif' ? { effort: 2 } : {}) };
+      const data = await image.toFormat(format as keyof FormatEnum, options).toBuffer();
       return { data, mime: OUTPUT_MIME[format] ?? `image/${kind}`, variesByAccept };
     } catch (err) {
       throw mapSharpError(err);

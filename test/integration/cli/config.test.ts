@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serverConfigs } from '../../../origin/commands/server.ts';
+import { volumeConfig } from '../../../origin/commands/volume.ts';
 import {
   COMMAND_OPTIONS,
   ConfigError,
@@ -238,5 +239,91 @@ describe('kelp server', () => {
       resolveOptions(SERVER_OPTIONS, { cwd, flags: { 'master.mdir': '/m' } }).values,
     );
     expect(moved.master.mdir).toBe('/m');
+  });
+});
+
+describe('[resize]', () => {
+  const toml = `
+[resize]
+maxSourcePixels = 1000000
+maxSide = 2000
+concurrency = 3
+maxQueue = 0
+timeoutSeconds = 4
+signingKey = "resize-secret"
+
+[resize.presets.thumb]
+width = 50
+height = 50
+mode = "cover"
+
+[resize.presets.card]
+width = 640
+format = "webp"
+quality = 80
+`;
+
+  it('is read by kelp volume and kelp server into the read config, presets as a table of tables', () => {
+    const cwd = dirWith(toml);
+    for (const read of [
+      volumeConfig(resolveOptions(VOLUME_OPTIONS, { cwd }).values).read!,
+      serverConfigs(resolveOptions(SERVER_OPTIONS, { cwd }).values).volume.read,
+    ]) {
+      expect(read.resizer!.config).toMatchObject({
+        maxSourcePixels: 1_000_000,
+        concurrency: 3,
+        maxQueue: 0,
+        timeoutSeconds: 4,
+      });
+      expect(read.resizeLimits).toEqual({
+        maxSide: 2000,
+        presets: {
+          thumb: { width: 50, height: 50, mode: 'fill' },
+          card: { width: 640, format: 'webp', quality: 80 },
+        },
+      });
+      expect(read.resizeSigningKey).toBe('resize-secret');
+    }
+  });
+
+  it('has defaults, flags and env vars (KELP_RESIZE_*), but no flag for the signing key or presets', () => {
+    const cwd = dirWith();
+    const d = volumeConfig(resolveOptions(VOLUME_OPTIONS, { cwd }).values).read!;
+    expect(d.resizer!.config).toMatchObject({ maxSourcePixels: 50_000_000, concurrency: 2, maxQueue: 64 });
+    expect(d.resizeLimits).toEqual({ maxSide: 4096, presets: {} });
+    expect(d.resizeSigningKey).toBeUndefined();
+    const { values } = resolveOptions(VOLUME_OPTIONS, {
+      cwd: dirWith(toml),
+      env: {
+        KELP_RESIZE_MAX_SIDE: '1500',
+        KELP_RESIZE_SIGNING_KEY: 'from-env',
+        KELP_RESIZE_PRESETS: '{"tiny":{"width":10}}',
+      },
+      flags: { 'resize.maxSide': '1200' },
+    });
+    expect(values['resize.maxSide']).toBe(1200);
+    expect(values['resize.signingKey']).toBe('from-env');
+    expect(values['resize.presets']).toEqual({ tiny: { width: 10 } });
+    expect(VOLUME_OPTIONS['resize.signingKey'].flag).toBeUndefined();
+    expect(VOLUME_OPTIONS['resize.presets'].flag).toBeUndefined();
+    expect(SERVER_OPTIONS['resize.maxSide'].env).toBe('KELP_RESIZE_MAX_SIDE');
+    expect(SERVER_OPTIONS['resize.maxSide'].toml).toBe('resize.maxSide');
+  });
+
+  it('refuses bad presets and unknown [resize] keys, naming them', () => {
+    expect(
+      configError(() => resolveOptions(VOLUME_OPTIONS, { cwd: dirWith('[resize.presets.x]\nwidth = 0\n') })),
+    ).toMatch(/preset "x": width must be 1\.\.4096/);
+    expect(
+      configError(() => resolveOptions(VOLUME_OPTIONS, { cwd: dirWith('[resize.presets.x]\nwidht = 10\n') })),
+    ).toMatch(/preset "x": unknown key "widht"/);
+    expect(
+      configError(() => resolveOptions(VOLUME_OPTIONS, { cwd: dirWith('[resize]\nmaxSid = 10\n') })),
+    ).toMatch(/unknown key "maxSid" in \[resize\]/);
+    expect(
+      configError(() =>
+        resolveOptions(VOLUME_OPTIONS, { cwd: dirWith(), env: { KELP_RESIZE_PRESETS: 'not json' } }),
+      ),
+    ).toMatch(/KELP_RESIZE_PRESETS: must be a JSON object/);
   });
 });
