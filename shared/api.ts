@@ -92,3 +92,16 @@ export interface SubmitResponse {
   size: number;
   eTag: string;
 }
+
+/** A tier transfer as a volume server reports it (`/admin/tier/status`). */
+export interface TierJob {
+  volumeId: number;
+  action: 'upload' | 'download';
+  backend: string;
+  state: 'running' | 'done' | 'failed';
+  bytes: number;
+  total: number;
+  error?: string;
+  startedAt: number;
+  finishedAt?: number;
+}

@@ -10,7 +10,10 @@
  * interrupted between two replicas leaves one tiered and one local, and only
  * the servers know.
  */
-import type { HeartbeatVolume, LookupResponse } from '../shared/api.ts';
+import type { HeartbeatVolume, LookupResponse, TierJob } from '../shared/api.ts';
+
+export type { TierJob };
+
 import type { PolicyVolume } from './policy.ts';
 
 /** Bound on every request: a hung server fails the round, it does not stall the service. */
@@ -34,19 +37,6 @@ export class TierRequestError extends Error {
 }
 
 // ---- shapes of the answers (origin/volume/tier.ts, tier-handler.ts, admin-handler.ts) ----
-
-/** A transfer as the volume server reports it. */
-export interface TierJob {
-  volumeId: number;
-  action: 'upload' | 'download';
-  backend: string;
-  state: 'running' | 'done' | 'failed';
-  bytes: number;
-  total: number;
-  error?: string;
-  startedAt: number;
-  finishedAt?: number;
-}
 
 /** The `.vif`'s record of a tiered `.dat`. */
 export interface RemoteDat {

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TierJob } from '../../shared/api.ts';
 import { ConflictError, InvalidParamError, NotFoundError, UnavailableError } from '../../shared/errors.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
 import {
@@ -21,6 +22,9 @@ import {
   DEFAULT_LOCAL_TIER_DIR,
   type TierBackend,
 } from '../../tiering/backend.ts';
+
+export type { TierJob };
+
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
@@ -76,18 +80,6 @@ export class BackendRegistry {
   async close(): Promise<void> {
     await Promise.all([...this.backends.values()].map((b) => b.close()));
   }
-}
-
-export interface TierJob {
-  volumeId: number;
-  action: 'upload' | 'download';
-  backend: string;
-  state: 'running' | 'done' | 'failed';
-  bytes: number;
-  total: number;
-  error?: string;
-  startedAt: number;
-  finishedAt?: number;
 }
 
 /**
