@@ -105,3 +105,14 @@ export interface TierJob {
   startedAt: number;
   finishedAt?: number;
 }
+
+/** `POST /admin/vacuum?volume=` on a volume server. */
+export interface VacuumReport {
+  volumeId: number;
+  compacted: boolean;
+  garbageRatio: number;
+  sizeBefore: number;
+  sizeAfter: number;
+  /** Needles dropped because their bytes failed the CRC (they could never be served). */
+  corruptSkipped: number;
+}

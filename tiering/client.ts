@@ -10,9 +10,9 @@
  * interrupted between two replicas leaves one tiered and one local, and only
  * the servers know.
  */
-import type { HeartbeatVolume, LookupResponse, TierJob } from '../shared/api.ts';
+import type { HeartbeatVolume, LookupResponse, TierJob, VacuumReport } from '../shared/api.ts';
 
-export type { TierJob };
+export type { TierJob, VacuumReport };
 
 import type { PolicyVolume } from './policy.ts';
 
@@ -73,16 +73,6 @@ export interface ServerVolume {
   /** Live needles, and bytes of deleted or overwritten ones (what `kelp tier compact` reclaims). */
   fileCount?: number;
   deletedByteCount?: number;
-}
-
-/** `POST /admin/vacuum` (origin/volume/vacuum.ts VacuumReport). */
-export interface VacuumReport {
-  volumeId: number;
-  compacted: boolean;
-  garbageRatio: number;
-  sizeBefore: number;
-  sizeAfter: number;
-  corruptSkipped: number;
 }
 
 /** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */

@@ -3,7 +3,6 @@
  * (from their heartbeats), grows volumes, and answers lookups (brief §4).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type {
   HeartbeatRequest,
   HeartbeatResponse,
@@ -21,7 +20,8 @@ import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
-import { KEEP_ALIVE_TIMEOUT_MS, type PeerResponse, peerRequest } from '../http/client.ts';
+import { type PeerResponse, peerRequest } from '../http/client.ts';
+import { closeServer, listen } from '../http/listen.ts';
 import { sendError, sendJson } from '../http/respond.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION } from '../version.ts';
@@ -307,13 +307,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   });
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  const address = `${addr.address}:${addr.port}`;
+  const address = await listen(server, config.host, config.port);
   self = config.advertise ?? address;
   config.log(
     config.signingKey
@@ -327,12 +321,10 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     topology,
     sequencer,
     address,
-    close: () =>
-      new Promise<void>((resolve) => {
-        clearInterval(pruner);
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => {
+      clearInterval(pruner);
+      return closeServer(server);
+    },
   };
 }
 

@@ -3,12 +3,11 @@
  * hot read path), errors turned into responses in one place (respond.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
 import { formatFid, parseFidPath } from '../../shared/fid.ts';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
-import { KEEP_ALIVE_TIMEOUT_MS } from '../http/client.ts';
+import { closeServer, listen } from '../http/listen.ts';
 import { sendError } from '../http/respond.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
@@ -140,14 +139,9 @@ export async function startVolumeServer(
     }
     if (pending) pending.catch((err: unknown) => sendError(res, err));
   });
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  const address = `${addr.address}:${addr.port}`;
-  const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${addr.port}` : address;
+  const address = await listen(server, config.host, config.port);
+  const port = address.slice(address.lastIndexOf(':') + 1);
+  const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
   write.replicator = new Replicator(config.master, [url, publicUrl, address]);
   if (config.master) {
@@ -169,10 +163,7 @@ export async function startVolumeServer(
     address,
     async close() {
       await heartbeat?.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await closeServer(server);
       await tier.jobs.close();
       await store.close();
       await backends.close();

@@ -13,6 +13,7 @@
  */
 import { closeSync, existsSync, fdatasyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { VacuumReport } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError } from '../../shared/errors.ts';
 import { encodeIdxEntry, IDX_ENTRY_SIZE, toStoredOffset } from '../../shared/idx.ts';
 import { needleRecordSize } from '../../shared/needle.ts';
@@ -22,20 +23,12 @@ import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap } from './needle-map.ts';
 import type { Volume, VolumeConfig } from './volume.ts';
 
+export type { VacuumReport };
+
 /** Garbage ratio above which vacuum compacts (SeaweedFS's default). */
 export const DEFAULT_GARBAGE_THRESHOLD = 0.3;
 /** Bytes copied between yields to the event loop, so reads and writes keep flowing during compaction. */
 const SLICE_BYTES = 4 * 1024 * 1024;
-
-export interface VacuumReport {
-  volumeId: number;
-  compacted: boolean;
-  garbageRatio: number;
-  sizeBefore: number;
-  sizeAfter: number;
-  /** Needles dropped because their bytes failed the CRC (logged: they could never be served). */
-  corruptSkipped: number;
-}
 
 /** Finishes or discards a compaction a crash interrupted; run before opening the volume. */
 export function finishInterruptedCompaction(config: VolumeConfig, log: (line: string) => void): void {
