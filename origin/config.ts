@@ -176,6 +176,52 @@ const READ_SIGNING_KEY: Field<string | undefined> = {
   noFlag: { env: 'KELP_JWT_SIGNING_READ_KEY', toml: 'jwt.signing.read.key' },
 };
 
+/** `--insecure` alone, `true`/`false` from env and file. */
+const bool: Parse<boolean> = (raw) => {
+  if (raw === true || raw === 'true' || raw === '1') return true;
+  if (raw === false || raw === 'false' || raw === '0' || raw === '') return false;
+  throw new BadValue('must be true or false');
+};
+
+function secret(description: string, env: string, toml: string): Field<string | undefined> {
+  return { ...field<string | undefined>('', description, text, undefined), noFlag: { env, toml } };
+}
+
+// Credentials (docs/security.md): secrets have no flag, a flag shows in `ps`.
+const CLUSTER_KEY = secret(
+  'HMAC key every master, volume server and tier service shares: signs heartbeats, replication and admin calls between them; unset = members unauthenticated',
+  'KELP_CLUSTER_KEY',
+  'security.clusterKey',
+);
+const ADMIN_KEY = secret(
+  'Bearer key of admin calls (/vol/grow, /col/delete, /admin/*); unset = only cluster members (or anyone, without a cluster key)',
+  'KELP_ADMIN_KEY',
+  'security.adminKey',
+);
+const CLIENT_KEYS: Field<string[] | undefined> = {
+  ...field<string[] | undefined>(
+    '',
+    'Bearer keys of clients of the write API (assign, /submit, lookup tokens), comma-separated',
+    list(text),
+    undefined,
+  ),
+  noFlag: { env: 'KELP_CLIENT_KEYS', toml: 'security.clientKeys' },
+};
+const WHITE_LIST = field<string[] | undefined>(
+  '<cidrs>',
+  'networks whose callers may use the write API without a client key, e.g. 10.0.0.0/8',
+  list(text),
+  undefined,
+);
+const INSECURE = field(
+  '',
+  'listen on a non-loopback address without credentials (refused otherwise)',
+  bool,
+  false,
+);
+/** The key `kelp upload`, `download` and `tier` present as a client (or admin) of the cluster. */
+const CLIENT_KEY = secret('Bearer key this client presents to the master', 'KELP_CLIENT_KEY', 'client.key');
+
 const MASTER_FIELDS = {
   port: field('<port>', 'HTTP port (0 picks a free one)', port, MASTER_DEFAULTS.port),
   ip: field('<address>', 'address to bind', text, MASTER_DEFAULTS.host),
@@ -337,11 +383,23 @@ const RESIZE_OPTIONS = resizeFields() as unknown as ResizeSpecs;
 
 export const MASTER_OPTIONS = schema('master', {
   ...MASTER_FIELDS,
+  whiteList: WHITE_LIST,
+  insecure: INSECURE,
   signingKey: SIGNING_KEY,
   readSigningKey: READ_SIGNING_KEY,
+  clusterKey: CLUSTER_KEY,
+  adminKey: ADMIN_KEY,
+  clientKeys: CLIENT_KEYS,
 });
 export const VOLUME_OPTIONS = {
-  ...schema('volume', { ...VOLUME_FIELDS, signingKey: SIGNING_KEY, readSigningKey: READ_SIGNING_KEY }),
+  ...schema('volume', {
+    ...VOLUME_FIELDS,
+    insecure: INSECURE,
+    signingKey: SIGNING_KEY,
+    readSigningKey: READ_SIGNING_KEY,
+    clusterKey: CLUSTER_KEY,
+    adminKey: ADMIN_KEY,
+  }),
   ...RESIZE_OPTIONS,
 };
 /** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
@@ -367,8 +425,13 @@ export const SERVER_OPTIONS = {
     'volume.publicUrl': publicUrl,
     'volume.fsync': fsync,
     'volume.fileSizeLimitMB': fileSizeLimitMB,
+    whiteList: WHITE_LIST,
+    insecure: INSECURE,
     signingKey: SIGNING_KEY,
     readSigningKey: READ_SIGNING_KEY,
+    clusterKey: CLUSTER_KEY,
+    adminKey: ADMIN_KEY,
+    clientKeys: CLIENT_KEYS,
   }),
   ...RESIZE_OPTIONS,
 };
@@ -386,15 +449,22 @@ export const UPLOAD_OPTIONS = schema('client', {
     "the master's",
   ),
   ttl: field('<ttl>', 'time to live, e.g. 3d', ttl, ''),
+  key: CLIENT_KEY,
 });
-export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER });
+export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER, key: CLIENT_KEY });
 
 /** Every `kelp tier` command finds the cluster through the master; [tier] in the file. */
 const TIER_MASTER = field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333');
-export const TIER_OPTIONS = schema('tier', { master: TIER_MASTER });
+export const TIER_OPTIONS = schema('tier', {
+  master: TIER_MASTER,
+  clusterKey: CLUSTER_KEY,
+  adminKey: ADMIN_KEY,
+});
 export const TIER_INTERVAL_MS = 60_000;
 export const TIER_SERVE_OPTIONS = schema('tier', {
   master: TIER_MASTER,
+  clusterKey: CLUSTER_KEY,
+  adminKey: ADMIN_KEY,
   interval: field(
     '<duration>',
     'pause between rounds with nothing to move, e.g. 30s, 5m',

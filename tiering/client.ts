@@ -84,9 +84,17 @@ function baseUrl(hostOrUrl: string): string {
   return (hostOrUrl.includes('://') ? hostOrUrl : `http://${hostOrUrl}`).replace(/\/+$/, '');
 }
 
+/**
+ * Credentials of a request, supplied by whoever runs the client (the cluster
+ * signature or an admin key live on origin's side; tiering/ imports no origin code).
+ */
+export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+
+const NO_AUTH: AuthHeaders = () => ({});
+
 async function call<T>(
   url: string,
-  init: { method?: string; signal?: AbortSignal; timeoutMs?: number } = {},
+  init: { method?: string; signal?: AbortSignal; timeoutMs?: number; auth?: AuthHeaders } = {},
   expect: number[] = [200],
 ): Promise<T> {
   const method = init.method ?? 'GET';
@@ -94,7 +102,7 @@ async function call<T>(
   const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
   let res: Response;
   try {
-    res = await fetch(url, { method, signal });
+    res = await fetch(url, { method, signal, headers: (init.auth ?? NO_AUTH)(method, url) });
   } catch (err) {
     if (init.signal?.aborted) throw init.signal.reason;
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -142,9 +150,11 @@ export interface WaitOptions {
 
 export class TierClient {
   readonly master: string;
+  private readonly auth: AuthHeaders;
 
-  constructor(master: string) {
+  constructor(master: string, auth: AuthHeaders = NO_AUTH) {
     this.master = baseUrl(master);
+    this.auth = auth;
   }
 
   /** Every volume the master knows, with the size limit at which volumes seal. */
@@ -188,13 +198,17 @@ export class TierClient {
     signal?: AbortSignal,
   ): Promise<TierJob> {
     const q = new URLSearchParams({ volume: String(volumeId), backend, keepLocalDat: String(keepLocalDat) });
-    return call<TierJob>(`${baseUrl(server)}/admin/tier/upload?${q}`, { method: 'POST', signal }, [202]);
+    return call<TierJob>(
+      `${baseUrl(server)}/admin/tier/upload?${q}`,
+      { method: 'POST', signal, auth: this.auth },
+      [202],
+    );
   }
 
   async startDownload(server: string, volumeId: number, signal?: AbortSignal): Promise<TierJob> {
     return call<TierJob>(
       `${baseUrl(server)}/admin/tier/download?volume=${volumeId}`,
-      { method: 'POST', signal },
+      { method: 'POST', signal, auth: this.auth },
       [202],
     );
   }
@@ -216,12 +230,17 @@ export class TierClient {
       method: 'POST',
       signal: opts.signal,
       timeoutMs: VACUUM_TIMEOUT_MS,
+      auth: this.auth,
     });
   }
 
   /** Seals volume `volumeId` on `server` (`POST /admin/readonly`, persisted in its `.vif`). */
   async setReadOnly(server: string, volumeId: number, signal?: AbortSignal): Promise<void> {
-    await call(`${baseUrl(server)}/admin/readonly?volume=${volumeId}`, { method: 'POST', signal });
+    await call(`${baseUrl(server)}/admin/readonly?volume=${volumeId}`, {
+      method: 'POST',
+      signal,
+      auth: this.auth,
+    });
   }
 
   /**

@@ -8,6 +8,7 @@ import { InvalidFidError } from '../../shared/errors.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { DOWNLOAD_OPTIONS, type DownloadOptions } from '../config.ts';
 import { baseUrl, ClientError, failureReason, request, requestJson } from './client.ts';
+import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
 /**
@@ -23,9 +24,10 @@ export async function openDownload(fid: string, o: DownloadOptions): Promise<Res
     throw err;
   }
   const { body: found, res } = await requestJson<LookupResponse>(
-    `${baseUrl(o.master)}/dir/lookup?fileId=${fid}`,
+    `${baseUrl(o.master)}/dir/lookup?fileId=${fid}&read=yes`,
+    { headers: clientAuth(o.key) },
   );
-  // A secured master signs a read token with the lookup; volume servers that want one find it here.
+  // A master with a read key signs a read token for an authenticated client; volume servers that want one find it here.
   const auth = res.headers.get('authorization');
   const headers: Record<string, string> = auth ? { Authorization: auth } : {};
   const failures: string[] = [];

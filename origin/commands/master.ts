@@ -15,6 +15,11 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     pulseSeconds: o.pulseSeconds,
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
+    clusterKey: o.clusterKey,
+    adminKey: o.adminKey,
+    clientKeys: o.clientKeys,
+    whiteList: o.whiteList,
+    insecure: o.insecure,
   });
 }
 

@@ -34,6 +34,11 @@ export function serverConfigs(
     pulseSeconds: o['master.pulseSeconds'],
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
+    clusterKey: o.clusterKey,
+    adminKey: o.adminKey,
+    clientKeys: o.clientKeys,
+    whiteList: o.whiteList,
+    insecure: o.insecure,
   });
   const volume = {
     ...defined({
@@ -49,6 +54,9 @@ export function serverConfigs(
       publicUrl: o['volume.publicUrl'],
       signingKey: o.signingKey,
       readSigningKey: o.readSigningKey,
+      clusterKey: o.clusterKey,
+      adminKey: o.adminKey,
+      insecure: o.insecure,
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,

@@ -22,6 +22,7 @@ import { DEFAULT_RULE, describeRule, normalizeBackendName, type TierRule } from 
 import { describeDecision, formatBytes, planCluster, TierService } from '../../tiering/service.ts';
 import { ConfigError, TIER_OPTIONS, TIER_SERVE_OPTIONS } from '../config.ts';
 import { loadTierRules } from '../tier-config.ts';
+import { adminAuth } from './credentials.ts';
 import { addOptions, configFileValues, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 import { type Bars, transferBars } from './tier-progress.ts';
@@ -221,10 +222,15 @@ export function registerTierCommand(program: Command): void {
   addOptions(upload, TIER_OPTIONS).action(async () => {
     const { values } = resolveFlags(upload, TIER_OPTIONS);
     const o = upload.opts() as { volume: string; backend: string; keepLocalDat?: boolean };
-    const ok = await moveVolume(new TierClient(values.master), volumeIdFlag(o.volume), 'upload', {
-      backend: normalizeBackendName(o.backend),
-      keepLocalDat: o.keepLocalDat === true,
-    });
+    const ok = await moveVolume(
+      new TierClient(values.master, adminAuth(values)),
+      volumeIdFlag(o.volume),
+      'upload',
+      {
+        backend: normalizeBackendName(o.backend),
+        keepLocalDat: o.keepLocalDat === true,
+      },
+    );
     if (!ok) process.exitCode = 1;
   });
 
@@ -235,10 +241,15 @@ export function registerTierCommand(program: Command): void {
   addOptions(download, TIER_OPTIONS).action(async () => {
     const { values } = resolveFlags(download, TIER_OPTIONS);
     const o = download.opts() as { volume: string };
-    const ok = await moveVolume(new TierClient(values.master), volumeIdFlag(o.volume), 'download', {
-      backend: '',
-      keepLocalDat: false,
-    });
+    const ok = await moveVolume(
+      new TierClient(values.master, adminAuth(values)),
+      volumeIdFlag(o.volume),
+      'download',
+      {
+        backend: '',
+        keepLocalDat: false,
+      },
+    );
     if (!ok) process.exitCode = 1;
   });
 
@@ -273,7 +284,7 @@ export function registerTierCommand(program: Command): void {
     }
     const bars = transferBars();
     try {
-      const outcomes = await compactVolume(new TierClient(values.master), volumeId, {
+      const outcomes = await compactVolume(new TierClient(values.master, adminAuth(values)), volumeId, {
         garbageThreshold: threshold,
         force: o.force === true,
         ...(o.backend ? { backend: normalizeBackendName(o.backend) } : {}),
@@ -300,7 +311,7 @@ export function registerTierCommand(program: Command): void {
   addOptions(status, TIER_OPTIONS).action(async () => {
     const { values } = resolveFlags(status, TIER_OPTIONS);
     const o = status.opts() as { once?: boolean; json?: boolean };
-    const client = new TierClient(values.master);
+    const client = new TierClient(values.master, adminAuth(values));
     const snapshot = await readCluster(client);
     if (o.json) {
       console.log(
@@ -323,7 +334,9 @@ export function registerTierCommand(program: Command): void {
     const resolution = resolveFlags(plan, TIER_OPTIONS);
     const o = plan.opts() as { json?: boolean };
     const { rules, from } = rulesOf(resolution);
-    const snapshot = await readCluster(new TierClient(resolution.values.master));
+    const snapshot = await readCluster(
+      new TierClient(resolution.values.master, adminAuth(resolution.values)),
+    );
     const decisions = planCluster(snapshot, rules, Date.now());
     if (o.json) {
       console.log(JSON.stringify(decisions, null, 2));
@@ -356,7 +369,11 @@ export function registerTierCommand(program: Command): void {
     const { master, interval } = resolution.values;
     const o = serve.opts() as { once?: boolean };
     const { rules, from } = rulesOf(resolution);
-    const service = new TierService({ client: new TierClient(master), rules, intervalMs: interval });
+    const service = new TierService({
+      client: new TierClient(master, adminAuth(resolution.values)),
+      rules,
+      intervalMs: interval,
+    });
     if (o.once) {
       for (;;) {
         const outcome = await service.round();

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { AssignResponse, UploadResponse } from '../../shared/api.ts';
 import { UPLOAD_OPTIONS, type UploadOptions } from '../config.ts';
 import { baseUrl, ClientError, requestJson } from './client.ts';
+import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
 /** One line of `kelp upload` output, the shape of the master's `/submit` answer. */
@@ -24,6 +25,7 @@ export async function uploadFile(path: string, o: UploadOptions): Promise<Upload
   if (o.ttl) q.set('ttl', o.ttl);
   const { body: assigned } = await requestJson<AssignResponse>(`${baseUrl(o.master)}/dir/assign?${q}`, {
     method: 'POST',
+    headers: clientAuth(o.key),
   });
   const form = new FormData();
   const name = basename(path);

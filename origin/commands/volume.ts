@@ -34,6 +34,9 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     publicUrl: o.publicUrl,
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
+    clusterKey: o.clusterKey,
+    adminKey: o.adminKey,
+    insecure: o.insecure,
     pulseSeconds: o.pulseSeconds,
   });
   return { ...config, locations, backends, read: resizeReadConfig(o) };

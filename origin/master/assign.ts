@@ -5,6 +5,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { AssignResponse } from '../../shared/api.ts';
+import { parseCollection } from '../../shared/collection.ts';
 import { InvalidParamError, NoSpaceError, UnavailableError } from '../../shared/errors.ts';
 import { formatFid } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
@@ -45,7 +46,7 @@ export function parseAssignRequest(q: URLSearchParams, defaultReplication: strin
   return {
     count,
     layout: {
-      collection: q.get('collection') ?? '',
+      collection: parseCollection(q.get('collection')),
       replication: formatPlacement(parsePlacement(q.get('replication') || defaultReplication)),
       ttl: formatTtl(parseTtl(q.get('ttl') ?? '')),
     },
@@ -96,6 +97,6 @@ export async function assign(ctx: AssignContext, req: AssignRequest): Promise<As
   const fid = formatFid({ volumeId, key, cookie: randomInt(0, 2 ** 32) >>> 0 });
   topology.noteAssigned(volumeId);
   const out: AssignResponse = { fid, url: node.url, publicUrl: node.publicUrl, count: req.count };
-  if (ctx.signingKey) out.auth = await signFileToken(ctx.signingKey, fid);
+  if (ctx.signingKey) out.auth = await signFileToken(ctx.signingKey, fid, { count: req.count });
   return out;
 }

@@ -6,6 +6,7 @@
  */
 import { NoSpaceError, UpstreamError } from '../../shared/errors.ts';
 import { copyCount, type Placement, parsePlacement } from '../../shared/placement.ts';
+import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { MasterStateStore } from './state-store.ts';
 import type { DataNode, LayoutKey, NodeFilter, Topology } from './topology.ts';
 
@@ -74,20 +75,25 @@ export function planPlacement(
 /** Asks a volume server to create a volume (its `/admin/assign_volume`). */
 export type AllocateVolume = (node: DataNode, volumeId: number, layout: LayoutKey) => Promise<void>;
 
-export const allocateOverHttp: AllocateVolume = async (node, volumeId, layout) => {
-  const q = new URLSearchParams({
-    volume: String(volumeId),
-    collection: layout.collection,
-    replication: layout.replication,
-    ttl: layout.ttl,
-  });
-  const res = await fetch(`http://${node.url}/admin/assign_volume?${q}`, {
-    method: 'POST',
-    signal: AbortSignal.timeout(10_000),
-  });
-  if (!res.ok)
-    throw new UpstreamError(`${node.url} refused volume ${volumeId}: ${res.status} ${await res.text()}`);
-};
+/** `/admin/assign_volume` over HTTP, signed as a cluster member's call when a cluster key is set. */
+export const allocateOverHttp =
+  (clusterKey?: string): AllocateVolume =>
+  async (node, volumeId, layout) => {
+    const q = new URLSearchParams({
+      volume: String(volumeId),
+      collection: layout.collection,
+      replication: layout.replication,
+      ttl: layout.ttl,
+    });
+    const url = `http://${node.url}/admin/assign_volume?${q}`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: withClusterAuth(clusterKey, 'POST', url),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok)
+      throw new UpstreamError(`${node.url} refused volume ${volumeId}: ${res.status} ${await res.text()}`);
+  };
 
 export class VolumeGrowth {
   private readonly topology: Topology;
@@ -96,7 +102,7 @@ export class VolumeGrowth {
   /** One growth at a time per layout: concurrent assigns wait for the same one. */
   private readonly inFlight = new Map<string, Promise<number[]>>();
 
-  constructor(topology: Topology, state: MasterStateStore, allocate: AllocateVolume = allocateOverHttp) {
+  constructor(topology: Topology, state: MasterStateStore, allocate: AllocateVolume = allocateOverHttp()) {
     this.topology = topology;
     this.state = state;
     this.allocate = allocate;

@@ -3,17 +3,14 @@
  * (from their heartbeats), grows volumes, and answers lookups (brief §4).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type {
-  HeartbeatRequest,
-  HeartbeatResponse,
-  LookupResponse,
-  SubmitResponse,
-} from '../../shared/api.ts';
+import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
+import { parseCollection } from '../../shared/collection.ts';
 import {
   BadRequestError,
   InvalidFidError,
   MethodNotAllowedError,
   NotFoundError,
+  UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
 import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
@@ -23,6 +20,9 @@ import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
 import { type PeerResponse, peerRequest } from '../http/client.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { sendError, sendJson } from '../http/respond.ts';
+import { Access } from '../security/access.ts';
+import { checkBinding } from '../security/binding.ts';
+import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION } from '../version.ts';
 import { splitUrl } from '../volume/params.ts';
@@ -35,7 +35,8 @@ import {
   uploadSize,
 } from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
-import { type AllocateVolume, VolumeGrowth } from './growth.ts';
+import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
+import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, type MasterStateStore } from './state-store.ts';
 import { Topology } from './topology.ts';
@@ -54,12 +55,27 @@ export interface MasterConfig {
   signingKey?: string;
   /** HS256 key for read tokens (SeaweedFS's `[jwt.signing.read]`); without one reads are open. */
   readSigningKey?: string;
+  /** HMAC key of cluster members: heartbeats must be signed with it (docs/security.md). */
+  clusterKey?: string;
+  /** Bearer key of admin calls (/vol/grow, /col/delete); a cluster signature passes too. */
+  adminKey?: string;
+  /** Bearer keys of clients of the write API (assign, /submit, lookup tokens). */
+  clientKeys?: string[];
+  /** CIDRs whose callers count as clients without a key (SeaweedFS's `white_list`). */
+  whiteList?: string[];
+  /** Run on a non-loopback address without credentials (refused otherwise). */
+  insecure?: boolean;
   maxUploadBytes: number;
   now: () => number;
   stateStore?: MasterStateStore;
   allocate?: AllocateVolume;
   log: (line: string) => void;
 }
+
+/** Most volume servers one master tracks: a bound on what heartbeats can make it hold. */
+export const MAX_NODES = 10_000;
+/** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
+export const FORGET_AFTER_PULSES = 12;
 
 export const MASTER_DEFAULTS = {
   host: '127.0.0.1',
@@ -87,6 +103,14 @@ function param(q: URLSearchParams | null, name: string): string | null {
 
 export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<MasterServer> {
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
+  const access = new Access(config);
+  const missing = [
+    ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
+    ...(config.signingKey ? [] : ['KELP_JWT_SIGNING_KEY']),
+    ...(config.clientKeys?.length || config.whiteList?.length ? [] : ['KELP_CLIENT_KEYS or --whiteList']),
+  ];
+  const warning = checkBinding('master', config.host, missing, config.insecure === true);
+  if (warning) config.log(warning);
   const state = config.stateStore ?? new FileStateStore(config.mdir);
   // /submit's spool files left by a crash.
   clearSpoolDir(config.mdir);
@@ -96,7 +120,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     now: config.now,
   });
   const sequencer = new Sequencer(state);
-  const growth = new VolumeGrowth(topology, state, config.allocate);
+  const growth = new VolumeGrowth(topology, state, config.allocate ?? allocateOverHttp(config.clusterKey));
   const ctx: AssignContext = {
     topology,
     sequencer,
@@ -105,6 +129,23 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     defaultReplication: config.defaultReplication,
   };
   let self = '';
+
+  /**
+   * A token for a looked-up fid goes only to a client that proved who it is
+   * (a key, a listed network, a signature) and only for a key this master has
+   * assigned: otherwise the lookup is a token vending machine.
+   */
+  const lookupToken = async (
+    req: IncomingMessage,
+    fileId: string,
+    read: boolean,
+  ): Promise<string | undefined> => {
+    const key = read ? config.readSigningKey : config.signingKey;
+    if (!key || !access.isAuthenticatedClient(req, req.url ?? '/')) return undefined;
+    const fid = parseFid(fileId);
+    if (fid.key - fid.delta >= sequencer.peek()) throw new NotFoundError('not found');
+    return signFileToken(key, fileId, { count: Number(fid.delta) + 1 });
+  };
 
   const lookup = (q: URLSearchParams | null): LookupResponse => {
     const raw = param(q, 'volumeId') ?? param(q, 'fileId');
@@ -122,23 +163,27 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
-    const body = (await readBody(req, 16 * 1024 * 1024)).toString();
-    let hb: HeartbeatRequest;
-    let maxFileKey: bigint;
-    try {
-      hb = JSON.parse(body) as HeartbeatRequest;
-      maxFileKey = BigInt(hb.maxFileKey || '0');
-    } catch (err) {
-      throw new BadRequestError('malformed heartbeat: not JSON, or maxFileKey not a decimal integer', {
-        cause: err,
-      });
-    }
-    if (typeof hb.url !== 'string' || !Array.isArray(hb.volumes) || maxFileKey < 0n)
-      throw new BadRequestError('malformed heartbeat');
+    // Signature first: an outsider's body is not even read.
+    const signed = config.clusterKey
+      ? verifyClusterRequest(config.clusterKey, 'POST', req.url ?? '/heartbeat', req.headers)
+      : undefined;
+    const bytes = await readBody(req, MAX_HEARTBEAT_BYTES);
+    if (signed) assertBody(signed, sha256Hex(bytes));
+    const hb = parseHeartbeat(bytes.toString());
     const known = topology.nodes.get(hb.url);
+    if (!known && topology.nodes.size >= MAX_NODES) {
+      throw new UnavailableError(
+        `this master tracks ${MAX_NODES} volume servers already`,
+        config.pulseSeconds,
+      );
+    }
     const joining = !known || !topology.isAlive(known);
     topology.heartbeat(hb);
-    sequencer.observe(maxFileKey);
+    if (!sequencer.observe(BigInt(hb.maxFileKey))) {
+      config.log(
+        `master: ignored maxFileKey ${hb.maxFileKey} from ${hb.url}: beyond the key space or far past any key this master assigned`,
+      );
+    }
     if (joining)
       config.log(
         `master: volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
@@ -147,6 +192,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
+    access.requireClient(req, req.url ?? '/');
     // Large bodies spool under the master's directory and stream on to the volume server.
     const upload = await parseUpload(req, '', config.maxUploadBytes, spoolDir(config.mdir));
     try {
@@ -207,19 +253,19 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   };
 
   const deleteCollection = async (q: URLSearchParams | null): Promise<void> => {
-    const collection = param(q, 'collection');
+    const collection = parseCollection(param(q, 'collection'));
     if (!collection) throw new BadRequestError('collection is required');
     const holders = topology
       .aliveNodes()
       .filter((n) => [...n.volumes.values()].some((v) => v.collection === collection));
     await Promise.all(
       holders.map(async (n) => {
-        const res = await fetch(
-          `http://${n.url}/admin/delete_collection?collection=${encodeURIComponent(collection)}`,
-          {
-            method: 'POST',
-          },
-        );
+        const url = `http://${n.url}/admin/delete_collection?collection=${encodeURIComponent(collection)}`;
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: withClusterAuth(config.clusterKey, 'POST', url),
+          signal: AbortSignal.timeout(60_000),
+        });
         if (!res.ok)
           throw new UpstreamError(`${n.url} could not delete collection ${collection}: ${res.status}`);
         for (const [id, v] of n.volumes) if (v.collection === collection) topology.removeVolume(n.url, id);
@@ -232,17 +278,16 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const q = query ?? new URLSearchParams();
     switch (pathname) {
       case '/dir/assign': {
+        access.requireClient(req, req.url ?? '/');
         const out = await assign(ctx, parseAssignRequest(q, config.defaultReplication));
         return sendJson(res, 200, out, out.auth ? { Authorization: `Bearer ${out.auth}` } : {});
       }
       case '/dir/lookup': {
         const out = lookup(query);
         const fileId = param(query, 'fileId');
-        const headers: Record<string, string> = {};
         // `read=yes` asks for a read token instead of a write token (brief §4).
-        const key = param(query, 'read') === 'yes' ? config.readSigningKey : config.signingKey;
-        if (fileId && key) headers.Authorization = `Bearer ${await signFileToken(key, fileId)}`;
-        return sendJson(res, 200, out, headers);
+        const token = fileId ? await lookupToken(req, fileId, param(query, 'read') === 'yes') : undefined;
+        return sendJson(res, 200, out, token ? { Authorization: `Bearer ${token}` } : {});
       }
       case '/heartbeat':
         if (req.method !== 'POST') throw new MethodNotAllowedError('heartbeats are POSTed');
@@ -251,8 +296,10 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         if (req.method !== 'POST') throw new MethodNotAllowedError('/submit takes a multipart POST');
         return sendJson(res, 201, await submit(req, query));
       case '/vol/grow': {
+        if (req.method !== 'POST') throw new MethodNotAllowedError('/vol/grow changes the cluster: POST it');
+        access.requireAdmin(req, req.url ?? '/');
         const layout = {
-          collection: q.get('collection') ?? '',
+          collection: parseCollection(q.get('collection')),
           replication: formatPlacement(parsePlacement(q.get('replication') || config.defaultReplication)),
           ttl: formatTtl(parseTtl(q.get('ttl') ?? '')),
         };
@@ -281,6 +328,9 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
           MaxVolumeId: Math.max(state.load().maxVolumeId, topology.maxVolumeId()),
         });
       case '/col/delete':
+        if (req.method !== 'POST' && req.method !== 'DELETE')
+          throw new MethodNotAllowedError('/col/delete deletes data: POST or DELETE it, never GET');
+        access.requireAdmin(req, req.url ?? '/');
         await deleteCollection(query);
         res.writeHead(204);
         res.end();
@@ -314,7 +364,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       ? 'master: writes need a signed token (jwt signing key set)'
       : 'master: no signing key: the cluster is OPEN, anyone who can reach a volume server can write and delete',
   );
-  const pruner = setInterval(() => topology.prune(), config.pulseSeconds * 10_000);
+  if (!config.clusterKey) config.log('master: no cluster key: heartbeats are not authenticated');
+  const pruner = setInterval(() => topology.prune(FORGET_AFTER_PULSES), config.pulseSeconds * 1000);
   pruner.unref();
   return {
     server,

@@ -1,11 +1,15 @@
 /**
  * Write (and optional read) tokens, as SeaweedFS issues them (brief §5):
  * HS256 JWTs with claims `{fid, exp}`, short-lived, bound to one file id
- * without its `_N` delta suffix. Signed and checked with `jose`.
+ * without its `_N` delta suffix, plus `n`: how many fids of the assigned batch
+ * the token covers (`fid`, `fid_1` .. `fid_<n-1>`), so a token for one key is
+ * not a token for every key after it. Signed and checked with `jose`.
  */
 import type { IncomingMessage } from 'node:http';
 import { errors, jwtVerify, SignJWT } from 'jose';
 import { UnauthorizedError } from '../../shared/errors.ts';
+import { formatFid, type ParsedFid } from '../../shared/fid.ts';
+import { bearerToken } from './access.ts';
 
 /** SeaweedFS's default lifetime of a write token. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 10;
@@ -29,9 +33,10 @@ export function tokenFid(fid: string): string {
 export function signFileToken(
   secret: string,
   fid: string,
-  ttlSeconds = DEFAULT_TOKEN_TTL_SECONDS,
+  options: { count?: number; ttlSeconds?: number } = {},
 ): Promise<string> {
-  return new SignJWT({ fid: tokenFid(fid) })
+  const { count = 1, ttlSeconds = DEFAULT_TOKEN_TTL_SECONDS } = options;
+  return new SignJWT({ fid: tokenFid(fid), n: count })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
     .sign(keyBytes(secret));
@@ -41,15 +46,22 @@ export function signFileToken(
 export function tokenFrom(req: IncomingMessage, query: URLSearchParams | null): string | undefined {
   const q = query?.get('jwt');
   if (q) return q;
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const bearer = bearerToken(req.headers);
+  if (bearer) return bearer;
   const cookie = req.headers.cookie;
   const m = cookie ? /(?:^|;\s*)AT=([^;]+)/.exec(cookie) : null;
   return m ? m[1] : undefined;
 }
 
-/** Throws UnauthorizedError unless `token` is a valid, unexpired token for `fid`. */
-export async function verifyFileToken(secret: string, token: string | undefined, fid: string): Promise<void> {
+/**
+ * Throws UnauthorizedError unless `token` is a valid, unexpired token for `fid`
+ * (its base key and its `_N` delta inside the batch the token was signed for).
+ */
+export async function verifyFileToken(
+  secret: string,
+  token: string | undefined,
+  fid: ParsedFid,
+): Promise<void> {
   if (!token) throw new UnauthorizedError('this cluster needs a token: pass the one /dir/assign returned');
   try {
     // exp is required: a token without one would never expire, and the master never signs such a token.
@@ -57,7 +69,11 @@ export async function verifyFileToken(secret: string, token: string | undefined,
       algorithms: ['HS256'],
       requiredClaims: ['exp'],
     });
-    if (payload.fid !== tokenFid(fid)) throw new UnauthorizedError('token is for another file id');
+    const base = formatFid({ volumeId: fid.volumeId, key: fid.key - fid.delta, cookie: fid.cookie });
+    if (payload.fid !== base) throw new UnauthorizedError('token is for another file id');
+    const n = payload.n ?? 1;
+    if (typeof n !== 'number' || !(fid.delta < n))
+      throw new UnauthorizedError('token is for another file id');
   } catch (err) {
     if (err instanceof UnauthorizedError) throw err;
     if (err instanceof errors.JWTExpired) throw new UnauthorizedError('token expired');

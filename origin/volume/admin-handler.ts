@@ -3,6 +3,7 @@
  * `/admin/assign_volume`, `/admin/vacuum`, `/admin/readonly`, `/admin/writable`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseCollection } from '../../shared/collection.ts';
 import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
@@ -40,7 +41,7 @@ export async function handleAdmin(
     case '/admin/assign_volume': {
       known(query, ['volume', 'collection', 'replication', 'ttl', 'preallocate']);
       const id = requireU32(query, 'volume');
-      const collection = query?.get('collection') ?? '';
+      const collection = parseCollection(query?.get('collection'));
       const placement = parsePlacement(query?.get('replication') ?? '');
       const ttl = parseTtl(query?.get('ttl') ?? '');
       store.createVolume(id, collection, placement, ttl);
@@ -71,7 +72,7 @@ export async function handleAdmin(
     }
     case '/admin/delete_collection': {
       known(query, ['collection']);
-      const collection = query?.get('collection');
+      const collection = parseCollection(query?.get('collection'));
       if (!collection) throw new InvalidParamError('collection is required');
       sendJson(res, 200, { collection, deletedVolumes: await store.deleteCollection(collection) });
       return;

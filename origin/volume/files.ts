@@ -1,10 +1,12 @@
 import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseCollection } from '../../shared/collection.ts';
 import { TruncatedDataError } from '../../shared/errors.ts';
 
 /** `<collection>_<vid>` or `<vid>` (brief §2): the stem of a volume's .dat/.idx/.vif files. */
 export function volumeStem(collection: string, volumeId: number): string {
-  return collection ? `${collection}_${volumeId}` : String(volumeId);
+  // Checked here too, where the name becomes a path: nothing path-like ever reaches the disk.
+  return parseCollection(collection) ? `${collection}_${volumeId}` : String(volumeId);
 }
 
 export function volumePath(dir: string, collection: string, volumeId: number, ext: string): string {

@@ -7,6 +7,7 @@
 import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
 import { formatPlacement } from '../../shared/placement.ts';
 import { formatTtl } from '../../shared/ttl.ts';
+import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
 
 export interface HeartbeatOptions {
@@ -17,6 +18,8 @@ export interface HeartbeatOptions {
   dataCenter: string;
   rack: string;
   pulseSeconds: number;
+  /** Signs each beat: the master takes none without it when it has a cluster key. */
+  clusterKey?: string;
   log: (line: string) => void;
 }
 
@@ -100,10 +103,18 @@ export class HeartbeatClient {
 
   private async send(): Promise<void> {
     try {
-      const res = await fetch(`http://${this.opts.master}/heartbeat`, {
+      const url = `http://${this.opts.master}/heartbeat`;
+      const body = JSON.stringify(heartbeatOf(this.opts));
+      const res = await fetch(url, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(heartbeatOf(this.opts)),
+        headers: withClusterAuth(
+          this.opts.clusterKey,
+          'POST',
+          url,
+          { 'Content-Type': 'application/json' },
+          body,
+        ),
+        body,
         signal: AbortSignal.timeout(Math.max(2000, this.opts.pulseSeconds * 1000)),
       });
       if (!res.ok) throw new Error(`master answered ${res.status}`);

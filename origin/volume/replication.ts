@@ -9,6 +9,13 @@ import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { type FileBody, peerRequest } from '../http/client.ts';
+import {
+  clusterHeaders,
+  EMPTY_SHA256,
+  fileSha256Hex,
+  sha256Hex,
+  signedPath,
+} from '../security/cluster-auth.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
@@ -31,9 +38,23 @@ export class Replicator {
   private readonly self: Set<string>;
   private readonly cache = new Map<number, { at: number; urls: string[] }>();
 
-  constructor(master: string | undefined, selfUrls: string[]) {
+  private readonly clusterKey: string | undefined;
+
+  constructor(master: string | undefined, selfUrls: string[], clusterKey?: string) {
     this.master = master;
     this.self = new Set(selfUrls);
+    this.clusterKey = clusterKey;
+  }
+
+  /** A replica takes `type=replicate` only from a cluster member: every peer request is signed. */
+  private signed(
+    method: string,
+    url: string,
+    headers: Record<string, string>,
+    bodyHash = EMPTY_SHA256,
+  ): Record<string, string> {
+    if (!this.clusterKey) return headers;
+    return { ...headers, ...clusterHeaders(this.clusterKey, method, signedPath(url), bodyHash) };
   }
 
   /** The other replicas of a volume: every location the master knows, minus this server. */
@@ -100,10 +121,18 @@ export class Replicator {
     const q = new URLSearchParams({ type: 'replicate' });
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
+    // One hash of the body for every replica (a spooled body is read once more for it).
+    const bodyHash =
+      this.clusterKey === undefined
+        ? undefined
+        : w.data instanceof Uint8Array
+          ? sha256Hex(w.data)
+          : await fileSha256Hex(w.data.path);
     await this.sendAll(volumeId, copies, async (peer) => {
-      const res = await peerRequest(`http://${peer}/${w.fid}?${q}`, {
+      const url = `http://${peer}/${w.fid}?${q}`;
+      const res = await peerRequest(url, {
         method: 'PUT',
-        headers,
+        headers: this.signed('PUT', url, headers, bodyHash),
         body: w.data,
         timeoutMs: REPLICA_TIMEOUT_MS,
       });
@@ -114,9 +143,10 @@ export class Replicator {
   async delete(volumeId: number, copies: number, fid: string, token?: string): Promise<void> {
     const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
     await this.sendAll(volumeId, copies, async (peer) => {
-      const res = await peerRequest(`http://${peer}/${fid}?type=replicate`, {
+      const url = `http://${peer}/${fid}?type=replicate`;
+      const res = await peerRequest(url, {
         method: 'DELETE',
-        headers,
+        headers: this.signed('DELETE', url, headers),
         timeoutMs: REPLICA_TIMEOUT_MS,
       });
       // Already gone there (e.g. a retried delete) is what we wanted.

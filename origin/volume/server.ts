@@ -4,11 +4,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
-import { formatFid, parseFidPath } from '../../shared/fid.ts';
+import { parseFidPath } from '../../shared/fid.ts';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { sendError } from '../http/respond.ts';
+import { Access } from '../security/access.ts';
+import { checkBinding } from '../security/binding.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
 import { HeartbeatClient } from './heartbeat.ts';
@@ -44,6 +46,12 @@ export interface VolumeServerConfig {
   signingKey?: string;
   /** HS256 key for read tokens: with one, GET/HEAD of a blob needs the master's read token (401 otherwise). */
   readSigningKey?: string;
+  /** HMAC key of cluster members: replica traffic and heartbeats are signed with it (docs/security.md). */
+  clusterKey?: string;
+  /** Bearer key of admin calls (/admin/*); a cluster signature passes too. */
+  adminKey?: string;
+  /** Run on a non-loopback address without credentials (refused otherwise). */
+  insecure?: boolean;
   /** Seconds between heartbeats (the master's reply may change it). */
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
@@ -73,7 +81,13 @@ export interface VolumeServer {
   close(): Promise<void>;
 }
 
-function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tier: TierContext) {
+function route(
+  store: Store,
+  config: VolumeServerConfig,
+  write: WriteConfig,
+  tier: TierContext,
+  access: Access,
+) {
   // Not async: a small local read completes synchronously and makes no promise.
   return (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
@@ -90,8 +104,11 @@ function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tie
         return handleRead(req, res, store, pathname, query, config.read);
       case 'POST':
       case 'PUT':
-        if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
-        if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query);
+        if (pathname.startsWith('/admin/')) {
+          access.requireAdmin(req, req.url ?? '/');
+          if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
+          return handleAdmin(req, res, store, pathname, query);
+        }
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
         return handleDelete(req, res, store, pathname, query, write);
@@ -109,13 +126,20 @@ async function authorizeRead(
   key: string,
 ): Promise<void> {
   const { fid } = parseFidPath(pathname);
-  await verifyFileToken(key, tokenFrom(req, query), formatFid({ ...fid, key: fid.key - fid.delta }));
+  await verifyFileToken(key, tokenFrom(req, query), fid);
 }
 
 export async function startVolumeServer(
   partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
+  const missing = [
+    ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
+    ...(config.signingKey ? [] : ['KELP_JWT_SIGNING_KEY']),
+  ];
+  const warning = checkBinding('volume server', config.host, missing, config.insecure === true);
+  if (warning) config.log(warning);
+  const access = new Access(config);
   // Image variants are on by default (sharp, bounded queue); a test or a config may pass its own resizer.
   config.read = { ...config.read, resizer: config.read.resizer ?? new Resizer() };
   let heartbeat: HeartbeatClient | undefined;
@@ -126,9 +150,10 @@ export async function startVolumeServer(
     maxUploadBytes: config.maxUploadBytes,
     now: config.now,
     signingKey: config.signingKey,
-    replicator: new Replicator(config.master, []),
+    clusterKey: config.clusterKey,
+    replicator: new Replicator(config.master, [], config.clusterKey),
   };
-  const handle = route(store, config, write, tier);
+  const handle = route(store, config, write, tier, access);
   const server = createServer((req, res) => {
     let pending: void | Promise<void>;
     try {
@@ -143,7 +168,7 @@ export async function startVolumeServer(
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
-  write.replicator = new Replicator(config.master, [url, publicUrl, address]);
+  write.replicator = new Replicator(config.master, [url, publicUrl, address], config.clusterKey);
   if (config.master) {
     heartbeat = new HeartbeatClient({
       master: config.master,
@@ -153,6 +178,7 @@ export async function startVolumeServer(
       dataCenter: config.dataCenter,
       rack: config.rack,
       pulseSeconds: config.pulseSeconds,
+      clusterKey: config.clusterKey,
       log: config.log,
     });
     heartbeat.start();

@@ -15,6 +15,13 @@ import { copyCount } from '../../shared/placement.ts';
 import { isEmptyTtl, parseTtl, type Ttl } from '../../shared/ttl.ts';
 import { isCompressible, mimeFromExtension } from '../http/mime.ts';
 import { sendJson } from '../http/respond.ts';
+import {
+  assertBody,
+  EMPTY_SHA256,
+  fileSha256Hex,
+  sha256Hex,
+  verifyClusterRequest,
+} from '../security/cluster-auth.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
@@ -41,6 +48,8 @@ export interface WriteConfig {
   now: () => number;
   /** With a key, writes and deletes need the master's token for the fid (401 otherwise). */
   signingKey?: string;
+  /** With a key, `type=replicate` writes and deletes must be signed by a cluster member (401 otherwise). */
+  clusterKey?: string;
   replicator: Replicator;
 }
 
@@ -53,7 +62,7 @@ async function authorize(
 ): Promise<string | undefined> {
   const token = tokenFrom(req, query);
   if (config.signingKey) {
-    await verifyFileToken(config.signingKey, token, formatFid({ ...fid, key: fid.key - fid.delta }));
+    await verifyFileToken(config.signingKey, token, fid);
   }
   return token;
 }
@@ -61,6 +70,16 @@ async function authorize(
 /** The client-facing write, not a replica's copy of one: only it fans out. */
 function isPrimary(query: URLSearchParams | null): boolean {
   return query?.get('type') !== 'replicate';
+}
+
+/**
+ * A replica's copy skips the fan-out, so it is taken only from a cluster
+ * member: the signature is checked before the body is read. Returns the body
+ * hash that was signed (undefined in an open cluster, or for a primary write).
+ */
+function memberSignature(req: IncomingMessage, query: URLSearchParams | null, config: WriteConfig) {
+  if (isPrimary(query) || !config.clusterKey) return undefined;
+  return verifyClusterRequest(config.clusterKey, req.method ?? 'PUT', req.url ?? '/', req.headers);
 }
 
 /** Uploads take the comma form only (brief §1), optionally with an extension. */
@@ -88,6 +107,7 @@ export async function handleWrite(
 ): Promise<void> {
   const { fid, ext } = uploadFid(pathname);
   if (query) assertKnownParams(query, WRITE_PARAMS);
+  const signedBody = memberSignature(req, query, config);
   // Only a secured cluster needs the (asynchronous) token check.
   const token = config.signingKey ? await authorize(req, query, config, fid) : tokenFrom(req, query);
   const ttl = parseTtl(query?.get('ttl') ?? '');
@@ -101,6 +121,9 @@ export async function handleWrite(
     spoolDir(volume.config.dir),
   );
   try {
+    if (signedBody) {
+      assertBody(signedBody, upload.spool ? await fileSha256Hex(upload.spool.path) : sha256Hex(upload.data));
+    }
     await storeUpload(upload, res, { volume, pathname, fid, ext, ttl, lastModified, query, token }, config);
   } finally {
     releaseUpload(upload);
@@ -232,6 +255,8 @@ export async function handleDelete(
 ): Promise<void> {
   const { fid } = parseFidPath(pathname);
   if (query) assertKnownParams(query, DELETE_PARAMS);
+  const signedBody = memberSignature(req, query, config);
+  if (signedBody) assertBody(signedBody, EMPTY_SHA256);
   const token = await authorize(req, query, config, fid);
   const volume = store.get(fid.volumeId);
   const copies = copyCount(volume.superBlock.placement);

@@ -206,8 +206,15 @@ export async function json<T>(res: Response, expectStatus: number): Promise<T> {
   return JSON.parse(text) as T;
 }
 
-export async function assignOk(masterBase: string, params = ''): Promise<AssignResponse> {
-  return json<AssignResponse>(await fetch(`${masterBase}/dir/assign${params ? `?${params}` : ''}`), 200);
+export async function assignOk(
+  masterBase: string,
+  params = '',
+  headers: Record<string, string> = {},
+): Promise<AssignResponse> {
+  return json<AssignResponse>(
+    await fetch(`${masterBase}/dir/assign${params ? `?${params}` : ''}`, { headers }),
+    200,
+  );
 }
 
 export async function lookupOk(masterBase: string, volumeOrFileId: string): Promise<LookupResponse> {

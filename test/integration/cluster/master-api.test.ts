@@ -133,7 +133,7 @@ describe('master API', () => {
   it('/vol/grow?count=2 grows two volumes, placed as the replication asks', async () => {
     const before = new Set((await volStatus()).Volumes.map((v) => v.id));
     const grown = await json<{ count: number; volumeIds: number[] }>(
-      await fetch(`${m.base}/vol/grow?count=2&collection=grown`),
+      await fetch(`${m.base}/vol/grow?count=2&collection=grown`, { method: 'POST' }),
       200,
     );
     expect(grown.count).toBe(2);
@@ -154,7 +154,7 @@ describe('master API', () => {
       ['100', (a: string, b: string) => dcOf(a) !== dcOf(b)],
     ] as const) {
       const g = await json<{ count: number; volumeIds: number[] }>(
-        await fetch(`${m.base}/vol/grow?count=2&replication=${replication}`),
+        await fetch(`${m.base}/vol/grow?count=2&replication=${replication}`, { method: 'POST' }),
         200,
       );
       expect(g.count).toBe(2);
@@ -191,7 +191,7 @@ describe('master API', () => {
       ),
     );
     const g = await json<{ volumeIds: number[] }>(
-      await fetch(`${m.base}/vol/grow?count=4&replication=010&collection=fresh`),
+      await fetch(`${m.base}/vol/grow?count=4&replication=010&collection=fresh`, { method: 'POST' }),
       200,
     );
     expect(g.volumeIds).toHaveLength(4);
@@ -243,7 +243,10 @@ describe('master API', () => {
     };
     expect(await inX()).toBeGreaterThan(0);
 
-    const res = await fetch(`${m.base}/col/delete?collection=x`);
+    // A GET never deletes (issue 10 finding 5): a crawler or a prefetch must not wipe a collection.
+    expect((await fetch(`${m.base}/col/delete?collection=x`)).status).toBe(405);
+    expect(await inX()).toBeGreaterThan(0);
+    const res = await fetch(`${m.base}/col/delete?collection=x`, { method: 'POST' });
     expect(res.status).toBe(204);
     expect(await inX()).toBe(0);
     expect((await volStatus()).Volumes.filter((v) => v.collection === 'x')).toEqual([]);
@@ -254,7 +257,7 @@ describe('master API', () => {
     // And x does not come back with the next heartbeats.
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await volStatus()).Volumes.filter((v) => v.collection === 'x')).toEqual([]);
-    expect((await fetch(`${m.base}/col/delete`)).status).toBe(400);
+    expect((await fetch(`${m.base}/col/delete`, { method: 'POST' })).status).toBe(400);
   });
 
   it('/dir/assign honours dataCenter and rack, and refuses an unknown data center (400)', async () => {

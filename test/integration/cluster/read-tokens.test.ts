@@ -18,12 +18,14 @@ import {
 
 const WRITE_KEY = 'read-token-test-write-key';
 const READ_KEY = 'read-token-test-read-key';
+const CLIENT_KEY = 'read-token-test-client-key';
+const asClient = { Authorization: `Bearer ${CLIENT_KEY}` };
 
 let m: TestMaster;
 let v: TestVolume;
 
 beforeAll(async () => {
-  m = await master({ signingKey: WRITE_KEY, readSigningKey: READ_KEY });
+  m = await master({ signingKey: WRITE_KEY, readSigningKey: READ_KEY, clientKeys: [CLIENT_KEY] });
   v = await volume(m.address, { signingKey: WRITE_KEY, readSigningKey: READ_KEY });
   await waitForNodes(m, 1);
 });
@@ -31,7 +33,12 @@ beforeAll(async () => {
 afterAll(stopAll);
 
 async function readToken(fid: string): Promise<string> {
-  const res = await fetch(`${m.base}/dir/lookup?fileId=${fid}&read=yes`);
+  // Read tokens go to authenticated clients only (issue 10 finding 4).
+  const anonymous = await fetch(`${m.base}/dir/lookup?fileId=${fid}&read=yes`);
+  expect(anonymous.status).toBe(200);
+  expect(anonymous.headers.get('authorization')).toBeNull();
+  await anonymous.text();
+  const res = await fetch(`${m.base}/dir/lookup?fileId=${fid}&read=yes`, { headers: asClient });
   expect(res.status).toBe(200);
   await res.json();
   const auth = res.headers.get('authorization');
@@ -42,7 +49,7 @@ async function readToken(fid: string): Promise<string> {
 describe('read tokens', () => {
   it('serves a blob only with the read token for its fid', async () => {
     const data = randomBytes(300);
-    const a = await assignOk(m.base);
+    const a = await assignOk(m.base, '', asClient);
     expect((await upload(a.url, a.fid, data, 'r.bin', { Authorization: `Bearer ${a.auth}` })).status).toBe(
       201,
     );
@@ -63,7 +70,7 @@ describe('read tokens', () => {
     expect(Buffer.from(await ok.arrayBuffer()).equals(data)).toBe(true);
 
     // Bound to the fid: another file's read token does not open this one.
-    const b = await assignOk(m.base);
+    const b = await assignOk(m.base, '', asClient);
     expect((await upload(b.url, b.fid, data, 'r.bin', { Authorization: `Bearer ${b.auth}` })).status).toBe(
       201,
     );

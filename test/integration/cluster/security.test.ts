@@ -23,12 +23,14 @@ import {
 } from './harness.ts';
 
 const KEY = 'integration-test-signing-key';
+const CLIENT_KEY = 'integration-test-client-key';
+const asClient = { Authorization: `Bearer ${CLIENT_KEY}` };
 
 let m: TestMaster;
 let vols: TestVolume[];
 
 beforeAll(async () => {
-  m = await master({ signingKey: KEY });
+  m = await master({ signingKey: KEY, clientKeys: [CLIENT_KEY] });
   vols = await Promise.all([0, 1].map(() => volume(m.address, { signingKey: KEY })));
   await waitForNodes(m, 2);
 });
@@ -56,7 +58,7 @@ function del(a: { url: string }, fid: string, headers: Record<string, string> = 
 
 describe('a secured cluster', () => {
   it('hands out a token with each assign, and says writes need one', async () => {
-    const res = await fetch(`${m.base}/dir/assign`);
+    const res = await fetch(`${m.base}/dir/assign`, { headers: asClient });
     const a = await json<AssignResponse>(res, 200);
     expect(a.auth).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     expect(res.headers.get('authorization')).toBe(`Bearer ${a.auth}`);
@@ -65,8 +67,8 @@ describe('a secured cluster', () => {
   });
 
   it('refuses writes without a valid token for the fid (401) and takes the assigned one (201)', async () => {
-    const a = await assignOk(m.base);
-    const other = await assignOk(m.base);
+    const a = await assignOk(m.base, '', asClient);
+    const other = await assignOk(m.base, '', asClient);
     const data = randomBytes(300);
     await expect401(await upload(a.url, a.fid, data), 'no token');
     await expect401(await upload(a.url, a.fid, data, 'x', bearer(other.auth!)), "another fid's token");
@@ -101,7 +103,7 @@ describe('a secured cluster', () => {
   });
 
   it('accepts the token in ?jwt= and the AT cookie, and for every fid of a counted batch', async () => {
-    const a = await assignOk(m.base, 'count=3');
+    const a = await assignOk(m.base, 'count=3', asClient);
     const viaQuery = await fetch(`http://${a.url}/${a.fid}?jwt=${a.auth}`, { method: 'PUT', body: 'q' });
     expect(viaQuery.status).toBe(201);
     const viaCookie = await fetch(`http://${a.url}/${a.fid}_1`, {
@@ -114,7 +116,7 @@ describe('a secured cluster', () => {
   });
 
   it('a token expires', async () => {
-    const a = await assignOk(m.base);
+    const a = await assignOk(m.base, '', asClient);
     const shortLived = await sign({ fid: a.fid }, nowSeconds() + 1);
     await new Promise((r) => setTimeout(r, 2_100));
     await expect401(
@@ -124,8 +126,8 @@ describe('a secured cluster', () => {
   });
 
   it('refuses deletes the same way (401) and takes the lookup token (202)', async () => {
-    const a = await assignOk(m.base);
-    const other = await assignOk(m.base);
+    const a = await assignOk(m.base, '', asClient);
+    const other = await assignOk(m.base, '', asClient);
     expect((await upload(a.url, a.fid, randomBytes(100), 'x', bearer(a.auth!))).status).toBe(201);
 
     await expect401(await del(a, a.fid), 'delete without a token');
@@ -136,8 +138,11 @@ describe('a secured cluster', () => {
     );
     expect((await readBytes(`${a.url}/${a.fid}`)).status).toBe(200);
 
-    // /dir/lookup?fileId= hands out a fresh token for that fid.
-    const res = await fetch(`${m.base}/dir/lookup?fileId=${a.fid}`);
+    // /dir/lookup?fileId= hands out a fresh token for that fid, to an authenticated client only.
+    const anonymous = await fetch(`${m.base}/dir/lookup?fileId=${a.fid}`);
+    expect(anonymous.headers.get('authorization')).toBeNull();
+    await anonymous.text();
+    const res = await fetch(`${m.base}/dir/lookup?fileId=${a.fid}`, { headers: asClient });
     expect(res.status).toBe(200);
     const token = res.headers.get('authorization')?.replace(/^Bearer /, '');
     expect(token).toBeTruthy();
@@ -147,7 +152,7 @@ describe('a secured cluster', () => {
   });
 
   it('replicas take the forwarded token: a "001" write and delete reach both copies', async () => {
-    const a = await assignOk(m.base, 'replication=001');
+    const a = await assignOk(m.base, 'replication=001', asClient);
     const data = randomBytes(2000);
     const res = await upload(a.url, a.fid, data, 'x', bearer(a.auth!));
     expect(res.status, await res.clone().text()).toBe(201);
@@ -167,7 +172,7 @@ describe('a secured cluster', () => {
   it('/submit signs its own upload', async () => {
     const form = new FormData();
     form.append('file', new Blob([new Uint8Array([1, 2, 3])]), 'three.bin');
-    const res = await fetch(`${m.base}/submit`, { method: 'POST', body: form });
+    const res = await fetch(`${m.base}/submit`, { method: 'POST', body: form, headers: asClient });
     expect(res.status, await res.clone().text()).toBe(201);
   });
 });
