@@ -18,7 +18,28 @@ export interface Env {
   RESIZE_PRESETS?: string;
   SIGNING_KEY?: string;
   RESIZE_SIGNING_KEY?: string;
+  /**
+   * Secret: comma-separated keys a public caller presents as `Authorization: Bearer <key>`
+   * to use `POST /submit` and `DELETE /<fid>`. More than one so a key can be rotated
+   * (add the new one, move clients, drop the old one).
+   */
+  WRITE_KEYS?: string;
+  /**
+   * Secret: the key the Worker itself presents to the master (`Authorization: Bearer <key>`,
+   * one of the master's client keys) for `/submit` and for delete tokens. Never the caller's.
+   */
+  MASTER_CLIENT_KEY?: string;
+  /** "true" lets anyone write through the edge without a key: local development only ([env.local]). */
+  PUBLIC_WRITES?: string;
+  /** Largest `/submit` body the edge accepts (413 beyond), checked before the master is asked. */
+  MAX_UPLOAD_BYTES?: string;
 }
+
+/**
+ * Default `/submit` limit: Cloudflare refuses request bodies over 100 MB on the
+ * Free and Pro plans, and the Worker holds the body in isolate memory (128 MB).
+ */
+export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
 
 export interface EdgeConfig {
   masters: string[];
@@ -31,6 +52,12 @@ export interface EdgeConfig {
   maxResizeSide: number;
   resizePresets: Record<string, ResizeParams>;
   resizeSigningKey?: string;
+  /** Keys a caller may write with; empty = no key is configured. */
+  writeKeys: string[];
+  /** Writes without a key, when no key is configured (PUBLIC_WRITES = "true"). */
+  publicWrites: boolean;
+  masterClientKey?: string;
+  maxUploadBytes: number;
 }
 
 function num(raw: string | undefined, fallback: number): number {
@@ -60,6 +87,13 @@ export function edgeConfig(env: Env): EdgeConfig {
         ? (JSON.parse(env.RESIZE_PRESETS) as Record<string, ResizeParams>)
         : { ...DEFAULT_RESIZE_PRESETS },
       resizeSigningKey: env.RESIZE_SIGNING_KEY || undefined,
+      writeKeys: (env.WRITE_KEYS ?? '')
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+      publicWrites: env.PUBLIC_WRITES?.trim().toLowerCase() === 'true',
+      masterClientKey: env.MASTER_CLIENT_KEY?.trim() || undefined,
+      maxUploadBytes: num(env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
     };
     parsed.set(env, c);
   }

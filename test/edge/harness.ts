@@ -4,21 +4,22 @@
  * servers started in this process on 127.0.0.1. Every origin is reached
  * through a small counting proxy, so a test can assert how many requests the
  * edge sent (the master sees its proxy as MASTER_URL; each volume server
- * advertises its proxy as publicUrl, which is the address the edge reads).
+ * advertises its proxy as publicUrl, which is the address the edge reads),
+ * and what it sent (headers included).
  * One Miniflare instance per test file, so Cache API contents never leak
  * from one file into another.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
-import { type MasterServer, startMaster } from '../../origin/master/server.ts';
-import { startVolumeServer, type VolumeServer } from '../../origin/volume/server.ts';
+import { type MasterConfig, type MasterServer, startMaster } from '../../origin/master/server.ts';
+import { startVolumeServer, type VolumeServer, type VolumeServerConfig } from '../../origin/volume/server.ts';
 import type { AssignResponse, LookupResponse } from '../../shared/api.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -85,6 +86,8 @@ export function startWorker(scriptPath: string, bindings: Record<string, string>
 export interface Seen {
   method: string;
   path: string;
+  /** The request's headers as the origin received them (to check what the edge forwards). */
+  headers: IncomingHttpHeaders;
 }
 
 /**
@@ -105,7 +108,7 @@ export class CountingProxy {
   constructor(upstream: string) {
     this.upstream = upstream;
     this.server = createServer(async (req, res) => {
-      this.seen.push({ method: req.method ?? '', path: req.url ?? '' });
+      this.seen.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const [host, port] = this.upstream.split(':') as [string, string];
       const out = httpRequest(
@@ -167,6 +170,18 @@ export interface EdgeOptions {
   vars?: Record<string, string>;
   /** Serve the Worker on Miniflare's own HTTP server at this port (0 = any), for load tests. */
   port?: number;
+  /** Master options on top of the harness's (e.g. a signing key, client keys). */
+  master?: Partial<MasterConfig>;
+  /** Volume server options on top of the harness's (e.g. the signing key). */
+  volume?: Partial<VolumeServerConfig>;
+  /** Client key the harness's own `/dir/assign` calls present to the master (`Authorization: Bearer`). */
+  clientKey?: string;
+}
+
+/** A second Worker in front of the same origins, with other vars. */
+export interface ExtraWorker {
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  close(): Promise<void>;
 }
 
 export interface EdgeCluster {
@@ -178,6 +193,10 @@ export interface EdgeCluster {
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Requests every origin (master and volume proxies) has seen so far. */
   originRequests(): number;
+  /** Every request the origins (master and volume proxies) have seen so far. */
+  originSeen(): Seen[];
+  /** Another Worker (same bundle, own Miniflare and Cache API) pointing at this master, with these vars. */
+  worker(vars: Record<string, string>): Promise<ExtraWorker>;
   /** Master lookups seen so far. */
   lookups(): number;
   /** `/dir/assign` then a multipart upload straight to the volume server; returns the fid. */
@@ -207,6 +226,11 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
   }
 }
 
+/** The write key edge tests give the Worker (`WRITE_KEYS`) and send with their writes. */
+export const TEST_WRITE_KEY = 'edge-test-write-key-0123456789';
+/** Headers that carry TEST_WRITE_KEY. */
+export const WRITE_AUTH = { authorization: `Bearer ${TEST_WRITE_KEY}` } as const;
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function randomBlob(size: number): Uint8Array {
@@ -227,6 +251,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     mdir: join(work, 'm'),
     pulseSeconds: 1,
     log: quiet,
+    ...opts.master,
   });
   const masterProxy = await new CountingProxy(master.address).listen();
   const volumes: EdgeVolume[] = [];
@@ -242,6 +267,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       pulseSeconds: 1,
       rack: 'r0',
       log: quiet,
+      ...opts.volume,
     });
     proxy.upstream = server.address;
     let stopped = false;
@@ -272,16 +298,24 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
 
   const masterBase = `http://${master.address}`;
   const assign = async (params: URLSearchParams): Promise<AssignResponse> => {
-    const res = await fetch(`${masterBase}/dir/assign?${params}`);
+    const res = await fetch(`${masterBase}/dir/assign?${params}`, {
+      headers: opts.clientKey ? { authorization: `Bearer ${opts.clientKey}` } : {},
+    });
     if (res.status !== 200) throw new Error(`assign: ${res.status} ${await res.text()}`);
     return (await res.json()) as AssignResponse;
   };
-  const put = async (url: string, fid: string, data: Uint8Array, name: string, mime: string) => {
+  // `auth` is the write token assign returned when the cluster has a signing key.
+  const put = async (assigned: AssignResponse, fid: string, data: Uint8Array, name: string, mime: string) => {
     const form = new FormData();
     form.append('file', new Blob([new Uint8Array(data)], { type: mime }), name);
-    const res = await fetch(`http://${url}/${fid}`, { method: 'POST', body: form });
+    const res = await fetch(`http://${assigned.url}/${fid}`, {
+      method: 'POST',
+      body: form,
+      headers: assigned.auth ? { authorization: `Bearer ${assigned.auth}` } : {},
+    });
     if (res.status !== 201) throw new Error(`upload ${fid}: ${res.status} ${await res.text()}`);
   };
+  const extras = new Set<Miniflare>();
   const cluster: EdgeCluster = {
     mf,
     master,
@@ -292,10 +326,25 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       return res as unknown as Response;
     },
     originRequests: () => masterProxy.count + volumes.reduce((n, v) => n + v.proxy.count, 0),
+    originSeen: () => [...masterProxy.seen, ...volumes.flatMap((v) => v.proxy.seen)],
+    async worker(vars) {
+      const extra = startWorker(scriptPath, { MASTER_URL: `http://${masterProxy.address}`, ...vars });
+      await extra.ready;
+      extras.add(extra);
+      return {
+        async fetch(path, init) {
+          return (await extra.dispatchFetch(`http://edge.test${path}`, init as never)) as unknown as Response;
+        },
+        async close() {
+          extras.delete(extra);
+          await extra.dispose();
+        },
+      };
+    },
     lookups: () => masterProxy.countOf('/dir/lookup'),
     async upload(data, { name = 'blob.bin', mime = 'application/octet-stream', replication } = {}) {
       const assigned = await assign(new URLSearchParams(replication ? { replication } : {}));
-      await put(assigned.url, assigned.fid, data, name, mime);
+      await put(assigned, assigned.fid, data, name, mime);
       return assigned.fid;
     },
     async uploadBatch(count, size, { replication } = {}) {
@@ -305,7 +354,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       const fids = Array.from({ length: count }, (_, i) => (i === 0 ? assigned.fid : `${assigned.fid}_${i}`));
       const blobs = fids.map(() => randomBlob(size));
       await Promise.all(
-        fids.map((fid, i) => put(assigned.url, fid, blobs[i]!, `f${i}.bin`, 'application/octet-stream')),
+        fids.map((fid, i) => put(assigned, fid, blobs[i]!, `f${i}.bin`, 'application/octet-stream')),
       );
       return { fids, blobs };
     },
@@ -316,6 +365,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     },
     async close() {
       await mf.dispose().catch(() => {});
+      for (const extra of extras) await extra.dispose().catch(() => {});
       for (const v of volumes) await v.stop().catch(() => {});
       await masterProxy.close().catch(() => {});
       await master.close().catch(() => {});

@@ -2,11 +2,20 @@
  * Public reads through the edge Worker in workerd, against a real master and
  * volume server: the Cache API answers hits (Range and 304 included), misses
  * go to origin once, lookups are shared, bad requests never leave the edge,
- * errors are cached only briefly, and writes pass through and purge.
+ * errors are cached only briefly, and writes (with the write key) pass through and purge.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFid } from '../../shared/fid.ts';
-import { bytes, type EdgeCluster, multipart, randomBlob, sleep, startEdge } from './harness.ts';
+import {
+  bytes,
+  type EdgeCluster,
+  multipart,
+  randomBlob,
+  sleep,
+  startEdge,
+  TEST_WRITE_KEY,
+  WRITE_AUTH,
+} from './harness.ts';
 
 /** Objects above this are not fetched whole to answer a Range (MAX_CACHEABLE_BYTES). */
 const CAP = 64 * 1024;
@@ -17,6 +26,7 @@ let edge: EdgeCluster;
 beforeAll(async () => {
   edge = await startEdge({
     vars: {
+      WRITE_KEYS: TEST_WRITE_KEY,
       MAX_CACHEABLE_BYTES: String(CAP),
       NEGATIVE_TTL_SECONDS: String(NEGATIVE_TTL_SECONDS),
       // Short, so that the variant index's lifetime can be seen to outlast it (no stale copy is read here).
@@ -239,7 +249,7 @@ describe('bad requests', () => {
         expect(body.code, path).toMatch(/^invalid_/);
       }
       for (const method of ['DELETE', 'HEAD']) {
-        const res = await edge.fetch('/abc', { method });
+        const res = await edge.fetch('/abc', { method, headers: WRITE_AUTH });
         expect(res.status, method).toBe(400);
         await bytes(res);
       }
@@ -279,10 +289,8 @@ describe('errors', () => {
 describe('writes through the edge', () => {
   it('uploads with POST /submit (201), readable through the edge afterwards', async () => {
     const data = randomBlob(4096);
-    const res = await edge.fetch('/submit', {
-      method: 'POST',
-      ...(await multipart(data, 'up.png', 'image/png')),
-    });
+    const { body, headers } = await multipart(data, 'up.png', 'image/png');
+    const res = await edge.fetch('/submit', { method: 'POST', body, headers: { ...headers, ...WRITE_AUTH } });
     expect(res.status).toBe(201);
     expect(res.headers.get('cache-control')).toBe('no-store');
     const out = (await res.json()) as { fid: string; size: number; fileName: string };
@@ -306,7 +314,7 @@ describe('writes through the edge', () => {
       expect((await edge.fetch(path)).headers.get('x-kelp-cache'), path).toBe('HIT');
     }
 
-    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(202);
     expect(del.headers.get('cache-control')).toBe('no-store');
     await bytes(del);
@@ -322,7 +330,7 @@ describe('writes through the edge', () => {
   it('does not re-cache bytes that an origin still serves right after a purge (a miss racing the delete)', async () => {
     const data = randomBlob(500);
     const fid = await edge.upload(data, { name: 'race.txt', mime: 'text/plain' });
-    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(202);
     await bytes(del);
     // Stand-in for a miss whose origin fetch began before the delete: the same fid is
@@ -351,7 +359,7 @@ describe('writes through the edge', () => {
     await Promise.all(variants.map(async (path) => bytes(await edge.fetch(path))));
     for (const path of variants)
       expect((await edge.fetch(path)).headers.get('x-kelp-cache'), path).toBe('HIT');
-    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(202);
     for (const path of variants) {
       const res = await edge.fetch(path);
@@ -375,7 +383,7 @@ describe('writes through the edge', () => {
     // Past the 404's and the stale copies' lifetimes; the .txt entry lives a year.
     await sleep(NEGATIVE_TTL_SECONDS * 1000 + 300);
     expect((await edge.fetch(`/${fid}.txt`)).headers.get('x-kelp-cache')).toBe('HIT');
-    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(404);
     await bytes(del);
     const after = await edge.fetch(`/${fid}.txt`);

@@ -6,7 +6,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signResize } from '../../shared/resize-signature.ts';
-import { bytes, type EdgeCluster, startEdge } from './harness.ts';
+import { bytes, type EdgeCluster, startEdge, TEST_WRITE_KEY, WRITE_AUTH } from './harness.ts';
 
 const KEY = 'edge-secret';
 let edge: EdgeCluster;
@@ -16,6 +16,7 @@ beforeAll(async () => {
   [edge, signed] = await Promise.all([
     startEdge({
       vars: {
+        WRITE_KEYS: TEST_WRITE_KEY,
         MAX_RESIZE_SIDE: '1000',
         RESIZE_PRESETS: JSON.stringify({ thumb: { width: 40, height: 40, mode: 'fill' } }),
       },
@@ -142,7 +143,7 @@ describe('variants at the edge', () => {
       expect((await read(edge, p)).cache, p).toBe('MISS');
       expect((await read(edge, p)).cache, p).toBe('HIT');
     }
-    const del = await edge.fetch(`/${fid}`, { method: 'DELETE' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(202);
     await bytes(del);
     for (const p of paths) {
