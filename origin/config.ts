@@ -193,6 +193,11 @@ const CLUSTER_KEY = secret(
   'KELP_CLUSTER_KEY',
   'security.clusterKey',
 );
+const PREVIOUS_CLUSTER_KEY = secret(
+  'the cluster key being rotated out: still accepted from members, never used to sign (docs/security.md)',
+  'KELP_PREVIOUS_CLUSTER_KEY',
+  'security.previousClusterKey',
+);
 const ADMIN_KEY = secret(
   'Bearer key of admin calls (/vol/grow, /col/delete, /admin/*); unset = only cluster members (or anyone, without a cluster key)',
   'KELP_ADMIN_KEY',
@@ -388,6 +393,7 @@ export const MASTER_OPTIONS = schema('master', {
   signingKey: SIGNING_KEY,
   readSigningKey: READ_SIGNING_KEY,
   clusterKey: CLUSTER_KEY,
+  previousClusterKey: PREVIOUS_CLUSTER_KEY,
   adminKey: ADMIN_KEY,
   clientKeys: CLIENT_KEYS,
 });
@@ -398,6 +404,7 @@ export const VOLUME_OPTIONS = {
     signingKey: SIGNING_KEY,
     readSigningKey: READ_SIGNING_KEY,
     clusterKey: CLUSTER_KEY,
+    previousClusterKey: PREVIOUS_CLUSTER_KEY,
     adminKey: ADMIN_KEY,
   }),
   ...RESIZE_OPTIONS,
@@ -430,6 +437,7 @@ export const SERVER_OPTIONS = {
     signingKey: SIGNING_KEY,
     readSigningKey: READ_SIGNING_KEY,
     clusterKey: CLUSTER_KEY,
+    previousClusterKey: PREVIOUS_CLUSTER_KEY,
     adminKey: ADMIN_KEY,
     clientKeys: CLIENT_KEYS,
   }),

@@ -16,6 +16,7 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
     clusterKey: o.clusterKey,
+    previousClusterKey: o.previousClusterKey,
     adminKey: o.adminKey,
     clientKeys: o.clientKeys,
     whiteList: o.whiteList,

@@ -35,6 +35,7 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
     clusterKey: o.clusterKey,
+    previousClusterKey: o.previousClusterKey,
     adminKey: o.adminKey,
     insecure: o.insecure,
     pulseSeconds: o.pulseSeconds,

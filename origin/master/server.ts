@@ -57,6 +57,8 @@ export interface MasterConfig {
   readSigningKey?: string;
   /** HMAC key of cluster members: heartbeats must be signed with it (docs/security.md). */
   clusterKey?: string;
+  /** The key being rotated out: still accepted, never used to sign. */
+  previousClusterKey?: string;
   /** Bearer key of admin calls (/vol/grow, /col/delete); a cluster signature passes too. */
   adminKey?: string;
   /** Bearer keys of clients of the write API (assign, /submit, lookup tokens). */
@@ -165,7 +167,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
     // Signature first: an outsider's body is not even read.
     const signed = config.clusterKey
-      ? verifyClusterRequest(config.clusterKey, 'POST', req.url ?? '/heartbeat', req.headers)
+      ? verifyClusterRequest(access.clusterKeys, 'POST', req.url ?? '/heartbeat', req.headers)
       : undefined;
     const bytes = await readBody(req, MAX_HEARTBEAT_BYTES);
     if (signed) assertBody(signed, sha256Hex(bytes));

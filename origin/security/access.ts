@@ -18,6 +18,8 @@ import { verifyClusterRequest } from './cluster-auth.ts';
 
 export interface AccessConfig {
   clusterKey?: string;
+  /** Still accepted (never used to sign) while a new cluster key is rolled out. */
+  previousClusterKey?: string;
   adminKey?: string;
   clientKeys?: string[];
   /** CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses whose callers count as clients. */
@@ -85,12 +87,15 @@ function callerAddress(req: IncomingMessage): { address: string; type: 'ipv4' | 
 
 export class Access {
   readonly clusterKey: string | undefined;
+  /** Keys a signature may be made with: the current one and, during a rotation, the previous. */
+  readonly clusterKeys: readonly string[];
   private readonly admin: KeySet;
   private readonly clients: KeySet;
   private readonly whiteList: BlockList | undefined;
 
   constructor(config: AccessConfig) {
     this.clusterKey = config.clusterKey || undefined;
+    this.clusterKeys = [config.clusterKey, config.previousClusterKey].filter((k): k is string => !!k);
     this.admin = new KeySet(config.adminKey ? [config.adminKey] : []);
     this.clients = new KeySet(config.clientKeys ?? []);
     this.whiteList = config.whiteList?.length ? parseWhiteList(config.whiteList) : undefined;
@@ -110,7 +115,7 @@ export class Access {
   private isMember(req: IncomingMessage, pathAndQuery: string): boolean {
     if (!this.clusterKey || req.headers['x-kelp-auth'] === undefined) return false;
     try {
-      verifyClusterRequest(this.clusterKey, req.method ?? 'GET', pathAndQuery, req.headers);
+      verifyClusterRequest(this.clusterKeys, req.method ?? 'GET', pathAndQuery, req.headers);
       return true;
     } catch {
       return false;

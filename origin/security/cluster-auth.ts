@@ -73,9 +73,10 @@ export function hasClusterAuth(headers: IncomingHttpHeaders): boolean {
  * Checks the signature of a request (before its body is read) and returns the
  * body hash it was signed with, which the caller must compare with the body it
  * reads (`assertBody`). Throws UnauthorizedError, saying nothing of which part failed.
+ * `keys`: the cluster key, or [current, previous] while a new key is rolled out.
  */
 export function verifyClusterRequest(
-  key: string,
+  keys: string | readonly (string | undefined)[],
   method: string,
   pathAndQuery: string,
   headers: IncomingHttpHeaders,
@@ -91,8 +92,13 @@ export function verifyClusterRequest(
   if (Math.abs(Number(t) - nowMs / 1000) > MAX_CLOCK_SKEW_SECONDS) {
     throw new UnauthorizedError('cluster signature expired (or the clocks differ by more than 5 minutes)');
   }
-  const expected = mac(key, method, pathAndQuery, t, bodySha256);
-  if (!timingSafeEqual(expected, Buffer.from(m[2]!, 'hex'))) {
+  const given = Buffer.from(m[2]!, 'hex');
+  // The current key, and during a rotation the previous one (docs/security.md).
+  let ok = false;
+  for (const key of typeof keys === 'string' ? [keys] : keys) {
+    if (key) ok = timingSafeEqual(mac(key, method, pathAndQuery, t, bodySha256), given) || ok;
+  }
+  if (!ok) {
     throw new UnauthorizedError('this call is for cluster members: it needs a valid cluster signature');
   }
   return bodySha256;

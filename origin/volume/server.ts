@@ -48,6 +48,8 @@ export interface VolumeServerConfig {
   readSigningKey?: string;
   /** HMAC key of cluster members: replica traffic and heartbeats are signed with it (docs/security.md). */
   clusterKey?: string;
+  /** The key being rotated out: still accepted, never used to sign. */
+  previousClusterKey?: string;
   /** Bearer key of admin calls (/admin/*); a cluster signature passes too. */
   adminKey?: string;
   /** Run on a non-loopback address without credentials (refused otherwise). */
@@ -151,6 +153,7 @@ export async function startVolumeServer(
     now: config.now,
     signingKey: config.signingKey,
     clusterKey: config.clusterKey,
+    clusterKeys: access.clusterKeys,
     replicator: new Replicator(config.master, [], config.clusterKey),
   };
   const handle = route(store, config, write, tier, access);

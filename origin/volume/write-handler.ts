@@ -50,6 +50,8 @@ export interface WriteConfig {
   signingKey?: string;
   /** With a key, `type=replicate` writes and deletes must be signed by a cluster member (401 otherwise). */
   clusterKey?: string;
+  /** The keys such a signature may be made with (the current one, and a previous one during a rotation). */
+  clusterKeys?: readonly string[];
   replicator: Replicator;
 }
 
@@ -79,7 +81,12 @@ function isPrimary(query: URLSearchParams | null): boolean {
  */
 function memberSignature(req: IncomingMessage, query: URLSearchParams | null, config: WriteConfig) {
   if (isPrimary(query) || !config.clusterKey) return undefined;
-  return verifyClusterRequest(config.clusterKey, req.method ?? 'PUT', req.url ?? '/', req.headers);
+  return verifyClusterRequest(
+    config.clusterKeys ?? [config.clusterKey],
+    req.method ?? 'PUT',
+    req.url ?? '/',
+    req.headers,
+  );
 }
 
 /** Uploads take the comma form only (brief §1), optionally with an extension. */

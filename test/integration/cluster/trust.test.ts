@@ -128,6 +128,23 @@ function volumeEntry(id: number) {
   };
 }
 
+describe('cluster key rotation', () => {
+  it('a master given the previous key takes beats signed with either key, and no other', async () => {
+    const rotating = await master({ clusterKey: 'new-key', previousClusterKey: CLUSTER });
+    const post = (key: string, port: number) => {
+      const body = beat({ url: `127.0.0.1:${port}`, publicUrl: `127.0.0.1:${port}` });
+      return fetch(`${rotating.base}/heartbeat`, {
+        method: 'POST',
+        body,
+        headers: clusterHeaders(key, 'POST', '/heartbeat', sha256Hex(body)),
+      });
+    };
+    expect((await post('new-key', 11)).status).toBe(200);
+    expect((await post(CLUSTER, 12)).status).toBe(200);
+    expect((await post('third-key', 13)).status).toBe(401);
+  });
+});
+
 describe('issue 10 finding 2: the sequencer stays inside the key space', () => {
   it('refuses maxFileKey past 2^64-1 or of 201 digits (400) and ignores 2^64-1 itself; assigns go on, also after a restart', async () => {
     const mdir = tempDir('kelp-mdir-');

@@ -1,0 +1,105 @@
+/**
+ * Issue 10: what the cluster credential costs. 1 KiB writes to a volume
+ * replicated "001" on two volume servers (every write fans out to the second),
+ * with and without a cluster key, in the same run: with the key every
+ * replica PUT carries an HMAC-SHA256 signature over its SHA-256 body hash,
+ * which the replica checks before storing. Goal: ≥ 90 % of the open cluster.
+ */
+import { fileURLToPath } from 'node:url';
+import { clusterHeaders } from '../../origin/security/cluster-auth.ts';
+import { compare } from '../lib/compare.ts';
+import { BENCH_COOKIE, scratchDir } from '../lib/kelp.ts';
+import { type Started, startServer } from '../lib/process.ts';
+import type { Bench } from '../run.ts';
+
+const CLI = fileURLToPath(new URL('../../origin/cli.ts', import.meta.url));
+const putSeq = fileURLToPath(new URL('../lua/put-seq.lua', import.meta.url));
+const KEYS_PER_RUN = 2 ** 24;
+const BENCH_CLUSTER_KEY = 'bench-cluster-key';
+
+/** A master and two volume servers, one volume "001" grown on both; resolves to the primary's port. */
+async function startReplicated(dir: string, clusterKey?: string): Promise<Started & { volumeId: number }> {
+  const env: Record<string, string> = clusterKey ? { KELP_CLUSTER_KEY: clusterKey } : {};
+  const master = await startServer(
+    [CLI, 'master', '--ip', '127.0.0.1', '--port', '0', '--mdir', `${dir}/m`, '--pulseSeconds', '1'],
+    { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/, env },
+  );
+  const base = `http://127.0.0.1:${master.port}`;
+  const volumes = await Promise.all(
+    ['a', 'b'].map((n) =>
+      startServer(
+        [CLI, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', `${dir}/${n}`, '--fsync', 'batch'],
+        {
+          ready: /kelp volume server listening on http:\/\/127\.0\.0\.1:(\d+)/,
+          env: { ...env, KELP_MASTER: `127.0.0.1:${master.port}`, KELP_PULSE_SECONDS: '1' },
+        },
+      ),
+    ),
+  );
+  const stop = async () => {
+    for (const v of volumes) await v.stop();
+    await master.stop();
+  };
+  try {
+    for (let i = 0; ; i++) {
+      const status = (await (await fetch(`${base}/dir/status`)).json()) as { Topology: { Free: number } };
+      if (status.Topology.Free >= 16) break;
+      if (i > 100) throw new Error('the volume servers never joined');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const path = '/vol/grow?count=1&replication=001';
+    const grown = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: clusterKey ? clusterHeaders(clusterKey, 'POST', path) : {},
+    });
+    const { volumeIds } = (await grown.json()) as { volumeIds: number[] };
+    const volumeId = volumeIds[0]!;
+    const lookup = (await (await fetch(`${base}/dir/lookup?volumeId=${volumeId}`)).json()) as {
+      locations: Array<{ url: string }>;
+    };
+    const port = Number(lookup.locations[0]!.url.split(':')[1]);
+    return { port, volumeId, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+const bench: Bench = {
+  name: 'replicated-write',
+  description: '1 KiB writes replicated 001 on two servers: open cluster vs cluster key (signed fan-out)',
+  async run(ctx) {
+    const scratch = scratchDir('replicated');
+    const runs = [0, 0];
+    const volumeIds: number[] = [];
+    const contender = (i: number, subject: string, key?: string) => ({
+      subject,
+      async start() {
+        const s = await startReplicated(`${scratch.dir}/${i}`, key);
+        volumeIds[i] = s.volumeId;
+        return s;
+      },
+      load: (port: number) => ({
+        url: `http://127.0.0.1:${port}/`,
+        script: putSeq,
+        env: {
+          KELP_VOLUME: String(volumeIds[i]),
+          KELP_COOKIE: BENCH_COOKIE.toString(16).padStart(8, '0'),
+          KELP_KEY_BASE: String(1 + runs[i]!++ * KEYS_PER_RUN),
+        },
+      }),
+    });
+    try {
+      return await compare(
+        [
+          contender(0, 'replicated 001, open cluster'),
+          contender(1, 'replicated 001, cluster key (signed replica PUTs)', BENCH_CLUSTER_KEY),
+        ],
+        { bench: 'replicated-write', ...ctx, goal: '≥ 90 % of the open cluster' },
+      );
+    } finally {
+      scratch.remove();
+    }
+  },
+};
+export default bench;
