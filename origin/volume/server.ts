@@ -143,7 +143,7 @@ export async function startVolumeServer(
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
-  write.replicator = new Replicator(config.master, [url, publicUrl, address]);
+  write.replicator = new Replicator(config.master, [url, publicUrl, address], config.log);
   if (config.master) {
     heartbeat = new HeartbeatClient({
       master: config.master,
