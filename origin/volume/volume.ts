@@ -693,6 +693,7 @@ export class Volume {
       this.map.set(key, toStoredOffset(this.appendCopy(key, before.offset, before.size)), before.size);
     }
     this.modifiedAt = this.config.now();
+    if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
     await this.syncer.sync();
   }
 
