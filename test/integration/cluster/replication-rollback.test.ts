@@ -26,8 +26,10 @@ import {
   send,
   stopAll,
   type TestMaster,
+  type TestVolume,
   upload,
   uploadOk,
+  volume,
   volumeIdOf,
   waitFor,
   waitForNodes,
@@ -301,5 +303,28 @@ describe('issue 10 finding 6: a failed fan-out leaves no replica serving the fai
     });
     expect(late.status).toBe(409);
     await expectServes([replica], fid, bytes);
+  });
+});
+
+describe('issue 10 finding 6 in a secured cluster (signing key)', () => {
+  it("the undo carries the client's token, so the replica that acknowledged takes it back", async () => {
+    const key = 'rollback-test-signing-key';
+    const sm = await master({ signingKey: key });
+    const servers = await Promise.all([0, 1, 2].map(() => volume(sm.address, { signingKey: key })));
+    await waitForNodes(sm, 3);
+    const a = await assignOk(sm.base, 'replication=002');
+    const auth = { Authorization: `Bearer ${a.auth}` };
+    const old = randomBytes(4_000);
+    expect((await upload(a.url, a.fid, old, 'x', auth)).status).toBe(201);
+    const [acker, victim] = servers.filter((s) => s.url !== a.url) as [TestVolume, TestVolume];
+    await victim.stop();
+
+    const res = await upload(a.url, a.fid, randomBytes(5_000), 'x', auth);
+    expect(res.status, await res.clone().text()).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toMatch(/taken back/);
+    for (const s of [a.url, acker.url]) {
+      const got = await readBytes(`${s}/${a.fid}`);
+      expect(got.body.equals(old), `old bytes on ${s}`).toBe(true);
+    }
   });
 });
