@@ -4,24 +4,37 @@
  * `?type=replicate`, and answers success only when all of them have it.
  * Deletes go the same way. Replica locations come from the master's lookup,
  * cached briefly and dropped whenever a fan-out fails.
+ *
+ * A fan-out that fails is rolled back everywhere before the client hears of
+ * it (docs/decisions/0004-replication-rollback.md): the primary restores the
+ * key's previous entry, and every replica is asked to undo the change by its
+ * id (`DELETE /<fid>?type=replicate&undo=<id>`, undo-log.ts), so no replica
+ * keeps serving a write or delete the client was told failed.
+ *
+ * Every request to a replica goes through `Replicator.send`: the one place
+ * replica traffic can be authenticated.
  */
+import { randomBytes } from 'node:crypto';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
-import { type FileBody, peerRequest } from '../http/client.ts';
-import {
-  clusterHeaders,
-  EMPTY_SHA256,
-  fileSha256Hex,
-  sha256Hex,
-  signedPath,
-} from '../security/cluster-auth.ts';
+import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
+import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
+import { UndoLog } from './undo-log.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
 /** A replica that does not answer in this long fails the write. */
 const REPLICA_TIMEOUT_MS = 30_000;
+/** An undo is small: a replica that does not answer it in this long is reported, not waited for. */
+const UNDO_TIMEOUT_MS = 10_000;
+/** Random bytes in a change id (22 characters of base64url). */
+const CHANGE_ID_BYTES = 16;
 const DECODER = new TextDecoder();
+
+/** Puts the primary's own copy back as it was (Volume.restore); run when the fan-out failed. */
+export type LocalRollback = () => Promise<void>;
 
 export interface ReplicaWrite {
   /** The fid text as the client sent it (delta suffix included). */
@@ -33,28 +46,42 @@ export interface ReplicaWrite {
   token?: string;
 }
 
+export interface ReplicaDelete {
+  /** The fid text, as formatFid gives it. */
+  fid: string;
+  token?: string;
+}
+
+/** One replicated change as its undo needs it. */
+interface Change {
+  fid: string;
+  token?: string;
+  /** Sent as `change=` with the change and as `undo=` to take it back. */
+  id: string;
+}
+
 export class Replicator {
   private readonly master: string | undefined;
   private readonly self: Set<string>;
   private readonly cache = new Map<number, { at: number; urls: string[] }>();
+  private readonly log: (line: string) => void;
+  /** This server's side as a replica: the changes it applied for a primary, so they can be undone. */
+  readonly undoLog: UndoLog;
 
+  /** Signs every request to a replica (replicas take `type=replicate` only from cluster members). */
   private readonly clusterKey: string | undefined;
 
-  constructor(master: string | undefined, selfUrls: string[], clusterKey?: string) {
+  constructor(
+    master: string | undefined,
+    selfUrls: string[],
+    log: (line: string) => void = () => {},
+    clusterKey?: string,
+  ) {
     this.master = master;
     this.self = new Set(selfUrls);
+    this.log = log;
+    this.undoLog = new UndoLog({ log });
     this.clusterKey = clusterKey;
-  }
-
-  /** A replica takes `type=replicate` only from a cluster member: every peer request is signed. */
-  private signed(
-    method: string,
-    url: string,
-    headers: Record<string, string>,
-    bodyHash = EMPTY_SHA256,
-  ): Record<string, string> {
-    if (!this.clusterKey) return headers;
-    return { ...headers, ...clusterHeaders(this.clusterKey, method, signedPath(url), bodyHash) };
   }
 
   /** The other replicas of a volume: every location the master knows, minus this server. */
@@ -83,27 +110,118 @@ export class Replicator {
     return urls;
   }
 
-  private async sendAll(
+  /**
+   * Every request to another replica, signed with the cluster key when there
+   * is one (docs/decisions/0006-cluster-auth.md). A body streamed from a file
+   * comes with its hash (`bodySha256`), computed once for all replicas.
+   */
+  private send(
+    peer: string,
+    pathAndQuery: string,
+    init: {
+      method: string;
+      headers?: OutgoingHttpHeaders;
+      body?: Uint8Array | FileBody;
+      bodySha256?: string;
+      timeoutMs: number;
+    },
+  ): Promise<PeerResponse> {
+    const { bodySha256, ...rest } = init;
+    if (this.clusterKey) {
+      const hash =
+        bodySha256 ??
+        (init.body === undefined
+          ? EMPTY_SHA256
+          : init.body instanceof Uint8Array
+            ? sha256Hex(init.body)
+            : undefined);
+      if (hash === undefined) throw new Error('a file body sent to a replica needs its bodySha256');
+      rest.headers = { ...init.headers, ...clusterHeaders(this.clusterKey, init.method, pathAndQuery, hash) };
+    }
+    return peerRequest(`http://${peer}${pathAndQuery}`, rest);
+  }
+
+  /**
+   * Sends a change the primary has applied to each of `peers`. If any fails,
+   * the change is taken back everywhere (this server's copy by `rollback`,
+   * each replica's by an undo request) before the failure is thrown, so the
+   * client's error is the truth on every replica that can be reached.
+   */
+  private async fanOut(
     volumeId: number,
-    copies: number,
+    peers: string[],
+    change: Change,
     send: (peer: string) => Promise<number>,
+    rollback: LocalRollback,
   ): Promise<void> {
-    const peers = await this.peers(volumeId, copies);
     const results = await Promise.allSettled(peers.map(send));
-    const failed = results.flatMap((r, i) =>
+    // Per peer: why it failed, or undefined when it acknowledged the change.
+    const why = results.map((r) =>
       r.status === 'rejected'
-        ? [`${peers[i]}: ${(r.reason as Error).message}`]
+        ? (r.reason as Error).message
         : r.value >= 200 && r.value < 300
-          ? []
-          : [`${peers[i]}: HTTP ${r.value}`],
+          ? undefined
+          : `HTTP ${r.value}`,
     );
-    if (failed.length) {
-      this.cache.delete(volumeId);
-      throw new UpstreamError(`replication failed (${failed.join('; ')})`);
+    const failed = peers.flatMap((peer, i) => (why[i] === undefined ? [] : [`${peer}: ${why[i]}`]));
+    if (!failed.length) return;
+    this.cache.delete(volumeId);
+    const acked = peers.filter((_, i) => why[i] === undefined);
+    const kept = await this.takeBack(peers, acked, change, rollback);
+    throw new UpstreamError(
+      `replication failed (${failed.join('; ')}); ` +
+        (kept.length
+          ? `the change could not be taken back on: ${kept.join('; ')}`
+          : 'the change was taken back'),
+    );
+  }
+
+  /**
+   * Local rollback and an undo to every peer, at once. Peers that failed are
+   * asked too: a replica that timed out may have applied the change after
+   * all, or may still apply it (undo-log.ts then refuses it). Returns where
+   * the change may remain: this server, or a peer that acknowledged it.
+   * Peers that failed and cannot be reached for the undo either are not
+   * listed: they never acknowledged the change (the decision record has the
+   * window this leaves).
+   */
+  private async takeBack(
+    peers: string[],
+    acked: string[],
+    change: Change,
+    rollback: LocalRollback,
+  ): Promise<string[]> {
+    const [local, ...remote] = await Promise.allSettled([
+      rollback(),
+      ...peers.map((peer) => this.undo(peer, change)),
+    ]);
+    const kept: string[] = [];
+    if (local!.status === 'rejected') kept.push(`this server: ${(local!.reason as Error).message}`);
+    remote.forEach((r, i) => {
+      if (r.status === 'fulfilled' || !acked.includes(peers[i]!)) return;
+      kept.push(`${peers[i]}: ${(r.reason as Error).message}`);
+    });
+    for (const k of kept)
+      this.log(`replicated change ${change.id} to ${change.fid} failed and is kept on ${k}`);
+    return kept;
+  }
+
+  /** Asks one replica to undo a change (undo-log.ts). Throws when it did not answer 2xx. */
+  private async undo(peer: string, change: Change): Promise<void> {
+    const q = new URLSearchParams({ type: 'replicate', undo: change.id });
+    const headers: Record<string, string> = change.token ? { Authorization: `Bearer ${change.token}` } : {};
+    const res = await this.send(peer, `/${change.fid}?${q}`, {
+      method: 'DELETE',
+      headers,
+      timeoutMs: UNDO_TIMEOUT_MS,
+    });
+    if (res.status < 200 || res.status >= 300) {
+      throw new Error(`undo answered HTTP ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
     }
   }
 
-  async write(volumeId: number, copies: number, w: ReplicaWrite): Promise<void> {
+  /** Fans out a write the primary stored; `peers` as peers() gave them before it was stored. */
+  async write(peers: string[], volumeId: number, w: ReplicaWrite, rollback: LocalRollback): Promise<void> {
     const headers: Record<string, string> = { 'Content-Type': mimeOf(w.meta) || 'application/octet-stream' };
     if (w.meta.flags & FLAG_GZIP) headers['Content-Encoding'] = 'gzip';
     if (w.meta.name?.length) {
@@ -118,41 +236,57 @@ export class Replicator {
       }
     }
     if (w.token) headers.Authorization = `Bearer ${w.token}`;
-    const q = new URLSearchParams({ type: 'replicate' });
+    const change: Change = { fid: w.fid, token: w.token, id: newChangeId() };
+    const q = new URLSearchParams({ type: 'replicate', change: change.id });
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
-    // One hash of the body for every replica (a spooled body is read once more for it).
-    const bodyHash =
-      this.clusterKey === undefined
-        ? undefined
-        : w.data instanceof Uint8Array
-          ? sha256Hex(w.data)
-          : await fileSha256Hex(w.data.path);
-    await this.sendAll(volumeId, copies, async (peer) => {
-      const url = `http://${peer}/${w.fid}?${q}`;
-      const res = await peerRequest(url, {
-        method: 'PUT',
-        headers: this.signed('PUT', url, headers, bodyHash),
-        body: w.data,
-        timeoutMs: REPLICA_TIMEOUT_MS,
-      });
-      return res.status;
-    });
+    // A spooled body is hashed once for every replica's signature (an extra read of the spool file).
+    const bodySha256 =
+      this.clusterKey && !(w.data instanceof Uint8Array) ? await fileSha256Hex(w.data.path) : undefined;
+    await this.fanOut(
+      volumeId,
+      peers,
+      change,
+      async (peer) => {
+        const res = await this.send(peer, `/${w.fid}?${q}`, {
+          method: 'PUT',
+          headers,
+          body: w.data,
+          bodySha256,
+          timeoutMs: REPLICA_TIMEOUT_MS,
+        });
+        return res.status;
+      },
+      rollback,
+    );
   }
 
-  async delete(volumeId: number, copies: number, fid: string, token?: string): Promise<void> {
-    const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
-    await this.sendAll(volumeId, copies, async (peer) => {
-      const url = `http://${peer}/${fid}?type=replicate`;
-      const res = await peerRequest(url, {
-        method: 'DELETE',
-        headers: this.signed('DELETE', url, headers),
-        timeoutMs: REPLICA_TIMEOUT_MS,
-      });
-      // Already gone there (e.g. a retried delete) is what we wanted.
-      return res.status === 404 ? 204 : res.status;
-    });
+  /** Fans out a delete the primary applied; `peers` as peers() gave them before. */
+  async delete(peers: string[], volumeId: number, d: ReplicaDelete, rollback: LocalRollback): Promise<void> {
+    const headers: Record<string, string> = d.token ? { Authorization: `Bearer ${d.token}` } : {};
+    const change: Change = { fid: d.fid, token: d.token, id: newChangeId() };
+    const q = new URLSearchParams({ type: 'replicate', change: change.id });
+    await this.fanOut(
+      volumeId,
+      peers,
+      change,
+      async (peer) => {
+        const res = await this.send(peer, `/${d.fid}?${q}`, {
+          method: 'DELETE',
+          headers,
+          timeoutMs: REPLICA_TIMEOUT_MS,
+        });
+        // Already gone there (e.g. a retried delete) is what we wanted.
+        return res.status === 404 ? 204 : res.status;
+      },
+      rollback,
+    );
   }
+}
+
+/** Names one replicated change; unguessable, so it cannot be used to undo another. */
+function newChangeId(): string {
+  return randomBytes(CHANGE_ID_BYTES).toString('base64url');
 }
 
 function mimeOf(meta: NeedleMeta): string {

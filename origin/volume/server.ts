@@ -154,7 +154,7 @@ export async function startVolumeServer(
     signingKey: config.signingKey,
     clusterKey: config.clusterKey,
     clusterKeys: access.clusterKeys,
-    replicator: new Replicator(config.master, [], config.clusterKey),
+    replicator: new Replicator(config.master, [], config.log, config.clusterKey),
   };
   const handle = route(store, config, write, tier, access);
   const server = createServer((req, res) => {
@@ -171,7 +171,7 @@ export async function startVolumeServer(
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
-  write.replicator = new Replicator(config.master, [url, publicUrl, address], config.clusterKey);
+  write.replicator = new Replicator(config.master, [url, publicUrl, address], config.log, config.clusterKey);
   if (config.master) {
     heartbeat = new HeartbeatClient({
       master: config.master,

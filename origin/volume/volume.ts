@@ -58,7 +58,7 @@ import {
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
-import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap } from './needle-map.ts';
+import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';
 import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
@@ -111,6 +111,29 @@ export interface WriteResult {
   checksum: number;
   /** The same bytes were already stored under this key and cookie: nothing was appended. */
   unchanged: boolean;
+  /** What the write did to the key's entry (absent when unchanged), so a failed replication can undo it. */
+  change?: EntryChange;
+}
+
+export interface DeleteResult {
+  /** The deleted needle's stored data size. */
+  size: number;
+  change: EntryChange;
+}
+
+/**
+ * What one write or delete did to its key's index entry: enough to undo it
+ * with restore() (a replicated change whose fan-out failed, replication.ts).
+ */
+export interface EntryChange {
+  key: bigint;
+  cookie: number;
+  /** The entry before the change; undefined when the key was absent. A negative size: deleted. */
+  before: NeedleValue | undefined;
+  /** The entry the change left. */
+  after: NeedleValue;
+  /** The compaction revision both offsets belong to: vacuum moves every needle. */
+  revision: number;
 }
 
 /** A needle found by read(): small ones come whole, large ones as a place to stream from. */
@@ -367,9 +390,16 @@ export class Volume {
     this.assertWritable(record.length);
     const offset = this.append(record, w.key, size);
     this.map.set(w.key, toStoredOffset(offset), size);
+    const change = this.changed(w.key, w.cookie, existing);
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
     await this.syncer.sync();
-    return { size, checksum, unchanged: false };
+    return { size, checksum, unchanged: false, change };
+  }
+
+  /** The key's entry now, against the one it had: called right after the map changed. */
+  private changed(key: bigint, cookie: number, before: NeedleValue | undefined): EntryChange {
+    const after = this.map.get(key)!;
+    return { key, cookie, before, after, revision: this.superBlock.compactionRevision };
   }
 
   /**
@@ -446,9 +476,10 @@ export class Volume {
     this.idxSize += IDX_ENTRY_SIZE;
     this.modifiedAt = this.config.now();
     this.map.set(w.key, toStoredOffset(offset), size);
+    const change = this.changed(w.key, w.cookie, existing);
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
     await this.syncer.sync();
-    return { size, checksum: spool.crc, unchanged: false };
+    return { size, checksum: spool.crc, unchanged: false, change };
   }
 
   /** Whether the needle at `offset` (8-byte units) stores exactly the spool file's bytes. */
@@ -585,9 +616,9 @@ export class Volume {
 
   /**
    * Appends a tombstone record and a delete entry. Returns the deleted needle's
-   * stored data size. A wrong cookie is a 404, like a missing key.
+   * stored data size and what changed. A wrong cookie is a 404, like a missing key.
    */
-  async delete(key: bigint, cookie: number): Promise<number> {
+  async delete(key: bigint, cookie: number): Promise<DeleteResult> {
     const entry = this.map.get(key);
     if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
     const needle = this.isRemote
@@ -605,8 +636,9 @@ export class Volume {
       this.idxSize += IDX_ENTRY_SIZE;
       this.modifiedAt = this.config.now();
       this.map.delete(key, 0);
+      const change = this.changed(key, cookie, entry);
       await this.syncer.sync();
-      return needle.data.length;
+      return { size: needle.data.length, change };
     }
     const record = encodeNeedle(
       { flags: 0, cookie, id: key, data: new Uint8Array(0), appendAtNs: this.nextAppendAtNs() },
@@ -614,8 +646,100 @@ export class Volume {
     );
     const offset = this.append(record, key, TOMBSTONE_FILE_SIZE);
     this.map.delete(key, toStoredOffset(offset));
+    const change = this.changed(key, cookie, entry);
     await this.syncer.sync();
-    return needle.data.length;
+    return { size: needle.data.length, change };
+  }
+
+  /**
+   * Undoes `change` (a replicated write or delete whose fan-out failed,
+   * docs/decisions/0004): the key gets back the entry it had before. A needle
+   * that was there is copied, record verbatim, to the end of the `.dat` (its
+   * bytes are still there: the `.dat` is append-only); a key that was absent
+   * or deleted gets a tombstone. Appending rather than pointing the index back
+   * at the old offset keeps what recovery.ts relies on: entries follow `.dat`
+   * order, so the last entry's record ends where unindexed records may start
+   * (an entry pointing back would make it re-index, and so bring back, the
+   * very needle this removes). Durable under the fsync policy once it resolves.
+   *
+   * Refused (ConflictError, nothing changed) when the key's entry is no longer
+   * the one the change left (a later write or delete stands), when vacuum has
+   * compacted the volume since (every offset moved, and the old needle may be
+   * gone), or when the `.dat` is frozen (tiered: nothing may be appended).
+   * Not refused for read-only: the change being undone may be what sealed it.
+   */
+  async restore(change: EntryChange): Promise<void> {
+    const { key, cookie, before, after } = change;
+    const what = `volume ${this.id}, needle ${key.toString(16)}`;
+    if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    if (this.superBlock.compactionRevision !== change.revision) {
+      throw new ConflictError(`${what}: the volume was compacted since the change, which is kept`);
+    }
+    const now = this.map.get(key);
+    if (now === undefined || now.offset !== after.offset || now.size !== after.size) {
+      throw new ConflictError(`${what}: changed again since, so the later change stands`);
+    }
+    if (this.datFrozen) {
+      throw new ConflictError(`${what}: the volume is tiered or in a tier transfer, so the change is kept`);
+    }
+    if (before === undefined || before.size < 0) {
+      const record = encodeNeedle(
+        { flags: 0, cookie, id: key, data: new Uint8Array(0), appendAtNs: this.nextAppendAtNs() },
+        this.version,
+      );
+      this.assertRoom(record.length);
+      this.map.delete(key, toStoredOffset(this.append(record, key, TOMBSTONE_FILE_SIZE)));
+    } else {
+      this.map.set(key, toStoredOffset(this.appendCopy(key, before.offset, before.size)), before.size);
+    }
+    this.modifiedAt = this.config.now();
+    if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
+    await this.syncer.sync();
+  }
+
+  private assertRoom(extraBytes: number): void {
+    if (this.datSize + extraBytes > MAX_VOLUME_OFFSET) {
+      throw new PayloadTooLargeError(`volume ${this.id} cannot address ${extraBytes} more bytes`);
+    }
+  }
+
+  /**
+   * Appends a verbatim copy of the record at `from` (8-byte units) and its
+   * index entry; returns the copy's byte offset. Copied in SPOOL_COPY_CHUNK
+   * pieces, synchronously, as writeStreamed does (appends never interleave).
+   * The record is checked first (whole, CRC included, when small; header when
+   * large), so a bad record is never copied to where recovery would cut it off.
+   */
+  private appendCopy(key: bigint, from: number, size: number): number {
+    const recordSize = needleRecordSize(size, this.version);
+    this.assertRoom(recordSize);
+    if (recordSize <= LARGE_NEEDLE_BYTES) {
+      this.recordAt(key, from, size);
+    } else {
+      const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, from * 8));
+      if (header.id !== key || header.size !== size) {
+        throw new CorruptDataError(
+          `volume ${this.id}: record at ${from * 8} is not needle ${key.toString(16)}`,
+        );
+      }
+    }
+    const offset = this.datSize;
+    try {
+      for (let done = 0; done < recordSize; ) {
+        const n = Math.min(SPOOL_COPY_CHUNK, recordSize - done);
+        pwriteAll(this.datFd, preadExact(this.datFd, n, from * 8 + done), offset + done);
+        done += n;
+      }
+      writeIdxEntry(this.idxEntry, 0, { key, offset: toStoredOffset(offset), size });
+      pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
+    } catch (err) {
+      ftruncateSync(this.datFd, this.datSize);
+      ftruncateSync(this.idxFd, this.idxSize);
+      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.datSize += recordSize;
+    this.idxSize += IDX_ENTRY_SIZE;
+    return offset;
   }
 
   /** The whole record at `offset` of a remote `.dat`: exactly one ranged GET, CRC checked. */

@@ -25,14 +25,19 @@ import {
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
-import type { Replicator } from './replication.ts';
+import type { LocalRollback, Replicator } from './replication.ts';
 import type { Store } from './store.ts';
+import { assertChangeId } from './undo-log.ts';
 import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from './upload.ts';
-import type { Volume } from './volume.ts';
+import type { EntryChange, Volume } from './volume.ts';
 
-/** `type=replicate` marks a replica's copy of a write; `jwt` is one of the three places a token may come in. */
-const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt']);
-const DELETE_PARAMS = new Set(['type', 'jwt']);
+/**
+ * `type=replicate` marks a replica's copy of a write, `change` its id (kept to
+ * undo it, undo-log.ts); `jwt` is one of the three places a token may come in.
+ */
+const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt', 'change']);
+/** `undo=<change id>` (with `type=replicate`) takes back a replicated change instead of deleting. */
+const DELETE_PARAMS = new Set(['type', 'jwt', 'change', 'undo']);
 /** Auto-gzip keeps the compressed form only if it saves at least this fraction. */
 const MIN_GZIP_SAVING = 0.1;
 /** Below this, gzip's header costs more than it can save. */
@@ -87,6 +92,21 @@ function memberSignature(req: IncomingMessage, query: URLSearchParams | null, co
     req.url ?? '/',
     req.headers,
   );
+}
+
+/** The id of the replicated change this request carries (replica traffic only), if any. */
+function changeIdOf(query: URLSearchParams | null, name: 'change' | 'undo'): string | undefined {
+  const id = query?.get(name);
+  if (id === null || id === undefined) return undefined;
+  if (isPrimary(query)) throw new BadRequestError(`${name}= is replica traffic: it goes with type=replicate`);
+  return assertChangeId(id);
+}
+
+/** Undoes the primary's own copy of a change whose fan-out failed: nothing to do if it changed nothing. */
+function rollbackOf(volume: Volume, change: EntryChange | undefined): LocalRollback {
+  return async () => {
+    if (change) await volume.restore(change);
+  };
 }
 
 /** Uploads take the comma form only (brief §1), optionally with an extension. */
@@ -189,15 +209,22 @@ async function storeUpload(
   };
   const copies = copyCount(volume.superBlock.placement);
   const fanOut = copies > 1 && isPrimary(query);
+  const changeId = changeIdOf(query, 'change');
   // Known-missing replicas fail the write before anything is stored, so no one-copy blob is left behind.
-  if (fanOut) await config.replicator.peers(fid.volumeId, copies);
-  const result = data
-    ? await volume.write({ key: fid.key, cookie: fid.cookie, data, meta })
-    : await volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
+  const peers = fanOut ? await config.replicator.peers(fid.volumeId, copies) : [];
+  const { undoLog } = config.replicator;
+  if (changeId) undoLog.assertNotCancelled(changeId);
+  const applying = data
+    ? volume.write({ key: fid.key, cookie: fid.cookie, data, meta })
+    : volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
+  // In the same tick as the write starts: an undo of it can then never miss it.
+  if (changeId) undoLog.applied(changeId, volume, fid, applying);
+  const result = await applying;
   if (fanOut) {
     // A spooled body streams from its file to each replica (the file outlives this call).
     const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
-    await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data: body, meta, token });
+    const w = { fid: pathname.slice(1), data: body, meta, token };
+    await config.replicator.write(peers, fid.volumeId, w, rollbackOf(volume, result.change));
   }
   const eTag = etagOf(result.checksum);
   if (result.unchanged) {
@@ -266,10 +293,26 @@ export async function handleDelete(
   if (signedBody) assertBody(signedBody, EMPTY_SHA256);
   const token = await authorize(req, query, config, fid);
   const volume = store.get(fid.volumeId);
+  const { undoLog } = config.replicator;
+  const undoId = changeIdOf(query, 'undo');
+  if (undoId) {
+    const outcome = await undoLog.undo(undoId, volume, fid);
+    sendJson(res, 200, { undone: outcome === 'undone' });
+    return;
+  }
   const copies = copyCount(volume.superBlock.placement);
   const fanOut = copies > 1 && isPrimary(query);
-  if (fanOut) await config.replicator.peers(fid.volumeId, copies);
-  const size = await volume.delete(fid.key, fid.cookie);
-  if (fanOut) await config.replicator.delete(fid.volumeId, copies, formatFid(fid), token);
+  const changeId = changeIdOf(query, 'change');
+  const peers = fanOut ? await config.replicator.peers(fid.volumeId, copies) : [];
+  if (changeId) undoLog.assertNotCancelled(changeId);
+  const applying = volume.delete(fid.key, fid.cookie);
+  if (changeId) undoLog.applied(changeId, volume, fid, applying);
+  const { size, change } = await applying;
+  if (fanOut) {
+    // The fid with its `_N` suffix: the replica checks the client's token against the batch it was signed for.
+    const base = formatFid({ volumeId: fid.volumeId, key: fid.key - fid.delta, cookie: fid.cookie });
+    const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token };
+    await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
+  }
   sendJson(res, 202, { size });
 }

@@ -343,6 +343,29 @@ describe('issue 10 finding 6: type=replicate only from cluster members', () => {
   });
 });
 
+describe('replication with a cluster key', () => {
+  it('signed fan-out carries small and spooled writes and a delete of fid_N to every replica', async () => {
+    const keys = { clusterKey: CLUSTER, signingKey: SIGNING };
+    const rm = await master({ ...keys, clientKeys: [CLIENT] });
+    const replicas = await Promise.all([0, 1].map(() => volume(rm.address, keys)));
+    await waitForNodes(rm, 2);
+    const a = await assignOk(rm.base, 'replication=001&count=3', asClient);
+    const auth = { Authorization: `Bearer ${a.auth}` };
+    const small = randomBytes(1000);
+    const large = randomBytes(3 * 1024 * 1024);
+    expect((await upload(a.url, `${a.fid}_1`, small, 's', auth)).status).toBe(201);
+    const big = await send(`http://${a.url}/${a.fid}_2`, { method: 'PUT', body: large, headers: auth });
+    expect(big.status, await big.clone().text()).toBe(201);
+    for (const r of replicas) {
+      expect((await readBytes(`${r.url}/${a.fid}_1`)).body.equals(small)).toBe(true);
+      expect((await readBytes(`${r.url}/${a.fid}_2`)).body.equals(large)).toBe(true);
+    }
+    const del = await fetch(`http://${a.url}/${a.fid}_1`, { method: 'DELETE', headers: auth });
+    expect(del.status, await del.clone().text()).toBe(202);
+    for (const r of replicas) expect((await readBytes(`${r.url}/${a.fid}_1`)).status).toBe(404);
+  });
+});
+
 describe('issue 10 finding 7: bounded membership', () => {
   it('refuses a node with more than 4096 volumes or a huge maxVolumeCount (400), even signed', async () => {
     const many = beat({
