@@ -46,6 +46,11 @@ export function asStorageError(err: unknown, what: string): unknown {
   return new InsufficientStorageError(`${what}: no space left on the disk (${code})`, { cause: err });
 }
 
+/** asStorageError, marking `space` full when it is one (a volume opened without a store has no space). */
+export function storageErrorIn(space: DiskSpace | undefined, err: unknown, what: string): unknown {
+  return space ? space.storageError(err, what) : asStorageError(err, what);
+}
+
 export interface DiskUsage {
   all: number;
   used: number;

@@ -57,7 +57,7 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
-import { asStorageError, type DiskSpace } from './disk-space.ts';
+import { type DiskSpace, storageErrorIn } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
@@ -256,8 +256,7 @@ export class Volume {
       // A `.dat` without its whole superblock would stop the next start: a failed create leaves nothing.
       rmSync(dat, { force: true });
       rmSync(idx, { force: true });
-      const what = `volume ${config.volumeId}: create`;
-      throw config.space ? config.space.storageError(err, what) : asStorageError(err, what);
+      throw storageErrorIn(config.space, err, `volume ${config.volumeId}: create`);
     }
     return Volume.open(config);
   }
@@ -357,22 +356,23 @@ export class Volume {
    */
   private appendFailure(err: unknown): Error {
     const what = `volume ${this.id}: append`;
-    const mapped = this.config.space ? this.config.space.storageError(err, what) : asStorageError(err, what);
+    const mapped = storageErrorIn(this.config.space, err, what);
     if (mapped !== err) return mapped as Error;
     return new InternalError(`${what} failed: ${(err as Error).message}`, { cause: err });
   }
 
   /**
    * Waits for the append to be durable. An fsync that fails for want of space
-   * is a 507 like a failed append (and marks the location full); the record
-   * itself is whole, as pwrite put it there, so nothing torn can be served.
+   * (thin-provisioned or network storage; local filesystems refuse at the
+   * write) is a 507 like a failed append, and marks the location full. The
+   * record stays in the files, whole as pwrite put it there: never torn, but
+   * not acknowledged either, as with any other fsync failure.
    */
   private async durable(): Promise<void> {
     try {
       await this.syncer.sync();
     } catch (err) {
-      const what = `volume ${this.id}: fsync`;
-      throw this.config.space ? this.config.space.storageError(err, what) : asStorageError(err, what);
+      throw storageErrorIn(this.config.space, err, `volume ${this.id}: fsync`);
     }
   }
 

@@ -219,6 +219,10 @@ describe('issue 10 finding 9: disk full', () => {
       expect(logs.some((l) => l.includes('disk full'))).toBe(true);
       await expectAllServed(srv.base);
       await expect507(srv.server.address, spare.pop()!, randomBytes(100));
+      // Nor does it create volumes there (the master's growth): 507, and no half-made files.
+      const create = await fetch(`${srv.base}/admin/assign_volume?volume=60`, { method: 'POST' });
+      expect(create.status).toBe(507);
+      expect(readdirSync(dataDir).filter((n) => n.startsWith('60.'))).toEqual([]);
     } finally {
       await srv.stop();
     }
