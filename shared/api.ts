@@ -39,6 +39,11 @@ export interface HeartbeatVolume {
   deleteCount: number;
   deletedByteCount: number;
   readOnly: boolean;
+  /**
+   * The disk under it is full: no writes until space is freed (the volume
+   * server clears it by itself). Not a seal: the volume is not read-only.
+   */
+  full?: boolean;
   /** "000".."222" */
   replicaPlacement: string;
   /** "" or a TTL string such as "3d". */

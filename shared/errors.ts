@@ -160,6 +160,16 @@ export class UnavailableError extends KelpError {
   }
 }
 
+/**
+ * The disk under a volume (or an upload's spool) is full: ENOSPC or EDQUOT.
+ * Nothing was stored; the volume is reported full so the master assigns
+ * elsewhere, and writes resume once space is freed (origin/volume/disk-space.ts).
+ */
+export class InsufficientStorageError extends KelpError {
+  readonly status = 507;
+  readonly code = 'insufficient_storage';
+}
+
 /** The HTTP status for any thrown value: KelpErrors carry theirs, anything else is a 500. */
 export function httpStatusOf(err: unknown): number {
   return err instanceof KelpError ? err.status : 500;

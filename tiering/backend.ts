@@ -103,6 +103,14 @@ export interface TierBackend {
   delete(key: string): Promise<void>;
   /** The configuration with secrets redacted: the only form of it that may be logged. */
   describe(): Record<string, unknown>;
+  /**
+   * Removes what transfers killed midway left in the store and can be proven
+   * orphaned (a local directory's temp files), returning what it removed. Run
+   * when a server opens its backends. Optional: cloud stores clean up
+   * themselves (GCS expires resumable uploads; S3's incomplete multipart
+   * uploads want a bucket lifecycle rule).
+   */
+  sweepInterrupted?(): string[];
   /** Releases clients and sockets. */
   close(): Promise<void>;
 }

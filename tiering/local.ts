@@ -22,7 +22,18 @@ import {
   type UploadResult,
 } from './backend.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import { checkRead, fsyncDir, writeFileAtomic } from './transfer.ts';
+import { checkRead, fsyncDir, sweepTempFiles, writeFileAtomic } from './transfer.ts';
+
+/**
+ * How long a temp file in the tier directory must have gone unwritten before
+ * a starting server removes it as the remains of a killed transfer. Not 0:
+ * a tier directory may be shared (a network mount several volume servers
+ * tier to), so another live process may be writing a temp file there right
+ * now, and a pid in the name proves nothing across hosts or pid namespaces.
+ * A live transfer writes its temp file every few milliseconds (its mtime
+ * moves with each chunk), so an hour without a write means no writer is left.
+ */
+export const TIER_TEMP_FILE_MAX_IDLE_MS = 60 * 60 * 1000;
 
 /** Failures of a disk or mount that may pass (a flaky NFS server, fd exhaustion); retried, then 503. */
 const TRANSIENT_FS_CODES = new Set(['EIO', 'ESTALE', 'ENOTCONN', 'EAGAIN', 'EMFILE', 'ENFILE', 'ETIMEDOUT']);
@@ -80,6 +91,12 @@ export class LocalBackend implements TierBackend {
 
   toJSON(): Record<string, unknown> {
     return this.describe();
+  }
+
+  /** Temp files of uploads (and downloads into it) that were killed, idle for TIER_TEMP_FILE_MAX_IDLE_MS. */
+  sweepInterrupted(): string[] {
+    // Recursive: keys with a `/` put objects, and their temp files, in subdirectories.
+    return sweepTempFiles(this.root, { minAgeMs: TIER_TEMP_FILE_MAX_IDLE_MS, recursive: true });
   }
 
   [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {

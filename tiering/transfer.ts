@@ -1,9 +1,11 @@
 /**
  * Pieces every backend shares: the range check before a read, hashing and
- * progress while bytes stream, the atomic write of a downloaded file, and the
- * network failures that mean "unavailable" rather than "wrong".
+ * progress while bytes stream, the atomic write of a downloaded file (and the
+ * sweep of the temp files such writes leave when killed), and the network
+ * failures that mean "unavailable" rather than "wrong".
  */
 import { createHash } from 'node:crypto';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../shared/errors.ts';
@@ -82,7 +84,7 @@ export async function writeFileAtomic(
 ): Promise<{ size: number; sha256: string }> {
   const dir = dirname(dest);
   await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.${basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  const tmp = tempPathFor(dest);
   const meter = new StreamMeter(opts.total, opts.onProgress);
   const fh = await open(tmp, 'wx');
   try {
@@ -110,6 +112,57 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/**
+ * Where writeFileAtomic writes `dest` before its rename: a hidden file beside
+ * it, `.<name>.<pid>.<random>.tmp` (the pid says which process wrote it, for
+ * a person looking; the sweep does not rely on it).
+ */
+export function tempPathFor(dest: string): string {
+  return join(dirname(dest), `.${basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+}
+
+/** tempPathFor's names, and only those: nothing else Kelp writes looks like this. */
+const TEMP_NAME = /^\..+\.\d+\.[0-9a-z]+\.tmp$/;
+
+export function isTempFileName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/**
+ * Removes the temp files of atomic writes that never finished (a process
+ * killed mid-transfer) from `dir`, with its subdirectories when `recursive`,
+ * and returns their paths. Only files named as tempPathFor names them, and
+ * only those whose last write is at least `minAgeMs` old: 0 where no other
+ * process can be writing (a directory one server owns, at its start), more
+ * where one may. Removing a temp file under a live writer could only fail its
+ * transfer (its rename finds nothing), never leave a wrong object.
+ */
+export function sweepTempFiles(dir: string, opts: { minAgeMs: number; recursive?: boolean }): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir, { recursive: opts.recursive ?? false, encoding: 'utf8' });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  const now = Date.now();
+  for (const name of names) {
+    if (!isTempFileName(basename(name))) continue;
+    const path = join(dir, name);
+    try {
+      const st = lstatSync(path);
+      if (!st.isFile() || now - st.mtimeMs < opts.minAgeMs) continue;
+      rmSync(path);
+      removed.push(path);
+    } catch (err) {
+      // Renamed into place or removed by its writer meanwhile: nothing left to sweep.
+      if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+    }
+  }
+  return removed;
 }
 
 /** Makes a rename or unlink in `dir` durable. */

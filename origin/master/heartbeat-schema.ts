@@ -34,6 +34,8 @@ const volume = z.object({
   deleteCount: count,
   deletedByteCount: count,
   readOnly: z.boolean(),
+  /** Its disk is out of space (disk-space.ts): not writable until space is freed. */
+  full: z.boolean().optional(),
   replicaPlacement: z.string().regex(/^[0-2]{3}$/),
   ttl: z
     .string()

@@ -148,7 +148,7 @@ export class Topology {
 
   /**
    * Volumes of the layout that take writes now: every copy alive, none
-   * read-only, under the size limit (counting assigns since the last beat),
+   * read-only or on a full disk, under the size limit (counting assigns since the last beat),
    * and, with a filter, held by a node that matches it.
    */
   writable(
@@ -173,7 +173,7 @@ export class Topology {
     const out: Array<{ id: number; size: number; crowded: boolean }> = [];
     for (const [id, { holders, v }] of byId) {
       if (holders.length < copyCount(parsePlacement(v.replicaPlacement))) continue;
-      if (holders.some((h) => h.volumes.get(id)?.readOnly)) continue;
+      if (holders.some((h) => h.volumes.get(id)?.readOnly || h.volumes.get(id)?.full)) continue;
       const size = v.size + (this.pending.get(id) ?? 0);
       if (size >= this.volumeSizeLimit) continue;
       if (filter.dataCenter || filter.rack || filter.dataNode) {

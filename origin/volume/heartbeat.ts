@@ -36,6 +36,7 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
       deleteCount: s.deleteCount,
       deletedByteCount: s.deletedByteCount,
       readOnly: s.readOnly,
+      full: s.full,
       replicaPlacement: formatPlacement(s.replicaPlacement),
       ttl: formatTtl(s.ttl),
       compactRevision: s.compactRevision,

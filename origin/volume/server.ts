@@ -145,7 +145,7 @@ export async function startVolumeServer(
   // Image variants are on by default (sharp, bounded queue); a test or a config may pass its own resizer.
   config.read = { ...config.read, resizer: config.read.resizer ?? new Resizer() };
   let heartbeat: HeartbeatClient | undefined;
-  const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir);
+  const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir, config.log);
   const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
   const tier = { backends, jobs: new TierJobs() };
   const write: WriteConfig = {

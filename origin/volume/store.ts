@@ -3,15 +3,16 @@
  * directory each, with a maximum volume count). Volumes are created on the
  * master's request and reopened at startup.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
+import { ConflictError, InsufficientStorageError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
+import { DiskSpace, diskUsage } from './disk-space.ts';
 import { parseVolumeFileName, volumePath } from './files.ts';
+import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
-import { clearSpoolDir } from './upload.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
 import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
@@ -38,6 +39,8 @@ export interface DiskStatus {
   all: number;
   used: number;
   free: number;
+  /** A write here met a full disk; writes are refused until space is freed (disk-space.ts). */
+  full: boolean;
   volumeCount: number;
   maxVolumes: number;
 }
@@ -45,6 +48,8 @@ export interface DiskStatus {
 export class Store {
   readonly config: StoreConfig;
   private readonly volumes = new Map<number, { volume: Volume; location: DiskLocation }>();
+  /** Each location's full state, shared by its volumes. */
+  private readonly spaces = new Map<DiskLocation, DiskSpace>();
 
   private readonly log: (line: string) => void;
 
@@ -58,7 +63,7 @@ export class Store {
     const store = new Store(config, log);
     for (const location of config.locations) {
       mkdirSync(location.dir, { recursive: true });
-      clearSpoolDir(location.dir);
+      store.spaceOf(location); // a disk that is full already says so now
       for (const name of readdirSync(location.dir).sort()) {
         const parsed = parseVolumeFileName(name);
         if (!parsed) continue;
@@ -79,6 +84,14 @@ export class Store {
         for (const repair of volume.repairs) log(`volume ${parsed.volumeId}: ${repair}`);
         store.volumes.set(parsed.volumeId, { volume, location });
       }
+      sweepDataDir(
+        location.dir,
+        (collection, id) => {
+          const entry = store.volumes.get(id);
+          return entry?.location === location && entry.volume.config.collection === collection;
+        },
+        (line) => log(`${location.dir}: ${line}`),
+      );
     }
     return store;
   }
@@ -93,7 +106,17 @@ export class Store {
       now: this.config.now,
       onChange: () => this.config.onChange?.(),
       openRemote: (remote: RemoteDat) => this.config.backends?.openRemote(remote),
+      space: this.spaceOf(location),
     };
+  }
+
+  private spaceOf(location: DiskLocation): DiskSpace {
+    let space = this.spaces.get(location);
+    if (!space) {
+      space = new DiskSpace(location.dir, { onChange: () => this.config.onChange?.(), log: this.log });
+      this.spaces.set(location, space);
+    }
+    return space;
   }
 
   /** The volume, or NotFoundError (a read of an unknown volume is a 404 like any other). */
@@ -122,11 +145,14 @@ export class Store {
       }
       return existing.volume;
     }
-    const location = this.config.locations
+    const withSlots = this.config.locations
       .map((l) => ({ l, free: l.maxVolumes - this.countIn(l) }))
-      .filter((x) => x.free > 0)
-      .sort((a, b) => b.free - a.free)[0]?.l;
-    if (!location) throw new NoSpaceError('no free volume slot on this server');
+      .filter((x) => x.free > 0);
+    const location = withSlots.filter((x) => !this.spaceOf(x.l).full).sort((a, b) => b.free - a.free)[0]?.l;
+    if (!location) {
+      if (withSlots.length > 0) throw new InsufficientStorageError('every disk of this server is full');
+      throw new NoSpaceError('no free volume slot on this server');
+    }
     const volume = Volume.create(this.volumeConfig(location, collection, volumeId), { placement, ttl });
     this.volumes.set(volumeId, { volume, location });
     this.config.onChange?.();
@@ -173,24 +199,22 @@ export class Store {
     return n;
   }
 
+  /** Volume slots, as the master sees them: a full disk has none free (as in SeaweedFS), so growth goes elsewhere. */
   maxVolumeCount(): number {
-    return this.config.locations.reduce((a, l) => a + l.maxVolumes, 0);
+    return this.config.locations.reduce(
+      (a, l) => a + (this.spaceOf(l).full ? Math.min(l.maxVolumes, this.countIn(l)) : l.maxVolumes),
+      0,
+    );
   }
 
   diskStatuses(): DiskStatus[] {
-    return this.config.locations.map((l) => {
-      const fs = statfsSync(l.dir);
-      const all = fs.blocks * fs.bsize;
-      const free = fs.bavail * fs.bsize;
-      return {
-        dir: l.dir,
-        all,
-        used: all - fs.bfree * fs.bsize,
-        free,
-        volumeCount: this.countIn(l),
-        maxVolumes: l.maxVolumes,
-      };
-    });
+    return this.config.locations.map((l) => ({
+      dir: l.dir,
+      ...diskUsage(l.dir),
+      full: this.spaceOf(l).full,
+      volumeCount: this.countIn(l),
+      maxVolumes: l.maxVolumes,
+    }));
   }
 
   volumeStatuses(): VolumeStatus[] {
@@ -198,6 +222,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    for (const space of this.spaces.values()) space.close();
     await Promise.all(this.all().map((v) => v.close()));
   }
 }

@@ -38,7 +38,12 @@ export function bucketOf(backend: TierBackend): string | undefined {
 export class BackendRegistry {
   private readonly backends = new Map<string, TierBackend>();
 
-  static async create(configs: BackendConfig[], firstDataDir: string): Promise<BackendRegistry> {
+  /** Opens the backends, sweeping what killed transfers left in them (`log` names each file removed). */
+  static async create(
+    configs: BackendConfig[],
+    firstDataDir: string,
+    log: (line: string) => void = () => {},
+  ): Promise<BackendRegistry> {
     const registry = new BackendRegistry();
     const all = [...configs];
     if (!all.some((c) => c.type === 'local' && c.id === 'default')) {
@@ -47,6 +52,9 @@ export class BackendRegistry {
     for (const config of all) {
       const backend = await createBackend(config);
       registry.backends.set(backend.name, backend);
+      for (const path of backend.sweepInterrupted?.() ?? []) {
+        log(`${backend.name}: removed ${path}, left by a transfer that was interrupted`);
+      }
     }
     return registry;
   }

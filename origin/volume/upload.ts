@@ -9,7 +9,7 @@
  * way, so no upload is ever held whole in memory. The source is paused while a
  * file write is pending (back-pressure, no queue). The caller owns the spool
  * file once parseUpload resolves and removes it with releaseUpload(); on any
- * failure parseUpload removes it itself.
+ * failure parseUpload removes it itself (a full disk is InsufficientStorageError).
  */
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -21,6 +21,7 @@ import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 import { declaredLength, readBody } from '../http/body.ts';
+import { asStorageError } from './disk-space.ts';
 
 /** Bodies larger than this are spooled to disk instead of kept in memory (issue 3 item 9). */
 export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
@@ -200,8 +201,8 @@ function collect(source: Readable, limit: number, spoolDir: string, wantMd5: boo
       detach();
       source.pause();
       memory = undefined;
-      // Wait for a write in flight before removing its file.
-      chain.then(discard, discard).then(() => reject(err));
+      // Wait for a write in flight before removing its file. A full disk is a 507, not a 500.
+      chain.then(discard, discard).then(() => reject(asStorageError(err, 'spooling the upload')));
     };
     const enqueue = (work: () => Promise<void>) => {
       pendingWrites++;

@@ -19,6 +19,7 @@ import { encodeIdxEntry, IDX_ENTRY_SIZE, toStoredOffset } from '../../shared/idx
 import { needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle } from '../../shared/needle-decode.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
+import { asStorageError } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap } from './needle-map.ts';
 import type { Volume, VolumeConfig } from './volume.ts';
@@ -169,6 +170,7 @@ export async function vacuumVolume(
       rmSync(p('cpd'), { force: true });
       rmSync(p('cpx'), { force: true });
     }
-    throw err;
+    // No room for the copy is a 507; the volume itself is untouched, so its disk is not marked full.
+    throw asStorageError(err, `volume ${volume.id}: compaction`);
   }
 }

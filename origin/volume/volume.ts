@@ -57,6 +57,7 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
+import { type DiskSpace, storageErrorIn } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
@@ -86,6 +87,8 @@ export interface VolumeConfig {
   onChange?: () => void;
   /** Opens a tiered volume's remote `.dat` (tier.ts); undefined when its backend is not configured here. */
   openRemote?: (remote: RemoteDat) => BackendFile | undefined;
+  /** Whether the disk under `dir` is full (disk-space.ts): shared by the volumes of one location. */
+  space?: DiskSpace;
 }
 
 export interface NeedleWrite {
@@ -149,6 +152,8 @@ export interface VolumeStatus {
   deleteCount: number;
   deletedByteCount: number;
   readOnly: boolean;
+  /** The disk is full: writes are refused (507) until space is freed; unlike readOnly, never persisted. */
+  full: boolean;
   replicaPlacement: Placement;
   ttl: Ttl;
   version: number;
@@ -253,18 +258,29 @@ export class Volume {
   static create(config: VolumeConfig, settings: { placement: Placement; ttl: Ttl }): Volume {
     const dat = volumePath(config.dir, config.collection, config.volumeId, 'dat');
     if (existsSync(dat)) throw new ConflictError(`volume ${config.volumeId} already exists`);
+    const idx = volumePath(config.dir, config.collection, config.volumeId, 'idx');
     const datFd = openSync(dat, 'wx+');
-    const sb = encodeSuperBlock({
-      version: CURRENT_VERSION,
-      placement: settings.placement,
-      ttl: settings.ttl,
-      compactionRevision: 0,
-      extra: new Uint8Array(0),
-    });
-    pwriteAll(datFd, sb, 0);
-    closeSync(datFd);
-    closeSync(openSync(volumePath(config.dir, config.collection, config.volumeId, 'idx'), 'w'));
-    fsyncDir(config.dir);
+    try {
+      try {
+        const sb = encodeSuperBlock({
+          version: CURRENT_VERSION,
+          placement: settings.placement,
+          ttl: settings.ttl,
+          compactionRevision: 0,
+          extra: new Uint8Array(0),
+        });
+        pwriteAll(datFd, sb, 0);
+      } finally {
+        closeSync(datFd);
+      }
+      closeSync(openSync(idx, 'w'));
+      fsyncDir(config.dir);
+    } catch (err) {
+      // A `.dat` without its whole superblock would stop the next start: a failed create leaves nothing.
+      rmSync(dat, { force: true });
+      rmSync(idx, { force: true });
+      throw storageErrorIn(config.space, err, `volume ${config.volumeId}: create`);
+    }
     return Volume.open(config);
   }
 
@@ -329,6 +345,7 @@ export class Volume {
   private assertWritable(extraBytes: number): void {
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
     if (this.info.readOnly) throw new ReadOnlyVolumeError(`volume ${this.id} is read-only`);
+    this.config.space?.assertRoom(`volume ${this.id}`);
     if (this.datSize + extraBytes > MAX_VOLUME_OFFSET) {
       throw new PayloadTooLargeError(`volume ${this.id} cannot address ${extraBytes} more bytes`);
     }
@@ -348,12 +365,38 @@ export class Volume {
     } catch (err) {
       ftruncateSync(this.datFd, this.datSize);
       ftruncateSync(this.idxFd, this.idxSize);
-      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+      throw this.appendFailure(err);
     }
     this.datSize += record.length;
     this.idxSize += IDX_ENTRY_SIZE;
     this.modifiedAt = this.config.now();
     return offset;
+  }
+
+  /**
+   * A failed append (its tail already cut back): a full disk is a 507 and
+   * marks the location full (disk-space.ts); anything else is a 500.
+   */
+  private appendFailure(err: unknown): Error {
+    const what = `volume ${this.id}: append`;
+    const mapped = storageErrorIn(this.config.space, err, what);
+    if (mapped !== err) return mapped as Error;
+    return new InternalError(`${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+
+  /**
+   * Waits for the append to be durable. An fsync that fails for want of space
+   * (thin-provisioned or network storage; local filesystems refuse at the
+   * write) is a 507 like a failed append, and marks the location full. The
+   * record stays in the files, whole as pwrite put it there: never torn, but
+   * not acknowledged either, as with any other fsync failure.
+   */
+  private async durable(): Promise<void> {
+    try {
+      await this.syncer.sync();
+    } catch (err) {
+      throw storageErrorIn(this.config.space, err, `volume ${this.id}: fsync`);
+    }
   }
 
   /** Writes a needle; resolves once it is durable under the fsync policy. */
@@ -392,7 +435,7 @@ export class Volume {
     this.map.set(w.key, toStoredOffset(offset), size);
     const change = this.changed(w.key, w.cookie, existing);
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
-    await this.syncer.sync();
+    await this.durable();
     return { size, checksum, unchanged: false, change };
   }
 
@@ -468,7 +511,7 @@ export class Volume {
     } catch (err) {
       ftruncateSync(this.datFd, this.datSize);
       ftruncateSync(this.idxFd, this.idxSize);
-      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+      throw this.appendFailure(err);
     } finally {
       closeSync(spoolFd);
     }
@@ -478,7 +521,7 @@ export class Volume {
     this.map.set(w.key, toStoredOffset(offset), size);
     const change = this.changed(w.key, w.cookie, existing);
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
-    await this.syncer.sync();
+    await this.durable();
     return { size, checksum: spool.crc, unchanged: false, change };
   }
 
@@ -632,12 +675,17 @@ export class Volume {
       // The same while a kept local copy or a transfer exists: a tombstone appended there would
       // be lost with it, and its index entry, pointing past the object's end, dropped at the next
       // open (recovery.ts), bringing the needle back.
-      pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: 0, size: TOMBSTONE_FILE_SIZE }), this.idxSize);
+      try {
+        pwriteAll(this.idxFd, encodeIdxEntry({ key, offset: 0, size: TOMBSTONE_FILE_SIZE }), this.idxSize);
+      } catch (err) {
+        ftruncateSync(this.idxFd, this.idxSize);
+        throw this.appendFailure(err);
+      }
       this.idxSize += IDX_ENTRY_SIZE;
       this.modifiedAt = this.config.now();
       this.map.delete(key, 0);
       const change = this.changed(key, cookie, entry);
-      await this.syncer.sync();
+      await this.durable();
       return { size: needle.data.length, change };
     }
     const record = encodeNeedle(
@@ -647,7 +695,7 @@ export class Volume {
     const offset = this.append(record, key, TOMBSTONE_FILE_SIZE);
     this.map.delete(key, toStoredOffset(offset));
     const change = this.changed(key, cookie, entry);
-    await this.syncer.sync();
+    await this.durable();
     return { size: needle.data.length, change };
   }
 
@@ -694,7 +742,7 @@ export class Volume {
     }
     this.modifiedAt = this.config.now();
     if (this.datSize >= this.config.sizeLimitBytes) this.setReadOnly(true);
-    await this.syncer.sync();
+    await this.durable();
   }
 
   private assertRoom(extraBytes: number): void {
@@ -735,7 +783,7 @@ export class Volume {
     } catch (err) {
       ftruncateSync(this.datFd, this.datSize);
       ftruncateSync(this.idxFd, this.idxSize);
-      throw new InternalError(`volume ${this.id}: append failed: ${(err as Error).message}`, { cause: err });
+      throw this.appendFailure(err);
     }
     this.datSize += recordSize;
     this.idxSize += IDX_ENTRY_SIZE;
@@ -881,6 +929,7 @@ export class Volume {
       deleteCount: this.map.deletedCount,
       deletedByteCount: this.map.deletedBytes,
       readOnly: this.info.readOnly,
+      full: this.config.space?.full ?? false,
       replicaPlacement: this.superBlock.placement,
       ttl: this.superBlock.ttl,
       version: this.version,

@@ -146,7 +146,10 @@ export async function handleWrite(
     config.maxUploadBytes,
     // Beside the volume it is for: the same filesystem as the `.dat` it is copied into.
     spoolDir(volume.config.dir),
-  );
+  ).catch((err: unknown) => {
+    // So a spool that met a full disk marks the volume's disk full too (disk-space.ts).
+    throw volume.config.space?.storageError(err, 'spooling the upload') ?? err;
+  });
   try {
     if (signedBody) {
       assertBody(signedBody, upload.spool ? await fileSha256Hex(upload.spool.path) : sha256Hex(upload.data));

@@ -1,0 +1,44 @@
+/**
+ * The startup sweep of a data directory (issue 10, finding 10): what a killed
+ * process left behind that nothing would ever read or remove.
+ * - `.spool/`: bodies of uploads in flight (upload.ts).
+ * - `.<stem>.dat.<pid>.<random>.tmp`: a tier download's `.dat` before its rename
+ *   (tiering/transfer.ts), which can be as large as a volume.
+ * - `.cpd`/`.cpx`/`.cpc` of a volume that is no longer here (removed while
+ *   it was being compacted); those of a volume that is here are finished or
+ *   discarded before it opens (vacuum.ts, finishInterruptedCompaction).
+ *
+ * Everything matching is removed whatever its age: one volume server owns a
+ * data directory (two on the same volumes would corrupt them anyway) and the
+ * sweep runs before it serves, so no transfer of its own is running yet. The
+ * local tier's folder, which may be shared, is swept by its backend with an
+ * age rule (tiering/local.ts); the sweep here does not descend into it.
+ */
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { sweepTempFiles } from '../../tiering/transfer.ts';
+import { clearSpoolDir } from './upload.ts';
+
+/** A compaction's files (vacuum.ts): `<stem>.cpd`, `.cpx` and the commit marker `.cpc`. */
+const COMPACTION_FILE = /^(?:(.+)_)?(\d{1,10})\.(cpd|cpx|cpc)$/;
+
+/**
+ * Sweeps `dir`; `isOpen(collection, volumeId)` says whether the store opened
+ * that volume. Logs each removal.
+ */
+export function sweepDataDir(
+  dir: string,
+  isOpen: (collection: string, volumeId: number) => boolean,
+  log: (line: string) => void,
+): void {
+  clearSpoolDir(dir);
+  for (const path of sweepTempFiles(dir, { minAgeMs: 0 })) {
+    log(`removed ${path}, left by a tier download that was interrupted`);
+  }
+  for (const name of readdirSync(dir)) {
+    const m = COMPACTION_FILE.exec(name);
+    if (!m || isOpen(m[1] ?? '', Number(m[2]))) continue;
+    rmSync(join(dir, name), { force: true });
+    log(`removed ${join(dir, name)}, left by the compaction of a volume that is gone`);
+  }
+}
