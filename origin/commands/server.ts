@@ -9,9 +9,11 @@ import {
   defined,
   describeBackends,
   MIB,
+  masterSecurity,
   resizeReadConfig,
   resolveBackends,
   resolveFlags,
+  volumeSecurity,
 } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
@@ -32,14 +34,7 @@ export function serverConfigs(
     volumeSizeLimitBytes: o['master.volumeSizeLimitMB'] * MIB,
     defaultReplication: o['master.defaultReplication'],
     pulseSeconds: o['master.pulseSeconds'],
-    signingKey: o.signingKey,
-    readSigningKey: o.readSigningKey,
-    clusterKey: o.clusterKey,
-    previousClusterKey: o.previousClusterKey,
-    adminKey: o.adminKey,
-    clientKeys: o.clientKeys,
-    whiteList: o.whiteList,
-    insecure: o.insecure,
+    ...masterSecurity(o),
   });
   const volume = {
     ...defined({
@@ -53,12 +48,7 @@ export function serverConfigs(
       dataCenter: o['volume.dataCenter'],
       rack: o['volume.rack'],
       publicUrl: o['volume.publicUrl'],
-      signingKey: o.signingKey,
-      readSigningKey: o.readSigningKey,
-      clusterKey: o.clusterKey,
-      previousClusterKey: o.previousClusterKey,
-      adminKey: o.adminKey,
-      insecure: o.insecure,
+      ...volumeSecurity(o),
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,

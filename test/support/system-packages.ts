@@ -21,7 +21,8 @@ export const SYSTEM_PACKAGES: Array<{ program: string; packages: string[]; for: 
   },
 ];
 
-function onPath(program: string): boolean {
+/** Whether `program` is an executable on PATH or in the sbin/bin folders root has. */
+export function onPath(program: string): boolean {
   const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/usr/bin', '/sbin', '/bin']);
   return dirs.some((d) => {
     try {
