@@ -32,6 +32,8 @@ export function serverConfigs(
     volumeSizeLimitBytes: o['master.volumeSizeLimitMB'] * MIB,
     defaultReplication: o['master.defaultReplication'],
     pulseSeconds: o['master.pulseSeconds'],
+    vacuumIntervalMs: o['master.vacuumInterval'],
+    garbageThreshold: o['master.garbageThreshold'],
     signingKey: o.signingKey,
     readSigningKey: o.readSigningKey,
     clusterKey: o.clusterKey,
