@@ -27,6 +27,15 @@ import {
   waitForNodes,
 } from './harness.ts';
 
+/** The browser's globals as the functions given to page.evaluate use them (this project has no DOM lib). */
+interface BrowserElement {
+  textContent: string | null;
+  querySelector(selector: string): BrowserElement | null;
+  querySelectorAll(selector: string): BrowserElement[];
+}
+declare const document: BrowserElement & { body: { dataset: Record<string, string | undefined> } };
+declare const window: { pageInstance?: string; pwned?: number };
+
 let browser: Browser;
 let m: TestMaster;
 let vols: TestVolume[];
@@ -50,7 +59,7 @@ async function open(url: string): Promise<{ page: Page; loads: () => number }> {
   page.on('load', () => loads++);
   await page.goto(url);
   await page.evaluate(() => {
-    (window as unknown as { pageInstance: string }).pageInstance = 'first';
+    window.pageInstance = 'first';
   });
   return { page, loads: () => loads };
 }
@@ -108,9 +117,7 @@ describe("the master's status page", () => {
       { timeout: 15_000 },
     );
     expect(loads()).toBe(1);
-    expect(await page.evaluate(() => (window as unknown as { pageInstance: string }).pageInstance)).toBe(
-      'first',
-    );
+    expect(await page.evaluate(() => window.pageInstance)).toBe('first');
     expect(Number(await page.evaluate(() => document.body.dataset.refreshes))).toBeGreaterThan(0);
     expect((await rows(page, 'collections')).map((r) => r[0])).toEqual(
       expect.arrayContaining(['photos', 'videos']),
@@ -158,7 +165,7 @@ describe("the master's status page", () => {
     const sections = await new MasterStatusPage(topology, () => 'master', schedule).sections();
     const page = await browser.newPage();
     await page.setContent(sections.map((s) => `<section id="${s.id}">${s.html}</section>`).join(''));
-    expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+    expect(await page.evaluate(() => window.pwned)).toBeUndefined();
     expect(await page.$$('script')).toHaveLength(0);
     expect(await page.$$('img')).toHaveLength(0);
     const text = await page.textContent('body');
@@ -190,9 +197,7 @@ describe("a volume server's status page", () => {
       { timeout: 15_000 },
     );
     expect(loads()).toBe(1);
-    expect(await page.evaluate(() => (window as unknown as { pageInstance: string }).pageInstance)).toBe(
-      'first',
-    );
+    expect(await page.evaluate(() => window.pageInstance)).toBe('first');
     const volumes = await rows(page, 'volumes');
     const lonely = volumes.find((r) => r[0] === String(id))!;
     expect(lonely[1]).toBe('lonely');
