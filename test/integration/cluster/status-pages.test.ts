@@ -43,7 +43,10 @@ let vols: TestVolume[];
 beforeAll(async () => {
   browser = await launchChromium();
   m = await master({ vacuumIntervalMs: 0 });
-  vols = [await volume(m.address, { rack: 'rack-a' }), await volume(m.address, { rack: 'rack-b' })];
+  vols = [
+    await volume(m.address, { rack: 'rack-a', max: 20 }),
+    await volume(m.address, { rack: 'rack-b', max: 20 }),
+  ];
   await waitForNodes(m, 2);
 }, 120_000);
 
