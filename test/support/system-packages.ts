@@ -19,6 +19,11 @@ export const SYSTEM_PACKAGES: Array<{ program: string; packages: string[]; for: 
     packages: ['ceph-mon', 'ceph-osd', 'radosgw'],
     for: 'the S3 tier tests (Ceph RADOS Gateway on memstore)',
   },
+  {
+    program: 'chromium',
+    packages: ['chromium'],
+    for: "the browser tests (status pages, edge pages; playwright-core drives Debian's Chromium)",
+  },
 ];
 
 /** Whether `program` is an executable on PATH or in the sbin/bin folders root has. */
