@@ -25,6 +25,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const WORKER_ENTRY = join(REPO_ROOT, 'edge/index.ts');
 /** The compatibility date the tests and the bench run the Worker at (wrangler.toml's). */
 export const COMPATIBILITY_DATE = '2026-11-01';
+/** ORIGIN_ALLOW of the tests: every origin they start is on 127.0.0.1 (wrangler.toml [env.local] alike). */
+export const LOOPBACK_ORIGINS = 'http://127.0.0.1:*';
 
 const tempDirs: string[] = [];
 
@@ -101,18 +103,26 @@ export class CountingProxy {
   upstream: string;
   /** Milliseconds to hold each request before passing it on (a slow origin). */
   delayMs = 0;
+  /** Milliseconds to hold each upstream answer before passing it back (a slow network on the way out). */
+  responseDelayMs = 0;
 
   constructor(upstream: string) {
     this.upstream = upstream;
     this.server = createServer(async (req, res) => {
       this.seen.push({ method: req.method ?? '', path: req.url ?? '' });
+      // Decided when the request arrives, so a test can slow one request and not the next.
+      const hold = this.responseDelayMs;
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const [host, port] = this.upstream.split(':') as [string, string];
       const out = httpRequest(
         { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
         (up) => {
-          res.writeHead(up.statusCode ?? 502, up.rawHeaders);
-          up.pipe(res);
+          const pass = () => {
+            res.writeHead(up.statusCode ?? 502, up.rawHeaders);
+            up.pipe(res);
+          };
+          if (hold > 0) setTimeout(pass, hold);
+          else pass();
         },
       );
       out.on('error', () => req.socket.destroy());
@@ -265,7 +275,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
   const scriptPath = await bundleWorker(WORKER_ENTRY, work);
   const mf = startWorker(
     scriptPath,
-    { MASTER_URL: `http://${masterProxy.address}`, ...opts.vars },
+    { MASTER_URL: `http://${masterProxy.address}`, ORIGIN_ALLOW: LOOPBACK_ORIGINS, ...opts.vars },
     opts.port,
   );
   await mf.ready;
