@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
+import { ConflictError, NoSpaceError, VolumeNotFoundError } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
 import { parseVolumeFileName, volumePath } from './files.ts';
@@ -96,10 +96,10 @@ export class Store {
     };
   }
 
-  /** The volume, or NotFoundError (a read of an unknown volume is a 404 like any other). */
+  /** The volume, or VolumeNotFoundError (a 404, whose code tells an edge its lookup is out of date). */
   get(volumeId: number): Volume {
     const entry = this.volumes.get(volumeId);
-    if (!entry) throw new NotFoundError(`volume ${volumeId} is not on this server`);
+    if (!entry) throw new VolumeNotFoundError(`volume ${volumeId} is not on this server`);
     return entry.volume;
   }
 
