@@ -8,6 +8,7 @@
  * (STALE_TTL_SECONDS, never past the blob's TTL); how long it is served
  * without asking the origin is decided on each hit (freshness.ts).
  */
+import { fileTag, volumeTag } from '../shared/cache-tags.ts';
 import { formatFid, type ParsedFid } from '../shared/fid.ts';
 
 const BLOB_BASE = 'https://kelp-blob.internal';
@@ -57,12 +58,12 @@ export function isCacheable(res: Response): boolean {
 }
 
 /**
- * Cloudflare cache tags of a file's copies (Cache-Tag is comma-separated, so
- * the fid's comma becomes a dash). Production purges by these tags in every
- * location at once; locally the variant index does the same job in one.
+ * Cloudflare cache tags of a file's copies (shared/cache-tags.ts). Production
+ * purges by these tags in every location at once; locally the variant index
+ * does the same job in one.
  */
 export function cacheTags(key: Pick<BlobKey, 'file' | 'volumeId'>): string {
-  return `kelp-f-${key.file.replace(',', '-')},kelp-v-${key.volumeId}`;
+  return `${fileTag(key.file)},${volumeTag(key.volumeId)}`;
 }
 
 /** The headers a stored copy carries; the origin's encoding negotiation is not part of it. */
@@ -194,6 +195,16 @@ export async function purgedAt(cache: Cache, key: Pick<BlobKey, 'file' | 'volume
   const at = Math.max(Number(f?.headers.get(PURGED_HEADER) ?? 0), Number(v?.headers.get(PURGED_HEADER) ?? 0));
   await Promise.all([f?.body?.cancel(), v?.body?.cancel()]);
   return Math.max(at, purgedInMemory(key));
+}
+
+/**
+ * When this colo last heard the whole volume was deleted (ms), 0 if never.
+ * Volume ids are never reused, so a marker means the volume is gone for good.
+ */
+export async function volumePurgedAt(cache: Cache, volumeId: number): Promise<number> {
+  const res = await cache.match(`${PURGED_BASE}${volumeScope(volumeId)}`);
+  await res?.body?.cancel();
+  return Math.max(Number(res?.headers.get(PURGED_HEADER) ?? 0), purgedMemory.get(volumeScope(volumeId)) ?? 0);
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   purgeFile,
   storedHeaders,
   trackVariant,
+  volumePurgedAt,
 } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import {
@@ -34,6 +35,7 @@ import {
   singleFlight,
 } from './freshness.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { errorResponse } from './respond.ts';
 
 /** Client headers the Cache API evaluates against a cached copy. */
 const MATCH_HEADERS = ['range', 'if-none-match', 'if-modified-since'];
@@ -119,6 +121,27 @@ async function store(cache: Cache, key: BlobKey, res: Response, confirmed: numbe
   ]);
 }
 
+/**
+ * fetchFromReplicas, except that the master knowing no holder of a volume this
+ * colo heard was deleted (its collection went) is the 404 it is, not an outage.
+ */
+async function fromReplicas(cache: Cache, read: Read, headers: Record<string, string>): Promise<Response> {
+  try {
+    return await fetchFromReplicas(
+      read.key.volumeId,
+      read.originPath,
+      { method: 'GET', headers },
+      read.config,
+      read.ctx,
+    );
+  } catch (err) {
+    if (err instanceof NotFoundError && (await volumePurgedAt(cache, read.key.volumeId)) > 0) {
+      return errorResponse(new NotFoundError('not found'));
+    }
+    throw err;
+  }
+}
+
 type Outcome = 'confirmed' | 'replaced' | 'gone' | 'unreachable' | 'refetch';
 
 /**
@@ -128,20 +151,15 @@ type Outcome = 'confirmed' | 'replaced' | 'gone' | 'unreachable' | 'refetch';
  * changed them all); `replaced` then stores the new copy.
  */
 function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outcome> {
-  const { key, config, ctx } = read;
+  const { key, config } = read;
   return singleFlight(key.url, async (): Promise<Outcome> => {
     const startedAt = Date.now();
     let res: Response;
     try {
-      res = await fetchFromReplicas(
-        key.volumeId,
-        read.originPath,
-        {
-          method: 'GET',
-          headers: etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
-        },
-        config,
-        ctx,
+      res = await fromReplicas(
+        cache,
+        read,
+        etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
       );
     } catch (err) {
       // NotFoundError is the master saying no live server holds the volume: an outage here.
@@ -218,15 +236,9 @@ async function fromCopy(cache: Cache, hit: Response, read: Read): Promise<Respon
 
 /** Fetches the object from the origin, caches it when it may be, and answers. */
 async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
-  const { key, config, ctx, request } = read;
+  const { key, config, request } = read;
   const startedAt = Date.now();
-  const origin = await fetchFromReplicas(
-    key.volumeId,
-    read.originPath,
-    { method: 'GET', headers: read.originHeaders },
-    config,
-    ctx,
-  );
+  const origin = await fromReplicas(cache, read, read.originHeaders);
   const length = Number(origin.headers.get('content-length') ?? Number.NaN);
   const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
   // A purge that came after this fetch began may have been about these very bytes: do not keep them.

@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 import { TierRequestError } from '../tiering/client.ts';
 import { ClientError } from './commands/client.ts';
+import { registerDeleteCommand } from './commands/delete.ts';
 import { registerDownloadCommand } from './commands/download.ts';
 import { registerMasterCommand } from './commands/master.ts';
 import { registerServerCommand } from './commands/server.ts';
@@ -26,6 +27,7 @@ registerMasterCommand(program);
 registerVolumeCommand(program);
 registerUploadCommand(program);
 registerDownloadCommand(program);
+registerDeleteCommand(program);
 registerTierCommand(program);
 
 try {

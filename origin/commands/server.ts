@@ -8,6 +8,7 @@ import {
   addOptions,
   defined,
   describeBackends,
+  edgePurgeConfig,
   MIB,
   resizeReadConfig,
   resolveBackends,
@@ -53,6 +54,7 @@ export function serverConfigs(
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,
     read: resizeReadConfig(o),
+    ...defined({ edgePurge: edgePurgeConfig(o) }),
   };
   return { master, volume };
 }

@@ -7,6 +7,7 @@ import {
   addOptions,
   defined,
   describeBackends,
+  edgePurgeConfig,
   MIB,
   resizeReadConfig,
   resolveBackends,
@@ -36,7 +37,8 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     readSigningKey: o.readSigningKey,
     pulseSeconds: o.pulseSeconds,
   });
-  return { ...config, locations, backends, read: resizeReadConfig(o) };
+  const edgePurge = edgePurgeConfig(o);
+  return { ...config, locations, backends, read: resizeReadConfig(o), ...(edgePurge ? { edgePurge } : {}) };
 }
 
 export function registerVolumeCommand(program: Command): void {

@@ -11,6 +11,7 @@ import { closeServer, listen } from '../http/listen.ts';
 import { sendError } from '../http/respond.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
+import { type EdgePurgeConfig, EdgePurgeEvents, edgePurgers } from './edge-purge.ts';
 import { HeartbeatClient } from './heartbeat.ts';
 import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
@@ -48,6 +49,8 @@ export interface VolumeServerConfig {
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
   backends: BackendConfig[];
+  /** Edges told about overwrites, deletes and deleted collections (edge-purge.ts); none by default. */
+  edgePurge?: EdgePurgeConfig;
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -68,6 +71,8 @@ export const VOLUME_SERVER_DEFAULTS = {
 export interface VolumeServer {
   server: Server;
   store: Store;
+  /** Purge events to the edge, when configured. */
+  edgePurge?: EdgePurgeEvents;
   /** The bound address, e.g. 127.0.0.1:8080. */
   address: string;
   close(): Promise<void>;
@@ -91,7 +96,7 @@ function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tie
       case 'POST':
       case 'PUT':
         if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
-        if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query);
+        if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query, write.edgePurge);
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
         return handleDelete(req, res, store, pathname, query, write);
@@ -122,11 +127,13 @@ export async function startVolumeServer(
   const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir);
   const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
   const tier = { backends, jobs: new TierJobs() };
+  const purgers = edgePurgers(config.edgePurge);
   const write: WriteConfig = {
     maxUploadBytes: config.maxUploadBytes,
     now: config.now,
     signingKey: config.signingKey,
     replicator: new Replicator(config.master, []),
+    ...(purgers.length ? { edgePurge: new EdgePurgeEvents(purgers, config.log) } : {}),
   };
   const handle = route(store, config, write, tier);
   const server = createServer((req, res) => {
@@ -160,10 +167,12 @@ export async function startVolumeServer(
   const volumeServer: VolumeServer = {
     server,
     store,
+    ...(write.edgePurge ? { edgePurge: write.edgePurge } : {}),
     address,
     async close() {
       await heartbeat?.stop();
       await closeServer(server);
+      await write.edgePurge?.close();
       await tier.jobs.close();
       await store.close();
       await backends.close();

@@ -523,6 +523,12 @@ export class Volume {
     return { kind: 'large', needle, dataOffset: at + NEEDLE_HEADER_SIZE + DATA_SIZE_SIZE, dataSize };
   }
 
+  /** Whether the key has a live needle (a write to it is an overwrite). */
+  holds(key: bigint): boolean {
+    const entry = this.map.get(key);
+    return entry !== undefined && entry.size >= 0;
+  }
+
   /**
    * read() for the HTTP hot path: the record's pread runs on the event loop
    * or on the thread pool as ReadMode decides (read-mode.ts), so a cold page

@@ -17,6 +17,7 @@ import { isCompressible, mimeFromExtension } from '../http/mime.ts';
 import { sendJson } from '../http/respond.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { assertKnownParams } from './params.ts';
+import type { EdgePurgeEvents } from './edge-purge.ts';
 import { etagOf } from './read-handler.ts';
 import type { Replicator } from './replication.ts';
 import type { Store } from './store.ts';
@@ -42,6 +43,8 @@ export interface WriteConfig {
   /** With a key, writes and deletes need the master's token for the fid (401 otherwise). */
   signingKey?: string;
   replicator: Replicator;
+  /** Tells the edge about overwrites and deletes (none configured: the edge's fresh period bounds them). */
+  edgePurge?: EdgePurgeEvents;
 }
 
 /** Checks the token (when the cluster is secured) against the fid without its delta suffix. */
@@ -161,6 +164,7 @@ async function storeUpload(
   const fanOut = copies > 1 && isPrimary(query);
   // Known-missing replicas fail the write before anything is stored, so no one-copy blob is left behind.
   if (fanOut) await config.replicator.peers(fid.volumeId, copies);
+  const overwrite = volume.holds(fid.key);
   const result = data
     ? await volume.write({ key: fid.key, cookie: fid.cookie, data, meta })
     : await volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
@@ -169,6 +173,8 @@ async function storeUpload(
     const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
     await config.replicator.write(fid.volumeId, copies, { fid: pathname.slice(1), data: body, meta, token });
   }
+  // An overwrite changes what the edge may hold; the client-facing server (not each replica) says so.
+  if (overwrite && !result.unchanged && isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   const eTag = etagOf(result.checksum);
   if (result.unchanged) {
     res.writeHead(204, { ETag: eTag });
@@ -239,5 +245,6 @@ export async function handleDelete(
   if (fanOut) await config.replicator.peers(fid.volumeId, copies);
   const size = await volume.delete(fid.key, fid.cookie);
   if (fanOut) await config.replicator.delete(fid.volumeId, copies, formatFid(fid), token);
+  if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   sendJson(res, 202, { size });
 }

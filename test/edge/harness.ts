@@ -177,6 +177,13 @@ export interface EdgeOptions {
   vars?: Record<string, string>;
   /** Serve the Worker on Miniflare's own HTTP server at this port (0 = any), for load tests. */
   port?: number;
+  /**
+   * Volume servers send purge events to the Worker (its PURGE_KEY set, its HTTP server on), as
+   * `npm start` arranges.
+   */
+  purgeEvents?: boolean;
+  /** Volume slots per server (default 8; every collection and TTL grows volumes of its own). */
+  maxVolumes?: number;
 }
 
 export interface EdgeCluster {
@@ -184,6 +191,11 @@ export interface EdgeCluster {
   master: MasterServer;
   masterProxy: CountingProxy;
   volumes: EdgeVolume[];
+  /** The Worker's HTTP address, when it has one (port given, or purge events on). */
+  edgeUrl?: string;
+  purgeKey?: string;
+  /** Starts one more volume server on `dir` (behind a counting proxy, advertising `publicUrl` or the proxy). */
+  addVolume(dir: string, publicUrl?: string): Promise<EdgeVolume>;
   /** A request to the Worker; `path` is e.g. "/3,01637037d6.jpg". */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Requests every origin (master and volume proxies) has seen so far. */
@@ -239,23 +251,41 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     log: quiet,
   });
   const masterProxy = await new CountingProxy(master.address).listen();
+
+  // The Worker first: with purge events on, the volume servers need its address.
+  const purgeKey = opts.purgeEvents ? randomBytes(16).toString('hex') : undefined;
+  const scriptPath = await bundleWorker(WORKER_ENTRY, work);
+  const mf = startWorker(
+    scriptPath,
+    {
+      MASTER_URL: `http://${masterProxy.address}`,
+      ORIGIN_ALLOW: LOOPBACK_ORIGINS,
+      ...(purgeKey ? { PURGE_KEY: purgeKey } : {}),
+      ...opts.vars,
+    },
+    opts.port ?? (purgeKey ? 0 : undefined),
+  );
+  const ready = await mf.ready;
+  const edgeUrl = purgeKey || opts.port !== undefined ? ready.origin : undefined;
+
   const volumes: EdgeVolume[] = [];
-  for (let i = 0; i < (opts.volumes ?? 1); i++) {
+  const addVolume = async (dir: string, publicUrl?: string): Promise<EdgeVolume> => {
     // The proxy must exist before the server so the server can advertise it; its upstream is set once bound.
     const proxy = await new CountingProxy('127.0.0.1:0').listen();
     const server = await startVolumeServer({
       host: '127.0.0.1',
       port: 0,
-      locations: [{ dir: join(work, `v${i}`), maxVolumes: 8 }],
+      locations: [{ dir, maxVolumes: opts.maxVolumes ?? 8 }],
       master: master.address,
-      publicUrl: proxy.address,
+      publicUrl: publicUrl ?? proxy.address,
       pulseSeconds: 1,
       rack: 'r0',
       log: quiet,
+      ...(purgeKey && edgeUrl ? { edgePurge: { urls: [edgeUrl], key: purgeKey } } : {}),
     });
     proxy.upstream = server.address;
     let stopped = false;
-    volumes.push({
+    const volume: EdgeVolume = {
       server,
       proxy,
       url: server.address,
@@ -265,20 +295,15 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
         await server.close();
         await proxy.close();
       },
-    });
-  }
+    };
+    volumes.push(volume);
+    return volume;
+  };
+  for (let i = 0; i < (opts.volumes ?? 1); i++) await addVolume(join(work, `v${i}`));
   await waitFor(
     'volume servers to join the master',
     () => master.topology.aliveNodes().length === volumes.length,
   );
-
-  const scriptPath = await bundleWorker(WORKER_ENTRY, work);
-  const mf = startWorker(
-    scriptPath,
-    { MASTER_URL: `http://${masterProxy.address}`, ORIGIN_ALLOW: LOOPBACK_ORIGINS, ...opts.vars },
-    opts.port,
-  );
-  await mf.ready;
 
   const masterBase = `http://${master.address}`;
   const assign = async (params: URLSearchParams): Promise<AssignResponse> => {
@@ -297,6 +322,9 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     master,
     masterProxy,
     volumes,
+    edgeUrl,
+    purgeKey,
+    addVolume: (dir, publicUrl) => addVolume(dir, publicUrl),
     async fetch(path, init) {
       const res = await mf.dispatchFetch(`http://edge.test${path}`, init as never);
       return res as unknown as Response;
@@ -325,8 +353,9 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       return (await res.json()) as LookupResponse;
     },
     async close() {
-      await mf.dispose().catch(() => {});
+      // Volume servers first: their last purge events still find the Worker.
       for (const v of volumes) await v.stop().catch(() => {});
+      await mf.dispose().catch(() => {});
       await masterProxy.close().catch(() => {});
       await master.close().catch(() => {});
       removeTempDirs();
