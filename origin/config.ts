@@ -376,7 +376,12 @@ function edgeFields(): Record<string, OptionSpec<unknown>> {
       ...at('purgeUrls'),
     },
     'edge.purgeKey': {
-      ...field<string | undefined>('', "the edge's PURGE_KEY (bearer token of its purge endpoint)", text, undefined),
+      ...field<string | undefined>(
+        '',
+        "the edge's PURGE_KEY (bearer token of its purge endpoint)",
+        text,
+        undefined,
+      ),
       ...at('purgeKey', false),
     },
     'edge.cloudflareZone': {

@@ -116,7 +116,9 @@ export function edgePurgeConfig(o: {
   const urls = o['edge.purgeUrls'];
   const zone = o['edge.cloudflareZone'];
   if (urls.length && !o['edge.purgeKey']) {
-    throw new ConfigError('edge.purgeUrls needs the edge\'s purge key: [edge] purgeKey or KELP_EDGE_PURGE_KEY');
+    throw new ConfigError(
+      "edge.purgeUrls needs the edge's purge key: [edge] purgeKey or KELP_EDGE_PURGE_KEY",
+    );
   }
   if (zone && !o['edge.cloudflareApiToken']) {
     throw new ConfigError(

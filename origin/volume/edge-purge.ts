@@ -283,7 +283,8 @@ export interface EdgePurgeConfig {
 export function edgePurgers(config: EdgePurgeConfig | undefined): EdgePurger[] {
   if (!config) return [];
   const out: EdgePurger[] = config.urls.map((url) => {
-    if (!config.key) throw new ConfigError(`edge purge URL ${url} needs the edge's purge key ([edge] purgeKey)`);
+    if (!config.key)
+      throw new ConfigError(`edge purge URL ${url} needs the edge's purge key ([edge] purgeKey)`);
     return new WorkerPurgeEndpoint(url, config.key);
   });
   if (config.cloudflare) out.push(new CloudflareTagPurge(config.cloudflare));

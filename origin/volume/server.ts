@@ -96,7 +96,8 @@ function route(store: Store, config: VolumeServerConfig, write: WriteConfig, tie
       case 'POST':
       case 'PUT':
         if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
-        if (pathname.startsWith('/admin/')) return handleAdmin(req, res, store, pathname, query, write.edgePurge);
+        if (pathname.startsWith('/admin/'))
+          return handleAdmin(req, res, store, pathname, query, write.edgePurge);
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
         return handleDelete(req, res, store, pathname, query, write);
