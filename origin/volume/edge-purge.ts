@@ -129,9 +129,12 @@ export class PurgeQueue {
   /** Events delivered so far (for status and tests). */
   delivered = 0;
 
-  constructor(purger: EdgePurger, log: (line: string) => void) {
+  private readonly maxQueued: number;
+
+  constructor(purger: EdgePurger, log: (line: string) => void, maxQueued = MAX_QUEUED_PURGE_FIDS) {
     this.purger = purger;
     this.log = log;
+    this.maxQueued = maxQueued;
   }
 
   get pending(): number {
@@ -142,7 +145,7 @@ export class PurgeQueue {
     if (this.closed) return;
     for (const f of fids) this.fids.add(f);
     for (const v of volumes) this.volumes.add(v);
-    if (this.fids.size > MAX_QUEUED_PURGE_FIDS) this.collapse();
+    if (this.fids.size > this.maxQueued) this.collapse();
     if (!this.timer && !this.sending) this.schedule(PURGE_BATCH_DELAY_MS);
   }
 
@@ -152,7 +155,7 @@ export class PurgeQueue {
     for (const f of this.fids) volumes.add(Number(f.slice(0, f.indexOf(','))));
     for (const v of volumes) this.volumes.add(v);
     this.log(
-      `${this.purger.name}: more than ${MAX_QUEUED_PURGE_FIDS} purges queued; sending them as purges of volumes ${[...volumes].join(', ')}`,
+      `${this.purger.name}: more than ${this.maxQueued} purges queued; sending them as purges of volumes ${[...volumes].join(', ')}`,
     );
     this.fids.clear();
   }

@@ -194,8 +194,8 @@ export interface EdgeCluster {
   /** The Worker's HTTP address, when it has one (port given, or purge events on). */
   edgeUrl?: string;
   purgeKey?: string;
-  /** Starts one more volume server on `dir` (behind a counting proxy, advertising `publicUrl` or the proxy). */
-  addVolume(dir: string, publicUrl?: string): Promise<EdgeVolume>;
+  /** Starts one more volume server on `dir`, behind a counting proxy it advertises as `advertiseHost:port`. */
+  addVolume(dir: string, advertiseHost?: string): Promise<EdgeVolume>;
   /** A request to the Worker; `path` is e.g. "/3,01637037d6.jpg". */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Requests every origin (master and volume proxies) has seen so far. */
@@ -269,7 +269,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
   const edgeUrl = purgeKey || opts.port !== undefined ? ready.origin : undefined;
 
   const volumes: EdgeVolume[] = [];
-  const addVolume = async (dir: string, publicUrl?: string): Promise<EdgeVolume> => {
+  const addVolume = async (dir: string, advertiseHost = '127.0.0.1'): Promise<EdgeVolume> => {
     // The proxy must exist before the server so the server can advertise it; its upstream is set once bound.
     const proxy = await new CountingProxy('127.0.0.1:0').listen();
     const server = await startVolumeServer({
@@ -277,7 +277,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       port: 0,
       locations: [{ dir, maxVolumes: opts.maxVolumes ?? 8 }],
       master: master.address,
-      publicUrl: publicUrl ?? proxy.address,
+      publicUrl: `${advertiseHost}:${proxy.port}`,
       pulseSeconds: 1,
       rack: 'r0',
       log: quiet,
@@ -324,7 +324,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     volumes,
     edgeUrl,
     purgeKey,
-    addVolume: (dir, publicUrl) => addVolume(dir, publicUrl),
+    addVolume: (dir, advertiseHost) => addVolume(dir, advertiseHost),
     async fetch(path, init) {
       const res = await mf.dispatchFetch(`http://edge.test${path}`, init as never);
       return res as unknown as Response;
