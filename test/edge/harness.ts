@@ -66,7 +66,13 @@ export async function bundleWorker(entry: string, outDir: string): Promise<strin
  * it. `port` starts Miniflare's own HTTP server there (0 = any free port);
  * without it requests go through `dispatchFetch` only.
  */
-export function startWorker(scriptPath: string, bindings: Record<string, string>, port?: number): Miniflare {
+export function startWorker(
+  scriptPath: string,
+  bindings: Record<string, string>,
+  port?: number,
+  /** A directory keeping the Cache API's contents across instances (as wrangler dev's --persist-to). */
+  cachePersist?: string,
+): Miniflare {
   return new Miniflare({
     ...convertV4MiniflareOptions({
       modules: true,
@@ -78,6 +84,7 @@ export function startWorker(scriptPath: string, bindings: Record<string, string>
       cf: false,
       host: '127.0.0.1',
       ...(port === undefined ? {} : { port }),
+      ...(cachePersist === undefined ? {} : { resourcePersistencePath: cachePersist }),
     }),
     logRequests: false,
   });
