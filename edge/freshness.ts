@@ -41,10 +41,20 @@ export function forgetConfirmed(urls: Iterable<string>): void {
 
 const inFlight = new Map<string, Promise<unknown>>();
 
-/** Runs `fn` unless a run for `url` is already in flight in this isolate, whose result is shared. */
-export function singleFlight<T>(url: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` unless a run for `url` is already in flight in this isolate, whose
+ * result is shared. A waiter waits at most `waitMs` (the run belongs to another
+ * request, which the runtime may cancel with its client), then runs `fn` itself.
+ */
+export function singleFlight<T>(url: string, fn: () => Promise<T>, waitMs: number): Promise<T> {
   const running = inFlight.get(url) as Promise<T> | undefined;
-  if (running) return running;
+  if (running) {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const own = new Promise<T>((resolve, reject) => {
+      timer = setTimeout(() => fn().then(resolve, reject), waitMs);
+    });
+    return Promise.race([running.finally(() => clearTimeout(timer)), own]);
+  }
   const p = fn().finally(() => inFlight.delete(url));
   inFlight.set(url, p);
   return p;

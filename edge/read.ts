@@ -152,46 +152,51 @@ type Outcome = 'confirmed' | 'replaced' | 'gone' | 'unreachable' | 'refetch';
  */
 function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outcome> {
   const { key, config } = read;
-  return singleFlight(key.url, async (): Promise<Outcome> => {
-    const startedAt = Date.now();
-    let res: Response;
-    try {
-      res = await fromReplicas(
-        cache,
-        read,
-        etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
-      );
-    } catch (err) {
-      // NotFoundError is the master saying no live server holds the volume: an outage here.
-      if (err instanceof UnavailableError || err instanceof NotFoundError) return 'unreachable';
-      throw err;
-    }
-    if (res.status === 304) {
-      await res.body?.cancel();
-      // A purge that came while the question was out is news the 304 cannot overrule.
-      if (purgedInMemory(key) > startedAt) return 'refetch';
-      noteConfirmed(key.url, startedAt);
-      return 'confirmed';
-    }
-    const staleTtl = config.staleTtlSeconds;
-    if (res.status === 404) {
-      await res.body?.cancel();
-      forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
-      return 'gone';
-    }
-    const length = Number(res.headers.get('content-length') ?? Number.NaN);
-    if (res.status === 200 && isCacheable(res) && length <= config.maxCacheableBytes) {
-      forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
-      if (lifetime(res, config) >= MIN_LIFETIME_SECONDS) {
-        await store(cache, key, res, startedAt, config);
-        return 'replaced';
+  // A shared run is waited on no longer than its own two origin round trips (lookup, then fetch) may take.
+  return singleFlight(
+    key.url,
+    async (): Promise<Outcome> => {
+      const startedAt = Date.now();
+      let res: Response;
+      try {
+        res = await fromReplicas(
+          cache,
+          read,
+          etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
+        );
+      } catch (err) {
+        // NotFoundError is the master saying no live server holds the volume: an outage here.
+        if (err instanceof UnavailableError || err instanceof NotFoundError) return 'unreachable';
+        throw err;
       }
-    }
-    // Anything else (a 403 under a new signing key, a body too large to keep): drop the copy.
-    await res.body?.cancel();
-    await cache.delete(key.url);
-    return 'refetch';
-  });
+      if (res.status === 304) {
+        await res.body?.cancel();
+        // A purge that came while the question was out is news the 304 cannot overrule.
+        if (purgedInMemory(key) > startedAt) return 'refetch';
+        noteConfirmed(key.url, startedAt);
+        return 'confirmed';
+      }
+      const staleTtl = config.staleTtlSeconds;
+      if (res.status === 404) {
+        await res.body?.cancel();
+        forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
+        return 'gone';
+      }
+      const length = Number(res.headers.get('content-length') ?? Number.NaN);
+      if (res.status === 200 && isCacheable(res) && length <= config.maxCacheableBytes) {
+        forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
+        if (lifetime(res, config) >= MIN_LIFETIME_SECONDS) {
+          await store(cache, key, res, startedAt, config);
+          return 'replaced';
+        }
+      }
+      // Anything else (a 403 under a new signing key, a body too large to keep): drop the copy.
+      await res.body?.cancel();
+      await cache.delete(key.url);
+      return 'refetch';
+    },
+    config.originTimeoutMs * 2,
+  );
 }
 
 /** Serves a cached copy, revalidating it first if it is past its fresh period; undefined = treat as a miss. */

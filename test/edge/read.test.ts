@@ -127,6 +127,25 @@ describe('hot reads', () => {
   });
 });
 
+describe('downloads', () => {
+  it('answers ?dl=true (or 1) with an attachment, as the volume server does, cached apart from the inline copy', async () => {
+    const data = randomBlob(600);
+    const fid = await edge.upload(data, { name: 'report.txt', mime: 'text/plain' });
+    const inline = await edge.fetch(`/${fid}`);
+    expect(inline.headers.get('content-disposition')).toMatch(/^inline; filename="report.txt"/);
+    await bytes(inline);
+    for (const q of ['dl=true', 'dl=1', 'dl=true&utm=x']) {
+      const res = await edge.fetch(`/${fid}?${q}`);
+      expect(res.headers.get('content-disposition'), q).toMatch(/^attachment; filename="report.txt"/);
+      expect(await bytes(res), q).toEqual(data);
+    }
+    expect((await edge.fetch(`/${fid}?dl=1`)).headers.get('x-kelp-cache')).toBe('HIT');
+    const again = await edge.fetch(`/${fid}`);
+    expect(again.headers.get('content-disposition')).toMatch(/^inline/);
+    expect(again.headers.get('x-kelp-cache')).toBe('HIT');
+  });
+});
+
 describe('Range and conditional requests', () => {
   it('answers a Range on a cached object with 206, the right bytes and Content-Range', async () => {
     const data = randomBlob(10_000);
