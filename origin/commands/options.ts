@@ -133,6 +133,17 @@ export function edgePurgeConfig(o: {
   };
 }
 
+/** One line for the start-up banner: where purge events go (never the key). */
+export function describeEdgePurge(config: EdgePurgeConfig | undefined): string {
+  const targets = [
+    ...(config?.urls ?? []),
+    ...(config?.cloudflare ? [`cloudflare zone ${config.cloudflare.zoneId}`] : []),
+  ];
+  return targets.length
+    ? `edge purge events: ${targets.join(', ')}`
+    : "edge purge events: none (the edge's EDGE_FRESH_SECONDS alone bounds how long a change goes unseen)";
+}
+
 /** The values of the resolution's config file by dotted key (none without a file). */
 export function configFileValues(r: { configFile?: string }): Map<string, unknown> {
   return r.configFile ? loadConfigFile(r.configFile) : new Map();

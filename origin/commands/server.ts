@@ -8,6 +8,7 @@ import {
   addOptions,
   defined,
   describeBackends,
+  describeEdgePurge,
   edgePurgeConfig,
   MIB,
   resizeReadConfig,
@@ -89,5 +90,6 @@ export function registerServerCommand(program: Command): void {
     console.log(
       `tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`,
     );
+    console.log(describeEdgePurge(configs.volume.edgePurge));
   });
 }

@@ -7,6 +7,7 @@ import {
   addOptions,
   defined,
   describeBackends,
+  describeEdgePurge,
   edgePurgeConfig,
   MIB,
   resizeReadConfig,
@@ -55,5 +56,6 @@ export function registerVolumeCommand(program: Command): void {
     stopOnSignals(() => server.close());
     console.log(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
     console.log(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
+    console.log(describeEdgePurge(config.edgePurge));
   });
 }
