@@ -280,6 +280,7 @@ describe('a page of Kelp URLs in Chromium', () => {
     // The UTF-8 text renders as written.
     await page.goto(`${edge}/${note}.txt`);
     expect(await page.evaluate('document.characterSet')).toBe('UTF-8');
+    // biome-ignore lint/performance/useDomNodeTextContent: the rendered text is what is being checked.
     expect(await page.locator('body').innerText()).toBe(TEXT);
     await page.screenshot({ path: join(ARTIFACTS, 'note.png') });
 
