@@ -1,18 +1,30 @@
 /**
  * The edge's blob cache on the Cache API: canonical keys, the rules for what
- * may be cached, a stale copy for when every origin is down, and an index of
- * each file's cached variants so that a delete can purge them all.
+ * may be cached, the headers a stored copy carries (when the origin last
+ * confirmed it, when its TTL ends, its purge tags), an index of each file's
+ * cached variants so that a purge can find them all, and purge markers.
+ *
+ * A copy is stored once, for as long as it may serve an origin outage
+ * (STALE_TTL_SECONDS, never past the blob's TTL); how long it is served
+ * without asking the origin is decided on each hit (freshness.ts).
  */
+import { fileTag, volumeTag } from '../shared/cache-tags.ts';
 import { formatFid, type ParsedFid } from '../shared/fid.ts';
 
 const BLOB_BASE = 'https://kelp-blob.internal';
 const VARIANTS_BASE = 'https://kelp-variants.internal/';
-const STALE_SUFFIX = '#stale';
+const PURGED_BASE = 'https://kelp-purged.internal/';
+
+/** Milliseconds since the epoch at which the origin last vouched for the stored bytes. */
+export const CONFIRMED_HEADER = 'x-kelp-confirmed';
+/** Headers of a stored copy that are the edge's own bookkeeping, never sent to clients. */
+export const INTERNAL_HEADERS = [CONFIRMED_HEADER, 'cache-tag', 'age'];
 
 export interface BlobKey {
   /** Canonical fid of the file (a `_N` suffix already folded into its key): the variant index is per file. */
   file: string;
-  /** The cache key URL: normalised path (+ name or extension) + canonical resize query. */
+  volumeId: number;
+  /** The cache key URL: normalised path (+ name or extension) + canonical variant query. */
   url: string;
 }
 
@@ -25,16 +37,16 @@ export function blobKey(
   fid: ParsedFid,
   ext: string | undefined,
   name: string | undefined,
-  resize: string,
+  variant: string,
 ): BlobKey {
   const file = formatFid(fid);
   const suffix =
     name !== undefined ? `/${encodeURIComponent(name)}` : ext !== undefined ? `.${ext.toLowerCase()}` : '';
-  return { file, url: `${BLOB_BASE}/${file}${suffix}${resize ? `?${resize}` : ''}` };
-}
-
-export function staleKey(key: BlobKey): string {
-  return `${key.url}${key.url.includes('?') ? '&' : '?'}${STALE_SUFFIX.slice(1)}=1`;
+  return {
+    file,
+    volumeId: fid.volumeId,
+    url: `${BLOB_BASE}/${file}${suffix}${variant ? `?${variant}` : ''}`,
+  };
 }
 
 /** Only what a shared cache may hold: no cookies, nothing private or no-store. */
@@ -45,8 +57,22 @@ export function isCacheable(res: Response): boolean {
   return !/\b(private|no-store)\b/i.test(cc);
 }
 
-/** The headers a cached copy carries; the origin's encoding negotiation is not part of it. */
-export function cachedHeaders(origin: Headers, maxAge: number, immutable: boolean): Headers {
+/**
+ * Cloudflare cache tags of a file's copies (shared/cache-tags.ts). Production
+ * purges by these tags in every location at once; locally the variant index
+ * does the same job in one.
+ */
+export function cacheTags(key: Pick<BlobKey, 'file' | 'volumeId'>): string {
+  return `${fileTag(key.file)},${volumeTag(key.volumeId)}`;
+}
+
+/** The headers a stored copy carries; the origin's encoding negotiation is not part of it. */
+export function storedHeaders(
+  origin: Headers,
+  key: BlobKey,
+  maxAgeSeconds: number,
+  confirmedAt: number,
+): Headers {
   const h = new Headers(origin);
   for (const name of [
     'vary',
@@ -55,12 +81,25 @@ export function cachedHeaders(origin: Headers, maxAge: number, immutable: boolea
     'keep-alive',
     'transfer-encoding',
     'date',
+    'age',
     'x-kelp-cache',
+    'cf-cache-status',
   ]) {
     h.delete(name);
   }
-  h.set('cache-control', `public, max-age=${maxAge}${immutable ? ', immutable' : ''}`);
+  h.set('cache-control', `public, max-age=${Math.max(0, Math.floor(maxAgeSeconds))}`);
+  h.set(CONFIRMED_HEADER, String(confirmedAt));
+  h.set('cache-tag', cacheTags(key));
   return h;
+}
+
+/** When the blob's TTL ends (the origin's Expires), in ms; undefined for blobs without a TTL. */
+export function expiresAt(headers: Headers): number | undefined {
+  const raw = headers.get('expires');
+  if (raw === null) return undefined;
+  const t = Date.parse(raw);
+  // An unparseable Expires means "already expired" (RFC 9111 §5.3).
+  return Number.isFinite(t) ? t : 0;
 }
 
 async function variantsOf(cache: Cache, file: string): Promise<string[]> {
@@ -72,10 +111,10 @@ async function variantsOf(cache: Cache, file: string): Promise<string[]> {
 const indexQueue = new Map<string, Promise<void>>();
 
 /**
- * Records a cached key under its file, so purge() finds it. The index is one
- * JSON list rewritten in place, so updates are serialised per file within the
- * isolate; another isolate of the colo may still interleave (the Cache API has
- * no compare-and-set), which one re-read after the write mostly repairs.
+ * Records a cached key under its file, so purgeFile() finds it. The index is
+ * one JSON list rewritten in place, so updates are serialised per file within
+ * the isolate; another isolate of the colo may still interleave (the Cache API
+ * has no compare-and-set), which one re-read after the write mostly repairs.
  */
 export function trackVariant(cache: Cache, key: BlobKey, ttlSeconds: number): Promise<void> {
   const prev = indexQueue.get(key.file) ?? Promise.resolve();
@@ -102,28 +141,101 @@ async function addToIndex(cache: Cache, key: BlobKey, ttlSeconds: number): Promi
   }
 }
 
-const DELETED_BASE = 'https://kelp-deleted.internal/';
-/**
- * How long a purge is remembered. A miss whose origin fetch began before the
- * delete must not cache the old bytes after the purge; the longest such fetch
- * is bounded by the origin timeout, far below this.
- */
-export const DELETED_MARKER_SECONDS = 300;
+// ---- purge markers ----
 
-/** Whether the file was purged recently (then a late miss must not cache it). */
-export async function recentlyDeleted(cache: Cache, file: string): Promise<boolean> {
-  return (await cache.match(`${DELETED_BASE}${file}`)) !== undefined;
+/** Entries of the isolate's own memory of purges (a cheap check on every hit). */
+export const PURGE_MEMORY_ENTRIES = 10_000;
+const PURGED_HEADER = 'x-kelp-purged';
+const purgedMemory = new Map<string, number>();
+
+function rememberPurge(scope: string, at: number): void {
+  purgedMemory.delete(scope);
+  purgedMemory.set(scope, Math.max(at, purgedMemory.get(scope) ?? 0));
+  if (purgedMemory.size > PURGE_MEMORY_ENTRIES) purgedMemory.delete(purgedMemory.keys().next().value!);
 }
 
-/** Deletes every cached variant of the file (and their stale copies) in this colo. */
-export async function purgeFile(cache: Cache, file: string): Promise<number> {
-  // The marker goes first, so a miss that finishes while the purge runs sees it.
+const fileScope = (file: string) => `file/${file}`;
+const volumeScope = (volumeId: number) => `volume/${volumeId}`;
+
+/**
+ * Records that everything in `scope` cached before `at` is void. Markers live
+ * as long as a copy may (`ttlSeconds` = the stale lifetime), so no copy, and
+ * no origin answer that was on its way when the purge came, can outlive one.
+ */
+async function markPurged(cache: Cache, scope: string, at: number, ttlSeconds: number): Promise<void> {
+  rememberPurge(scope, at);
+  const url = `${PURGED_BASE}${scope}`;
+  const prev = await cache.match(url);
+  const prevAt = Number(prev?.headers.get(PURGED_HEADER) ?? 0);
+  await prev?.body?.cancel();
+  if (prevAt >= at) return;
   await cache.put(
-    `${DELETED_BASE}${file}`,
-    new Response('deleted', { headers: { 'cache-control': `max-age=${DELETED_MARKER_SECONDS}` } }),
+    url,
+    new Response(null, {
+      headers: { [PURGED_HEADER]: String(at), 'cache-control': `max-age=${ttlSeconds}` },
+    }),
   );
+}
+
+/** The isolate's memory only: the latest purge of the file or its volume, 0 if none. */
+export function purgedInMemory(key: Pick<BlobKey, 'file' | 'volumeId'>): number {
+  if (purgedMemory.size === 0) return 0;
+  return Math.max(
+    purgedMemory.get(fileScope(key.file)) ?? 0,
+    purgedMemory.get(volumeScope(key.volumeId)) ?? 0,
+  );
+}
+
+/** The latest purge of the file or of its whole volume in this colo (ms), 0 if none. */
+export async function purgedAt(cache: Cache, key: Pick<BlobKey, 'file' | 'volumeId'>): Promise<number> {
+  const [f, v] = await Promise.all([
+    cache.match(`${PURGED_BASE}${fileScope(key.file)}`),
+    cache.match(`${PURGED_BASE}${volumeScope(key.volumeId)}`),
+  ]);
+  const at = Math.max(Number(f?.headers.get(PURGED_HEADER) ?? 0), Number(v?.headers.get(PURGED_HEADER) ?? 0));
+  await Promise.all([f?.body?.cancel(), v?.body?.cancel()]);
+  return Math.max(at, purgedInMemory(key));
+}
+
+/**
+ * When this colo last heard the whole volume was deleted (ms), 0 if never.
+ * Volume ids are never reused, so a marker means the volume is gone for good.
+ */
+export async function volumePurgedAt(cache: Cache, volumeId: number): Promise<number> {
+  const res = await cache.match(`${PURGED_BASE}${volumeScope(volumeId)}`);
+  await res?.body?.cancel();
+  return Math.max(Number(res?.headers.get(PURGED_HEADER) ?? 0), purgedMemory.get(volumeScope(volumeId)) ?? 0);
+}
+
+/**
+ * Deletes every cached variant of the file in this colo, after recording the
+ * purge (so a miss that finishes meanwhile, or a stale copy another isolate
+ * still holds, is not served). Returns the keys deleted.
+ */
+export async function purgeFile(
+  cache: Cache,
+  file: string,
+  at: number,
+  ttlSeconds: number,
+): Promise<string[]> {
+  await markPurged(cache, fileScope(file), at, ttlSeconds);
   const keys = await variantsOf(cache, file);
-  await Promise.all(keys.flatMap((url) => [cache.delete(url), cache.delete(staleKey({ file, url }))]));
+  await Promise.all(keys.map((url) => cache.delete(url)));
   await cache.delete(`${VARIANTS_BASE}${file}`);
-  return keys.length;
+  return keys;
+}
+
+/**
+ * A whole volume is gone (its collection was deleted): copies of its files
+ * are not enumerable here, so the marker voids them instead. Stale-if-error
+ * and misses check it in the colo, hits in this isolate's memory; elsewhere a
+ * copy lives on until its freshness ends, when the origin's 404 purges it.
+ */
+export async function purgeVolume(
+  cache: Cache,
+  volumeId: number,
+  at: number,
+  ttlSeconds: number,
+): Promise<void> {
+  await markPurged(cache, volumeScope(volumeId), at, ttlSeconds);
 }

@@ -1,17 +1,29 @@
 import { DEFAULT_RESIZE_PRESETS, type ResizeParams } from '../shared/resize.ts';
+import { type OriginPattern, parseOriginAllow } from './allow.ts';
 
 /** Bindings and vars the Worker reads (wrangler.toml [vars] and secrets). */
 export interface Env {
   /** Comma-separated master base URLs, e.g. "http://127.0.0.1:9333". */
   MASTER_URL: string;
+  /**
+   * Comma-separated origins the edge may fetch blobs from, e.g. "http://127.0.0.1:*,https://*.kelp.example:443"
+   * (scheme, host glob, port or *). Lookup answers naming anything else are refused. Unset: no origin is
+   * allowed, and every miss says so.
+   */
+  ORIGIN_ALLOW?: string;
   LOOKUP_TTL_SECONDS?: string;
-  /** max-age of cached blobs (a fid + cookie never changes content, so long by default). */
-  CACHE_TTL_SECONDS?: string;
-  /** How long a copy stays available to serve when every origin is down (stale-if-error). */
+  /**
+   * Seconds a cached copy is served without asking the origin: the staleness bound of every change
+   * that no purge event reaches. Older copies are revalidated (If-None-Match) before they are served.
+   */
+  EDGE_FRESH_SECONDS?: string;
+  /** How long a copy is kept to serve when every origin is down (stale-if-error). */
   STALE_TTL_SECONDS?: string;
   NEGATIVE_TTL_SECONDS?: string;
   /** Largest object fetched whole to answer a Range miss; larger ones pass the Range through uncached. */
   MAX_CACHEABLE_BYTES?: string;
+  /** Largest file accepted by POST /submit (the multipart body may exceed it by its framing). */
+  MAX_UPLOAD_BYTES?: string;
   ORIGIN_TIMEOUT_MS?: string;
   MAX_RESIZE_SIDE?: string;
   /** JSON object of named variants, e.g. {"thumb": {"width": 200, "height": 200, "mode": "fill"}}. */
@@ -31,23 +43,27 @@ export interface Env {
   MASTER_CLIENT_KEY?: string;
   /** "true" lets anyone write through the edge without a key: local development only ([env.local]). */
   PUBLIC_WRITES?: string;
-  /** Largest `/submit` body the edge accepts (413 beyond), checked before the master is asked. */
-  MAX_UPLOAD_BYTES?: string;
+  /** Bearer secret of POST /_kelp/purge (volume servers' purge events); unset = the endpoint is off. */
+  PURGE_KEY?: string;
 }
 
+/** Default of EDGE_FRESH_SECONDS: the README's staleness bound for the local stack. */
+export const DEFAULT_FRESH_SECONDS = 5;
 /**
- * Default `/submit` limit: Cloudflare refuses request bodies over 100 MB on the
- * Free and Pro plans, and the Worker holds the body in isolate memory (128 MB).
+ * Default of MAX_UPLOAD_BYTES: the volume servers' own default limit. The body streams
+ * through the Worker (its 128 MB of memory is no bound), but Cloudflare itself refuses
+ * request bodies over 100 MB on the Free and Pro plans (500 MB on Enterprise).
  */
-export const DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
+export const DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 
 export interface EdgeConfig {
   masters: string[];
   lookupTtlMs: number;
-  cacheTtlSeconds: number;
+  freshMs: number;
   staleTtlSeconds: number;
   negativeTtlSeconds: number;
   maxCacheableBytes: number;
+  maxUploadBytes: number;
   originTimeoutMs: number;
   maxResizeSide: number;
   resizePresets: Record<string, ResizeParams>;
@@ -57,7 +73,9 @@ export interface EdgeConfig {
   /** Writes without a key, when no key is configured (PUBLIC_WRITES = "true"). */
   publicWrites: boolean;
   masterClientKey?: string;
-  maxUploadBytes: number;
+  purgeKey?: string;
+  /** Parsed ORIGIN_ALLOW; undefined when unset (every origin fetch is then refused). */
+  originAllow?: OriginPattern[];
 }
 
 function num(raw: string | undefined, fallback: number): number {
@@ -71,16 +89,19 @@ const parsed = new WeakMap<Env, EdgeConfig>();
 export function edgeConfig(env: Env): EdgeConfig {
   let c = parsed.get(env);
   if (!c) {
+    const freshSeconds = num(env.EDGE_FRESH_SECONDS, DEFAULT_FRESH_SECONDS);
     c = {
       masters: (env.MASTER_URL ?? '')
         .split(',')
         .map((m) => m.trim().replace(/\/+$/, ''))
         .filter(Boolean),
       lookupTtlMs: num(env.LOOKUP_TTL_SECONDS, 60) * 1000,
-      cacheTtlSeconds: num(env.CACHE_TTL_SECONDS, 31_536_000),
+      freshMs: freshSeconds * 1000,
       staleTtlSeconds: num(env.STALE_TTL_SECONDS, 7 * 86_400),
-      negativeTtlSeconds: num(env.NEGATIVE_TTL_SECONDS, 5),
+      // A cached 404 is a copy like any other: never trusted for longer than the bound.
+      negativeTtlSeconds: Math.min(num(env.NEGATIVE_TTL_SECONDS, 5), freshSeconds),
       maxCacheableBytes: num(env.MAX_CACHEABLE_BYTES, 64 * 1024 * 1024),
+      maxUploadBytes: num(env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
       originTimeoutMs: num(env.ORIGIN_TIMEOUT_MS, 5000),
       maxResizeSide: num(env.MAX_RESIZE_SIDE, 4096),
       resizePresets: env.RESIZE_PRESETS
@@ -93,7 +114,8 @@ export function edgeConfig(env: Env): EdgeConfig {
         .filter(Boolean),
       publicWrites: env.PUBLIC_WRITES?.trim().toLowerCase() === 'true',
       masterClientKey: env.MASTER_CLIENT_KEY?.trim() || undefined,
-      maxUploadBytes: num(env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
+      purgeKey: env.PURGE_KEY || undefined,
+      originAllow: env.ORIGIN_ALLOW ? parseOriginAllow(env.ORIGIN_ALLOW) : undefined,
     };
     parsed.set(env, c);
   }

@@ -1,31 +1,84 @@
 /**
- * GET/HEAD of a public URL. Hit: the Cache API answers, Range and 304
- * included. Miss: fetch the whole object from a replica, cache it under its
- * canonical key, and answer from the cache so Range and conditionals work the
- * same either way. Every response says `X-Kelp-Cache: HIT|MISS|STALE|BYPASS`.
+ * GET/HEAD of a public URL. Hit: the Cache API answers (Range and 304
+ * included) while the copy is fresh (freshness.ts); an older copy is
+ * revalidated with If-None-Match first: 304 confirms it, 200 replaces it, 404
+ * purges the file. Miss: fetch the whole object from a replica, cache it under
+ * its canonical key, and answer from the cache so Range and conditionals work
+ * the same either way. When every origin is down, a copy nobody purged is
+ * served stale. Every response says `X-Kelp-Cache` (and `CF-Cache-Status`,
+ * always the same): HIT | REVALIDATED | MISS | STALE | BYPASS.
  */
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import { parseFidPath } from '../shared/fid.ts';
+import { isTrueParam } from '../shared/query.ts';
 import { canonicalResizeQuery, negotiateFormat, parseResizeParams } from '../shared/resize.ts';
 import { signResize, verifyResizeSignature } from '../shared/resize-signature.ts';
 import {
   type BlobKey,
   blobKey,
-  cachedHeaders,
+  expiresAt,
+  INTERNAL_HEADERS,
   isCacheable,
-  recentlyDeleted,
-  staleKey,
+  purgedAt,
+  purgedInMemory,
+  purgeFile,
+  storedHeaders,
   trackVariant,
+  volumePurgedAt,
 } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
+import {
+  confirmedAt,
+  EARLY_REFRESH_FRACTION,
+  forgetConfirmed,
+  noteConfirmed,
+  singleFlight,
+} from './freshness.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { errorResponse } from './respond.ts';
 
 /** Client headers the Cache API evaluates against a cached copy. */
 const MATCH_HEADERS = ['range', 'if-none-match', 'if-modified-since'];
 
-function withCacheState(res: Response, state: string, head: boolean): Response {
-  const out = new Response(head ? null : res.body, res);
-  out.headers.set('x-kelp-cache', state);
+export type CacheState = 'HIT' | 'REVALIDATED' | 'MISS' | 'STALE' | 'BYPASS';
+
+/** One public read: what to look up, what to ask the origin, how to answer. */
+interface Read {
+  key: BlobKey;
+  request: Request;
+  head: boolean;
+  /** Path and query sent to the origin (canonical variant params, signature, dl). */
+  originPath: string;
+  originHeaders: Record<string, string>;
+  /** format=auto: the answer depends on the client's Accept. */
+  varyAccept: boolean;
+  config: EdgeConfig;
+  ctx: ExecutionContext;
+}
+
+/**
+ * The response a client gets from a stored copy or an origin answer: the
+ * edge's bookkeeping removed, a browser lifetime no longer than the edge's own
+ * bound (and never past the blob's TTL), Vary: Accept on negotiated formats.
+ */
+function respond(res: Response, state: CacheState, read: Read): Response {
+  const out = new Response(read.head ? null : res.body, res);
+  const h = out.headers;
+  for (const name of INTERNAL_HEADERS) h.delete(name);
+  h.set('x-kelp-cache', state);
+  h.set('cf-cache-status', state);
+  const { config } = read;
+  if (res.status === 200 || res.status === 206 || res.status === 304) {
+    let maxAge = config.freshMs / 1000;
+    const expires = expiresAt(res.headers);
+    if (expires !== undefined) maxAge = Math.min(maxAge, (expires - Date.now()) / 1000);
+    h.set('cache-control', `public, max-age=${Math.max(0, Math.floor(maxAge))}`);
+  } else if (res.status === 404) {
+    h.set('cache-control', `public, max-age=${config.negativeTtlSeconds}`);
+  } else {
+    h.set('cache-control', 'no-store');
+  }
+  if (read.varyAccept) h.set('vary', 'Accept');
   return out;
 }
 
@@ -39,21 +92,188 @@ function matchRequest(url: string, request: Request): Request {
   return new Request(url, { headers });
 }
 
-async function putCopies(cache: Cache, key: BlobKey, res: Response, config: EdgeConfig): Promise<void> {
-  const ok = res.status === 200;
-  const maxAge = ok ? config.cacheTtlSeconds : config.negativeTtlSeconds;
-  const body = await res.arrayBuffer();
-  const headers = cachedHeaders(res.headers, maxAge, ok);
-  const puts = [cache.put(key.url, new Response(body, { status: res.status, headers }))];
-  if (ok) {
-    // A second copy, kept longer, that only an origin outage may serve (there is no stale-if-error in the Cache API).
-    const staleHeaders = cachedHeaders(res.headers, Math.max(config.staleTtlSeconds, maxAge), true);
-    puts.push(cache.put(staleKey(key), new Response(body, { status: 200, headers: staleHeaders })));
+/**
+ * Seconds the origin's answer may be kept: as long as it may serve an outage
+ * (a 404: the negative TTL), never past the blob's TTL.
+ */
+function lifetime(res: Response, config: EdgeConfig): number {
+  let seconds =
+    res.status === 200 ? Math.max(config.staleTtlSeconds, config.freshMs / 1000) : config.negativeTtlSeconds;
+  const expires = expiresAt(res.headers);
+  if (expires !== undefined) seconds = Math.min(seconds, (expires - Date.now()) / 1000);
+  return seconds;
+}
+
+/** Below this lifetime an answer is not stored (the Cache API counts whole seconds). */
+const MIN_LIFETIME_SECONDS = 1;
+
+/**
+ * Stores the origin's answer as the key's copy, stamped as confirmed at
+ * `confirmed` (when the request that fetched it started: a change after that
+ * instant is at most one fresh period old when the copy stops being served).
+ */
+async function store(cache: Cache, key: BlobKey, res: Response, confirmed: number, config: EdgeConfig) {
+  const headers = storedHeaders(res.headers, key, lifetime(res, config), confirmed);
+  await Promise.all([
+    cache.put(key.url, new Response(res.body, { status: res.status, headers })),
+    // The index outlives every entry it lists, whatever this one's max-age.
+    trackVariant(cache, key, Math.max(config.staleTtlSeconds, config.freshMs / 1000)),
+  ]);
+}
+
+/**
+ * fetchFromReplicas, except that the master knowing no holder of a volume this
+ * colo heard was deleted (its collection went) is the 404 it is, not an outage.
+ */
+async function fromReplicas(cache: Cache, read: Read, headers: Record<string, string>): Promise<Response> {
+  try {
+    return await fetchFromReplicas(
+      read.key.volumeId,
+      read.originPath,
+      { method: 'GET', headers },
+      read.config,
+      read.ctx,
+    );
+  } catch (err) {
+    if (err instanceof NotFoundError && (await volumePurgedAt(cache, read.key.volumeId)) > 0) {
+      return errorResponse(new NotFoundError('not found'));
+    }
+    throw err;
   }
-  // The index outlives every entry it lists, whatever this one's max-age: a short-lived
-  // entry (a 404) recorded last must not shorten it below a long-lived one's.
-  puts.push(trackVariant(cache, key, Math.max(config.staleTtlSeconds, config.cacheTtlSeconds)));
-  await Promise.all(puts);
+}
+
+type Outcome = 'confirmed' | 'replaced' | 'gone' | 'unreachable' | 'refetch';
+
+/**
+ * Asks the origin whether the copy (ETag `etag`) is still current. One run per
+ * key per isolate: concurrent hits on an old copy share it. `replaced` and
+ * `gone` purge every variant of the file first (an overwrite or a delete
+ * changed them all); `replaced` then stores the new copy.
+ */
+function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outcome> {
+  const { key, config } = read;
+  // A shared run is waited on no longer than its own two origin round trips (lookup, then fetch) may take.
+  return singleFlight(
+    key.url,
+    async (): Promise<Outcome> => {
+      const startedAt = Date.now();
+      let res: Response;
+      try {
+        res = await fromReplicas(
+          cache,
+          read,
+          etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
+        );
+      } catch (err) {
+        // NotFoundError is the master saying no live server holds the volume: an outage here.
+        if (err instanceof UnavailableError || err instanceof NotFoundError) return 'unreachable';
+        throw err;
+      }
+      if (res.status === 304) {
+        await res.body?.cancel();
+        // A purge that came while the question was out is news the 304 cannot overrule.
+        if (purgedInMemory(key) > startedAt) return 'refetch';
+        noteConfirmed(key.url, startedAt);
+        return 'confirmed';
+      }
+      const staleTtl = config.staleTtlSeconds;
+      if (res.status === 404) {
+        await res.body?.cancel();
+        forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
+        return 'gone';
+      }
+      const length = Number(res.headers.get('content-length') ?? Number.NaN);
+      if (res.status === 200 && isCacheable(res) && length <= config.maxCacheableBytes) {
+        forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
+        if (lifetime(res, config) >= MIN_LIFETIME_SECONDS) {
+          await store(cache, key, res, startedAt, config);
+          return 'replaced';
+        }
+      }
+      // Anything else (a 403 under a new signing key, a body too large to keep): drop the copy.
+      await res.body?.cancel();
+      await cache.delete(key.url);
+      return 'refetch';
+    },
+    config.originTimeoutMs * 2,
+  );
+}
+
+/** Serves a cached copy, revalidating it first if it is past its fresh period; undefined = treat as a miss. */
+async function fromCopy(cache: Cache, hit: Response, read: Read): Promise<Response | undefined> {
+  const { key, config, ctx } = read;
+  const now = Date.now();
+  const expires = expiresAt(hit.headers);
+  if (expires !== undefined && expires <= now) {
+    // Past its TTL: the blob is gone at the origin too (which the miss will say, 404).
+    await hit.body?.cancel();
+    ctx.waitUntil(cache.delete(key.url));
+    return undefined;
+  }
+  const confirmed = confirmedAt(key.url, hit.headers);
+  const age = now - confirmed;
+  if (age < config.freshMs && purgedInMemory(key) <= confirmed) {
+    if (hit.status !== 404 && age >= config.freshMs * EARLY_REFRESH_FRACTION) {
+      ctx.waitUntil(revalidate(cache, read, hit.headers.get('etag')).catch(() => {}));
+    }
+    return respond(hit, 'HIT', read);
+  }
+  // A cached 404 past its period is not worth a conditional request: ask again.
+  if (hit.status === 404) {
+    await hit.body?.cancel();
+    return undefined;
+  }
+  const outcome = await revalidate(cache, read, hit.headers.get('etag'));
+  if (outcome === 'confirmed') return respond(hit, 'REVALIDATED', read);
+  if (outcome === 'unreachable') {
+    // Stale-if-error, unless this colo has seen the file or its volume purged since the copy was confirmed.
+    if ((await purgedAt(cache, key)) <= confirmed) return respond(hit, 'STALE', read);
+    await hit.body?.cancel();
+    throw new UnavailableError('no origin answered, and the cached copy was purged', 1);
+  }
+  await hit.body?.cancel();
+  if (outcome === 'replaced') {
+    const stored = await cache.match(matchRequest(key.url, read.request));
+    if (stored) return respond(stored, 'MISS', read);
+  }
+  return undefined;
+}
+
+/** Fetches the object from the origin, caches it when it may be, and answers. */
+async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
+  const { key, config, request } = read;
+  const startedAt = Date.now();
+  const origin = await fromReplicas(cache, read, read.originHeaders);
+  const length = Number(origin.headers.get('content-length') ?? Number.NaN);
+  const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
+  // A purge that came after this fetch began may have been about these very bytes: do not keep them.
+  const purged = origin.status === 200 && (await purgedAt(cache, key)) > startedAt;
+  // A blob whose TTL ends within the second is not worth storing.
+  if (isCacheable(origin) && fits && !purged && lifetime(origin, config) >= MIN_LIFETIME_SECONDS) {
+    await store(cache, key, origin, startedAt, config);
+    const stored = await cache.match(matchRequest(key.url, request));
+    if (!stored) throw new UnavailableError('cache refused the object', 1);
+    return respond(stored, 'MISS', read);
+  }
+  if (request.headers.has('range') && origin.status === 200) {
+    // Too large to cache whole: pass the Range through, uncached.
+    await origin.body?.cancel();
+    return rangedBypass(read);
+  }
+  return respond(origin, 'BYPASS', read);
+}
+
+/** The client's Range asked of the origin directly (the object is not cached). */
+async function rangedBypass(read: Read): Promise<Response> {
+  const headers = { ...read.originHeaders, range: read.request.headers.get('range')! };
+  const res = await fetchFromReplicas(
+    read.key.volumeId,
+    read.originPath,
+    { method: 'GET', headers },
+    read.config,
+    read.ctx,
+  );
+  return respond(res, 'BYPASS', read);
 }
 
 export async function handlePublicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
@@ -75,61 +295,42 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
   // format=auto: the variant depends on Accept, so the negotiated format is part of the key.
   const negotiated =
     params?.format === 'auto' ? negotiateFormat(request.headers.get('accept'), 'source') : '';
-  const key = blobKey(fid, ext, name, negotiated ? `${resize}&as=${negotiated}` : resize);
-  const head = request.method === 'HEAD';
-  const cache = caches.default;
-
-  const hit = await cache.match(matchRequest(key.url, request));
-  if (hit) return withCacheState(hit, 'HIT', head);
+  // ?dl=true is an attachment (its own copy: the Content-Disposition differs).
+  const download = isTrueParam(url.searchParams.get('dl'));
+  const variant = [resize, negotiated && `as=${negotiated}`, download && 'dl=1'].filter(Boolean).join('&');
+  const key = blobKey(fid, ext, name, variant);
 
   // A preset goes to the origin expanded, as the edge's config defines it (the key above names
   // that expansion; the origin's presets may differ or be absent), signed by the edge when it
-  // has the key. Free params carry the client's signature through.
+  // has the key. Free params carry the client's signature through. Encoded: a raw `sig`
+  // holding `&height=5` would make the origin render another variant than the key names.
   const originSig =
     preset && config.resizeSigningKey ? await signResize(config.resizeSigningKey, url.pathname, resize) : sig;
-  // Encoded: a raw `sig` holding `&height=5` would make the origin render another variant than the key names.
-  const originQuery = `${resize}${resize && originSig ? `&sig=${encodeURIComponent(originSig)}` : ''}`;
-  const path = `${url.pathname}${resize ? `?${originQuery}` : ''}`;
+  const query = [
+    resize,
+    resize && originSig ? `sig=${encodeURIComponent(originSig)}` : '',
+    download ? 'dl=true' : '',
+  ]
+    .filter(Boolean)
+    .join('&');
   const originHeaders: Record<string, string> = { 'accept-encoding': 'identity' };
   if (negotiated) originHeaders.accept = request.headers.get('accept') ?? '';
-  let origin: Response;
-  try {
-    origin = await fetchFromReplicas(
-      fid.volumeId,
-      path,
-      { method: 'GET', headers: originHeaders },
-      config,
-      ctx,
-    );
-  } catch (err) {
-    // NotFoundError here is the master's lookup saying no live server holds the volume (a
-    // replica's own 404 comes back as a response): an outage as much as a timeout is.
-    if (!(err instanceof UnavailableError || err instanceof NotFoundError)) throw err;
-    const stale = await cache.match(matchRequest(staleKey(key), request));
-    if (stale) return withCacheState(stale, 'STALE', head);
-    throw err;
-  }
+  const read: Read = {
+    key,
+    request,
+    head: request.method === 'HEAD',
+    originPath: `${url.pathname}${query ? `?${query}` : ''}`,
+    originHeaders,
+    varyAccept: negotiated !== '',
+    config,
+    ctx,
+  };
 
-  const length = Number(origin.headers.get('content-length') ?? Number.NaN);
-  const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
-  const deleted = origin.status === 200 && (await recentlyDeleted(cache, key.file));
-  if (!isCacheable(origin) || !fits || deleted) {
-    if (request.headers.has('range') && origin.status === 200) {
-      // Too large to cache whole: pass the Range through, uncached.
-      await origin.body?.cancel();
-      const ranged = await fetchFromReplicas(
-        fid.volumeId,
-        path,
-        { method: 'GET', headers: { ...originHeaders, range: request.headers.get('range')! } },
-        config,
-        ctx,
-      );
-      return withCacheState(ranged, 'BYPASS', head);
-    }
-    return withCacheState(origin, 'BYPASS', head);
+  const cache = caches.default;
+  const hit = await cache.match(matchRequest(key.url, request));
+  if (hit) {
+    const served = await fromCopy(cache, hit, read);
+    if (served) return served;
   }
-  await putCopies(cache, key, origin, config);
-  const stored = await cache.match(matchRequest(key.url, request));
-  if (!stored) throw new UnavailableError('cache refused the object', 1);
-  return withCacheState(stored, 'MISS', head);
+  return fromOrigin(cache, read);
 }

@@ -12,6 +12,8 @@ export function errorResponse(err: unknown, cacheState: 'MISS' | 'HIT' | 'BYPASS
   const headers: Record<string, string> = {
     'content-type': 'application/json; charset=utf-8',
     'x-kelp-cache': cacheState,
+    // Always the same as X-Kelp-Cache: the two never tell a client different stories.
+    'cf-cache-status': cacheState,
     'cache-control': 'no-store',
   };
   if (err instanceof KelpError && err.retryAfter !== undefined)

@@ -1,12 +1,14 @@
 /**
  * Writes through the edge: `POST /submit` (the master assigns and uploads in
- * one call) and `DELETE /<fid>` (sent to a replica, which replicates it).
- * Both need the caller's write key (edge/auth.ts), checked before any origin
- * request. Origin sees only the Worker's own credentials: MASTER_CLIENT_KEY
- * for the master, and for a delete the token the master signs for that fid.
- * A delete purges every cached variant of the file in this colo.
+ * one call; the body streams through, see upload-body.ts) and `DELETE /<fid>`
+ * (sent to a replica, which replicates it). Both need the caller's write key
+ * (edge/auth.ts), checked before any origin request. Origin sees only the
+ * Worker's own credentials: MASTER_CLIENT_KEY for the master, and for a delete
+ * the token the master signs for that fid. A delete purges every cached
+ * variant of the file in this colo.
  */
 import {
+  BadRequestError,
   InvalidParamError,
   NotFoundError,
   PayloadTooLargeError,
@@ -17,7 +19,12 @@ import { formatFid, type ParsedFid, parseFidPath } from '../shared/fid.ts';
 import { bearer, bearerToken, requireWriteKey } from './auth.ts';
 import { purgeFile } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
+import { forgetConfirmed } from './freshness.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { UploadBody } from './upload-body.ts';
+
+/** Room for the multipart framing around a file of the largest allowed size. */
+const MULTIPART_SLACK_BYTES = 64 * 1024;
 
 /** An upload may take this many lookup timeouts (the master spools it, then forwards it). */
 const SUBMIT_TIMEOUT_FACTOR = 6;
@@ -49,27 +56,56 @@ function tooLarge(config: EdgeConfig): PayloadTooLargeError {
   );
 }
 
+function declaredLength(request: Request): number | undefined {
+  const raw = request.headers.get('content-length');
+  if (raw === null) return undefined;
+  if (!/^\d{1,15}$/.test(raw)) throw new BadRequestError('Content-Length must be a whole number of bytes');
+  return Number(raw);
+}
+
+/**
+ * The body as the origin request's: with a declared length it goes out with
+ * that Content-Length (FixedLengthStream), else chunked.
+ */
+function outgoing(body: UploadBody, length: number | undefined): ReadableStream<Uint8Array> {
+  const stream = body.stream();
+  if (length === undefined) return stream;
+  const fixed = new FixedLengthStream(length);
+  stream.pipeTo(fixed.writable).catch(() => {});
+  return fixed.readable;
+}
+
 export async function handleSubmit(request: Request, env: Env): Promise<Response> {
   const config = edgeConfig(env);
   await requireWriteKey(request, config);
-  const declared = Number(request.headers.get('content-length'));
-  if (declared > config.maxUploadBytes) throw tooLarge(config);
   const url = new URL(request.url);
-  // Buffered so a master that fails before reading it can be retried with the next one.
-  const body = await request.arrayBuffer();
-  // A body without Content-Length (chunked) is only measured once read.
-  if (body.byteLength > config.maxUploadBytes) throw tooLarge(config);
+  const limit = config.maxUploadBytes + MULTIPART_SLACK_BYTES;
+  const length = declaredLength(request);
+  // Refused before any origin is asked; a chunked body is cut off at the limit as it streams.
+  if (length !== undefined && length > limit) throw tooLarge(config);
+  const body = request.body ? new UploadBody(request.body, limit) : undefined;
   for (const master of config.masters) {
+    if (body) {
+      // A failed attempt's last read belongs to the replay; past REPLAY_BYTES there is none.
+      await body.settled();
+      if (!body.replayable) break;
+    }
     let res: Response;
     try {
       res = await fetch(`${master}/submit${url.search}`, {
         method: 'POST',
         headers: submitHeaders(request, config),
-        body,
+        body: body ? outgoing(body, length) : null,
         signal: AbortSignal.timeout(config.originTimeoutMs * SUBMIT_TIMEOUT_FACTOR),
       });
-    } catch {
-      continue; // next master
+    } catch (err) {
+      if (body?.overLimit) throw tooLarge(config);
+      if (err instanceof PayloadTooLargeError) throw err;
+      continue; // next master, if the body can still be sent from its start
+    }
+    if (body?.overLimit) {
+      await res.body?.cancel();
+      throw tooLarge(config);
     }
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
@@ -77,6 +113,7 @@ export async function handleSubmit(request: Request, env: Env): Promise<Response
     }
     return new Response(res.body, { status: res.status, headers: withNoStore(res.headers) });
   }
+  await body?.cancel();
   throw new UnavailableError('no master accepted the upload', 1);
 }
 
@@ -84,6 +121,7 @@ function withNoStore(h: Headers): Headers {
   const out = new Headers(h);
   out.set('cache-control', 'no-store');
   out.set('x-kelp-cache', 'BYPASS');
+  out.set('cf-cache-status', 'BYPASS');
   return out;
 }
 
@@ -150,6 +188,8 @@ export async function handleDelete(request: Request, env: Env, ctx: ExecutionCon
       'give the master and the volume servers the same signing key, and the edge a MASTER_CLIENT_KEY the master accepts',
     );
   }
-  if (res.ok || res.status === 404) await purgeFile(caches.default, formatFid(fid));
+  if (res.ok || res.status === 404) {
+    forgetConfirmed(await purgeFile(caches.default, formatFid(fid), Date.now(), config.staleTtlSeconds));
+  }
   return new Response(res.body, { status: res.status, headers: withNoStore(res.headers) });
 }

@@ -9,6 +9,7 @@ import { KelpError } from '../shared/errors.ts';
 import { TierRequestError } from '../tiering/client.ts';
 import { registerAdminCommand } from './commands/admin.ts';
 import { ClientError } from './commands/client.ts';
+import { registerDeleteCommand } from './commands/delete.ts';
 import { registerDownloadCommand } from './commands/download.ts';
 import { registerMasterCommand } from './commands/master.ts';
 import { registerServerCommand } from './commands/server.ts';
@@ -28,6 +29,7 @@ registerMasterCommand(program);
 registerVolumeCommand(program);
 registerUploadCommand(program);
 registerDownloadCommand(program);
+registerDeleteCommand(program);
 registerTierCommand(program);
 registerAdminCommand(program);
 

@@ -107,6 +107,18 @@ function checked(fn: (s: string) => string): Parse<string> {
   };
 }
 const replication = checked((s) => formatPlacement(parsePlacement(s)));
+/** "#rgb" or "#rrggbb". */
+const colour: Parse<string> = (raw) => {
+  const s = str(raw);
+  if (!/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(s)) throw new BadValue('must be a colour #rgb or #rrggbb');
+  return s;
+};
+/** http(s)://host[:port], no path. */
+const baseUrlValue: Parse<string> = (raw) => {
+  const s = text(raw).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\s/]+$/.test(s)) throw new BadValue('must be http(s)://host[:port]');
+  return s;
+};
 const ttl = checked((s) => formatTtl(parseTtl(s)));
 /** "60s", "5m" → milliseconds (tiering/policy.ts's units). */
 const durationMs: Parse<number> = (raw) => {
@@ -382,6 +394,12 @@ function resizeFields(): Record<string, OptionSpec<unknown>> {
       positive,
       RESIZE_DEFAULTS.timeoutSeconds,
     ),
+    background: field(
+      '<#rrggbb>',
+      'colour transparent pixels become in a JPEG variant',
+      colour,
+      RESIZE_DEFAULTS.background,
+    ),
   };
   const out: Record<string, OptionSpec<unknown>> = {};
   for (const [name, f] of Object.entries(fields)) out[`resize.${name}`] = { ...f, ...at(name) };
@@ -413,10 +431,65 @@ interface ResizeSpecs {
   'resize.concurrency': OptionSpec<number>;
   'resize.maxQueue': OptionSpec<number>;
   'resize.timeoutSeconds': OptionSpec<number>;
+  'resize.background': OptionSpec<string>;
   'resize.presets': OptionSpec<Record<string, ResizeParams>>;
   'resize.signingKey': OptionSpec<string | undefined>;
 }
 const RESIZE_OPTIONS = resizeFields() as unknown as ResizeSpecs;
+
+/**
+ * The [edge] section, read by `kelp volume` and `kelp server`: where purge
+ * events go (origin/volume/edge-purge.ts). `--edge.<name>`, KELP_EDGE_<NAME>.
+ */
+function edgeFields(): Record<string, OptionSpec<unknown>> {
+  const at = (name: string, flag = true) => ({
+    ...(flag ? { flag: `edge.${name}` } : {}),
+    env: envName(`edge.${name}`),
+    toml: `edge.${name}`,
+  });
+  return {
+    'edge.purgeUrls': {
+      ...field<string[]>(
+        '<urls>',
+        "edge Workers told of overwrites and deletes (their POST /_kelp/purge), comma-separated; none = the edge's fresh period bounds staleness alone",
+        list(baseUrlValue),
+        [],
+        '(none)',
+      ),
+      ...at('purgeUrls'),
+    },
+    'edge.purgeKey': {
+      ...field<string | undefined>(
+        '',
+        "the edge's PURGE_KEY (bearer token of its purge endpoint)",
+        text,
+        undefined,
+      ),
+      ...at('purgeKey', false),
+    },
+    'edge.cloudflareZone': {
+      ...field<string | undefined>(
+        '<zone id>',
+        'Cloudflare zone whose cache is purged by tag on overwrites and deletes (every location)',
+        text,
+        undefined,
+      ),
+      ...at('cloudflareZone'),
+    },
+    'edge.cloudflareApiToken': {
+      ...field<string | undefined>('', 'API token with Cache Purge permission on that zone', text, undefined),
+      ...at('cloudflareApiToken', false),
+    },
+  };
+}
+
+interface EdgeSpecs {
+  'edge.purgeUrls': OptionSpec<string[]>;
+  'edge.purgeKey': OptionSpec<string | undefined>;
+  'edge.cloudflareZone': OptionSpec<string | undefined>;
+  'edge.cloudflareApiToken': OptionSpec<string | undefined>;
+}
+const EDGE_OPTIONS = edgeFields() as unknown as EdgeSpecs;
 
 /** The credentials a volume server takes (docs/security.md). */
 const VOLUME_SECURITY = {
@@ -434,6 +507,7 @@ export const MASTER_OPTIONS = schema('master', { ...MASTER_FIELDS, ...MASTER_SEC
 export const VOLUME_OPTIONS = {
   ...schema('volume', { ...VOLUME_FIELDS, ...VOLUME_SECURITY }),
   ...RESIZE_OPTIONS,
+  ...EDGE_OPTIONS,
 };
 /** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
 export const SERVER_OPTIONS = {
@@ -463,10 +537,11 @@ export const SERVER_OPTIONS = {
     ...MASTER_SECURITY,
   }),
   ...RESIZE_OPTIONS,
+  ...EDGE_OPTIONS,
 };
 
 const CLIENT_MASTER = field('<host:port>', 'master to ask', hostPort, '127.0.0.1:9333');
-/** `kelp upload` and `kelp download` share the [client] section. */
+/** `kelp upload`, `kelp download` and `kelp delete` share the [client] section. */
 export const UPLOAD_OPTIONS = schema('client', {
   master: CLIENT_MASTER,
   collection: field('<name>', 'collection to write into', str, ''),
@@ -481,6 +556,7 @@ export const UPLOAD_OPTIONS = schema('client', {
   key: CLIENT_KEY,
 });
 export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER, key: CLIENT_KEY });
+export const DELETE_OPTIONS = schema('client', { master: CLIENT_MASTER, key: CLIENT_KEY });
 
 /** Every `kelp tier` command finds the cluster through the master; [tier] in the file. */
 const TIER_MASTER = field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333');
@@ -516,6 +592,7 @@ export const COMMAND_OPTIONS = {
   server: SERVER_OPTIONS,
   upload: UPLOAD_OPTIONS,
   download: DOWNLOAD_OPTIONS,
+  delete: DELETE_OPTIONS,
   // Subcommands as "parent sub"; kelp tier's [[tier.policy]] and [backend.*] sections are in tier-config.ts.
   'tier upload': TIER_OPTIONS,
   'tier download': TIER_OPTIONS,
@@ -538,6 +615,7 @@ export type VolumeOptions = Resolved<typeof VOLUME_OPTIONS>;
 export type ServerOptions = Resolved<typeof SERVER_OPTIONS>;
 export type UploadOptions = Resolved<typeof UPLOAD_OPTIONS>;
 export type DownloadOptions = Resolved<typeof DOWNLOAD_OPTIONS>;
+export type DeleteOptions = Resolved<typeof DELETE_OPTIONS>;
 export type TierOptions = Resolved<typeof TIER_OPTIONS>;
 export type TierServeOptions = Resolved<typeof TIER_SERVE_OPTIONS>;
 export type AdminOptions = Resolved<typeof ADMIN_OPTIONS>;

@@ -6,7 +6,8 @@
  *            arguments (`npm start -- --master.port 9444`) go to it, and it reads
  *            kelp.toml and KELP_* like any `kelp server`.
  *   edge     `wrangler dev --env local` on 127.0.0.1:8787, pointed at the master
- *            the origin actually bound, state in ./data/wrangler.
+ *            the origin actually bound, state in ./data/wrangler. The volume server
+ *            sends it purge events (overwrites, deletes) with a key made for this run.
  *   tiering  `kelp tier serve` pointed at that master: the [[tier.policy]] of kelp.toml,
  *            else the built-in rule (sealed or 95% full and quiet for 24 h) to the
  *            local-directory backend `local.default` in ./data/tier.
@@ -16,6 +17,7 @@
  * stops cleanly; a second Ctrl-C kills at once.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -189,13 +191,17 @@ async function main(): Promise<void> {
   });
 
   // ---- origin: master + volume server ----
+  // Purge events from the volume server to the edge, authorised by a key made for this run
+  // (unless the environment names its own edge and key).
+  const edgeUrl = `http://${EDGE_HOST}:${EDGE_PORT}`;
+  const purgeKey = process.env.KELP_EDGE_PURGE_KEY || randomBytes(24).toString('hex');
   const urls: string[] = [];
   const listening = new Promise<void>((resolve) => {
     start(
       'origin',
       process.execPath,
       ['origin/cli.ts', 'server', '--dir', DATA_DIR, ...process.argv.slice(2)],
-      {},
+      { KELP_EDGE_PURGE_URLS: process.env.KELP_EDGE_PURGE_URLS || edgeUrl, KELP_EDGE_PURGE_KEY: purgeKey },
       (line) => {
         const m = /listening on (http:\/\/\S+)/.exec(line);
         if (m) urls.push(m[1]!);
@@ -237,7 +243,7 @@ async function main(): Promise<void> {
   // ---- edge: the Worker under wrangler dev ----
   // Its bin script, run on this Node (wrangler's exports do not include the file, so no require.resolve).
   const wrangler = join(ROOT, 'node_modules/wrangler/bin/wrangler.js');
-  const edge = `http://${EDGE_HOST}:${EDGE_PORT}`;
+  const edge = edgeUrl;
   start(
     'edge',
     process.execPath,
@@ -254,6 +260,8 @@ async function main(): Promise<void> {
       join(DATA_DIR, 'wrangler'),
       '--var',
       `MASTER_URL:${master}`,
+      '--var',
+      `PURGE_KEY:${purgeKey}`,
       '--show-interactive-dev-session=false',
     ],
     { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },

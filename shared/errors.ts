@@ -57,7 +57,16 @@ export class ForbiddenError extends KelpError {
 /** Missing, deleted, expired or wrong cookie: deliberately one error, so a 404 never hints which. */
 export class NotFoundError extends KelpError {
   readonly status = 404;
-  readonly code = 'not_found';
+  readonly code: string = 'not_found';
+}
+
+/**
+ * The volume is not on this server (it moved, or was deleted with its
+ * collection): says nothing of any blob, and tells a cache in front that its
+ * lookup of the volume is out of date.
+ */
+export class VolumeNotFoundError extends NotFoundError {
+  override readonly code = 'volume_not_found';
 }
 
 export class MethodNotAllowedError extends KelpError {

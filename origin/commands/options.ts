@@ -10,6 +10,7 @@ import type { ResizeParams } from '../../shared/resize.ts';
 import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backend.ts';
 import {
   CONFIG_ENV,
+  ConfigError,
   DEFAULT_CONFIG_FILE,
   defaultText,
   loadConfigFile,
@@ -18,6 +19,7 @@ import {
   resolveOptions,
 } from '../config.ts';
 import { loadBackends } from '../tier-config.ts';
+import type { EdgePurgeConfig } from '../volume/edge-purge.ts';
 import type { ReadConfig } from '../volume/read-handler.ts';
 import { Resizer } from '../volume/resize.ts';
 
@@ -87,6 +89,7 @@ export function resizeReadConfig(o: {
   'resize.concurrency': number;
   'resize.maxQueue': number;
   'resize.timeoutSeconds': number;
+  'resize.background': string;
   'resize.presets': Record<string, ResizeParams>;
   'resize.signingKey': string | undefined;
 }): ReadConfig {
@@ -96,10 +99,49 @@ export function resizeReadConfig(o: {
       concurrency: o['resize.concurrency'],
       maxQueue: o['resize.maxQueue'],
       timeoutSeconds: o['resize.timeoutSeconds'],
+      background: o['resize.background'],
     }),
     resizeLimits: { maxSide: o['resize.maxSide'], presets: o['resize.presets'] },
     ...(o['resize.signingKey'] ? { resizeSigningKey: o['resize.signingKey'] } : {}),
   };
+}
+
+/** The [edge] options as the volume server's purge config; undefined when they name no edge. */
+export function edgePurgeConfig(o: {
+  'edge.purgeUrls': string[];
+  'edge.purgeKey': string | undefined;
+  'edge.cloudflareZone': string | undefined;
+  'edge.cloudflareApiToken': string | undefined;
+}): EdgePurgeConfig | undefined {
+  const urls = o['edge.purgeUrls'];
+  const zone = o['edge.cloudflareZone'];
+  if (urls.length && !o['edge.purgeKey']) {
+    throw new ConfigError(
+      "edge.purgeUrls needs the edge's purge key: [edge] purgeKey or KELP_EDGE_PURGE_KEY",
+    );
+  }
+  if (zone && !o['edge.cloudflareApiToken']) {
+    throw new ConfigError(
+      'edge.cloudflareZone needs an API token: [edge] cloudflareApiToken or KELP_EDGE_CLOUDFLARE_API_TOKEN',
+    );
+  }
+  if (!urls.length && !zone) return undefined;
+  return {
+    urls,
+    ...(o['edge.purgeKey'] ? { key: o['edge.purgeKey'] } : {}),
+    ...(zone ? { cloudflare: { zoneId: zone, apiToken: o['edge.cloudflareApiToken']! } } : {}),
+  };
+}
+
+/** One line for the start-up banner: where purge events go (never the key). */
+export function describeEdgePurge(config: EdgePurgeConfig | undefined): string {
+  const targets = [
+    ...(config?.urls ?? []),
+    ...(config?.cloudflare ? [`cloudflare zone ${config.cloudflare.zoneId}`] : []),
+  ];
+  return targets.length
+    ? `edge purge events: ${targets.join(', ')}`
+    : "edge purge events: none (the edge's EDGE_FRESH_SECONDS alone bounds how long a change goes unseen)";
 }
 
 /** The values of the resolution's config file by dotted key (none without a file). */

@@ -8,6 +8,8 @@ import {
   addOptions,
   defined,
   describeBackends,
+  describeEdgePurge,
+  edgePurgeConfig,
   MIB,
   masterSecurity,
   resizeReadConfig,
@@ -55,6 +57,7 @@ export function serverConfigs(
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,
     read: resizeReadConfig(o),
+    ...defined({ edgePurge: edgePurgeConfig(o) }),
   };
   return { master, volume };
 }
@@ -89,5 +92,6 @@ export function registerServerCommand(program: Command): void {
     console.log(
       `tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`,
     );
+    console.log(describeEdgePurge(configs.volume.edgePurge));
   });
 }

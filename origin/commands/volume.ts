@@ -7,6 +7,8 @@ import {
   addOptions,
   defined,
   describeBackends,
+  describeEdgePurge,
+  edgePurgeConfig,
   MIB,
   resizeReadConfig,
   resolveBackends,
@@ -36,7 +38,8 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     ...volumeSecurity(o),
     pulseSeconds: o.pulseSeconds,
   });
-  return { ...config, locations, backends, read: resizeReadConfig(o) };
+  const edgePurge = edgePurgeConfig(o);
+  return { ...config, locations, backends, read: resizeReadConfig(o), ...(edgePurge ? { edgePurge } : {}) };
 }
 
 export function registerVolumeCommand(program: Command): void {
@@ -53,5 +56,6 @@ export function registerVolumeCommand(program: Command): void {
     stopOnSignals(() => server.close());
     console.log(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
     console.log(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
+    console.log(describeEdgePurge(config.edgePurge));
   });
 }

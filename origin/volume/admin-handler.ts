@@ -9,6 +9,7 @@ import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { sendJson } from '../http/respond.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
+import type { EdgePurgeEvents } from './edge-purge.ts';
 import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
 import { DEFAULT_GARBAGE_THRESHOLD, vacuumVolume } from './vacuum.ts';
@@ -35,6 +36,7 @@ export async function handleAdmin(
   store: Store,
   pathname: string,
   query: URLSearchParams | null,
+  edgePurge?: EdgePurgeEvents,
 ): Promise<void> {
   if (req.method !== 'POST') throw new MethodNotAllowedError(`${pathname} takes POST`);
   switch (pathname) {
@@ -74,7 +76,10 @@ export async function handleAdmin(
       known(query, ['collection']);
       const collection = parseCollection(query?.get('collection'));
       if (!collection) throw new InvalidParamError('collection is required');
-      sendJson(res, 200, { collection, deletedVolumes: await store.deleteCollection(collection) });
+      const deletedVolumes = await store.deleteCollection(collection);
+      // Their copies at the edge are void: every file of these volumes is gone.
+      edgePurge?.volumesRemoved(deletedVolumes);
+      sendJson(res, 200, { collection, deletedVolumes });
       return;
     }
     default:

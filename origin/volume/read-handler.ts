@@ -1,18 +1,21 @@
 /**
  * GET/HEAD of a blob in any of the three URL forms (brief §5): headers from
  * the needle, 304s, single and multiple Ranges, gzip passed through or
- * undone, active content as attachment. Small needles are read whole with one
- * pread (volume.read); large ones stream (large-read.ts).
+ * undone, active content as attachment, `Expires` when the blob has a TTL (so
+ * a cache in front never keeps it longer). Small needles are read whole with
+ * one pread (volume.read); large ones stream (large-read.ts). Query parameters
+ * other than the ones below are ignored, as SeaweedFS ignores them (cache
+ * busters such as `?v=2` are common on public URLs).
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { InvalidParamError } from '../../shared/errors.ts';
 import { type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
+import { isTrueParam } from '../../shared/query.ts';
 import {
   canonicalResizeQuery,
   parseResizeParams,
-  RESIZE_PARAMS,
   type ResizeLimits,
   type ResizeParams,
 } from '../../shared/resize.ts';
@@ -23,13 +26,11 @@ import { acceptsGzip } from '../http/encoding.ts';
 import { essence, isInlineSafe, mimeFromExtension, OCTET_STREAM } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
 import { serveLargeNeedle } from './large-read.ts';
-import { assertKnownParams } from './params.ts';
 import type { Resizer } from './resize.ts';
 import { serveResized } from './resize-read.ts';
 import type { Store } from './store.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
-const READ_PARAMS = new Set(['dl', 'sig', 'jwt', ...RESIZE_PARAMS]);
 const DECODER = new TextDecoder();
 
 export interface ReadConfig {
@@ -68,7 +69,7 @@ export function etagOf(checksum: number): string {
 }
 
 /** `filename` for ASCII-safe names plus RFC 8187 `filename*` so any UTF-8 name survives. */
-function contentDisposition(kind: 'inline' | 'attachment', name: string): string {
+export function contentDisposition(kind: 'inline' | 'attachment', name: string): string {
   if (!name) return kind;
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
   return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
@@ -95,7 +96,8 @@ export function blobHeaders(
   urlExt: string | undefined,
   download: boolean,
   config: ReadConfig,
-): { headers: OutgoingHttpHeaders; mime: string } {
+  expiresAt?: number,
+): { headers: OutgoingHttpHeaders; mime: string; name: string } {
   const stored = decodeField(meta.mime);
   const name = urlName ?? decodeField(meta.name);
   const dot = name.lastIndexOf('.');
@@ -113,9 +115,11 @@ export function blobHeaders(
     'Content-Disposition': contentDisposition(inline ? 'inline' : 'attachment', name),
   };
   if (meta.lastModified !== undefined) headers['Last-Modified'] = httpDate(meta.lastModified);
+  // Whole seconds (TTLs count from Last-Modified, itself in seconds), so this is exact.
+  if (expiresAt !== undefined) headers.Expires = new Date(expiresAt).toUTCString();
   if (meta.flags & FLAG_GZIP) headers.Vary = 'Accept-Encoding';
   pairHeaders(meta.pairs, headers);
-  return { headers, mime };
+  return { headers, mime, name };
 }
 
 /**
@@ -131,10 +135,26 @@ export function handleRead(
   config: ReadConfig,
 ): void | Promise<void> {
   const { fid, ext, name } = parseFidPath(pathname);
-  if (query) assertKnownParams(query, READ_PARAMS);
-  const download = query?.get('dl') === 'true' || query?.get('dl') === '1';
+  const download = isTrueParam(query?.get('dl'));
   const resize = query ? parseResizeParams(query, config.resizeLimits) : null;
   const volume = store.get(fid.volumeId);
+  // SeaweedFS compares with "true" exactly; the data of a deleted needle is there until vacuum.
+  if (query?.get('readDeleted') === 'true' && !volume.isRemote) {
+    const found = volume.read(fid.key, fid.cookie, true);
+    if (resize)
+      return handleResizedRead(
+        req,
+        res,
+        volume,
+        pathname,
+        query,
+        resize,
+        { fid, name, ext, download },
+        config,
+        found,
+      );
+    return respond(req, res, volume, found, name, ext, download, config);
+  }
   if (resize)
     return handleResizedRead(
       req,
@@ -167,6 +187,7 @@ async function handleResizedRead(
   params: ResizeParams,
   target: { fid: ParsedFid; name?: string; ext?: string; download: boolean },
   config: ReadConfig,
+  deleted?: ReadResult,
 ): Promise<void> {
   if (!config.resizer) throw new InvalidParamError('image resizing is not enabled on this server');
   if (config.resizeSigningKey && !query.has('preset')) {
@@ -177,9 +198,11 @@ async function handleResizedRead(
       query.get('sig'),
     );
   }
-  const found = volume.isRemote
-    ? await volume.readRemote(target.fid.key, target.fid.cookie)
-    : volume.read(target.fid.key, target.fid.cookie);
+  const found =
+    deleted ??
+    (volume.isRemote
+      ? await volume.readRemote(target.fid.key, target.fid.cookie)
+      : volume.read(target.fid.key, target.fid.cookie));
   if (await serveResized(req, res, volume, found, params, target, config)) return;
   await respond(req, res, volume, found, target.name, target.ext, target.download, config);
 }
@@ -194,7 +217,14 @@ function respond(
   download: boolean,
   config: ReadConfig,
 ): void | Promise<void> {
-  const { headers, mime } = blobHeaders(found.needle, name, ext, download, config);
+  const { headers, mime } = blobHeaders(
+    found.needle,
+    name,
+    ext,
+    download,
+    config,
+    volume.expiresAt(found.needle),
+  );
   if (isNotModified(req.headers, { etag: headers.ETag as string, lastModified: found.needle.lastModified })) {
     res.writeHead(304, headers);
     res.end();

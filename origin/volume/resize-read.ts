@@ -15,10 +15,28 @@ import { FLAG_GZIP } from '../../shared/needle.ts';
 import { assertChecksum } from '../../shared/needle-decode.ts';
 import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../shared/resize.ts';
 import { isNotModified } from '../http/conditional.ts';
+import { essence } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
 import { preadExact } from './files.ts';
-import { blobHeaders, type ReadConfig } from './read-handler.ts';
+import { blobHeaders, contentDisposition, type ReadConfig } from './read-handler.ts';
 import type { ReadResult, Volume } from './volume.ts';
+
+/** Extensions of the formats a variant can be converted to. */
+const EXTENSIONS: Record<string, string> = {
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/webp': 'webp',
+  'image/avif': 'avif',
+  'image/gif': 'gif',
+};
+
+/** `photo.png` -> `photo.webp` for image/webp; a name without an extension gets one. */
+function withExtension(name: string, mime: string): string {
+  const ext = EXTENSIONS[mime];
+  if (!ext) return name;
+  const dot = name.lastIndexOf('.');
+  return `${dot > 0 ? name.slice(0, dot) : name}.${ext}`;
+}
 
 /** FNV-1a of the variant's canonical form: a short, stable suffix for its ETag. */
 function variantTag(text: string): string {
@@ -62,7 +80,14 @@ export async function serveResized(
   config: ReadConfig,
 ): Promise<boolean> {
   const resizer = config.resizer!;
-  const { headers, mime } = blobHeaders(found.needle, target.name, target.ext, target.download, config);
+  const { headers, mime, name } = blobHeaders(
+    found.needle,
+    target.name,
+    target.ext,
+    target.download,
+    config,
+    volume.expiresAt(found.needle),
+  );
   const format =
     params.format === 'auto' ? negotiateFormat(req.headers.accept, '') || 'source' : params.format;
   const etag = `"${(headers.ETag as string).slice(1, -1)}-${variantTag(`${canonicalResizeQuery(params)}|${format}`)}"`;
@@ -75,6 +100,11 @@ export async function serveResized(
   const out = await resizer.resize(source, mime, params, req.headers.accept);
   if (!out) return false;
   headers['Content-Type'] = out.mime;
+  if (out.mime !== essence(mime) && name) {
+    // A converted variant is saved under its own format's extension (photo.png served as WebP: photo.webp).
+    const kind = String(headers['Content-Disposition']).startsWith('attachment') ? 'attachment' : 'inline';
+    headers['Content-Disposition'] = contentDisposition(kind, withExtension(name, out.mime));
+  }
   headers.ETag = etag;
   delete headers.Vary;
   if (out.variesByAccept) headers.Vary = 'Accept';

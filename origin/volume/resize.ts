@@ -26,15 +26,24 @@ export interface ResizeConfig {
   timeoutSeconds: number;
   /** Largest stored blob read into memory to resize. */
   maxSourceBytes: number;
+  /** Colour transparent pixels become in formats without alpha (JPEG), e.g. "#ffffff". */
+  background: string;
 }
 
 export const MAX_SOURCE_PIXELS = 50_000_000;
+/**
+ * What transparency becomes in a JPEG: white, as a page behind it usually is.
+ * (libvips would drop the alpha channel and leave the colour under it, which
+ * for most PNGs is black.)
+ */
+export const FLATTEN_BACKGROUND = '#ffffff';
 export const RESIZE_DEFAULTS: ResizeConfig = {
   maxSourcePixels: MAX_SOURCE_PIXELS,
   concurrency: 2,
   maxQueue: 64,
   timeoutSeconds: 10,
   maxSourceBytes: 32 * 1024 * 1024,
+  background: FLATTEN_BACKGROUND,
 };
 
 /** Sources Kelp resizes (SeaweedFS's list: png, jpg, jpeg, gif, webp; plus avif). */
@@ -180,6 +189,7 @@ export class Resizer {
           withoutEnlargement: true,
         });
       }
+      if (format === 'jpeg') image.flatten({ background: this.config.background });
       const quality = params.quality ?? (format === 'jpeg' ? DEFAULT_JPEG_QUALITY : undefined);
       // AVIF at sharp's default effort (4) takes seconds per megapixel; 2 keeps format=auto interactive.
       const options = { ...(quality ? { quality } : {}), ...(format === 'avif' ? { effort: 2 } : {}) };

@@ -13,6 +13,7 @@ import { Access } from '../security/access.ts';
 import { checkBinding } from '../security/binding.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
+import { type EdgePurgeConfig, EdgePurgeEvents, edgePurgers } from './edge-purge.ts';
 import { HeartbeatClient } from './heartbeat.ts';
 import { handleVolumeMove } from './move-handler.ts';
 import { splitUrl } from './params.ts';
@@ -61,6 +62,8 @@ export interface VolumeServerConfig {
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
   backends: BackendConfig[];
+  /** Edges told about overwrites, deletes and deleted collections (edge-purge.ts); none by default. */
+  edgePurge?: EdgePurgeConfig;
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -81,6 +84,8 @@ export const VOLUME_SERVER_DEFAULTS = {
 export interface VolumeServer {
   server: Server;
   store: Store;
+  /** Purge events to the edge, when configured. */
+  edgePurge?: EdgePurgeEvents;
   /** The bound address, e.g. 127.0.0.1:8080. */
   address: string;
   close(): Promise<void>;
@@ -121,7 +126,7 @@ function route(
           if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
           if (pathname.startsWith('/admin/volume/'))
             return handleVolumeMove(req, res, moves, pathname, query);
-          return handleAdmin(req, res, store, pathname, query);
+          return handleAdmin(req, res, store, pathname, query, write.edgePurge);
         }
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
@@ -160,6 +165,7 @@ export async function startVolumeServer(
   const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir, config.log);
   const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
   const tier = { backends, jobs: new TierJobs() };
+  const purgers = edgePurgers(config.edgePurge);
   const write: WriteConfig = {
     maxUploadBytes: config.maxUploadBytes,
     now: config.now,
@@ -167,6 +173,7 @@ export async function startVolumeServer(
     clusterKey: config.clusterKey,
     clusterKeys: access.clusterKeys,
     replicator: new Replicator(config.master, [], config.log, config.clusterKey),
+    ...(purgers.length ? { edgePurge: new EdgePurgeEvents(purgers, config.log) } : {}),
   };
   const moves = new VolumeMoves(store, { clusterKey: config.clusterKey, adminKey: config.adminKey });
   const page = new VolumeStatusPage(store, tier, config);
@@ -207,10 +214,12 @@ export async function startVolumeServer(
   const volumeServer: VolumeServer = {
     server,
     store,
+    ...(write.edgePurge ? { edgePurge: write.edgePurge } : {}),
     address,
     async close() {
       await heartbeat?.stop();
       await closeServer(server);
+      await write.edgePurge?.close();
       await tier.jobs.close();
       await store.close();
       await backends.close();

@@ -5,7 +5,13 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError, InsufficientStorageError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
+import {
+  ConflictError,
+  InsufficientStorageError,
+  NoSpaceError,
+  NotFoundError,
+  VolumeNotFoundError,
+} from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
 import { DiskSpace, diskUsage } from './disk-space.ts';
@@ -147,10 +153,10 @@ export class Store {
     return space;
   }
 
-  /** The volume, or NotFoundError (a read of an unknown volume is a 404 like any other). */
+  /** The volume, or VolumeNotFoundError (a 404, whose code tells an edge its lookup is out of date). */
   get(volumeId: number): Volume {
     const entry = this.volumes.get(volumeId);
-    if (!entry) throw new NotFoundError(`volume ${volumeId} is not on this server`);
+    if (!entry) throw new VolumeNotFoundError(`volume ${volumeId} is not on this server`);
     return entry.volume;
   }
 

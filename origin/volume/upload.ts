@@ -21,6 +21,7 @@ import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 import { declaredLength, readBody } from '../http/body.ts';
+import { FilePartTypes } from '../http/part-types.ts';
 import { asStorageError } from './disk-space.ts';
 
 /** Bodies larger than this are spooled to disk instead of kept in memory (issue 3 item 9). */
@@ -306,6 +307,8 @@ function firstFilePart(
       reject(err);
     };
     let parser: busboy.Busboy;
+    // busboy drops the part's charset; this keeps it (attached before the pipe below).
+    const partTypes = new FilePartTypes(req, req.headers['content-type'] ?? '');
     try {
       parser = busboy({
         headers: req.headers,
@@ -329,7 +332,8 @@ function firstFilePart(
       found = collect(stream, limit, spoolDir, wantMd5).then(
         (body) => {
           active = undefined;
-          return { ...body, name: info.filename ?? '', mime: mimeOf(info.mimeType), gzipped: false };
+          const sent = info.filename !== undefined ? partTypes.firstFileType(info.mimeType) : undefined;
+          return { ...body, name: info.filename ?? '', mime: mimeOf(sent ?? info.mimeType), gzipped: false };
         },
         (err: unknown) => {
           active = undefined;

@@ -597,20 +597,28 @@ export class Volume {
    * cookie all throw the same NotFoundError, so a 404 never says which.
    * Corrupt bytes throw (CorruptDataError / ChecksumMismatchError), never return.
    */
-  read(key: bigint, cookie: number): ReadResult {
+  read(key: bigint, cookie: number, readDeleted = false): ReadResult {
     const entry = this.map.get(key);
-    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    if (entry === undefined) throw new NotFoundError('not found');
+    let size = entry.size;
+    if (size < 0) {
+      // SeaweedFS's `readDeleted=true`: a deleted needle keeps its offset (size negated) until
+      // vacuum drops it, and can still be read there. Expiry still applies.
+      if (!readDeleted || size === TOMBSTONE_FILE_SIZE || entry.offset === 0)
+        throw new NotFoundError('not found');
+      size = -size;
+    }
     this.heat.hit();
-    const recordSize = needleRecordSize(entry.size, this.version);
+    const recordSize = needleRecordSize(size, this.version);
     if (recordSize <= LARGE_NEEDLE_BYTES) {
-      const needle = this.recordAt(key, entry.offset, entry.size);
+      const needle = this.recordAt(key, entry.offset, size);
       this.assertVisible(needle, cookie);
       return { kind: 'whole', needle };
     }
     const at = toByteOffset(entry.offset);
     const head = preadExact(this.datFd, NEEDLE_DATA_OFFSET, at);
     const header = parseNeedleHeader(head);
-    if (header.id !== key || header.size !== entry.size) {
+    if (header.id !== key || header.size !== size) {
       throw new CorruptDataError(`volume ${this.id}: record at ${at} is not needle ${key.toString(16)}`);
     }
     const dataSize = parseDataSize(head.subarray(NEEDLE_HEADER_SIZE), header.size);
@@ -620,6 +628,12 @@ export class Volume {
     const needle = { ...meta, ...header };
     this.assertVisible(needle, cookie);
     return { kind: 'large', needle, dataOffset: at + NEEDLE_HEADER_SIZE + DATA_SIZE_SIZE, dataSize };
+  }
+
+  /** Whether the key has a live needle (a write to it is an overwrite). */
+  holds(key: bigint): boolean {
+    const entry = this.map.get(key);
+    return entry !== undefined && entry.size >= 0;
   }
 
   /**
@@ -685,9 +699,15 @@ export class Volume {
 
   /** A needle's own TTL wins over the volume's; both count from its last-modified time. */
   isExpired(needle: { lastModified?: number; ttl?: Ttl }): boolean {
+    const at = this.expiresAt(needle);
+    return at !== undefined && at <= this.config.now();
+  }
+
+  /** When the needle's TTL ends (ms since the epoch), or undefined if it never expires. */
+  expiresAt(needle: { lastModified?: number; ttl?: Ttl }): number | undefined {
     const ttl = needle.ttl && !isEmptyTtl(needle.ttl) ? needle.ttl : this.superBlock.ttl;
-    if (isEmptyTtl(ttl) || needle.lastModified === undefined) return false;
-    return (needle.lastModified + ttlToSeconds(ttl)) * 1000 <= this.config.now();
+    if (isEmptyTtl(ttl) || needle.lastModified === undefined) return undefined;
+    return (needle.lastModified + ttlToSeconds(ttl)) * 1000;
   }
 
   /**

@@ -23,6 +23,7 @@ import {
   verifyClusterRequest,
 } from '../security/cluster-auth.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
+import type { EdgePurgeEvents } from './edge-purge.ts';
 import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
 import type { LocalRollback, Replicator } from './replication.ts';
@@ -58,6 +59,8 @@ export interface WriteConfig {
   /** The keys such a signature may be made with (the current one, and a previous one during a rotation). */
   clusterKeys?: readonly string[];
   replicator: Replicator;
+  /** Tells the edge about overwrites and deletes (none configured: the edge's fresh period bounds them). */
+  edgePurge?: EdgePurgeEvents;
 }
 
 /** Checks the token (when the cluster is secured) against the fid without its delta suffix. */
@@ -217,6 +220,7 @@ async function storeUpload(
   const peers = fanOut ? await config.replicator.peers(fid.volumeId, copies) : [];
   const { undoLog } = config.replicator;
   if (changeId) undoLog.assertNotCancelled(changeId);
+  const overwrite = volume.holds(fid.key);
   const applying = data
     ? volume.write({ key: fid.key, cookie: fid.cookie, data, meta })
     : volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
@@ -229,6 +233,8 @@ async function storeUpload(
     const w = { fid: pathname.slice(1), data: body, meta, token };
     await config.replicator.write(peers, fid.volumeId, w, rollbackOf(volume, result.change));
   }
+  // An overwrite changes what the edge may hold; the client-facing server (not each replica) says so.
+  if (overwrite && !result.unchanged && isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   const eTag = etagOf(result.checksum);
   if (result.unchanged) {
     res.writeHead(204, { ETag: eTag });
@@ -317,5 +323,6 @@ export async function handleDelete(
     const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token };
     await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
   }
+  if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   sendJson(res, 202, { size });
 }

@@ -26,6 +26,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const WORKER_ENTRY = join(REPO_ROOT, 'edge/index.ts');
 /** The compatibility date the tests and the bench run the Worker at (wrangler.toml's). */
 export const COMPATIBILITY_DATE = '2026-11-01';
+/** ORIGIN_ALLOW of the tests: every origin they start is on 127.0.0.1 (wrangler.toml [env.local] alike). */
+export const LOOPBACK_ORIGINS = 'http://127.0.0.1:*';
 
 const tempDirs: string[] = [];
 
@@ -65,7 +67,13 @@ export async function bundleWorker(entry: string, outDir: string): Promise<strin
  * it. `port` starts Miniflare's own HTTP server there (0 = any free port);
  * without it requests go through `dispatchFetch` only.
  */
-export function startWorker(scriptPath: string, bindings: Record<string, string>, port?: number): Miniflare {
+export function startWorker(
+  scriptPath: string,
+  bindings: Record<string, string>,
+  port?: number,
+  /** A directory keeping the Cache API's contents across instances (as wrangler dev's --persist-to). */
+  cachePersist?: string,
+): Miniflare {
   return new Miniflare({
     ...convertV4MiniflareOptions({
       modules: true,
@@ -77,6 +85,7 @@ export function startWorker(scriptPath: string, bindings: Record<string, string>
       cf: false,
       host: '127.0.0.1',
       ...(port === undefined ? {} : { port }),
+      ...(cachePersist === undefined ? {} : { resourcePersistencePath: cachePersist }),
     }),
     logRequests: false,
   });
@@ -104,18 +113,26 @@ export class CountingProxy {
   upstream: string;
   /** Milliseconds to hold each request before passing it on (a slow origin). */
   delayMs = 0;
+  /** Milliseconds to hold each upstream answer before passing it back (a slow network on the way out). */
+  responseDelayMs = 0;
 
   constructor(upstream: string) {
     this.upstream = upstream;
     this.server = createServer(async (req, res) => {
       this.seen.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
+      // Decided when the request arrives, so a test can slow one request and not the next.
+      const hold = this.responseDelayMs;
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const [host, port] = this.upstream.split(':') as [string, string];
       const out = httpRequest(
         { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
         (up) => {
-          res.writeHead(up.statusCode ?? 502, up.rawHeaders);
-          up.pipe(res);
+          const pass = () => {
+            res.writeHead(up.statusCode ?? 502, up.rawHeaders);
+            up.pipe(res);
+          };
+          if (hold > 0) setTimeout(pass, hold);
+          else pass();
         },
       );
       out.on('error', () => req.socket.destroy());
@@ -176,6 +193,13 @@ export interface EdgeOptions {
   volume?: Partial<VolumeServerConfig>;
   /** Client key the harness's own `/dir/assign` calls present to the master (`Authorization: Bearer`). */
   clientKey?: string;
+  /**
+   * Volume servers send purge events to the Worker (its PURGE_KEY set, its HTTP server on), as
+   * `npm start` arranges.
+   */
+  purgeEvents?: boolean;
+  /** Volume slots per server (default 8; every collection and TTL grows volumes of its own). */
+  maxVolumes?: number;
 }
 
 /** A second Worker in front of the same origins, with other vars. */
@@ -189,6 +213,11 @@ export interface EdgeCluster {
   master: MasterServer;
   masterProxy: CountingProxy;
   volumes: EdgeVolume[];
+  /** The Worker's HTTP address, when it has one (port given, or purge events on). */
+  edgeUrl?: string;
+  purgeKey?: string;
+  /** Starts one more volume server on `dir`, behind a counting proxy it advertises as `advertiseHost:port`. */
+  addVolume(dir: string, advertiseHost?: string): Promise<EdgeVolume>;
   /** A request to the Worker; `path` is e.g. "/3,01637037d6.jpg". */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Requests every origin (master and volume proxies) has seen so far. */
@@ -254,24 +283,42 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     ...opts.master,
   });
   const masterProxy = await new CountingProxy(master.address).listen();
+
+  // The Worker first: with purge events on, the volume servers need its address.
+  const purgeKey = opts.purgeEvents ? randomBytes(16).toString('hex') : undefined;
+  const scriptPath = await bundleWorker(WORKER_ENTRY, work);
+  const mf = startWorker(
+    scriptPath,
+    {
+      MASTER_URL: `http://${masterProxy.address}`,
+      ORIGIN_ALLOW: LOOPBACK_ORIGINS,
+      ...(purgeKey ? { PURGE_KEY: purgeKey } : {}),
+      ...opts.vars,
+    },
+    opts.port ?? (purgeKey ? 0 : undefined),
+  );
+  const ready = await mf.ready;
+  const edgeUrl = purgeKey || opts.port !== undefined ? ready.origin : undefined;
+
   const volumes: EdgeVolume[] = [];
-  for (let i = 0; i < (opts.volumes ?? 1); i++) {
+  const addVolume = async (dir: string, advertiseHost = '127.0.0.1'): Promise<EdgeVolume> => {
     // The proxy must exist before the server so the server can advertise it; its upstream is set once bound.
     const proxy = await new CountingProxy('127.0.0.1:0').listen();
     const server = await startVolumeServer({
       host: '127.0.0.1',
       port: 0,
-      locations: [{ dir: join(work, `v${i}`), maxVolumes: 8 }],
+      locations: [{ dir, maxVolumes: opts.maxVolumes ?? 8 }],
       master: master.address,
-      publicUrl: proxy.address,
+      publicUrl: `${advertiseHost}:${proxy.port}`,
       pulseSeconds: 1,
       rack: 'r0',
       log: quiet,
       ...opts.volume,
+      ...(purgeKey && edgeUrl ? { edgePurge: { urls: [edgeUrl], key: purgeKey } } : {}),
     });
     proxy.upstream = server.address;
     let stopped = false;
-    volumes.push({
+    const volume: EdgeVolume = {
       server,
       proxy,
       url: server.address,
@@ -281,20 +328,15 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
         await server.close();
         await proxy.close();
       },
-    });
-  }
+    };
+    volumes.push(volume);
+    return volume;
+  };
+  for (let i = 0; i < (opts.volumes ?? 1); i++) await addVolume(join(work, `v${i}`));
   await waitFor(
     'volume servers to join the master',
     () => master.topology.aliveNodes().length === volumes.length,
   );
-
-  const scriptPath = await bundleWorker(WORKER_ENTRY, work);
-  const mf = startWorker(
-    scriptPath,
-    { MASTER_URL: `http://${masterProxy.address}`, ...opts.vars },
-    opts.port,
-  );
-  await mf.ready;
 
   const masterBase = `http://${master.address}`;
   const assign = async (params: URLSearchParams): Promise<AssignResponse> => {
@@ -321,6 +363,9 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     master,
     masterProxy,
     volumes,
+    edgeUrl,
+    purgeKey,
+    addVolume: (dir, advertiseHost) => addVolume(dir, advertiseHost),
     async fetch(path, init) {
       const res = await mf.dispatchFetch(`http://edge.test${path}`, init as never);
       return res as unknown as Response;
@@ -328,7 +373,11 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
     originRequests: () => masterProxy.count + volumes.reduce((n, v) => n + v.proxy.count, 0),
     originSeen: () => [...masterProxy.seen, ...volumes.flatMap((v) => v.proxy.seen)],
     async worker(vars) {
-      const extra = startWorker(scriptPath, { MASTER_URL: `http://${masterProxy.address}`, ...vars });
+      const extra = startWorker(scriptPath, {
+        MASTER_URL: `http://${masterProxy.address}`,
+        ORIGIN_ALLOW: LOOPBACK_ORIGINS,
+        ...vars,
+      });
       await extra.ready;
       extras.add(extra);
       return {
@@ -364,9 +413,10 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       return (await res.json()) as LookupResponse;
     },
     async close() {
+      // Volume servers first: their last purge events still find the Worker.
+      for (const v of volumes) await v.stop().catch(() => {});
       await mf.dispose().catch(() => {});
       for (const extra of extras) await extra.dispose().catch(() => {});
-      for (const v of volumes) await v.stop().catch(() => {});
       await masterProxy.close().catch(() => {});
       await master.close().catch(() => {});
       removeTempDirs();

@@ -15,6 +15,7 @@ import {
   startEdge,
   TEST_WRITE_KEY,
   WRITE_AUTH,
+  waitFor,
 } from './harness.ts';
 
 /** Objects above this are not fetched whole to answer a Range (MAX_CACHEABLE_BYTES). */
@@ -85,7 +86,9 @@ describe('hot reads', () => {
       expect(first.status).toBe(200);
       expect(first.headers.get('x-kelp-cache')).toBe('MISS');
       expect(first.headers.get('content-type')).toBe('image/jpeg');
-      expect(first.headers.get('cache-control')).toMatch(/public, max-age=\d+, immutable/);
+      // Browsers keep it no longer than the edge trusts it unconfirmed (EDGE_FRESH_SECONDS, default 5).
+      expect(first.headers.get('cache-control')).toBe('public, max-age=5');
+      expect(first.headers.get('cf-cache-status')).toBe('MISS');
       expect(await bytes(first)).toEqual(data);
 
       const n = await originRequestsDuring(async () => {
@@ -132,6 +135,25 @@ describe('hot reads', () => {
       expect(await bytes(get)).toEqual(data);
     });
     expect(n).toBe(0);
+  });
+});
+
+describe('downloads', () => {
+  it('answers ?dl=true (or 1) with an attachment, as the volume server does, cached apart from the inline copy', async () => {
+    const data = randomBlob(600);
+    const fid = await edge.upload(data, { name: 'report.txt', mime: 'text/plain' });
+    const inline = await edge.fetch(`/${fid}`);
+    expect(inline.headers.get('content-disposition')).toMatch(/^inline; filename="report.txt"/);
+    await bytes(inline);
+    for (const q of ['dl=true', 'dl=1', 'dl=true&utm=x']) {
+      const res = await edge.fetch(`/${fid}?${q}`);
+      expect(res.headers.get('content-disposition'), q).toMatch(/^attachment; filename="report.txt"/);
+      expect(await bytes(res), q).toEqual(data);
+    }
+    expect((await edge.fetch(`/${fid}?dl=1`)).headers.get('x-kelp-cache')).toBe('HIT');
+    const again = await edge.fetch(`/${fid}`);
+    expect(again.headers.get('content-disposition')).toMatch(/^inline/);
+    expect(again.headers.get('x-kelp-cache')).toBe('HIT');
   });
 });
 
@@ -327,24 +349,45 @@ describe('writes through the edge', () => {
     }
   });
 
-  it('does not re-cache bytes that an origin still serves right after a purge (a miss racing the delete)', async () => {
+  it('does not keep bytes an origin read before a purge that overtook them (a miss racing the delete)', async () => {
     const data = randomBlob(500);
     const fid = await edge.upload(data, { name: 'race.txt', mime: 'text/plain' });
+    const volume = edge.volumes[0]!.proxy;
+    // The origin reads the blob at once, but its answer reaches the edge only after the delete's purge.
+    volume.responseDelayMs = 1500;
+    const racing = edge.fetch(`/${fid}`);
+    await waitFor('the racing read to reach the origin', () =>
+      volume.seen.some((s) => s.method === 'GET' && s.path === `/${fid}`),
+    );
+    volume.responseDelayMs = 0;
     const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
     expect(del.status).toBe(202);
     await bytes(del);
-    // Stand-in for a miss whose origin fetch began before the delete: the same fid is
-    // readable at the origin again (re-uploaded straight to the volume server).
+    const raced = await racing;
+    expect(raced.status).toBe(200);
+    expect(raced.headers.get('x-kelp-cache')).toBe('BYPASS');
+    expect(await bytes(raced)).toEqual(data);
+    const after = await edge.fetch(`/${fid}`);
+    expect(after.status).toBe(404);
+    await bytes(after);
+  });
+
+  it('caches a fid written again after its purge (a purge voids older copies, it bans nothing)', async () => {
+    const fid = await edge.upload(randomBlob(300), { name: 'again.txt', mime: 'text/plain' });
+    const del = await edge.fetch(`/${fid}`, { method: 'DELETE', headers: WRITE_AUTH });
+    expect(del.status).toBe(202);
+    await bytes(del);
+    const data = randomBlob(400);
     const form = new FormData();
-    form.set('file', new Blob([data]), 'race.txt');
+    form.set('file', new Blob([new Uint8Array(data)]), 'again.txt');
     const reup = await fetch(`http://${edge.volumes[0]!.url}/${fid}`, { method: 'POST', body: form });
     expect(reup.status).toBe(201);
-    for (let i = 0; i < 2; i++) {
-      const res = await edge.fetch(`/${fid}`);
-      expect(res.status).toBe(200);
-      expect(res.headers.get('x-kelp-cache')).toBe('BYPASS');
-      await bytes(res);
-    }
+    const first = await edge.fetch(`/${fid}`);
+    expect([first.status, first.headers.get('x-kelp-cache')]).toEqual([200, 'MISS']);
+    expect(await bytes(first)).toEqual(data);
+    const second = await edge.fetch(`/${fid}`);
+    expect(second.headers.get('x-kelp-cache')).toBe('HIT');
+    expect(await bytes(second)).toEqual(data);
   });
 
   it('purges variants cached concurrently (the variant index loses none)', async () => {

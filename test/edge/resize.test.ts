@@ -134,6 +134,13 @@ describe('variants at the edge', () => {
     const webp2 = await read(edge, `/${fid}?width=100&format=auto`, { accept: 'image/webp' });
     expect([webp2.cache, webp2.res.headers.get('content-type')]).toEqual(['HIT', 'image/webp']);
     expect(webp2.body).toEqual(webp.body);
+    // Downstream caches (browsers included) must key it by Accept too, and never keep it as immutable.
+    for (const r of [webp, plain, webp2]) {
+      expect(r.res.headers.get('vary')).toBe('Accept');
+      expect(r.res.headers.get('cache-control')).toBe('public, max-age=5');
+    }
+    // A fixed format does not vary.
+    expect((await read(edge, `/${fid}?width=100&format=webp`)).res.headers.get('vary')).toBeNull();
   });
 
   it('a delete purges the variants', async () => {

@@ -147,7 +147,7 @@ export async function childVolume(
   };
   stoppers.push(() => stopWith('SIGKILL'));
   const port = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`volume process did not start:\n${out}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`volume process did not start:\n${out}`)), 40_000);
     child.stdout!.on('data', (s: string) => {
       out += s;
       const m = /listening (\d+)/.exec(out);

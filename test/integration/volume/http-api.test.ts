@@ -368,10 +368,15 @@ describe('errors', () => {
     }
   });
 
-  it('answers an unknown query parameter with 400', async () => {
+  it('ignores unknown query parameters on reads, as SeaweedFS does, but refuses them on writes', async () => {
     const fid = newFid(VID);
     await putOk(base, fid, 'x');
-    expect((await raw(base, `/${fid}?widht=200`)).status).toBe(400);
+    for (const q of ['?v=2', '?utm_source=mail&cb=123', '?widht=200']) {
+      const res = await raw(base, `/${fid}${q}`);
+      expect(res.status, q).toBe(200);
+      expect(res.body.toString(), q).toBe('x');
+    }
+    // A write's parameters change what is stored: a typo there must not look like success.
     expect((await put(base, newFid(VID), 'x', {}, '?tll=1m')).status).toBe(400);
   });
 
@@ -454,5 +459,69 @@ describe('upload size limit', () => {
     form.append('file', new Blob([randomBlob(4096)]), 'big.bin');
     const res = await fetch(`${small.base}/${newFid(1)}`, { method: 'POST', body: form });
     expect(res.status).toBe(413);
+  });
+});
+
+describe('what browsers are given', () => {
+  it('keeps the charset given at upload, multipart or raw, and serves it', async () => {
+    const text = 'Grüße, ½ € ✓ 日本語\n';
+    const form = new FormData();
+    form.append('comment', 'a field before the file');
+    form.append('file', new Blob([text], { type: 'text/plain; charset=utf-8' }), 'note.txt');
+    const multipart = newFid(VID);
+    expect((await fetch(`${base}/${multipart}`, { method: 'POST', body: form })).status).toBe(201);
+    const rawFid = newFid(VID);
+    await putOk(base, rawFid, Buffer.from(text), { 'Content-Type': 'text/plain; charset=utf-8' });
+    for (const fid of [multipart, rawFid]) {
+      const got = await raw(base, `/${fid}`);
+      expect(got.headers['content-type'], fid).toBe('text/plain; charset=utf-8');
+      expect(got.body.toString('utf8'), fid).toBe(text);
+    }
+    // No charset given: none invented.
+    const bare = new FormData();
+    bare.append('file', new Blob(['plain'], { type: 'text/plain' }), 'bare.txt');
+    const bareFid = newFid(VID);
+    expect((await fetch(`${base}/${bareFid}`, { method: 'POST', body: bare })).status).toBe(201);
+    expect((await raw(base, `/${bareFid}`)).headers['content-type']).toBe('text/plain');
+  });
+
+  it('reads dl as SeaweedFS does (1, t, true, TRUE: attachment; 0, false: inline)', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, 'x', { 'Content-Type': 'text/plain' });
+    for (const v of ['1', 't', 'true', 'TRUE', 'True']) {
+      expect((await raw(base, `/${fid}?dl=${v}`)).headers['content-disposition'], v).toMatch(/^attachment/);
+    }
+    for (const v of ['0', 'false', 'no', '']) {
+      expect((await raw(base, `/${fid}?dl=${v}`)).headers['content-disposition'], v).toMatch(/^inline/);
+    }
+  });
+
+  it('serves a deleted blob with readDeleted=true until vacuum reclaims it, and 404 without', async () => {
+    const vid = VID + 10;
+    await assignVolume(base, vid);
+    const fid = newFid(vid);
+    const bytes = randomBlob(700);
+    await putOk(base, fid, bytes);
+    expect((await raw(base, `/${fid}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await raw(base, `/${fid}`)).status).toBe(404);
+    // SeaweedFS compares with "true" exactly.
+    expect((await raw(base, `/${fid}?readDeleted=1`)).status).toBe(404);
+    const back = await raw(base, `/${fid}?readDeleted=true`);
+    expect(back.status).toBe(200);
+    expect(back.body.equals(bytes)).toBe(true);
+    // A wrong cookie is still a 404, deleted or not.
+    expect((await raw(base, `/${withWrongCookie(fid)}?readDeleted=true`)).status).toBe(404);
+    const vacuum = await raw(base, `/admin/vacuum?volume=${vid}&garbageThreshold=0`, { method: 'POST' });
+    expect(vacuum.status).toBe(200);
+    expect((await raw(base, `/${fid}?readDeleted=true`)).status).toBe(404);
+  });
+
+  it('answers a volume it does not hold with 404 code volume_not_found (an edge then looks it up again)', async () => {
+    const res = await raw(base, '/4000,01637037d6');
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body.toString())).toEqual({ error: 'not found', code: 'volume_not_found' });
+    // A missing blob in a volume it holds says only "not found".
+    const missing = await raw(base, `/${newFid(VID)}`);
+    expect(JSON.parse(missing.body.toString())).toEqual({ error: 'not found', code: 'not_found' });
   });
 });

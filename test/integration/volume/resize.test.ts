@@ -228,6 +228,61 @@ describe('format and quality', () => {
   });
 });
 
+describe('what browsers are given', () => {
+  it('flattens a transparent PNG onto white when converting it to JPEG (not black)', async () => {
+    // Left half opaque red, right half fully transparent (its colour channels black, as most PNGs store it).
+    const w = 40;
+    const h = 20;
+    const pixels = Buffer.alloc(w * h * 4);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w / 2; x++) pixels.set([220, 20, 20, 255], (y * w + x) * 4);
+    const png = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })
+      .png()
+      .toBuffer();
+    const fid = await upload(base, png, 'image/png');
+    const res = await getOk(`/${fid}?format=jpeg`);
+    expect(res.headers['content-type']).toBe('image/jpeg');
+    const { data, info } = await sharp(res.body).raw().toBuffer({ resolveWithObject: true });
+    const at = (x: number, y: number) => [
+      ...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3),
+    ];
+    const [r, g, b] = at(w - 5, h / 2);
+    expect(Math.min(r!, g!, b!), 'the transparent half').toBeGreaterThan(240);
+    const [r2, g2] = at(5, h / 2);
+    expect(r2!, 'the opaque half keeps its colour').toBeGreaterThan(180);
+    expect(g2!).toBeLessThan(80);
+    // A background of the operator's choosing.
+    const grey = await startWith({ resizer: new Resizer({ background: '#808080' }) });
+    const gfid = await upload(grey, png, 'image/png');
+    const greyed = await sharp((await getOk(`/${gfid}?format=jpeg`, {}, grey)).body)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const gi = ((h / 2) * greyed.info.width + (w - 5)) * greyed.info.channels;
+    expect(Math.abs(greyed.data[gi]! - 128)).toBeLessThan(10);
+  });
+
+  it('names a converted variant with its own format in Content-Disposition', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, await makeImage('png', 60, 40), {
+      'Content-Type': 'image/png',
+      'Content-Disposition': 'attachment; filename="photo.png"',
+    });
+    const webp = await getOk(`/${fid}?format=webp`);
+    expect(webp.headers['content-disposition']).toBe(
+      `inline; filename="photo.webp"; filename*=UTF-8''photo.webp`,
+    );
+    const auto = await getOk(`/${fid}?width=30&format=auto`, { accept: 'image/avif,*/*' });
+    expect(auto.headers['content-disposition']).toMatch(/filename="photo\.avif"/);
+    const same = await getOk(`/${fid}?width=30`);
+    expect(same.headers['content-disposition']).toMatch(/filename="photo\.png"/);
+    const dl = await getOk(`/${fid}?format=jpeg&dl=true`);
+    expect(dl.headers['content-disposition']).toMatch(/^attachment; filename="photo\.jpg"/);
+    // The URL's own name wins over the stored one, and is converted the same way.
+    const named = await getOk(`/${fid.replace(',', '/')}/holiday.png?format=webp`);
+    expect(named.headers['content-disposition']).toMatch(/filename="holiday\.webp"/);
+  });
+});
+
 describe('canonical form and caching headers', () => {
   it('gives one ETag to the same variant however the params are written', async () => {
     const fid = await uploadImage(base, 'png', 400, 200);
@@ -312,7 +367,7 @@ describe('non-images and bad images', () => {
     expect((await getOk(`/${fid}`)).body.equals(corrupt)).toBe(true);
   });
 
-  it('rejects malformed and unknown params (400)', async () => {
+  it('rejects malformed params (400) and ignores unknown ones', async () => {
     const fid = await uploadImage(base, 'png', 100, 100);
     for (const q of [
       'width=abc',
@@ -324,11 +379,12 @@ describe('non-images and bad images', () => {
       'format=bmp',
       'quality=101',
       'width=10&width=20',
-      'colour=red',
       'preset=nope',
     ]) {
       expect({ q, status: (await raw(base, `/${fid}?${q}`)).status }).toEqual({ q, status: 400 });
     }
+    const ignored = await getOk(`/${fid}?width=10&colour=red`);
+    expect(await dims(ignored.body)).toEqual({ width: 10, height: 10, format: 'png' });
   });
 });
 

@@ -47,6 +47,20 @@ describe('TTL', () => {
     expect((await getBytes(srv.base, `/${forever}`)).equals(bytes)).toBe(true);
   });
 
+  it('says when a TTL blob expires (Expires), so no cache keeps it longer; blobs without a TTL have none', async () => {
+    await assignVolume(srv.base, 9);
+    const fid = newFid(9);
+    await putOk(srv.base, fid, 'brief', {}, '?ttl=5m');
+    const written = Math.floor(clock / 1000);
+    const res = await raw(srv.base, `/${fid}`);
+    expect(res.headers.expires).toBe(new Date((written + 300) * 1000).toUTCString());
+    const variant = await raw(srv.base, `/${fid}?width=10`);
+    expect(variant.headers.expires).toBe(res.headers.expires);
+    const forever = newFid(9);
+    await putOk(srv.base, forever, 'stays');
+    expect((await raw(srv.base, `/${forever}`)).headers.expires).toBeUndefined();
+  });
+
   it('expires every needle of a volume created with ttl=', async () => {
     await assignVolume(srv.base, 2, 'ttl=2h');
     expect((await volumeStatus(srv.base, 2)).ttl).toBe('2h');

@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import type { LookupResponse } from '../../shared/api.ts';
+import { InvalidFidError } from '../../shared/errors.ts';
+import { parseFid } from '../../shared/fid.ts';
+import { DELETE_OPTIONS, type DeleteOptions } from '../config.ts';
+import { baseUrl, ClientError, failureReason, request, requestJson } from './client.ts';
+import { clientAuth } from './credentials.ts';
+import { addOptions, resolveFlags } from './options.ts';
+
+/** One line of `kelp delete` output: the volume server's `{size}` with the fid. */
+export interface DeleteLine {
+  fid: string;
+  size: number;
+}
+
+/**
+ * Looks the fid up (a secured master signs a delete token for a client with a key) and
+ * DELETEs it at the first location that answers; that server replicates the
+ * delete and tells the edge (purge event), as for `curl -X DELETE`.
+ */
+export async function deleteFile(fid: string, o: DeleteOptions): Promise<DeleteLine> {
+  try {
+    parseFid(fid);
+  } catch (err) {
+    if (err instanceof InvalidFidError) throw new ClientError(err.message);
+    throw err;
+  }
+  // The master signs a delete token only for an authenticated client (docs/security.md).
+  const { body: found, res } = await requestJson<LookupResponse>(
+    `${baseUrl(o.master)}/dir/lookup?fileId=${fid}`,
+    { headers: clientAuth(o.key) },
+  );
+  const auth = res.headers.get('authorization');
+  const headers: Record<string, string> = auth ? { Authorization: auth } : {};
+  const failures: string[] = [];
+  for (const loc of found.locations) {
+    const url = `${baseUrl(loc.url || loc.publicUrl)}/${fid}`;
+    try {
+      const got = await request(url, { method: 'DELETE', headers });
+      if (got.ok) return { fid, size: ((await got.json()) as { size: number }).size };
+      const why = await failureReason(got);
+      // A 4xx is the answer (not found, unauthorized): another replica would say the same.
+      if (got.status < 500) throw new ClientError(`${fid}: ${why}`);
+      failures.push(`${url}: ${why}`);
+    } catch (err) {
+      if (!(err instanceof ClientError) || err.message.startsWith(`${fid}:`)) throw err;
+      failures.push(err.message);
+    }
+  }
+  if (failures.length === 0) throw new ClientError(`${fid}: the master knows no location for it`);
+  throw new ClientError(`${fid}: no location deleted it:\n  ${failures.join('\n  ')}`);
+}
+
+export function registerDeleteCommand(program: Command): void {
+  const cmd = program
+    .command('delete')
+    .description('delete blobs by file id: look each up on the master, DELETE it at a replica')
+    .argument('<fids...>', 'file ids, e.g. 3,01637037d6');
+  addOptions(cmd, DELETE_OPTIONS).action(async (fids: string[]) => {
+    const { values } = resolveFlags(cmd, DELETE_OPTIONS);
+    let failed = 0;
+    for (const fid of fids) {
+      try {
+        console.log(JSON.stringify(await deleteFile(fid, values)));
+      } catch (err) {
+        if (!(err instanceof ClientError)) throw err;
+        console.error(`kelp delete: ${err.message}`);
+        failed++;
+      }
+    }
+    if (failed) process.exitCode = 1;
+  });
+}
