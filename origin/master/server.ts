@@ -35,8 +35,12 @@ import {
   uploadSize,
 } from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
+import { etcdClient } from './etcd-client.ts';
+import { EtcdStateStore } from './etcd-state-store.ts';
 import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
+import { LeaderProxy } from './leader-proxy.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, type MasterStateStore } from './state-store.ts';
 import { Topology } from './topology.ts';
@@ -68,6 +72,12 @@ export interface MasterConfig {
   /** Run on a non-loopback address without credentials (refused otherwise). */
   insecure?: boolean;
   maxUploadBytes: number;
+  /** etcd members (host:port): several masters share the state and elect a leader there. */
+  etcd?: string[];
+  /** Prefix of this cluster's keys in etcd (several Kelp clusters may share one etcd). */
+  etcdPrefix: string;
+  /** TTL of the leader's etcd lease: how long a killed leader leads on paper. */
+  leaseSeconds: number;
   now: () => number;
   stateStore?: MasterStateStore;
   allocate?: AllocateVolume;
@@ -87,6 +97,8 @@ export const MASTER_DEFAULTS = {
   volumeSizeLimitBytes: 30 * 1024 * 1024 * 1024,
   defaultReplication: '000',
   maxUploadBytes: MAX_UPLOAD_BYTES,
+  etcdPrefix: 'kelp',
+  leaseSeconds: LEASE_SECONDS,
   now: Date.now,
   log: (line: string) => console.log(line),
 };
@@ -95,6 +107,8 @@ export interface MasterServer {
   server: Server;
   topology: Topology;
   sequencer: Sequencer;
+  /** Whether this master leads (always, without etcd), who does, and its peers. */
+  leadership: Leadership;
   address: string;
   close(): Promise<void>;
 }
@@ -113,7 +127,22 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   ];
   const warning = checkBinding('master', config.host, missing, config.insecure === true);
   if (warning) config.log(warning);
-  const state = config.stateStore ?? new FileStateStore(config.mdir);
+  // Several masters: leadership and state in etcd (docs/decisions/0008-several-masters.md).
+  const etcd = config.etcd?.length ? etcdClient(config.etcd) : undefined;
+  const elected = etcd
+    ? new EtcdLeadership({
+        client: etcd,
+        prefix: config.etcdPrefix,
+        leaseSeconds: config.leaseSeconds,
+        log: config.log,
+      })
+    : undefined;
+  const leadership: Leadership = elected ?? new SoloLeadership();
+  const state =
+    config.stateStore ??
+    (etcd && elected
+      ? new EtcdStateStore(etcd, config.etcdPrefix, elected)
+      : new FileStateStore(config.mdir));
   // /submit's spool files left by a crash.
   clearSpoolDir(config.mdir);
   const topology = new Topology({
@@ -121,7 +150,21 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     volumeSizeLimit: config.volumeSizeLimitBytes,
     now: config.now,
   });
-  const sequencer = new Sequencer(state);
+  const sequencer = await Sequencer.open(state, { guard: () => leadership.assertLeader() }).catch(
+    (err: unknown) => {
+      etcd?.close();
+      throw err;
+    },
+  );
+  // A new term reserves its own key ranges.
+  leadership.onChange(() => sequencer.drop());
+  const proxy = new LeaderProxy({
+    leadership,
+    access,
+    clusterKey: config.clusterKey,
+    signingKey: config.signingKey,
+    readSigningKey: config.readSigningKey,
+  });
   const growth = new VolumeGrowth(topology, state, config.allocate ?? allocateOverHttp(config.clusterKey));
   const ctx: AssignContext = {
     topology,
@@ -190,7 +233,11 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       config.log(
         `master: volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
-    return { volumeSizeLimit: config.volumeSizeLimitBytes, pulseSeconds: config.pulseSeconds, leader: self };
+    return {
+      volumeSizeLimit: config.volumeSizeLimitBytes,
+      pulseSeconds: config.pulseSeconds,
+      leader: leadership.leader() ?? '',
+    };
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
@@ -198,17 +245,22 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     // Large bodies spool under the master's directory and stream on to the volume server.
     const upload = await parseUpload(req, '', config.maxUploadBytes, spoolDir(config.mdir));
     try {
-      return await forward(upload, q);
+      return await forward(req, upload, q);
     } finally {
       releaseUpload(upload);
     }
   };
 
-  const forward = async (upload: Upload, q: URLSearchParams | null): Promise<SubmitResponse> => {
-    const assigned = await assign(
-      ctx,
-      parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication),
-    );
+  const forward = async (
+    req: IncomingMessage,
+    upload: Upload,
+    q: URLSearchParams | null,
+  ): Promise<SubmitResponse> => {
+    const request = parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication);
+    // Not the leader: the leader assigns, this master stores.
+    const assigned = leadership.isLeader()
+      ? await assign(ctx, request)
+      : await proxy.assign(req, assignQuery(q));
     const headers: Record<string, string> = {
       'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
     };
@@ -278,6 +330,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
     const q = query ?? new URLSearchParams();
+    if (await proxy.route(req, res, pathname, q)) return;
     switch (pathname) {
       case '/dir/assign': {
         access.requireClient(req, req.url ?? '/');
@@ -324,10 +377,14 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, { Version: KELP_VERSION, Topology: topologyStatus(topology) });
       case '/cluster/status':
         return sendJson(res, 200, {
-          IsLeader: true,
-          Leader: self,
-          Peers: [],
-          MaxVolumeId: Math.max(state.load().maxVolumeId, topology.maxVolumeId()),
+          IsLeader: leadership.isLeader(),
+          Leader: leadership.leader() ?? '',
+          Peers: leadership.peers(),
+          // What the store says, else (etcd out of reach) what the heartbeats say.
+          MaxVolumeId: Math.max(
+            (await state.load().catch(() => ({ maxVolumeId: 0 }))).maxVolumeId,
+            topology.maxVolumeId(),
+          ),
         });
       case '/col/delete':
         if (req.method !== 'POST' && req.method !== 'DELETE')
@@ -361,6 +418,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   });
   const address = await listen(server, config.host, config.port);
   self = config.advertise ?? address;
+  if (elected) elected.start(self);
+  else (leadership as SoloLeadership).self = self;
   config.log(
     config.signingKey
       ? 'master: writes need a signed token (jwt signing key set)'
@@ -373,12 +432,25 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     server,
     topology,
     sequencer,
+    leadership,
     address,
-    close: () => {
+    close: async () => {
       clearInterval(pruner);
-      return closeServer(server);
+      await closeServer(server);
+      await leadership.close();
+      etcd?.close();
     },
   };
+}
+
+/** The placement parameters of a /submit, as the leader's /dir/assign takes them. */
+function assignQuery(q: URLSearchParams | null): URLSearchParams {
+  const out = new URLSearchParams();
+  for (const k of ['collection', 'replication', 'ttl', 'dataCenter', 'rack', 'dataNode']) {
+    const v = q?.get(k);
+    if (v) out.set(k, v);
+  }
+  return out;
 }
 
 function volumeStatus(topology: Topology) {
