@@ -59,7 +59,7 @@ export async function handleSubmit(request: Request, env: Env): Promise<Response
   const body = await request.arrayBuffer();
   // A body without Content-Length (chunked) is only measured once read.
   if (body.byteLength > config.maxUploadBytes) throw tooLarge(config);
-  for (const master of config.masters) {
+  for (const [i, master] of config.masters.entries()) {
     let res: Response;
     try {
       res = await fetch(`${master}/submit${url.search}`, {
@@ -74,6 +74,11 @@ export async function handleSubmit(request: Request, env: Env): Promise<Response
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw refusedEdge('the master', res.status, "set MASTER_CLIENT_KEY to one of the master's client keys");
+    }
+    // 503: nothing was stored (no leader while one is elected, say); the next master may take it.
+    if (res.status === 503 && i < config.masters.length - 1) {
+      await res.body?.cancel();
+      continue;
     }
     return new Response(res.body, { status: res.status, headers: withNoStore(res.headers) });
   }

@@ -92,8 +92,11 @@ const hostPort: Parse<string> = (raw) => {
   if (!/^[^\s/:]+:\d{1,5}$/.test(s)) throw new BadValue('must be HOST:PORT');
   return s;
 };
-/** A volume server's master: "" runs it standalone, reporting to no master. */
-const hostPortOrNone: Parse<string> = (raw) => (str(raw) === '' ? '' : hostPort(raw));
+/** One master or several (`a:9333,b:9333` or a TOML array), kept as a comma-separated list. */
+const hostPorts: Parse<string> = (raw) => list(hostPort)(raw).join(',');
+/** A volume server's masters: "" runs it standalone, reporting to no master. */
+const hostPortsOrNone: Parse<string> = (raw) =>
+  (Array.isArray(raw) ? raw.length === 0 : str(raw) === '') ? '' : hostPorts(raw);
 
 /** Checked by the parsers of shared/, whose errors (KelpErrors) carry the reason. */
 function checked(fn: (s: string) => string): Parse<string> {
@@ -227,6 +230,22 @@ const INSECURE = field(
 /** The key `kelp upload`, `download` and `tier` present as a client (or admin) of the cluster. */
 const CLIENT_KEY = secret('Bearer key this client presents to the master', 'KELP_CLIENT_KEY', 'client.key');
 
+/** Several masters (docs/several-masters.md): `kelp master` and `kelp server` alike. */
+const ETCD_FIELDS = {
+  etcd: field<string[] | undefined>(
+    '<host:port,...>',
+    'etcd members: run as one of several masters sharing state and electing a leader there; unset = a single master with its state in --mdir',
+    list(hostPort),
+    undefined,
+  ),
+  etcdPrefix: field(
+    '<prefix>',
+    "prefix of this cluster's keys in etcd (clusters sharing an etcd need different ones)",
+    text,
+    MASTER_DEFAULTS.etcdPrefix,
+  ),
+};
+
 const MASTER_FIELDS = {
   port: field('<port>', 'HTTP port (0 picks a free one)', port, MASTER_DEFAULTS.port),
   ip: field('<address>', 'address to bind', text, MASTER_DEFAULTS.host),
@@ -244,6 +263,7 @@ const MASTER_FIELDS = {
     MASTER_DEFAULTS.defaultReplication,
   ),
   pulseSeconds: field('<s>', 'seconds between heartbeats', positive, MASTER_DEFAULTS.pulseSeconds),
+  ...ETCD_FIELDS,
 };
 
 const VOLUME_FIELDS = {
@@ -251,7 +271,12 @@ const VOLUME_FIELDS = {
   ip: field('<address>', 'address to bind', text, VOLUME_SERVER_DEFAULTS.host),
   dir: field('<dirs>', 'data directories, comma-separated', list(text), ['./data'], './data'),
   max: field('<counts>', 'most volumes per directory, comma-separated', list(positive), [8], '8'),
-  master: field('<host:port>', 'master to heartbeat to ("" = none)', hostPortOrNone, '127.0.0.1:9333'),
+  master: field(
+    '<host:port,...>',
+    'masters to heartbeat to, comma-separated: every one gets every beat ("" = none)',
+    hostPortsOrNone,
+    '127.0.0.1:9333',
+  ),
   dataCenter: field('<name>', 'data center of this server', text, VOLUME_SERVER_DEFAULTS.dataCenter),
   rack: field('<name>', 'rack of this server', text, VOLUME_SERVER_DEFAULTS.rack),
   publicUrl: field<string | undefined>(
@@ -425,6 +450,14 @@ export const SERVER_OPTIONS = {
     'master.volumeSizeLimitMB': MASTER_FIELDS.volumeSizeLimitMB,
     'master.defaultReplication': MASTER_FIELDS.defaultReplication,
     'master.pulseSeconds': MASTER_FIELDS.pulseSeconds,
+    etcd: ETCD_FIELDS.etcd,
+    etcdPrefix: ETCD_FIELDS.etcdPrefix,
+    'master.peers': field<string | undefined>(
+      '<host:port,...>',
+      'the other masters of a cluster on etcd: the volume server heartbeats them too',
+      hostPorts,
+      undefined,
+    ),
     'volume.port': volumePort,
     'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
     'volume.dataCenter': dataCenter,
@@ -444,7 +477,12 @@ export const SERVER_OPTIONS = {
   ...RESIZE_OPTIONS,
 };
 
-const CLIENT_MASTER = field('<host:port>', 'master to ask', hostPort, '127.0.0.1:9333');
+const CLIENT_MASTER = field(
+  '<host:port,...>',
+  'masters to ask, comma-separated: tried in order',
+  hostPorts,
+  '127.0.0.1:9333',
+);
 /** `kelp upload` and `kelp download` share the [client] section. */
 export const UPLOAD_OPTIONS = schema('client', {
   master: CLIENT_MASTER,
@@ -462,7 +500,12 @@ export const UPLOAD_OPTIONS = schema('client', {
 export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER, key: CLIENT_KEY });
 
 /** Every `kelp tier` command finds the cluster through the master; [tier] in the file. */
-const TIER_MASTER = field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333');
+const TIER_MASTER = field(
+  '<host:port,...>',
+  'masters of the cluster, comma-separated: tried in order',
+  hostPorts,
+  '127.0.0.1:9333',
+);
 export const TIER_OPTIONS = schema('tier', {
   master: TIER_MASTER,
   clusterKey: CLUSTER_KEY,

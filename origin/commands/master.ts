@@ -21,6 +21,8 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     clientKeys: o.clientKeys,
     whiteList: o.whiteList,
     insecure: o.insecure,
+    etcd: o.etcd,
+    etcdPrefix: o.etcdPrefix,
   });
 }
 
@@ -33,6 +35,7 @@ export function registerMasterCommand(program: Command): void {
     const master = await startMaster(masterConfig(values));
     // Handlers first: whoever reads the line below may signal at once.
     stopOnSignals(() => master.close());
-    console.log(`kelp master listening on http://${master.address} (state in ${resolve(values.mdir)})`);
+    const state = values.etcd ? `state in etcd ${values.etcd.join(',')}` : `state in ${resolve(values.mdir)}`;
+    console.log(`kelp master listening on http://${master.address} (${state})`);
   });
 }
