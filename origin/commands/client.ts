@@ -50,7 +50,7 @@ export async function requestJson<T>(
 export { reason as failureReason };
 
 /** Rounds over the whole list of masters while none can answer (a leader being elected). */
-export const MASTER_ROUNDS = 12;
+export const MASTER_ROUNDS = 20;
 /** Pause between rounds: the rounds span a leader's lease TTL and more. */
 export const MASTER_ROUND_PAUSE_MS = 500;
 

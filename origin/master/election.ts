@@ -4,7 +4,7 @@
  * (EtcdLeadership, docs/decisions/0008-several-masters.md).
  *
  * Every master holds a lease of LEASE_SECONDS and keeps it alive itself
- * (keep-alive every third of the TTL). It registers `<prefix>/masters/<addr>`
+ * (a keep-alive every KEEPALIVE_INTERVAL_MS). It registers `<prefix>/masters/<addr>`
  * under the lease (the peers of /cluster/status) and campaigns for
  * `<prefix>/leader` with a transaction that creates the key only if it does not
  * exist, attached to the lease. The master whose key it is leads until the key
@@ -21,14 +21,23 @@
 import { type Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { NotLeaderError } from '../../shared/errors.ts';
 
-/** TTL of each master's lease: a killed leader is replaced after about this long. */
-export const LEASE_SECONDS = 3;
+/**
+ * TTL of each master's lease: a killed leader is replaced after about this
+ * long. Long enough that the leader rides out etcd electing a new raft leader
+ * of its own (1-2 s at etcd's default election timeout, with no keep-alive
+ * answered meanwhile) without stepping down.
+ */
+export const LEASE_SECONDS = 5;
 /** How long before the lease could expire the leader stops acting (covers clock rate and pauses). */
-export const LEASE_MARGIN_MS = 1_000;
+export const LEASE_MARGIN_MS = 1_500;
 /** How often a master that does not lead tries to (and learns who does). */
 export const CAMPAIGN_INTERVAL_MS = 250;
-/** Attempts per keep-alive round (a dead etcd member costs one). */
-const KEEPALIVE_ATTEMPTS = 2;
+/** Keep-alive period: often, so one lost answer costs little of the lease. */
+const KEEPALIVE_INTERVAL_MS = 500;
+/** After a failed keep-alive, the next try (another etcd member, likely) comes this soon. */
+const KEEPALIVE_RETRY_MS = 100;
+/** Longest wait for one keep-alive answer. */
+const KEEPALIVE_TIMEOUT_MS = 1_000;
 /** Peers are re-read from etcd at most this often. */
 const PEERS_REFRESH_MS = 1_000;
 
@@ -245,38 +254,36 @@ export class EtcdLeadership implements Leadership {
     this.scheduleKeepalive();
   }
 
-  private scheduleKeepalive(): void {
+  private scheduleKeepalive(ms = KEEPALIVE_INTERVAL_MS): void {
     clearTimeout(this.keepaliveTimer);
     if (this.closed) return;
-    this.keepaliveTimer = setTimeout(() => void this.keepalive(), this.ttlMs / 3);
+    this.keepaliveTimer = setTimeout(() => void this.keepalive(), ms);
     this.keepaliveTimer.unref();
   }
 
-  /** One round: a few attempts, each fast; success moves the validity on. */
+  /** One keep-alive; success moves the validity on, failure tries again soon. */
   private async keepalive(): Promise<void> {
     const lease = this.lease;
     if (!lease || this.closed) return;
-    const perAttempt = Math.floor(this.ttlMs / 3 / KEEPALIVE_ATTEMPTS);
-    for (let i = 0; i < KEEPALIVE_ATTEMPTS && !this.closed && lease === this.lease; i++) {
-      const sent = now();
-      try {
-        await withTimeout(
-          lease.keepaliveOnce({ deadline: Date.now() + perAttempt }),
-          perAttempt,
-          'lease keep-alive',
-        );
-        this.validUntil = sent + this.ttlMs;
-        if (this.leading) this.armStepDown();
-        break;
-      } catch (err) {
-        if (err instanceof EtcdLeaseInvalidError) {
-          // Expired on etcd's side: whatever this master held under it is gone.
-          this.dropLease('lease expired');
-          return;
-        }
+    const sent = now();
+    try {
+      await withTimeout(
+        lease.keepaliveOnce({ deadline: Date.now() + KEEPALIVE_TIMEOUT_MS }),
+        KEEPALIVE_TIMEOUT_MS,
+        'lease keep-alive',
+      );
+      if (lease !== this.lease) return;
+      this.validUntil = sent + this.ttlMs;
+      if (this.leading) this.armStepDown();
+      this.scheduleKeepalive();
+    } catch (err) {
+      if (err instanceof EtcdLeaseInvalidError) {
+        // Expired on etcd's side: whatever this master held under it is gone.
+        if (lease === this.lease) this.dropLease('lease expired');
+        return;
       }
+      if (lease === this.lease) this.scheduleKeepalive(KEEPALIVE_RETRY_MS);
     }
-    if (lease === this.lease) this.scheduleKeepalive();
   }
 
   private dropLease(why: string): void {

@@ -134,7 +134,8 @@ export class Sequencer {
     const size = atLeast > this.batch ? atLeast : this.batch;
     let base = 0n;
     const saved = await this.store.update((s) => {
-      base = s.maxFileKey > this.floor ? s.maxFileKey : this.floor;
+      base = s.maxFileKey;
+      if (this.floor > base) base = this.floor;
       if (base + size >= KEY_SPACE_END) throw new NoSpaceError('the file key space is exhausted');
       return { ...s, maxFileKey: base + size };
     });

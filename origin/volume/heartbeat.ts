@@ -138,7 +138,8 @@ export class HeartbeatClient {
       if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
       if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
       if (reply.leader) this.leader = reply.leader;
-      if (!this.connected.has(master)) this.opts.log(`volume server ${this.opts.url}: joined master ${master}`);
+      if (!this.connected.has(master))
+        this.opts.log(`volume server ${this.opts.url}: joined master ${master}`);
       this.connected.add(master);
       this.warned.delete(master);
     } catch (err) {

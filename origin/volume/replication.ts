@@ -20,8 +20,8 @@ import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
-import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
 import { masterList } from '../http/masters.ts';
+import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
 import { UndoLog } from './undo-log.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
@@ -118,7 +118,9 @@ export class Replicator {
         const res = await fetch(`http://${master}/dir/lookup?volumeId=${volumeId}`, {
           signal: AbortSignal.timeout(5_000),
         });
-        const body = res.ok ? ((await res.json()) as { locations: Array<{ url: string }> }) : { locations: [] };
+        const body = res.ok
+          ? ((await res.json()) as { locations: Array<{ url: string }> })
+          : { locations: [] };
         const urls = body.locations.map((l) => l.url).filter((u) => !this.self.has(u));
         if (urls.length >= copies - 1) return urls;
         if (!best || urls.length > best.length) best = urls;

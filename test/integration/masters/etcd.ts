@@ -59,6 +59,19 @@ export interface EtcdCluster {
   restart(i: number): Promise<void>;
   /** Kill every member (SIGKILL: etcd needs no clean stop) and remove the data. */
   stop(): Promise<void>;
+  /** Index of the member that is etcd's raft leader now. */
+  leaderIndex(): Promise<number>;
+}
+
+/** A member's id and the id of the leader it knows (etcd's v3 JSON gateway). */
+async function memberStatus(port: number): Promise<{ id: string; leader: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}/v3/maintenance/status`, {
+    method: 'POST',
+    body: '{}',
+    signal: AbortSignal.timeout(2_000),
+  });
+  const body = (await res.json()) as { header: { member_id: string }; leader: string };
+  return { id: body.header.member_id, leader: body.leader };
 }
 
 async function healthy(port: number): Promise<boolean> {
@@ -166,5 +179,11 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       await waitHealthy([m.clientPort], () => out);
     },
     stop,
+    async leaderIndex() {
+      const all = await Promise.all(members.map((m) => memberStatus(m.clientPort)));
+      const i = all.findIndex((s) => s.id === all[0]!.leader);
+      if (i < 0) throw new Error('no etcd member is the leader');
+      return i;
+    },
   };
 }
