@@ -56,6 +56,8 @@ export class Sequencer {
   /** The highest mark this master knows was stored (judges how plausible a heartbeat's key is). */
   private knownMark: bigint;
   private reserving: Promise<void> | undefined;
+  /** Keys wanted by takes waiting for a reservation: the next one covers them all. */
+  private demand = 0n;
 
   private constructor(store: MasterStateStore, floor: bigint, opts: SequencerOptions) {
     this.store = store;
@@ -77,7 +79,13 @@ export class Sequencer {
       this.guard();
       const first = this.takeReserved(n);
       if (first !== undefined) return first;
-      if (i < MAX_RESERVATIONS_PER_TAKE) await this.reserve(n);
+      if (i === MAX_RESERVATIONS_PER_TAKE) break;
+      this.demand += n;
+      try {
+        await this.reserve();
+      } finally {
+        this.demand -= n;
+      }
     }
     throw new UnavailableError('could not reserve file keys; retry shortly', 1);
   }
@@ -112,8 +120,7 @@ export class Sequencer {
         r.next = first + n;
         this.floor = first + n - 1n;
         // A quarter left: the next range is reserved before this one runs out.
-        if (r.end - r.next < this.batch / 4n && this.ranges.length === 1)
-          void this.reserve(0n).catch(() => {});
+        if (r.end - r.next < this.batch / 4n && this.ranges.length === 1) void this.reserve().catch(() => {});
         return first;
       }
       // Too few keys left in it for this count (or all below the floor): the rest is skipped.
@@ -123,15 +130,16 @@ export class Sequencer {
   }
 
   /** One reservation at a time; concurrent takes wait for the same one. */
-  private reserve(atLeast: bigint): Promise<void> {
-    this.reserving ??= this.reserveNow(atLeast).finally(() => {
+  private reserve(): Promise<void> {
+    this.reserving ??= this.reserveNow().finally(() => {
       this.reserving = undefined;
     });
     return this.reserving;
   }
 
-  private async reserveNow(atLeast: bigint): Promise<void> {
-    const size = atLeast > this.batch ? atLeast : this.batch;
+  private async reserveNow(): Promise<void> {
+    // Sized for every take waiting now (a burst), a batch at least.
+    const size = this.demand > this.batch ? this.demand : this.batch;
     let base = 0n;
     const saved = await this.store.update((s) => {
       base = s.maxFileKey;
