@@ -139,7 +139,8 @@ export class Sequencer {
 
   private async reserveNow(): Promise<void> {
     // Sized for every take waiting now (a burst), a batch at least.
-    const size = this.demand > this.batch ? this.demand : this.batch;
+    let size = this.batch;
+    if (this.demand > size) size = this.demand;
     let base = 0n;
     const saved = await this.store.update((s) => {
       base = s.maxFileKey;
