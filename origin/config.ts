@@ -411,27 +411,21 @@ interface ResizeSpecs {
 }
 const RESIZE_OPTIONS = resizeFields() as unknown as ResizeSpecs;
 
-export const MASTER_OPTIONS = schema('master', {
-  ...MASTER_FIELDS,
-  whiteList: WHITE_LIST,
+/** The credentials a volume server takes (docs/security.md). */
+const VOLUME_SECURITY = {
   insecure: INSECURE,
   signingKey: SIGNING_KEY,
   readSigningKey: READ_SIGNING_KEY,
   clusterKey: CLUSTER_KEY,
   previousClusterKey: PREVIOUS_CLUSTER_KEY,
   adminKey: ADMIN_KEY,
-  clientKeys: CLIENT_KEYS,
-});
+};
+/** A master's: a volume server's, and who may use its write API. */
+const MASTER_SECURITY = { whiteList: WHITE_LIST, ...VOLUME_SECURITY, clientKeys: CLIENT_KEYS };
+
+export const MASTER_OPTIONS = schema('master', { ...MASTER_FIELDS, ...MASTER_SECURITY });
 export const VOLUME_OPTIONS = {
-  ...schema('volume', {
-    ...VOLUME_FIELDS,
-    insecure: INSECURE,
-    signingKey: SIGNING_KEY,
-    readSigningKey: READ_SIGNING_KEY,
-    clusterKey: CLUSTER_KEY,
-    previousClusterKey: PREVIOUS_CLUSTER_KEY,
-    adminKey: ADMIN_KEY,
-  }),
+  ...schema('volume', { ...VOLUME_FIELDS, ...VOLUME_SECURITY }),
   ...RESIZE_OPTIONS,
 };
 /** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
@@ -465,14 +459,7 @@ export const SERVER_OPTIONS = {
     'volume.publicUrl': publicUrl,
     'volume.fsync': fsync,
     'volume.fileSizeLimitMB': fileSizeLimitMB,
-    whiteList: WHITE_LIST,
-    insecure: INSECURE,
-    signingKey: SIGNING_KEY,
-    readSigningKey: READ_SIGNING_KEY,
-    clusterKey: CLUSTER_KEY,
-    previousClusterKey: PREVIOUS_CLUSTER_KEY,
-    adminKey: ADMIN_KEY,
-    clientKeys: CLIENT_KEYS,
+    ...MASTER_SECURITY,
   }),
   ...RESIZE_OPTIONS,
 };

@@ -42,6 +42,25 @@ export function toByteOffset(units: number): number {
   return units * NEEDLE_PADDING_SIZE;
 }
 
+/**
+ * Whether an entry leaves its key live: the one replay rule, used by every
+ * loader (shared and server). A negative Size (-1, SeaweedFS's
+ * TombstoneFileSize) deletes, and so does offset 0 (the superblock is never a
+ * needle; a tiered volume's deletes are index-only entries). Size 0 at a real
+ * offset is a live empty needle: SeaweedFS's own loader keeps it
+ * (`Size.IsDeleted()` is `s < 0 || s == TombstoneFileSize`; "size=0 is NOT
+ * considered deleted"), and Kelp stores empty uploads that way.
+ */
+export function isLiveEntry(offset: number, size: number): boolean {
+  return offset !== 0 && size >= 0;
+}
+
+/** One entry of an `.idx` read with a 16-byte pread, its offset in bytes. */
+export function readIdxEntry(entry: Uint8Array): { key: bigint; byteOffset: number; size: number } {
+  const { key, offset, size } = decodeIdxEntry(entry);
+  return { key, byteOffset: toByteOffset(offset), size };
+}
+
 /** Writes one entry at `at` in `target` (for batching many entries into one append). */
 export function writeIdxEntry(target: Uint8Array, at: number, entry: IdxEntry): void {
   const { key, offset, size } = entry;
@@ -107,7 +126,7 @@ export interface IdxSummary extends IdxWalk {
   live: Map<bigint, { offset: number; size: number }>;
   liveCount: number;
   liveBytes: number;
-  /** Entries that delete: size -1 (or any size <= 0, or offset 0). */
+  /** Entries that delete: a negative size, or offset 0 (isLiveEntry). */
   tombstoneEntries: number;
   /** Versions made garbage, by overwrite or delete, as SeaweedFS counts them (DeletionCounter). */
   deletedCount: number;
@@ -119,9 +138,8 @@ export interface IdxSummary extends IdxWalk {
 }
 
 /**
- * Replays an index as SeaweedFS's loader does: the last entry per key wins; an
- * entry with offset 0 or a Size that is not positive deletes. (So an empty
- * file, Size 0, does not survive a reload in SeaweedFS either.)
+ * Replays an index as SeaweedFS's loader does: the last entry per key wins;
+ * `isLiveEntry` says which entries delete.
  */
 export function replayIdx(bytes: Uint8Array): IdxSummary {
   const live = new Map<bigint, { offset: number; size: number }>();
@@ -134,7 +152,7 @@ export function replayIdx(bytes: Uint8Array): IdxSummary {
     const key = idxKey(hi, lo);
     if (key > maxKey) maxKey = key;
     const old = live.get(key);
-    if (offset !== 0 && size > 0) {
+    if (isLiveEntry(offset, size)) {
       contentBytes += size;
       live.set(key, { offset, size });
       if (old !== undefined) {

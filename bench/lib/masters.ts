@@ -1,7 +1,7 @@
 /**
  * Clusters of the several-masters benches: one master on its file store, or
  * three masters on a real three-member etcd (test/integration/masters/etcd.ts
- * starts it, installing Debian's etcd-server if missing), each with one
+ * starts it; Debian's etcd-server must be installed), each with one
  * volume server heartbeating every master. Everything is a real `kelp`
  * process on 127.0.0.1.
  */

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MASTER_OPTIONS, type MasterOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
-import { addOptions, defined, MIB, resolveFlags } from './options.ts';
+import { addOptions, defined, MIB, masterSecurity, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
 export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
@@ -13,14 +13,7 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     volumeSizeLimitBytes: o.volumeSizeLimitMB * MIB,
     defaultReplication: o.defaultReplication,
     pulseSeconds: o.pulseSeconds,
-    signingKey: o.signingKey,
-    readSigningKey: o.readSigningKey,
-    clusterKey: o.clusterKey,
-    previousClusterKey: o.previousClusterKey,
-    adminKey: o.adminKey,
-    clientKeys: o.clientKeys,
-    whiteList: o.whiteList,
-    insecure: o.insecure,
+    ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,
   });

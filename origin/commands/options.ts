@@ -127,3 +127,25 @@ export function describeBackends(backends: BackendConfig[], firstDataDir: string
     })
     .join(', ');
 }
+
+interface VolumeSecurityOptions {
+  insecure: boolean;
+  signingKey: string | undefined;
+  readSigningKey: string | undefined;
+  clusterKey: string | undefined;
+  previousClusterKey: string | undefined;
+  adminKey: string | undefined;
+}
+
+/** The credentials of a volume server's config (docs/security.md), from any command's options. */
+export function volumeSecurity(o: VolumeSecurityOptions): VolumeSecurityOptions {
+  const { insecure, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey } = o;
+  return { insecure, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey };
+}
+
+/** A master's: a volume server's, and who may use its write API. */
+export function masterSecurity(
+  o: VolumeSecurityOptions & { whiteList: string[] | undefined; clientKeys: string[] | undefined },
+) {
+  return { ...volumeSecurity(o), whiteList: o.whiteList, clientKeys: o.clientKeys };
+}

@@ -11,6 +11,7 @@ import {
   resizeReadConfig,
   resolveBackends,
   resolveFlags,
+  volumeSecurity,
 } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
@@ -32,12 +33,7 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     dataCenter: o.dataCenter,
     rack: o.rack,
     publicUrl: o.publicUrl,
-    signingKey: o.signingKey,
-    readSigningKey: o.readSigningKey,
-    clusterKey: o.clusterKey,
-    previousClusterKey: o.previousClusterKey,
-    adminKey: o.adminKey,
-    insecure: o.insecure,
+    ...volumeSecurity(o),
     pulseSeconds: o.pulseSeconds,
   });
   return { ...config, locations, backends, read: resizeReadConfig(o) };

@@ -20,7 +20,7 @@
  * the needle's offset so `?readDeleted=true` can still find the data).
  */
 
-import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE } from '../../shared/idx.ts';
+import { isLiveEntry, TOMBSTONE_FILE_SIZE, walkIdx } from '../../shared/idx.ts';
 import { CHUNK_ENTRIES, NeedleChunk } from './needle-chunk.ts';
 
 export interface NeedleValue {
@@ -303,25 +303,16 @@ export interface IdxReplay {
 }
 
 /**
- * Replay .idx entries (brief §3) into `map` (a fresh one by default): start to
- * end, the last entry per key wins. Size 0xFFFFFFFF (any negative i32) is a
- * tombstone; offset 0 is never a needle, so such an entry deletes too. A
- * zero-size entry with an offset is a live empty needle.
+ * Replays .idx entries into `map` (a fresh one by default) with shared/idx.ts's
+ * walk and rule (`isLiveEntry`): start to end, the last entry per key wins.
  */
 export function loadNeedleMapFromIdx(
   bytes: Uint8Array,
   map: CompactNeedleMap = new CompactNeedleMap(),
 ): IdxReplay {
-  const entries = Math.floor(bytes.length / IDX_ENTRY_SIZE);
-  const end = entries * IDX_ENTRY_SIZE;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, end);
-  for (let p = 0; p < end; p += IDX_ENTRY_SIZE) {
-    const hi = dv.getUint32(p);
-    const lo = dv.getUint32(p + 4);
-    const offset = dv.getUint32(p + 8);
-    const size = dv.getInt32(p + 12);
-    if (offset !== 0 && size >= 0) map.setParts(hi, lo, offset, size);
+  const { entries, trailingBytes } = walkIdx(bytes, (hi, lo, offset, size) => {
+    if (isLiveEntry(offset, size)) map.setParts(hi, lo, offset, size);
     else map.deleteParts(hi, lo, offset);
-  }
-  return { map, entries, tornBytes: bytes.length - end };
+  });
+  return { map, entries, tornBytes: trailingBytes };
 }

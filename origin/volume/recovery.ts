@@ -14,7 +14,13 @@
  */
 import { fstatSync, ftruncateSync } from 'node:fs';
 import { ChecksumMismatchError, CorruptDataError, TruncatedDataError } from '../../shared/errors.ts';
-import { encodeIdxEntry, IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE, toStoredOffset } from '../../shared/idx.ts';
+import {
+  encodeIdxEntry,
+  IDX_ENTRY_SIZE,
+  readIdxEntry,
+  TOMBSTONE_FILE_SIZE,
+  toStoredOffset,
+} from '../../shared/idx.ts';
 import { NEEDLE_HEADER_SIZE, needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle, parseNeedleHeader } from '../../shared/needle-decode.ts';
 import { scanNeedles } from '../../shared/needle-scan.ts';
@@ -32,9 +38,7 @@ export interface RecoveryReport {
 
 /** True when the idx entry's record is whole in `.dat` and checks (id, Size, CRC). */
 function entryChecks(datFd: number, datSize: number, version: number, entry: Buffer): boolean {
-  const key = entry.readBigUInt64BE(0);
-  const offset = entry.readUInt32BE(8) * 8;
-  const size = entry.readInt32BE(12);
+  const { key, byteOffset: offset, size } = readIdxEntry(entry);
   if (offset === 0) return true; // a delete with no tombstone record (remote volumes)
   const bodySize = Math.max(size, 0);
   const recordSize = needleRecordSize(bodySize, version);
@@ -71,8 +75,7 @@ export function recoverVolumeFiles(
   while (idxSize > 0) {
     const entry = preadExact(idxFd, IDX_ENTRY_SIZE, idxSize - IDX_ENTRY_SIZE);
     if (entryChecks(datFd, datSize, version, entry)) {
-      const offset = entry.readUInt32BE(8) * 8;
-      const size = entry.readInt32BE(12);
+      const { byteOffset: offset, size } = readIdxEntry(entry);
       if (offset > 0) dataEnd = offset + needleRecordSize(Math.max(size, 0), version);
       else dataEnd = Math.max(dataEnd, lastRecordEndBefore(idxFd, idxSize - IDX_ENTRY_SIZE, version));
       break;
@@ -159,9 +162,8 @@ export function recoverVolumeFiles(
 function lastRecordEndBefore(idxFd: number, end: number, version: number): number {
   for (let at = end - IDX_ENTRY_SIZE; at >= 0; at -= IDX_ENTRY_SIZE) {
     const entry = preadExact(idxFd, IDX_ENTRY_SIZE, at);
-    const offset = entry.readUInt32BE(8) * 8;
+    const { byteOffset: offset, size } = readIdxEntry(entry);
     if (offset === 0) continue;
-    const size = entry.readInt32BE(12);
     return offset + needleRecordSize(Math.max(size, 0), version);
   }
   return 0;

@@ -15,7 +15,13 @@ import { closeSync, existsSync, fdatasyncSync, openSync, renameSync, rmSync, wri
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { VacuumReport } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError } from '../../shared/errors.ts';
-import { encodeIdxEntry, IDX_ENTRY_SIZE, toStoredOffset } from '../../shared/idx.ts';
+import {
+  decodeIdxEntry,
+  encodeIdxEntry,
+  IDX_ENTRY_SIZE,
+  toByteOffset,
+  toStoredOffset,
+} from '../../shared/idx.ts';
 import { needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle } from '../../shared/needle-decode.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
@@ -69,7 +75,7 @@ function copyRecord(
   idxSize: number,
 ): void {
   const recordSize = needleRecordSize(size, volume.version);
-  const bytes = preadExact(volume.datFd, recordSize, offset * 8);
+  const bytes = preadExact(volume.datFd, recordSize, toByteOffset(offset));
   pwriteAll(t.datFd, bytes, t.datSize);
   const stored = toStoredOffset(t.datSize);
   pwriteAll(t.idxFd, encodeIdxEntry({ key, offset: stored, size: idxSize }), t.idxSize);
@@ -121,10 +127,14 @@ export async function vacuumVolume(
       if (volume.map.get(key)?.offset !== offset) continue; // overwritten or deleted meanwhile: the replay has it
       const recordSize = needleRecordSize(size, volume.version);
       try {
-        const needle = decodeNeedle(preadExact(volume.datFd, recordSize, offset * 8), volume.version, {
-          expectedId: key,
-          expectedSize: size,
-        });
+        const needle = decodeNeedle(
+          preadExact(volume.datFd, recordSize, toByteOffset(offset)),
+          volume.version,
+          {
+            expectedId: key,
+            expectedSize: size,
+          },
+        );
         if (volume.isExpired(needle)) continue;
       } catch (err) {
         if (!(err instanceof CorruptDataError)) throw err;
@@ -146,9 +156,7 @@ export async function vacuumVolume(
     }
     for (let at = idxMark; at < volume.idxSize; at += IDX_ENTRY_SIZE) {
       const entry = preadExact(volume.idxFd, IDX_ENTRY_SIZE, at);
-      const key = entry.readBigUInt64BE(0);
-      const offset = entry.readUInt32BE(8);
-      const size = entry.readInt32BE(12);
+      const { key, offset, size } = decodeIdxEntry(entry);
       if (offset === 0) continue;
       copyRecord(volume, t, key, offset, Math.max(size, 0), size < 0 ? -1 : size);
     }

@@ -24,6 +24,7 @@ import {
   IDX_ENTRY_SIZE,
   MAX_VOLUME_OFFSET,
   TOMBSTONE_FILE_SIZE,
+  toByteOffset,
   toStoredOffset,
   writeIdxEntry,
 } from '../../shared/idx.ts';
@@ -450,10 +451,10 @@ export class Volume {
    * read, so overwriting a large needle does not load it whole.
    */
   private assertCookie(key: bigint, cookie: number, offset: number): void {
-    const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, offset * 8));
+    const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, toByteOffset(offset)));
     if (header.id !== key) {
       throw new CorruptDataError(
-        `volume ${this.id}: record at ${offset * 8} is not needle ${key.toString(16)}`,
+        `volume ${this.id}: record at ${toByteOffset(offset)} is not needle ${key.toString(16)}`,
       );
     }
     if (header.cookie !== cookie) throw new ConflictError(`file key ${key.toString(16)} is taken`);
@@ -527,7 +528,7 @@ export class Volume {
 
   /** Whether the needle at `offset` (8-byte units) stores exactly the spool file's bytes. */
   private sameAsSpool(offset: number, size: number, spool: StreamedNeedleWrite['spool']): boolean {
-    const at = offset * 8;
+    const at = toByteOffset(offset);
     const head = preadExact(this.datFd, NEEDLE_DATA_OFFSET, at);
     const dataSize = parseDataSize(head.subarray(NEEDLE_HEADER_SIZE), size);
     if (dataSize !== spool.size) return false;
@@ -555,7 +556,7 @@ export class Volume {
   /** Decodes and verifies the whole record at `offset` (8-byte units) of the local `.dat`. */
   recordAt(key: bigint, offset: number, size: number): Needle {
     const recordSize = needleRecordSize(size, this.version);
-    const bytes = preadExact(this.datFd, recordSize, offset * 8);
+    const bytes = preadExact(this.datFd, recordSize, toByteOffset(offset));
     return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
   }
 
@@ -574,7 +575,7 @@ export class Volume {
       this.assertVisible(needle, cookie);
       return { kind: 'whole', needle };
     }
-    const at = entry.offset * 8;
+    const at = toByteOffset(entry.offset);
     const head = preadExact(this.datFd, NEEDLE_DATA_OFFSET, at);
     const header = parseNeedleHeader(head);
     if (header.id !== key || header.size !== entry.size) {
@@ -603,7 +604,7 @@ export class Volume {
     // A large needle's header and tail preads stay synchronous; its data streams anyway.
     if (recordSize > LARGE_NEEDLE_BYTES) return this.read(key, cookie);
     this.heat.hit();
-    const at = entry.offset * 8;
+    const at = toByteOffset(entry.offset);
     const bytes = Buffer.allocUnsafe(recordSize);
     if (this.readMode.sync()) {
       // Only the pread is timed: decoding is CPU, the same either way.
@@ -764,10 +765,10 @@ export class Volume {
     if (recordSize <= LARGE_NEEDLE_BYTES) {
       this.recordAt(key, from, size);
     } else {
-      const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, from * 8));
+      const header = parseNeedleHeader(preadExact(this.datFd, NEEDLE_HEADER_SIZE, toByteOffset(from)));
       if (header.id !== key || header.size !== size) {
         throw new CorruptDataError(
-          `volume ${this.id}: record at ${from * 8} is not needle ${key.toString(16)}`,
+          `volume ${this.id}: record at ${toByteOffset(from)} is not needle ${key.toString(16)}`,
         );
       }
     }
@@ -775,7 +776,7 @@ export class Volume {
     try {
       for (let done = 0; done < recordSize; ) {
         const n = Math.min(SPOOL_COPY_CHUNK, recordSize - done);
-        pwriteAll(this.datFd, preadExact(this.datFd, n, from * 8 + done), offset + done);
+        pwriteAll(this.datFd, preadExact(this.datFd, n, toByteOffset(from) + done), offset + done);
         done += n;
       }
       writeIdxEntry(this.idxEntry, 0, { key, offset: toStoredOffset(offset), size });
@@ -792,7 +793,7 @@ export class Volume {
 
   /** The whole record at `offset` of a remote `.dat`: exactly one ranged GET, CRC checked. */
   async recordFrom(file: BackendFile, key: bigint, offset: number, size: number): Promise<Needle> {
-    const bytes = await file.readAt(offset * 8, needleRecordSize(size, this.version));
+    const bytes = await file.readAt(toByteOffset(offset), needleRecordSize(size, this.version));
     return decodeNeedle(bytes, this.version, { expectedId: key, expectedSize: size });
   }
 

@@ -9,11 +9,12 @@
  * an S3 suite that silently skipped would hide a missing install step.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { onPath } from '../support/system-packages.ts';
 
 export const CEPH_APT_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw'];
 const BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'ceph-authtool', 'monmaptool'];
@@ -27,18 +28,6 @@ export interface CephRgw {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
   stop(): Promise<void>;
-}
-
-function onPath(bin: string): boolean {
-  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/usr/bin', '/sbin', '/bin']);
-  return dirs.some((d) => {
-    try {
-      accessSync(join(d, bin), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
 }
 
 export function assertCephInstalled(): void {

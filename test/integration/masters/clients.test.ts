@@ -19,6 +19,7 @@ import {
   aliveNodes,
   CLI,
   type KelpProcess,
+  kelpProcess,
   masterProcess,
   onStop,
   stopAll,
@@ -135,6 +136,44 @@ describe('clients of three masters', () => {
     expect(parseFid(after!).key).toBeGreaterThan(parseFid(fid).key);
     expect(await (await mf.dispatchFetch(`http://edge.test/${after}`)).text()).toBe('after the kill');
   }, 90_000);
+
+  it('two `kelp server --etcd --master.peers` processes form one cluster: one leader, each volume server known to both masters', async () => {
+    const prefix = `servers-${process.pid}`;
+    const ports = [await freePort(), await freePort()];
+    const servers = await Promise.all(
+      ports.map((port, i) =>
+        kelpProcess(
+          [
+            'server',
+            '--dir',
+            tempDir(),
+            '--master.port',
+            String(port),
+            '--volume.port',
+            '0',
+            '--master.pulseSeconds',
+            '1',
+            '--etcd',
+            etcd.endpoints.join(','),
+            '--etcdPrefix',
+            prefix,
+            '--master.peers',
+            `127.0.0.1:${ports[1 - i]}`,
+          ],
+          /kelp master listening on http:\/\/127\.0\.0\.1:(\d+) \(state in etcd/,
+        ),
+      ),
+    );
+    const both = servers.map((s) => s.address);
+    const leader = await waitFor('one leader of the two', () => agreedLeader(both));
+    await waitFor('each master to know both volume servers', async () =>
+      (await Promise.all(both.map(aliveNodes))).every((n) => n === 2),
+    );
+    const follower = both.find((a) => a !== leader)!;
+    const res = await fetch(`http://${follower}/dir/assign`);
+    expect(res.status, await res.clone().text()).toBe(200);
+    await Promise.all(servers.map((s) => s.stop()));
+  }, 60_000);
 
   it('kelp upload issued right after a leader kill waits for the new leader and succeeds', async () => {
     const running = (p: KelpProcess) => p.child.exitCode === null && p.child.signalCode === null;

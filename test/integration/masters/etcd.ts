@@ -1,11 +1,11 @@
 /**
  * A real etcd cluster for the several-masters tests: Debian's `etcd-server`
- * (installed here with apt-get when missing, saying so), three members on
+ * (which `npm test`'s global setup installs when missing), three members on
  * 127.0.0.1 with fresh data directories and free ports. Members can be
  * killed (SIGKILL) and started again on the same data; `stop()` ends every
  * process this file started and removes the data.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -16,18 +16,15 @@ export const ETCD_BIN = '/usr/bin/etcd';
 /** How long a member may take to answer /health after it starts. */
 const READY_TIMEOUT_MS = 20_000;
 
-/** Installs Debian's etcd-server if it is missing (root and apt, as on CI). */
-export function ensureEtcdInstalled(): void {
+/**
+ * etcd must be there: `npm test` installs Debian's etcd-server when it is
+ * missing (test/support/system-packages.ts); a bench run outside it says how.
+ */
+function requireEtcd(): void {
   if (existsSync(ETCD_BIN)) return;
-  console.error('etcd not found: installing Debian package etcd-server (apt-get update && apt-get install)');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env, timeout: 300_000 });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'etcd-server'], {
-    stdio: 'inherit',
-    env,
-    timeout: 300_000,
-  });
-  if (!existsSync(ETCD_BIN)) throw new Error(`apt-get installed etcd-server but ${ETCD_BIN} is missing`);
+  throw new Error(
+    `${ETCD_BIN} not found: npm test installs it (test/support/system-packages.ts), or as root: apt-get install -y etcd-server`,
+  );
 }
 
 /** A port that was free a moment ago (bound to 0, then released). */
@@ -96,7 +93,7 @@ async function waitHealthy(ports: number[], output: () => string): Promise<void>
 
 /** Three (or `size`) etcd members on loopback, healthy. */
 export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
-  ensureEtcdInstalled();
+  requireEtcd();
   const root = mkdtempSync(join(tmpdir(), 'kelp-etcd-'));
   const token = `kelp-test-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = [];

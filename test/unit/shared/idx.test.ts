@@ -133,17 +133,20 @@ describe('replayIdx', () => {
         { key: 2n, offset: 80, size: TOMBSTONE_FILE_SIZE }, // delete: 200 more
         { key: 9n, offset: 84, size: TOMBSTONE_FILE_SIZE }, // delete of an unknown key: counted, 0 bytes
         { key: 3n, offset: 0, size: 50 }, // offset 0 is the superblock: never a needle
-        { key: 4n, offset: 90, size: 0 }, // an empty file does not survive a reload
+        { key: 4n, offset: 90, size: 0 }, // an empty file: live, as in SeaweedFS's loader (Size.IsDeleted)
       ]),
     );
-    expect([...s.live]).toEqual([[1n, { offset: 50, size: 110 }]]);
+    expect([...s.live]).toEqual([
+      [1n, { offset: 50, size: 110 }],
+      [4n, { offset: 90, size: 0 }],
+    ]);
     expect(s).toMatchObject({
       entries: 7,
       trailingBytes: 0,
-      liveCount: 1,
+      liveCount: 2,
       liveBytes: 110,
-      tombstoneEntries: 4,
-      deletedCount: 5,
+      tombstoneEntries: 3,
+      deletedCount: 4,
       deletedBytes: 300,
       contentBytes: 410,
       maxKey: 9n,
@@ -160,7 +163,7 @@ describe('replayIdx', () => {
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
         const model = new Map<bigint, { offset: number; size: number }>();
         for (const o of ops) {
-          if (o.offset !== 0 && o.size > 0) model.set(o.key, { offset: o.offset, size: o.size });
+          if (o.offset !== 0 && o.size >= 0) model.set(o.key, { offset: o.offset, size: o.size });
           else model.delete(o.key);
         }
         const s = replayIdx(idxFile(ops));

@@ -6,7 +6,7 @@ import {
   loadNeedleMapFromIdx,
   type NeedleValue,
 } from '../../../../origin/volume/needle-map.ts';
-import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE } from '../../../../shared/idx.ts';
+import { IDX_ENTRY_SIZE, replayIdx, TOMBSTONE_FILE_SIZE } from '../../../../shared/idx.ts';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -349,6 +349,28 @@ describe('loadNeedleMapFromIdx', () => {
           model,
           rows.map(([k]) => k),
         );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps exactly the entries shared/idx.ts replayIdx keeps (one replay rule, size 0 live)', () => {
+    const row = fc.tuple(
+      fc.bigInt({ min: 0n, max: 30n }),
+      fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 0xffff })),
+      fc.oneof(fc.constant(-1), fc.constant(0), fc.integer({ min: 1, max: 5000 })),
+    );
+    fc.assert(
+      fc.property(fc.array(row, { maxLength: 120 }), (rows) => {
+        const bytes = idxBytes(rows);
+        const { map } = loadNeedleMapFromIdx(bytes);
+        const shared = replayIdx(bytes);
+        expect(map.liveCount).toBe(shared.liveCount);
+        for (const [key, v] of shared.live) expect(map.get(key)).toEqual(v);
+        for (const [key] of rows) {
+          const got = map.get(key);
+          if (!shared.live.has(key)) expect(got === undefined || got.size < 0).toBe(true);
+        }
       }),
       { numRuns: 200 },
     );
