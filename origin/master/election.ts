@@ -302,10 +302,7 @@ export class EtcdLeadership implements Leadership {
         this.dropLease('lease keep-alive lost');
       }
       await this.ensureLease();
-      if (this.leading && this.isLeader()) {
-        await this.refreshPeers();
-        return;
-      }
+      // The leader runs the same transaction: it reads the key back and sees its term is still there.
       const leaseId = this.leaseId!;
       const r = await withTimeout(
         this.client
@@ -328,6 +325,9 @@ export class EtcdLeadership implements Leadership {
         if (kv && kv.lease === leaseId) term = { key: this.leaderKey, revision: kv.create_revision };
       }
       this.leaderSeenAt = seenAt;
+      // Leading, but the key is another's (deleted by hand, say): stop at once.
+      if (this.leading && term?.revision !== this.term?.revision)
+        this.setLeading(undefined, 'the leader key changed');
       // Only with time left on the lease: isLeader() would say no anyway.
       if (term && now() < this.validUntil - this.marginMs) this.setLeading(term, '');
       await this.refreshPeers();

@@ -42,7 +42,7 @@ import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { LeaderProxy } from './leader-proxy.ts';
 import { Sequencer } from './sequencer.ts';
-import { FileStateStore, type MasterStateStore } from './state-store.ts';
+import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { Topology } from './topology.ts';
 
 export interface MasterConfig {
@@ -86,6 +86,8 @@ export interface MasterConfig {
 
 /** Most volume servers one master tracks: a bound on what heartbeats can make it hold. */
 export const MAX_NODES = 10_000;
+/** How long /cluster/status waits for the state store (etcd) before it answers from heartbeats. */
+const STATUS_STATE_TIMEOUT_MS = 500;
 /** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
 export const FORGET_AFTER_PULSES = 12;
 
@@ -382,7 +384,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
           Peers: leadership.peers(),
           // What the store says, else (etcd out of reach) what the heartbeats say.
           MaxVolumeId: Math.max(
-            (await state.load().catch(() => ({ maxVolumeId: 0 }))).maxVolumeId,
+            (await loadWithin(state, STATUS_STATE_TIMEOUT_MS))?.maxVolumeId ?? 0,
             topology.maxVolumeId(),
           ),
         });
@@ -436,8 +438,9 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     address,
     close: async () => {
       clearInterval(pruner);
-      await closeServer(server);
+      // Leadership first: the lease is revoked and another master elected while this one drains.
       await leadership.close();
+      await closeServer(server);
       etcd?.close();
     },
   };

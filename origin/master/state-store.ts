@@ -30,6 +30,19 @@ export interface MasterStateStore {
   close?(): Promise<void>;
 }
 
+/** The state, or undefined when the store does not answer within `ms` (a status page must not hang on etcd). */
+export async function loadWithin(store: MasterStateStore, ms: number): Promise<MasterState | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([store.load().catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The state of a cluster that never ran. */
 export const EMPTY_STATE: MasterState = { maxFileKey: 0n, maxVolumeId: 0 };
 

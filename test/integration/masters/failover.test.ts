@@ -188,6 +188,20 @@ describe('three masters on etcd', () => {
     await c.stop();
   }, 120_000);
 
+  it('a clean stop (SIGTERM) of the leader hands over at once: its lease is revoked, not left to expire', async () => {
+    const c = await cluster();
+    const leader = (await agreedLeader(c.addresses))!;
+    const stopAt = Date.now();
+    await c.masters[c.addresses.indexOf(leader)]!.stop();
+    const survivors = c.addresses.filter((a) => a !== leader);
+    await waitFor('a new leader', () => agreedLeader(survivors), 15_000);
+    const handover = Date.now() - stopAt;
+    console.log(`clean stop of the leader: new leader after ${handover} ms`);
+    // Well under the 5 s lease a kill would wait for.
+    expect(handover).toBeLessThan(2_500);
+    await c.stop();
+  }, 60_000);
+
   it("killing etcd's raft leader member changes nothing: the same leader, every assign answered", async () => {
     const c = await cluster();
     const leader = (await agreedLeader(c.addresses))!;
