@@ -5,7 +5,9 @@
  * origin/config.ts resolves them (defaults < kelp.toml < KELP_* env < flags).
  */
 import { Command } from 'commander';
+import { KelpError } from '../shared/errors.ts';
 import { TierRequestError } from '../tiering/client.ts';
+import { registerAdminCommand } from './commands/admin.ts';
 import { ClientError } from './commands/client.ts';
 import { registerDownloadCommand } from './commands/download.ts';
 import { registerMasterCommand } from './commands/master.ts';
@@ -14,11 +16,11 @@ import { registerTierCommand } from './commands/tier.ts';
 import { registerUploadCommand } from './commands/upload.ts';
 import { registerVolumeCommand } from './commands/volume.ts';
 import { ConfigError } from './config.ts';
-import { KELP_VERSION } from './version.ts';
+import { KELP_VERSION_STRING } from './version.ts';
 
 const program = new Command('kelp')
   .description('Kelp: a blob store for the edge (Haystack volumes, SeaweedFS-compatible APIs)')
-  .version(KELP_VERSION)
+  .version(KELP_VERSION_STRING)
   .showHelpAfterError('(add --help for usage)');
 
 registerServerCommand(program);
@@ -27,6 +29,7 @@ registerVolumeCommand(program);
 registerUploadCommand(program);
 registerDownloadCommand(program);
 registerTierCommand(program);
+registerAdminCommand(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -36,7 +39,7 @@ try {
   if (err instanceof ConfigError) {
     console.error(`kelp: ${err.message}`);
     process.exit(2);
-  } else if (err instanceof ClientError || err instanceof TierRequestError) {
+  } else if (err instanceof ClientError || err instanceof TierRequestError || err instanceof KelpError) {
     console.error(`kelp: ${err.message}`);
     process.exit(1);
   } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {

@@ -246,6 +246,19 @@ const ETCD_FIELDS = {
   ),
 };
 
+/** "15m", "90s"; "0" or "off" = never (the master's vacuum schedule). */
+const intervalOrOff: Parse<number> = (raw) => {
+  const s = str(raw);
+  if (s === '0' || s === 'off') return 0;
+  return durationMs(s);
+};
+/** A ratio 0..1 (garbage thresholds). */
+const ratio: Parse<number> = (raw) => {
+  const n = typeof raw === 'number' ? raw : Number(str(raw));
+  if (!(Number.isFinite(n) && n >= 0 && n <= 1)) throw new BadValue('must be a ratio from 0 to 1, e.g. 0.3');
+  return n;
+};
+
 const MASTER_FIELDS = {
   port: field('<port>', 'HTTP port (0 picks a free one)', port, MASTER_DEFAULTS.port),
   ip: field('<address>', 'address to bind', text, MASTER_DEFAULTS.host),
@@ -264,13 +277,32 @@ const MASTER_FIELDS = {
   ),
   pulseSeconds: field('<s>', 'seconds between heartbeats', positive, MASTER_DEFAULTS.pulseSeconds),
   ...ETCD_FIELDS,
+  vacuumInterval: field(
+    '<duration>',
+    'how often the master vacuums the cluster by itself, e.g. 15m; 0 = never',
+    intervalOrOff,
+    MASTER_DEFAULTS.vacuumIntervalMs,
+    '15m',
+  ),
+  garbageThreshold: field(
+    '<ratio>',
+    'garbage ratio at which the scheduled vacuum compacts a volume',
+    ratio,
+    MASTER_DEFAULTS.garbageThreshold,
+  ),
 };
 
 const VOLUME_FIELDS = {
   port: field('<port>', 'HTTP port (0 picks a free one)', port, VOLUME_SERVER_DEFAULTS.port),
   ip: field('<address>', 'address to bind', text, VOLUME_SERVER_DEFAULTS.host),
   dir: field('<dirs>', 'data directories, comma-separated', list(text), ['./data'], './data'),
-  max: field('<counts>', 'most volumes per directory, comma-separated', list(positive), [8], '8'),
+  max: field(
+    '<counts>',
+    'most volumes per directory, comma-separated; 0 = as many as its free disk fits at the size limit (SeaweedFS -max=0)',
+    list(int(0, 2 ** 31 - 1)),
+    [0],
+    '0',
+  ),
   master: field(
     '<host:port,...>',
     'masters to heartbeat to, comma-separated: every one gets every beat ("" = none)',
@@ -452,6 +484,8 @@ export const SERVER_OPTIONS = {
       hostPorts,
       undefined,
     ),
+    'master.vacuumInterval': MASTER_FIELDS.vacuumInterval,
+    'master.garbageThreshold': MASTER_FIELDS.garbageThreshold,
     'volume.port': volumePort,
     'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
     'volume.dataCenter': dataCenter,
@@ -512,6 +546,13 @@ export const TIER_SERVE_OPTIONS = schema('tier', {
   ),
 });
 
+/** `kelp admin ...`: the master to ask, and the admin key or cluster key to present; [admin] in the file. */
+export const ADMIN_OPTIONS = schema('admin', {
+  master: field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333'),
+  clusterKey: CLUSTER_KEY,
+  adminKey: ADMIN_KEY,
+});
+
 export const COMMAND_OPTIONS = {
   master: MASTER_OPTIONS,
   volume: VOLUME_OPTIONS,
@@ -525,6 +566,13 @@ export const COMMAND_OPTIONS = {
   'tier plan': TIER_OPTIONS,
   'tier compact': TIER_OPTIONS,
   'tier serve': TIER_SERVE_OPTIONS,
+  'admin vacuum': ADMIN_OPTIONS,
+  'admin volume.list': ADMIN_OPTIONS,
+  'admin volume.balance': ADMIN_OPTIONS,
+  'admin volume.move': ADMIN_OPTIONS,
+  'admin volume.fix.replication': ADMIN_OPTIONS,
+  'admin volume.mark': ADMIN_OPTIONS,
+  'admin collection.delete': ADMIN_OPTIONS,
 } satisfies Record<string, Schema>;
 
 export type Resolved<S> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
@@ -535,6 +583,7 @@ export type UploadOptions = Resolved<typeof UPLOAD_OPTIONS>;
 export type DownloadOptions = Resolved<typeof DOWNLOAD_OPTIONS>;
 export type TierOptions = Resolved<typeof TIER_OPTIONS>;
 export type TierServeOptions = Resolved<typeof TIER_SERVE_OPTIONS>;
+export type AdminOptions = Resolved<typeof ADMIN_OPTIONS>;
 
 // ---- the TOML file ----
 

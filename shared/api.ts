@@ -55,6 +55,19 @@ export interface HeartbeatVolume {
   readsPerDay: number;
   /** Unix seconds of the last write or delete. */
   modifiedAt: number;
+  /** A move or replica copy under way (docs/decisions/0007-volume-move.md): the volume is frozen. */
+  moving?: VolumeMoving;
+}
+
+/** One side of a volume move or copy, as a volume server reports it. */
+export interface VolumeMoving {
+  /** `source`: being copied away; `target`: arrived, not yet confirmed. */
+  role: 'source' | 'target';
+  /** host:port of the other side. */
+  peer: string;
+  /** `move` removes the source at the end; `copy` (a new replica) keeps it. */
+  mode: 'move' | 'copy';
+  since: string;
 }
 
 /**

@@ -13,6 +13,8 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     volumeSizeLimitBytes: o.volumeSizeLimitMB * MIB,
     defaultReplication: o.defaultReplication,
     pulseSeconds: o.pulseSeconds,
+    vacuumIntervalMs: o.vacuumInterval,
+    garbageThreshold: o.garbageThreshold,
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,

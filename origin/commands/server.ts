@@ -35,6 +35,8 @@ export function serverConfigs(
     volumeSizeLimitBytes: o['master.volumeSizeLimitMB'] * MIB,
     defaultReplication: o['master.defaultReplication'],
     pulseSeconds: o['master.pulseSeconds'],
+    vacuumIntervalMs: o['master.vacuumInterval'],
+    garbageThreshold: o['master.garbageThreshold'],
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,

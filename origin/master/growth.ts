@@ -119,6 +119,32 @@ export class VolumeGrowth {
     return p;
   }
 
+  /** Why growth found no place, in the operator's terms: every slot taken, or none where the placement needs. */
+  private noSlotsMessage(layout: LayoutKey, filter: NodeFilter): string {
+    const nodes = this.topology.aliveNodes();
+    const free = nodes.reduce((sum, n) => sum + this.topology.freeSlots(n), 0);
+    const used = nodes.reduce((sum, n) => sum + n.volumes.size, 0);
+    const what = [
+      layout.collection ? `collection "${layout.collection}"` : 'the default collection',
+      `replication ${layout.replication}`,
+      layout.ttl ? `TTL ${layout.ttl}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    if (free === 0) {
+      return (
+        `every volume slot is in use (${used} volumes on ${nodes.length} volume servers), so no volume can be ` +
+        `created for ${what}: each collection, replication and TTL needs volumes of its own. Add a volume ` +
+        'server, raise its -max (0 follows free disk), or delete a collection (kelp admin collection.delete)'
+      );
+    }
+    return (
+      `no free volume slots meet replication "${layout.replication}"` +
+      (filter.dataCenter ? ` in data center ${filter.dataCenter}` : '') +
+      ` (${free} free slots on ${nodes.length} volume servers, but not in the data centers, racks and servers it needs)`
+    );
+  }
+
   private async nextVolumeId(): Promise<number> {
     const known = this.topology.maxVolumeId();
     // Saved before use: neither a restart nor the next leader hands out the same id again
@@ -141,12 +167,7 @@ export class VolumeGrowth {
       for (const n of plan) used.set(n, (used.get(n) ?? 0) + 1);
       plans.push(plan);
     }
-    if (plans.length === 0) {
-      throw new NoSpaceError(
-        `no free volume slots meet replication "${layout.replication}"` +
-          (filter.dataCenter ? ` in data center ${filter.dataCenter}` : ''),
-      );
-    }
+    if (plans.length === 0) throw new NoSpaceError(this.noSlotsMessage(layout, filter));
     const created: number[] = [];
     for (const plan of plans) {
       const id = await this.nextVolumeId();

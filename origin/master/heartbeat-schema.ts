@@ -55,6 +55,14 @@ const volume = z.object({
     .optional(),
   readsPerDay: count,
   modifiedAt: count,
+  moving: z
+    .object({
+      role: z.enum(['source', 'target']),
+      peer: z.string().regex(HOST_PORT, 'host:port'),
+      mode: z.enum(['move', 'copy']),
+      since: z.string().max(40),
+    })
+    .optional(),
 });
 
 const heartbeat = z.object({

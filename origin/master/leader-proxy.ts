@@ -5,6 +5,7 @@
  * the answer, so clients may send anything to any master.
  *
  *   /dir/assign, /vol/grow, /col/delete      forwarded
+ *   admin operations (/vol/vacuum, move...)  forwarded: one orchestrator at a time (/vol/list answered here)
  *   /dir/lookup?fileId= that earns a token    forwarded (only the leader knows which keys it issued)
  *   /submit                                   stored by this master, its fid assigned by the leader
  *   other lookups, heartbeats, status         answered here, from this master's own topology
@@ -23,6 +24,7 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
+import { ADMIN_PATHS } from '../admin/endpoints.ts';
 import { type PeerResponse, peerRequest } from '../http/client.ts';
 import type { Access } from '../security/access.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
@@ -31,6 +33,8 @@ import type { Leadership } from './election.ts';
 export const FORWARDED_HEADER = 'x-kelp-forwarded-by';
 /** How long the leader may take to answer a forwarded call (an assign may grow volumes). */
 export const FORWARD_TIMEOUT_MS = 30_000;
+/** An admin operation (a vacuum, a volume move) may run this long without a byte back. */
+export const ADMIN_FORWARD_TIMEOUT_MS = 60 * 60_000;
 /** Headers of the leader's answer that the caller gets too. */
 const RELAYED = ['content-type', 'authorization', 'retry-after'] as const;
 
@@ -82,9 +86,11 @@ export class LeaderProxy {
         break;
       }
       default:
-        return false;
+        if (!ADMIN_PATHS.has(pathname) || pathname === '/vol/list') return false;
+        access.requireAdmin(req, url);
     }
-    const answer = await this.forward(req, req.method ?? 'GET', url);
+    const timeoutMs = ADMIN_PATHS.has(pathname) ? ADMIN_FORWARD_TIMEOUT_MS : FORWARD_TIMEOUT_MS;
+    const answer = await this.forward(req, req.method ?? 'GET', url, timeoutMs);
     const headers: Record<string, string> = {};
     for (const h of RELAYED) {
       const v = answer.headers[h];
@@ -110,7 +116,12 @@ export class LeaderProxy {
     throw new UpstreamError(why);
   }
 
-  private async forward(req: IncomingMessage, method: string, pathAndQuery: string): Promise<PeerResponse> {
+  private async forward(
+    req: IncomingMessage,
+    method: string,
+    pathAndQuery: string,
+    timeoutMs = FORWARD_TIMEOUT_MS,
+  ): Promise<PeerResponse> {
     const { leadership, clusterKey } = this.opts;
     if (req.headers[FORWARDED_HEADER] !== undefined) {
       throw new NotLeaderError('this master is not the leader (the call was forwarded here by mistake)', 1);
@@ -126,7 +137,7 @@ export class LeaderProxy {
       return await peerRequest(url, {
         method,
         headers: withClusterAuth(clusterKey, method, url, headers),
-        timeoutMs: FORWARD_TIMEOUT_MS,
+        timeoutMs,
       });
     } catch (err) {
       throw new UnavailableError(`the leader ${leader} did not answer; retry shortly`, 1, { cause: err });

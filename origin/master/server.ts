@@ -16,6 +16,10 @@ import {
 import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
+import { clusterViewOf } from '../admin/cluster.ts';
+import { ADMIN_PATHS, AdminEndpoints, masterAuth } from '../admin/endpoints.ts';
+import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
+import { DEFAULT_VACUUM_INTERVAL_MS, VacuumSchedule } from '../admin/vacuum-schedule.ts';
 import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
 import { type PeerResponse, peerRequest } from '../http/client.ts';
 import { closeServer, listen } from '../http/listen.ts';
@@ -24,7 +28,7 @@ import { Access } from '../security/access.ts';
 import { checkBinding } from '../security/binding.ts';
 import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
 import { signFileToken } from '../security/jwt.ts';
-import { KELP_VERSION } from '../version.ts';
+import { KELP_VERSION_STRING } from '../version.ts';
 import { splitUrl } from '../volume/params.ts';
 import {
   clearSpoolDir,
@@ -43,6 +47,7 @@ import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { LeaderProxy } from './leader-proxy.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
+import { MasterStatusPage } from './status-page.ts';
 import { Topology } from './topology.ts';
 
 export interface MasterConfig {
@@ -78,6 +83,10 @@ export interface MasterConfig {
   etcdPrefix: string;
   /** TTL of the leader's etcd lease: how long a killed leader leads on paper. */
   leaseSeconds: number;
+  /** How often the master vacuums the cluster by itself (docs/admin.md); 0 = never. */
+  vacuumIntervalMs: number;
+  /** Garbage ratio at which the scheduled vacuum compacts a volume. */
+  garbageThreshold: number;
   now: () => number;
   stateStore?: MasterStateStore;
   allocate?: AllocateVolume;
@@ -101,12 +110,16 @@ export const MASTER_DEFAULTS = {
   maxUploadBytes: MAX_UPLOAD_BYTES,
   etcdPrefix: 'kelp',
   leaseSeconds: LEASE_SECONDS,
+  vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
+  garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
   now: Date.now,
   log: (line: string) => console.log(line),
 };
 
 export interface MasterServer {
   server: Server;
+  /** The master's own vacuum runs (`runOnce` for tests and for `kelp admin`'s schedule check). */
+  vacuumSchedule: VacuumSchedule;
   topology: Topology;
   sequencer: Sequencer;
   /** Whether this master leads (always, without etcd), who does, and its peers. */
@@ -176,6 +189,16 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     defaultReplication: config.defaultReplication,
   };
   let self = '';
+  const admin = new AdminEndpoints(topology, access, masterAuth(config));
+  const vacuumSchedule = new VacuumSchedule({
+    intervalMs: config.vacuumIntervalMs,
+    garbageThreshold: config.garbageThreshold,
+    view: () => clusterViewOf(topology),
+    client: admin.client,
+    log: config.log,
+    leading: () => leadership.isLeader(),
+  });
+  const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule);
 
   /**
    * A token for a looked-up fid goes only to a client that proved who it is
@@ -371,12 +394,17 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       case '/vol/status':
         // The size limit too: tier policies judge fullness against it (tiering/policy.ts).
         return sendJson(res, 200, {
-          Version: KELP_VERSION,
+          Version: KELP_VERSION_STRING,
           VolumeSizeLimit: config.volumeSizeLimitBytes,
           Volumes: volumeStatus(topology),
         });
       case '/dir/status':
-        return sendJson(res, 200, { Version: KELP_VERSION, Topology: topologyStatus(topology) });
+        return sendJson(res, 200, { Version: KELP_VERSION_STRING, Topology: topologyStatus(topology) });
+      case '/':
+      case '/ui/fragments.json':
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          throw new MethodNotAllowedError(`${pathname} takes GET`);
+        return statusPage.handle(res, pathname);
       case '/cluster/status':
         return sendJson(res, 200, {
           IsLeader: leadership.isLeader(),
@@ -397,6 +425,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         res.end();
         return;
       default: {
+        if (ADMIN_PATHS.has(pathname)) return admin.handle(req, res, pathname, q);
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new NotFoundError(`no endpoint ${pathname}`);
         let fid: ReturnType<typeof parseFidPath>['fid'];
         try {
@@ -430,14 +459,17 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   if (!config.clusterKey) config.log('master: no cluster key: heartbeats are not authenticated');
   const pruner = setInterval(() => topology.prune(FORGET_AFTER_PULSES), config.pulseSeconds * 1000);
   pruner.unref();
+  vacuumSchedule.start();
   return {
     server,
     topology,
     sequencer,
     leadership,
     address,
+    vacuumSchedule,
     close: async () => {
       clearInterval(pruner);
+      await vacuumSchedule.stop();
       // Leadership first: the lease is revoked and another master elected while this one drains.
       await leadership.close();
       await closeServer(server);
@@ -494,9 +526,41 @@ function topologyStatus(topology: Topology) {
   return {
     Max: max,
     Free: free,
+    layouts: layoutsOf(topology),
     DataCenters: [...dcs].map(([id, racks]) => ({
       Id: id,
       Racks: [...racks].map(([rid, nodes]) => ({ Id: rid, DataNodes: nodes })),
     })),
   };
+}
+
+/**
+ * SeaweedFS's `Topology.layouts`: one entry per collection, replication and
+ * TTL, with the volumes that take writes now (clients read it to see what
+ * can be written where).
+ */
+function layoutsOf(topology: Topology) {
+  const keys = new Map<string, { collection: string; replication: string; ttl: string }>();
+  for (const n of topology.aliveNodes()) {
+    for (const v of n.volumes.values()) {
+      const key = { collection: v.collection, replication: v.replicaPlacement, ttl: v.ttl };
+      keys.set(JSON.stringify(key), key);
+    }
+  }
+  return [...keys.values()]
+    .sort(
+      (a, b) =>
+        a.collection.localeCompare(b.collection) ||
+        a.replication.localeCompare(b.replication) ||
+        a.ttl.localeCompare(b.ttl),
+    )
+    .map((k) => ({
+      collection: k.collection,
+      replication: k.replication,
+      ttl: k.ttl,
+      writables: topology
+        .writable(k)
+        .map((v) => v.id)
+        .sort((a, b) => a - b),
+    }));
 }

@@ -8,7 +8,7 @@ import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../s
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { sendJson } from '../http/respond.ts';
-import { KELP_VERSION } from '../version.ts';
+import { KELP_VERSION_STRING } from '../version.ts';
 import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
 import { DEFAULT_GARBAGE_THRESHOLD, vacuumVolume } from './vacuum.ts';
@@ -19,7 +19,7 @@ function known(query: URLSearchParams | null, names: string[]): void {
 
 export function handleStatus(res: ServerResponse, store: Store): void {
   sendJson(res, 200, {
-    Version: `kelp ${KELP_VERSION}`,
+    Version: KELP_VERSION_STRING,
     DiskStatuses: store.diskStatuses(),
     Volumes: store.volumeStatuses().map((v) => ({
       ...v,

@@ -48,6 +48,7 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
       remote: s.remote,
       readsPerDay: s.readsPerDay,
       modifiedAt: s.modifiedAt,
+      ...(s.moving ? { moving: s.moving } : {}),
     };
   });
   return {

@@ -14,15 +14,18 @@ import { checkBinding } from '../security/binding.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
 import { HeartbeatClient } from './heartbeat.ts';
+import { handleVolumeMove } from './move-handler.ts';
 import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
 import { Replicator } from './replication.ts';
 import { Resizer } from './resize.ts';
+import { VolumeStatusPage } from './status-page.ts';
 import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import { BackendRegistry, TierJobs } from './tier.ts';
 import { handleTier, handleTierStatus, type TierContext } from './tier-handler.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
+import { VolumeMoves } from './volume-move.ts';
 import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
 
 export interface VolumeServerConfig {
@@ -89,6 +92,8 @@ function route(
   write: WriteConfig,
   tier: TierContext,
   access: Access,
+  moves: VolumeMoves,
+  page: VolumeStatusPage,
 ) {
   // Not async: a small local read completes synchronously and makes no promise.
   return (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
@@ -98,6 +103,11 @@ function route(
       case 'HEAD':
         if (pathname === '/status') return handleStatus(res, store);
         if (pathname === '/admin/tier/status') return handleTierStatus(res, store, tier, query);
+        if (pathname.startsWith('/ui/')) return page.handle(res, pathname);
+        if (pathname.startsWith('/admin/volume/')) {
+          access.requireAdmin(req, req.url ?? '/');
+          return handleVolumeMove(req, res, moves, pathname, query);
+        }
         if (config.readSigningKey) {
           return authorizeRead(req, pathname, query, config.readSigningKey).then(() =>
             handleRead(req, res, store, pathname, query, config.read),
@@ -109,6 +119,8 @@ function route(
         if (pathname.startsWith('/admin/')) {
           access.requireAdmin(req, req.url ?? '/');
           if (pathname.startsWith('/admin/tier/')) return handleTier(req, res, store, tier, pathname, query);
+          if (pathname.startsWith('/admin/volume/'))
+            return handleVolumeMove(req, res, moves, pathname, query);
           return handleAdmin(req, res, store, pathname, query);
         }
         return handleWrite(req, res, store, pathname, query, write);
@@ -156,16 +168,22 @@ export async function startVolumeServer(
     clusterKeys: access.clusterKeys,
     replicator: new Replicator(config.master, [], config.log, config.clusterKey),
   };
-  const handle = route(store, config, write, tier, access);
+  const moves = new VolumeMoves(store, { clusterKey: config.clusterKey, adminKey: config.adminKey });
+  const page = new VolumeStatusPage(store, tier, config);
+  const handle = route(store, config, write, tier, access, moves, page);
+  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
+    page.errors.note(req, err);
+    sendError(res, err);
+  };
   const server = createServer((req, res) => {
     let pending: void | Promise<void>;
     try {
       pending = handle(req, res);
     } catch (err) {
-      sendError(res, err);
+      fail(req, res, err);
       return;
     }
-    if (pending) pending.catch((err: unknown) => sendError(res, err));
+    if (pending) pending.catch((err: unknown) => fail(req, res, err));
   });
   const address = await listen(server, config.host, config.port);
   const port = address.slice(address.lastIndexOf(':') + 1);

@@ -9,7 +9,7 @@ import { ConflictError, InsufficientStorageError, NoSpaceError, NotFoundError } 
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
 import { DiskSpace, diskUsage } from './disk-space.ts';
-import { parseVolumeFileName, volumePath } from './files.ts';
+import { fsyncDir, parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
@@ -19,9 +19,28 @@ import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
 
 export interface DiskLocation {
   dir: string;
-  /** Most volumes this directory may hold. */
+  /**
+   * Most volumes this directory may hold; 0 = as many as its free disk fits
+   * (autoSlots), as SeaweedFS's `-max=0`.
+   */
   maxVolumes: number;
 }
+
+/**
+ * Slots of a `maxVolumes: 0` location: the volumes it has, plus as many
+ * volumes of the size limit as its free space holds once the writable
+ * volumes there have grown to the limit (SeaweedFS's "unclaimed space").
+ */
+export function autoSlots(free: number, sizeLimit: number, volumes: Volume[]): number {
+  const claimed = volumes
+    .filter((v) => !v.readOnly && !v.isRemote)
+    .reduce((sum, v) => sum + Math.max(0, sizeLimit - v.datSize), 0);
+  const fits = Math.max(0, Math.floor((free - claimed) / Math.max(1, sizeLimit)));
+  return Math.max(volumes.length, Math.min(MAX_AUTO_SLOTS, volumes.length + fits));
+}
+
+/** Most slots a `maxVolumes: 0` location claims (a small size limit on a large disk would claim thousands). */
+export const MAX_AUTO_SLOTS = 512;
 
 export interface StoreConfig {
   locations: DiskLocation[];
@@ -70,7 +89,16 @@ export class Store {
         if (parsed.ext === 'vif') {
           // Only a tiered volume is found by its .vif: a local one is found by its .dat.
           if (existsSync(volumePath(location.dir, parsed.collection, parsed.volumeId, 'dat'))) continue;
-          if (!readVolumeInfo(join(location.dir, name)).remote) {
+          const info = readVolumeInfo(join(location.dir, name));
+          if (info.moving) {
+            // The arrival of a moved copy, cut short before its .dat was renamed in: never a volume.
+            for (const ext of ['vif', 'idx']) {
+              rmSync(volumePath(location.dir, parsed.collection, parsed.volumeId, ext), { force: true });
+            }
+            log(`volume ${parsed.volumeId}: removed the .vif and .idx of a copy whose arrival was cut short`);
+            continue;
+          }
+          if (!info.remote) {
             log(`volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`);
             continue;
           }
@@ -145,18 +173,61 @@ export class Store {
       }
       return existing.volume;
     }
+    const location = this.locationForNewVolume();
+    const volume = Volume.create(this.volumeConfig(location, collection, volumeId), { placement, ttl });
+    this.volumes.set(volumeId, { volume, location });
+    this.config.onChange?.();
+    return volume;
+  }
+
+  /** The location with the most free slots on a disk that is not full. */
+  locationForNewVolume(): DiskLocation {
     const withSlots = this.config.locations
-      .map((l) => ({ l, free: l.maxVolumes - this.countIn(l) }))
+      .map((l) => ({ l, free: this.slotsOf(l) - this.countIn(l) }))
       .filter((x) => x.free > 0);
     const location = withSlots.filter((x) => !this.spaceOf(x.l).full).sort((a, b) => b.free - a.free)[0]?.l;
     if (!location) {
       if (withSlots.length > 0) throw new InsufficientStorageError('every disk of this server is full');
       throw new NoSpaceError('no free volume slot on this server');
     }
-    const volume = Volume.create(this.volumeConfig(location, collection, volumeId), { placement, ttl });
+    return location;
+  }
+
+  /** Opens a volume whose files were just put in place in `location` (a moved copy, volume-move.ts). */
+  adopt(location: DiskLocation, collection: string, volumeId: number): Volume {
+    if (this.volumes.has(volumeId)) throw new ConflictError(`volume ${volumeId} is already on this server`);
+    const volume = Volume.open(this.volumeConfig(location, collection, volumeId));
+    for (const repair of volume.repairs) this.log(`volume ${volumeId}: ${repair}`);
     this.volumes.set(volumeId, { volume, location });
     this.config.onChange?.();
     return volume;
+  }
+
+  /** The disk location holding the volume. */
+  locationOf(volumeId: number): DiskLocation {
+    const entry = this.volumes.get(volumeId);
+    if (!entry) throw new NotFoundError(`volume ${volumeId} is not on this server`);
+    return entry.location;
+  }
+
+  /**
+   * Closes and removes one volume's files (a moved volume's source, an extra
+   * replica). The `.dat` goes first: without it the rest is never opened again.
+   */
+  async deleteVolume(volumeId: number): Promise<void> {
+    const entry = this.volumes.get(volumeId);
+    if (!entry) throw new NotFoundError(`volume ${volumeId} is not on this server`);
+    const { volume } = entry;
+    if (volume.info.remote) {
+      throw new ConflictError(`volume ${volumeId} is tiered: download it before deleting a replica`);
+    }
+    this.volumes.delete(volumeId);
+    await volume.close();
+    rmSync(volume.path('dat'), { force: true });
+    fsyncDir(entry.location.dir);
+    for (const ext of ['idx', 'vif']) rmSync(volume.path(ext), { force: true });
+    fsyncDir(entry.location.dir);
+    this.config.onChange?.();
   }
 
   /** The master's size limit, when it sends one, applies to every volume here. */
@@ -193,6 +264,13 @@ export class Store {
     return removed;
   }
 
+  /** The location's volume slots: its maxVolumes, or with 0 what its free disk fits now. */
+  slotsOf(location: DiskLocation): number {
+    if (location.maxVolumes > 0) return location.maxVolumes;
+    const here = [...this.volumes.values()].filter((e) => e.location === location).map((e) => e.volume);
+    return autoSlots(diskUsage(location.dir).free, this.config.sizeLimitBytes, here);
+  }
+
   private countIn(location: DiskLocation): number {
     let n = 0;
     for (const e of this.volumes.values()) if (e.location === location) n++;
@@ -201,10 +279,10 @@ export class Store {
 
   /** Volume slots, as the master sees them: a full disk has none free (as in SeaweedFS), so growth goes elsewhere. */
   maxVolumeCount(): number {
-    return this.config.locations.reduce(
-      (a, l) => a + (this.spaceOf(l).full ? Math.min(l.maxVolumes, this.countIn(l)) : l.maxVolumes),
-      0,
-    );
+    return this.config.locations.reduce((a, l) => {
+      const slots = this.slotsOf(l);
+      return a + (this.spaceOf(l).full ? Math.min(slots, this.countIn(l)) : slots);
+    }, 0);
   }
 
   diskStatuses(): DiskStatus[] {
@@ -213,7 +291,7 @@ export class Store {
       ...diskUsage(l.dir),
       full: this.spaceOf(l).full,
       volumeCount: this.countIn(l),
-      maxVolumes: l.maxVolumes,
+      maxVolumes: this.slotsOf(l),
     }));
   }
 

@@ -8,6 +8,10 @@
  *   it was being compacted); those of a volume that is here are finished or
  *   discarded before it opens (vacuum.ts, finishInterruptedCompaction).
  *
+ * - `.mvd`/`.mvx`: a moved or copied volume's files still in staging
+ *   (volume-move.ts); a copy is only ever mounted from a staging the same
+ *   process verified, so after a restart they are worthless.
+ *
  * Everything matching is removed whatever its age: one volume server owns a
  * data directory (two on the same volumes would corrupt them anyway) and the
  * sweep runs before it serves, so no transfer of its own is running yet. The
@@ -21,6 +25,8 @@ import { clearSpoolDir } from './upload.ts';
 
 /** A compaction's files (vacuum.ts): `<stem>.cpd`, `.cpx` and the commit marker `.cpc`. */
 const COMPACTION_FILE = /^(?:(.+)_)?(\d{1,10})\.(cpd|cpx|cpc)$/;
+/** A volume copy in staging (volume-move.ts). */
+const MOVE_STAGING_FILE = /^(?:(.+)_)?(\d{1,10})\.(mvd|mvx)$/;
 
 /**
  * Sweeps `dir`; `isOpen(collection, volumeId)` says whether the store opened
@@ -36,6 +42,11 @@ export function sweepDataDir(
     log(`removed ${path}, left by a tier download that was interrupted`);
   }
   for (const name of readdirSync(dir)) {
+    if (MOVE_STAGING_FILE.test(name)) {
+      rmSync(join(dir, name), { force: true });
+      log(`removed ${join(dir, name)}, left by a volume copy that was interrupted`);
+      continue;
+    }
     const m = COMPACTION_FILE.exec(name);
     if (!m || isOpen(m[1] ?? '', Number(m[2]))) continue;
     rmSync(join(dir, name), { force: true });

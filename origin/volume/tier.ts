@@ -162,6 +162,9 @@ export interface TierUploadOptions {
 }
 
 function assertNotCompacting(volume: Volume): void {
+  if (volume.frozen) {
+    throw new ConflictError(`volume ${volume.id} is being moved or copied: tier it once that ends`);
+  }
   if (existsSync(volume.path('cpd'))) {
     throw new ConflictError(`volume ${volume.id} is being compacted: tier it once the vacuum has finished`);
   }
@@ -281,6 +284,7 @@ export async function tierDownload(
   const remote = volume.info.remote;
   if (!remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
   if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
+  assertNotCompacting(volume);
   const backend = registry.get(remote.backend);
   volume.transferring = true;
   try {

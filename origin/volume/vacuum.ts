@@ -94,6 +94,9 @@ export async function vacuumVolume(
       `volume ${volume.id} is tiered: download it first (kelp tier download) to compact it`,
     );
   }
+  if (volume.frozen) {
+    throw new ConflictError(`volume ${volume.id} is being moved or copied: vacuum it once that ends`);
+  }
   const garbageRatio = volume.garbageRatio();
   const sizeBefore = volume.datSize;
   const report = { volumeId: volume.id, garbageRatio, sizeBefore, sizeAfter: sizeBefore, corruptSkipped: 0 };

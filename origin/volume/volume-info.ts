@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { VolumeMoving } from '../../shared/api.ts';
 import { CorruptDataError } from '../../shared/errors.ts';
 import { fsyncDir } from './files.ts';
 
@@ -12,7 +13,17 @@ export interface VolumeInfo {
   readOnly: boolean;
   /** Set once the `.dat` lives in a cloud tier (tier.ts); reads then go to the backend. */
   remote?: RemoteDat;
+  /**
+   * A move or replica copy of this volume is under way (volume-move.ts,
+   * docs/decisions/0007-volume-move.md): no write, delete, vacuum or tier
+   * transfer until it is finished or undone. Persisted, so a crash of anyone
+   * leaves the volume frozen (readable) rather than diverging from its copy.
+   */
+  moving?: MoveMarker;
 }
+
+/** One side of a volume move or copy (the shape the heartbeat reports). */
+export type MoveMarker = VolumeMoving;
 
 /** Where a tiered volume's `.dat` is, and what it must be. */
 export interface RemoteDat {

@@ -64,7 +64,13 @@ import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValu
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';
 import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
-import { type RemoteDat, readVolumeInfo, type VolumeInfo, writeVolumeInfo } from './volume-info.ts';
+import {
+  type MoveMarker,
+  type RemoteDat,
+  readVolumeInfo,
+  type VolumeInfo,
+  writeVolumeInfo,
+} from './volume-info.ts';
 
 /** Needles whose record is larger than this are streamed in pages, never read whole into memory. */
 export const LARGE_NEEDLE_BYTES = 1024 * 1024;
@@ -166,6 +172,8 @@ export interface VolumeStatus {
   readsPerDay: number;
   /** Unix seconds of the last write or delete. */
   modifiedAt: number;
+  /** A move or replica copy under way (volume-info.ts): the volume is frozen. */
+  moving?: MoveMarker;
 }
 
 export class Volume {
@@ -253,6 +261,29 @@ export class Volume {
 
   get readOnly(): boolean {
     return this.info.readOnly;
+  }
+
+  /** A move or copy is under way: nothing may change the files (volume-move.ts). */
+  get frozen(): boolean {
+    return this.info.moving !== undefined;
+  }
+
+  private assertNotFrozen(what: string): void {
+    const m = this.info.moving;
+    if (!m) return;
+    const how =
+      m.role === 'source'
+        ? `being ${m.mode === 'move' ? 'moved' : 'copied'} to ${m.peer}`
+        : `arriving from ${m.peer}`;
+    throw new ReadOnlyVolumeError(`volume ${this.id} is ${how}: ${what} refused until that ends`);
+  }
+
+  /** Sets or clears the move marker (persisted first, so a crash keeps it). */
+  setMoving(marker: MoveMarker | undefined): void {
+    const { moving: _old, ...rest } = this.info;
+    this.info = marker ? { ...rest, moving: marker } : rest;
+    writeVolumeInfo(this.path('vif'), this.info);
+    this.config.onChange?.();
   }
 
   /** Creates the files of a new, empty volume (fsync'd, directory included) and opens it. */
@@ -345,6 +376,7 @@ export class Volume {
 
   private assertWritable(extraBytes: number): void {
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    this.assertNotFrozen('writes are');
     if (this.info.readOnly) throw new ReadOnlyVolumeError(`volume ${this.id} is read-only`);
     this.config.space?.assertRoom(`volume ${this.id}`);
     if (this.datSize + extraBytes > MAX_VOLUME_OFFSET) {
@@ -670,6 +702,7 @@ export class Volume {
       : this.recordAt(key, entry.offset, entry.size);
     if (needle.cookie !== cookie) throw new NotFoundError('not found');
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    this.assertNotFrozen('deletes are');
     if (this.datFrozen) {
       // The remote .dat is immutable: a delete is an index entry only, with no
       // tombstone record (offset 0, as SeaweedFS does); `kelp tier compact` reclaims the bytes.
@@ -721,6 +754,8 @@ export class Volume {
     const { key, cookie, before, after } = change;
     const what = `volume ${this.id}, needle ${key.toString(16)}`;
     if (this.closed) throw new ReadOnlyVolumeError(`volume ${this.id} is closing`);
+    // A copy is reading the files: the change is kept (and copied), as when vacuum moved it.
+    if (this.frozen) throw new ConflictError(`volume ${this.id} is being moved: the change is kept`);
     if (this.superBlock.compactionRevision !== change.revision) {
       throw new ConflictError(`${what}: the volume was compacted since the change, which is kept`);
     }
@@ -904,6 +939,7 @@ export class Volume {
 
   setReadOnly(readOnly: boolean): void {
     if (this.info.readOnly === readOnly) return;
+    this.assertNotFrozen('marking it is');
     if (!readOnly && (this.info.remote || this.transferring)) {
       // A write would land in no copy the volume keeps (tiered) or change the bytes being copied.
       throw new ConflictError(
@@ -929,7 +965,8 @@ export class Volume {
       fileCount: this.map.liveCount,
       deleteCount: this.map.deletedCount,
       deletedByteCount: this.map.deletedBytes,
-      readOnly: this.info.readOnly,
+      // Frozen for a move: the master must not assign it (topology.writable).
+      readOnly: this.info.readOnly || this.frozen,
       full: this.config.space?.full ?? false,
       replicaPlacement: this.superBlock.placement,
       ttl: this.superBlock.ttl,
@@ -939,6 +976,7 @@ export class Volume {
       remote: this.info.remote?.backend,
       readsPerDay: this.heat.perDay(),
       modifiedAt: Math.floor(this.modifiedAt / 1000),
+      ...(this.info.moving ? { moving: this.info.moving } : {}),
     };
   }
 

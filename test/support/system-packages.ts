@@ -24,6 +24,11 @@ export const SYSTEM_PACKAGES: Array<{ program: string; packages: string[]; for: 
     packages: ['etcd-server'],
     for: 'the several-masters tests and bench (three etcd members on loopback)',
   },
+  {
+    program: 'chromium',
+    packages: ['chromium'],
+    for: "the browser tests (status pages, edge pages; playwright-core drives Debian's Chromium)",
+  },
 ];
 
 /** Whether `program` is an executable on PATH or in the sbin/bin folders root has. */

@@ -118,6 +118,8 @@ export async function childVolume(
     dataCenter?: string;
     rack?: string;
     signingKey?: string;
+    clusterKey?: string;
+    adminKey?: string;
     dir?: string;
     port?: number;
   } = {},
@@ -128,6 +130,8 @@ export async function childVolume(
   if (options.dataCenter) args.push('--dataCenter', options.dataCenter);
   if (options.rack) args.push('--rack', options.rack);
   if (options.signingKey) args.push('--signingKey', options.signingKey);
+  if (options.clusterKey) args.push('--clusterKey', options.clusterKey);
+  if (options.adminKey) args.push('--adminKey', options.adminKey);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = once(child, 'exit');
   let out = '';
