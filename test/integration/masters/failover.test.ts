@@ -124,6 +124,16 @@ describe('three masters on etcd', () => {
     const { volumeIds } = (await grow.json()) as { volumeIds: number[] };
     expect(volumeIds).toEqual([before + 1, before + 2]);
     expect((await fetch(`http://${follower}/vol/grow`)).status).toBe(405);
+
+    // Admin operations run on the leader only: a follower routes them there (a call already
+    // forwarded once is refused, not run), and answers /vol/list itself.
+    const once = { 'x-kelp-forwarded-by': '127.0.0.1:1' };
+    const viaFollower = await fetch(`http://${follower}/vol/vacuum`, { method: 'POST', headers: once });
+    expect(viaFollower.status).toBe(503);
+    expect(((await viaFollower.json()) as { code: string }).code).toBe('not_leader');
+    expect((await fetch(`http://${follower}/vol/vacuum`, { method: 'POST' })).status).toBe(200);
+    expect((await fetch(`http://${leader}/vol/vacuum`, { method: 'POST', headers: once })).status).toBe(200);
+    expect((await fetch(`http://${follower}/vol/list`, { headers: once })).status).toBe(200);
     await c.stop();
   }, 90_000);
 
