@@ -84,7 +84,7 @@ export async function handleSubmit(request: Request, env: Env): Promise<Response
   // Refused before any origin is asked; a chunked body is cut off at the limit as it streams.
   if (length !== undefined && length > limit) throw tooLarge(config);
   const body = request.body ? new UploadBody(request.body, limit) : undefined;
-  for (const master of config.masters) {
+  for (const [i, master] of config.masters.entries()) {
     if (body) {
       // A failed attempt's last read belongs to the replay; past REPLAY_BYTES there is none.
       await body.settled();
@@ -110,6 +110,11 @@ export async function handleSubmit(request: Request, env: Env): Promise<Response
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw refusedEdge('the master', res.status, "set MASTER_CLIENT_KEY to one of the master's client keys");
+    }
+    // 503: nothing was stored (no leader while one is elected, say); the next master may take it.
+    if (res.status === 503 && i < config.masters.length - 1) {
+      await res.body?.cancel();
+      continue;
     }
     return new Response(res.body, { status: res.status, headers: withNoStore(res.headers) });
   }

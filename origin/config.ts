@@ -92,8 +92,11 @@ const hostPort: Parse<string> = (raw) => {
   if (!/^[^\s/:]+:\d{1,5}$/.test(s)) throw new BadValue('must be HOST:PORT');
   return s;
 };
-/** A volume server's master: "" runs it standalone, reporting to no master. */
-const hostPortOrNone: Parse<string> = (raw) => (str(raw) === '' ? '' : hostPort(raw));
+/** One master or several (`a:9333,b:9333` or a TOML array), kept as a comma-separated list. */
+const hostPorts: Parse<string> = (raw) => list(hostPort)(raw).join(',');
+/** A volume server's masters: "" runs it standalone, reporting to no master. */
+const hostPortsOrNone: Parse<string> = (raw) =>
+  (Array.isArray(raw) ? raw.length === 0 : str(raw) === '') ? '' : hostPorts(raw);
 
 /** Checked by the parsers of shared/, whose errors (KelpErrors) carry the reason. */
 function checked(fn: (s: string) => string): Parse<string> {
@@ -239,6 +242,22 @@ const INSECURE = field(
 /** The key `kelp upload`, `download` and `tier` present as a client (or admin) of the cluster. */
 const CLIENT_KEY = secret('Bearer key this client presents to the master', 'KELP_CLIENT_KEY', 'client.key');
 
+/** Several masters (docs/several-masters.md): `kelp master` and `kelp server` alike. */
+const ETCD_FIELDS = {
+  etcd: field<string[] | undefined>(
+    '<host:port,...>',
+    'etcd members: run as one of several masters sharing state and electing a leader there; unset = a single master with its state in --mdir',
+    list(hostPort),
+    undefined,
+  ),
+  etcdPrefix: field(
+    '<prefix>',
+    "prefix of this cluster's keys in etcd (clusters sharing an etcd need different ones)",
+    text,
+    MASTER_DEFAULTS.etcdPrefix,
+  ),
+};
+
 /** "15m", "90s"; "0" or "off" = never (the master's vacuum schedule). */
 const intervalOrOff: Parse<number> = (raw) => {
   const s = str(raw);
@@ -269,6 +288,7 @@ const MASTER_FIELDS = {
     MASTER_DEFAULTS.defaultReplication,
   ),
   pulseSeconds: field('<s>', 'seconds between heartbeats', positive, MASTER_DEFAULTS.pulseSeconds),
+  ...ETCD_FIELDS,
   vacuumInterval: field(
     '<duration>',
     'how often the master vacuums the cluster by itself, e.g. 15m; 0 = never',
@@ -295,7 +315,12 @@ const VOLUME_FIELDS = {
     [0],
     '0',
   ),
-  master: field('<host:port>', 'master to heartbeat to ("" = none)', hostPortOrNone, '127.0.0.1:9333'),
+  master: field(
+    '<host:port,...>',
+    'masters to heartbeat to, comma-separated: every one gets every beat ("" = none)',
+    hostPortsOrNone,
+    '127.0.0.1:9333',
+  ),
   dataCenter: field('<name>', 'data center of this server', text, VOLUME_SERVER_DEFAULTS.dataCenter),
   rack: field('<name>', 'rack of this server', text, VOLUME_SERVER_DEFAULTS.rack),
   publicUrl: field<string | undefined>(
@@ -525,6 +550,14 @@ export const SERVER_OPTIONS = {
     'master.volumeSizeLimitMB': MASTER_FIELDS.volumeSizeLimitMB,
     'master.defaultReplication': MASTER_FIELDS.defaultReplication,
     'master.pulseSeconds': MASTER_FIELDS.pulseSeconds,
+    etcd: ETCD_FIELDS.etcd,
+    etcdPrefix: ETCD_FIELDS.etcdPrefix,
+    'master.peers': field<string | undefined>(
+      '<host:port,...>',
+      'the other masters of a cluster on etcd: the volume server heartbeats them too',
+      hostPorts,
+      undefined,
+    ),
     'master.vacuumInterval': MASTER_FIELDS.vacuumInterval,
     'master.garbageThreshold': MASTER_FIELDS.garbageThreshold,
     'volume.port': volumePort,
@@ -540,7 +573,12 @@ export const SERVER_OPTIONS = {
   ...EDGE_OPTIONS,
 };
 
-const CLIENT_MASTER = field('<host:port>', 'master to ask', hostPort, '127.0.0.1:9333');
+const CLIENT_MASTER = field(
+  '<host:port,...>',
+  'masters to ask, comma-separated: tried in order',
+  hostPorts,
+  '127.0.0.1:9333',
+);
 /** `kelp upload`, `kelp download` and `kelp delete` share the [client] section. */
 export const UPLOAD_OPTIONS = schema('client', {
   master: CLIENT_MASTER,
@@ -559,7 +597,12 @@ export const DOWNLOAD_OPTIONS = schema('client', { master: CLIENT_MASTER, key: C
 export const DELETE_OPTIONS = schema('client', { master: CLIENT_MASTER, key: CLIENT_KEY });
 
 /** Every `kelp tier` command finds the cluster through the master; [tier] in the file. */
-const TIER_MASTER = field('<host:port>', 'master of the cluster', hostPort, '127.0.0.1:9333');
+const TIER_MASTER = field(
+  '<host:port,...>',
+  'masters of the cluster, comma-separated: tried in order',
+  hostPorts,
+  '127.0.0.1:9333',
+);
 export const TIER_OPTIONS = schema('tier', {
   master: TIER_MASTER,
   clusterKey: CLUSTER_KEY,

@@ -162,11 +162,20 @@ export class UpstreamError extends KelpError {
 /** Temporarily unable to serve: growing volumes, backend down, queue full. */
 export class UnavailableError extends KelpError {
   readonly status = 503;
-  readonly code = 'unavailable';
+  readonly code: string = 'unavailable';
   constructor(message: string, retryAfter?: number, options?: { cause?: unknown }) {
     super(message, options);
     if (retryAfter !== undefined) this.retryAfter = retryAfter;
   }
+}
+
+/**
+ * This master is not the leader of its cluster (several masters on etcd), or
+ * stopped being it: assigns and volume growth happen on the leader only. Worth
+ * retrying, on another master or here once a leader is elected.
+ */
+export class NotLeaderError extends UnavailableError {
+  override readonly code = 'not_leader';
 }
 
 /**

@@ -149,19 +149,46 @@ export interface WaitOptions {
 }
 
 export class TierClient {
+  /** The first master (base URL). */
   readonly master: string;
+  /** Every master given (`a:9333,b:9333`), asked in order: any of them knows the volumes. */
+  readonly masters: string[];
   private readonly auth: AuthHeaders;
 
   constructor(master: string, auth: AuthHeaders = NO_AUTH) {
-    this.master = baseUrl(master);
+    this.masters = master
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean)
+      .map(baseUrl);
+    this.master = this.masters[0] ?? baseUrl(master);
     this.auth = auth;
+  }
+
+  /**
+   * A read from the masters in order: one that is down or cannot answer now
+   * (502/503/504) passes it to the next; any other answer is final.
+   */
+  private async fromMasters<T>(pathAndQuery: string, signal?: AbortSignal): Promise<T> {
+    let last: unknown;
+    for (const master of this.masters) {
+      try {
+        return await call<T>(`${master}${pathAndQuery}`, { signal });
+      } catch (err) {
+        // No status: it did not answer at all.
+        if (!(err instanceof TierRequestError)) throw err;
+        if (err.status !== undefined && ![502, 503, 504].includes(err.status)) throw err;
+        last = err;
+      }
+    }
+    throw last;
   }
 
   /** Every volume the master knows, with the size limit at which volumes seal. */
   async volumes(signal?: AbortSignal): Promise<{ volumeSizeLimit: number; volumes: MasterVolume[] }> {
-    const body = await call<{ VolumeSizeLimit?: number; Volumes: MasterVolume[] }>(
-      `${this.master}/vol/status`,
-      { signal },
+    const body = await this.fromMasters<{ VolumeSizeLimit?: number; Volumes: MasterVolume[] }>(
+      '/vol/status',
+      signal,
     );
     return { volumeSizeLimit: body.VolumeSizeLimit ?? 0, volumes: body.Volumes };
   }
@@ -169,7 +196,7 @@ export class TierClient {
   /** The alive servers (`host:port`) holding volume `id`; a 404 is an empty list. */
   async locations(volumeId: number, signal?: AbortSignal): Promise<string[]> {
     try {
-      const body = await call<LookupResponse>(`${this.master}/dir/lookup?volumeId=${volumeId}`, { signal });
+      const body = await this.fromMasters<LookupResponse>(`/dir/lookup?volumeId=${volumeId}`, signal);
       return body.locations.map((l) => l.url);
     } catch (err) {
       if (err instanceof TierRequestError && err.status === 404) return [];

@@ -28,6 +28,8 @@ export class VacuumSchedule {
   private readonly view: () => ClusterView;
   private readonly client: VolumeServerClient;
   private readonly log: (line: string) => void;
+  /** Several masters: only the leader's schedule runs (docs/decisions/0008-several-masters.md). */
+  private readonly leading: () => boolean;
 
   constructor(opts: {
     intervalMs: number;
@@ -35,7 +37,9 @@ export class VacuumSchedule {
     view: () => ClusterView;
     client: VolumeServerClient;
     log: (line: string) => void;
+    leading?: () => boolean;
   }) {
+    this.leading = opts.leading ?? (() => true);
     this.intervalMs = opts.intervalMs;
     this.garbageThreshold = opts.garbageThreshold;
     this.view = opts.view;
@@ -52,7 +56,7 @@ export class VacuumSchedule {
     if (this.stopped) return;
     this.nextAt = Date.now() + this.intervalMs;
     this.timer = setTimeout(() => {
-      this.running = this.runOnce()
+      this.running = (this.leading() ? this.runOnce() : Promise.resolve())
         .then(() => undefined)
         .finally(() => {
           this.running = undefined;

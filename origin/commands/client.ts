@@ -1,4 +1,5 @@
 /** HTTP calls of `kelp upload` / `kelp download`: JSON answers, errors that say who failed and why. */
+import { masterList, tryNextMaster } from '../http/masters.ts';
 
 /** A failed request: printed as is by the CLI (exit 1). */
 export class ClientError extends Error {
@@ -47,3 +48,48 @@ export async function requestJson<T>(
 }
 
 export { reason as failureReason };
+
+/** Rounds over the whole list of masters while none can answer (a leader being elected). */
+export const MASTER_ROUNDS = 20;
+/** Pause between rounds: the rounds span a leader's lease TTL and more. */
+export const MASTER_ROUND_PAUSE_MS = 500;
+
+/**
+ * A JSON call to the cluster's masters (`a:9333,b:9333`), tried in order: a
+ * master that is down or cannot answer now (502/503/504, e.g. no leader yet)
+ * passes the call to the next, and while one of them answers "not now" the
+ * list is tried again for a few seconds. Any other answer is final.
+ */
+export async function requestMasters<T>(
+  masters: string,
+  pathAndQuery: string,
+  init: RequestInit = {},
+): Promise<{ body: T; res: Response }> {
+  const list = masterList(masters);
+  if (list.length === 0) throw new ClientError('no master given');
+  const failures: string[] = [];
+  // Another round only when a master answered "not now": all of them down is not worth the wait.
+  let answered = true;
+  for (let round = 0; round < MASTER_ROUNDS && answered; round++) {
+    if (round > 0) await new Promise((r) => setTimeout(r, MASTER_ROUND_PAUSE_MS));
+    failures.length = 0;
+    answered = false;
+    for (const master of list) {
+      const url = `${baseUrl(master)}${pathAndQuery}`;
+      let res: Response;
+      try {
+        res = await request(url, init);
+      } catch (err) {
+        if (!(err instanceof ClientError)) throw err;
+        failures.push(err.message);
+        continue;
+      }
+      if (res.ok) return { body: (await res.json()) as T, res };
+      const why = `${init.method ?? 'GET'} ${url}: ${await reason(res)}`;
+      if (!tryNextMaster(res.status)) throw new ClientError(why);
+      failures.push(why);
+      answered = true;
+    }
+  }
+  throw new ClientError(`no master could answer:\n  ${failures.join('\n  ')}`);
+}

@@ -3,7 +3,7 @@ import type { LookupResponse } from '../../shared/api.ts';
 import { InvalidFidError } from '../../shared/errors.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { DELETE_OPTIONS, type DeleteOptions } from '../config.ts';
-import { baseUrl, ClientError, failureReason, request, requestJson } from './client.ts';
+import { baseUrl, ClientError, failureReason, request, requestMasters } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -26,10 +26,9 @@ export async function deleteFile(fid: string, o: DeleteOptions): Promise<DeleteL
     throw err;
   }
   // The master signs a delete token only for an authenticated client (docs/security.md).
-  const { body: found, res } = await requestJson<LookupResponse>(
-    `${baseUrl(o.master)}/dir/lookup?fileId=${fid}`,
-    { headers: clientAuth(o.key) },
-  );
+  const { body: found, res } = await requestMasters<LookupResponse>(o.master, `/dir/lookup?fileId=${fid}`, {
+    headers: clientAuth(o.key),
+  });
   const auth = res.headers.get('authorization');
   const headers: Record<string, string> = auth ? { Authorization: auth } : {};
   const failures: string[] = [];

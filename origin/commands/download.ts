@@ -7,7 +7,7 @@ import type { LookupResponse } from '../../shared/api.ts';
 import { InvalidFidError } from '../../shared/errors.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { DOWNLOAD_OPTIONS, type DownloadOptions } from '../config.ts';
-import { baseUrl, ClientError, failureReason, request, requestJson } from './client.ts';
+import { baseUrl, ClientError, failureReason, request, requestMasters } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -23,8 +23,9 @@ export async function openDownload(fid: string, o: DownloadOptions): Promise<Res
     if (err instanceof InvalidFidError) throw new ClientError(err.message);
     throw err;
   }
-  const { body: found, res } = await requestJson<LookupResponse>(
-    `${baseUrl(o.master)}/dir/lookup?fileId=${fid}&read=yes`,
+  const { body: found, res } = await requestMasters<LookupResponse>(
+    o.master,
+    `/dir/lookup?fileId=${fid}&read=yes`,
     { headers: clientAuth(o.key) },
   );
   // A master with a read key signs a read token for an authenticated client; volume servers that want one find it here.

@@ -16,6 +16,8 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     vacuumIntervalMs: o.vacuumInterval,
     garbageThreshold: o.garbageThreshold,
     ...masterSecurity(o),
+    etcd: o.etcd,
+    etcdPrefix: o.etcdPrefix,
   });
 }
 
@@ -28,6 +30,7 @@ export function registerMasterCommand(program: Command): void {
     const master = await startMaster(masterConfig(values));
     // Handlers first: whoever reads the line below may signal at once.
     stopOnSignals(() => master.close());
-    console.log(`kelp master listening on http://${master.address} (state in ${resolve(values.mdir)})`);
+    const state = values.etcd ? `state in etcd ${values.etcd.join(',')}` : `state in ${resolve(values.mdir)}`;
+    console.log(`kelp master listening on http://${master.address} (${state})`);
   });
 }

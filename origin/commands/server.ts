@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
+import { masterList } from '../http/masters.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
 import {
@@ -39,6 +40,8 @@ export function serverConfigs(
     vacuumIntervalMs: o['master.vacuumInterval'],
     garbageThreshold: o['master.garbageThreshold'],
     ...masterSecurity(o),
+    etcd: o.etcd,
+    etcdPrefix: o.etcdPrefix,
   });
   const volume = {
     ...defined({
@@ -75,7 +78,9 @@ export function registerServerCommand(program: Command): void {
     let volume: Awaited<ReturnType<typeof startVolumeServer>>;
     try {
       // Port 0 is fine for the master: the volume server is told the address actually bound.
-      volume = await startVolumeServer({ ...configs.volume, master: master.address });
+      // With peers (several masters), the volume server heartbeats every one of them.
+      const masters = [master.address, ...masterList(resolution.values['master.peers'])].join(',');
+      volume = await startVolumeServer({ ...configs.volume, master: masters });
     } catch (err) {
       await master.close();
       throw err;
@@ -85,7 +90,10 @@ export function registerServerCommand(program: Command): void {
       await volume.close();
       await master.close();
     });
-    console.log(`kelp master listening on http://${master.address} (state in ${configs.master.mdir})`);
+    const state = configs.master.etcd
+      ? `state in etcd ${configs.master.etcd.join(',')}`
+      : `state in ${configs.master.mdir}`;
+    console.log(`kelp master listening on http://${master.address} (${state})`);
     console.log(
       `kelp volume server listening on http://${volume.address} (data in ${configs.volume.locations[0]!.dir}; master ${master.address})`,
     );

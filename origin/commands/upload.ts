@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import type { AssignResponse, UploadResponse } from '../../shared/api.ts';
 import { UPLOAD_OPTIONS, type UploadOptions } from '../config.ts';
-import { baseUrl, ClientError, requestJson } from './client.ts';
+import { baseUrl, ClientError, requestJson, requestMasters } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -23,7 +23,7 @@ export async function uploadFile(path: string, o: UploadOptions): Promise<Upload
   if (o.collection) q.set('collection', o.collection);
   if (o.replication) q.set('replication', o.replication);
   if (o.ttl) q.set('ttl', o.ttl);
-  const { body: assigned } = await requestJson<AssignResponse>(`${baseUrl(o.master)}/dir/assign?${q}`, {
+  const { body: assigned } = await requestMasters<AssignResponse>(o.master, `/dir/assign?${q}`, {
     method: 'POST',
     headers: clientAuth(o.key),
   });

@@ -93,7 +93,7 @@ export async function assign(ctx: AssignContext, req: AssignRequest): Promise<As
   const filtered = holders.filter((n) => topology.aliveNodes(req.filter).includes(n));
   const pool = filtered.length ? filtered : holders;
   const node = pool[randomInt(pool.length)]!;
-  const key = ctx.sequencer.take(req.count);
+  const key = await ctx.sequencer.take(req.count);
   const fid = formatFid({ volumeId, key, cookie: randomInt(0, 2 ** 32) >>> 0 });
   topology.noteAssigned(volumeId);
   const out: AssignResponse = { fid, url: node.url, publicUrl: node.publicUrl, count: req.count };

@@ -145,12 +145,15 @@ export class VolumeGrowth {
     );
   }
 
-  private nextVolumeId(): number {
-    const state = this.state.load();
-    const id = Math.max(state.maxVolumeId, this.topology.maxVolumeId()) + 1;
-    // Saved before use: a restart never hands out the same id again.
-    this.state.save({ ...state, maxVolumeId: id });
-    return id;
+  private async nextVolumeId(): Promise<number> {
+    const known = this.topology.maxVolumeId();
+    // Saved before use: neither a restart nor the next leader hands out the same id again
+    // (a shared store refuses the update to a master that no longer leads).
+    const saved = await this.state.update((s) => ({
+      ...s,
+      maxVolumeId: Math.max(s.maxVolumeId, known) + 1,
+    }));
+    return saved.maxVolumeId;
   }
 
   private async growNow(layout: LayoutKey, filter: NodeFilter, count?: number): Promise<number[]> {
@@ -167,7 +170,7 @@ export class VolumeGrowth {
     if (plans.length === 0) throw new NoSpaceError(this.noSlotsMessage(layout, filter));
     const created: number[] = [];
     for (const plan of plans) {
-      const id = this.nextVolumeId();
+      const id = await this.nextVolumeId();
       await Promise.all(plan.map((n) => this.allocate(n, id, layout)));
       for (const n of plan) {
         this.topology.addVolume(n.url, {

@@ -39,10 +39,14 @@ import {
   uploadSize,
 } from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
+import { etcdClient } from './etcd-client.ts';
+import { EtcdStateStore } from './etcd-state-store.ts';
 import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
+import { LeaderProxy } from './leader-proxy.ts';
 import { Sequencer } from './sequencer.ts';
-import { FileStateStore, type MasterStateStore } from './state-store.ts';
+import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { MasterStatusPage } from './status-page.ts';
 import { Topology } from './topology.ts';
 
@@ -73,6 +77,12 @@ export interface MasterConfig {
   /** Run on a non-loopback address without credentials (refused otherwise). */
   insecure?: boolean;
   maxUploadBytes: number;
+  /** etcd members (host:port): several masters share the state and elect a leader there. */
+  etcd?: string[];
+  /** Prefix of this cluster's keys in etcd (several Kelp clusters may share one etcd). */
+  etcdPrefix: string;
+  /** TTL of the leader's etcd lease: how long a killed leader leads on paper. */
+  leaseSeconds: number;
   /** How often the master vacuums the cluster by itself (docs/admin.md); 0 = never. */
   vacuumIntervalMs: number;
   /** Garbage ratio at which the scheduled vacuum compacts a volume. */
@@ -85,6 +95,8 @@ export interface MasterConfig {
 
 /** Most volume servers one master tracks: a bound on what heartbeats can make it hold. */
 export const MAX_NODES = 10_000;
+/** How long /cluster/status waits for the state store (etcd) before it answers from heartbeats. */
+const STATUS_STATE_TIMEOUT_MS = 500;
 /** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
 export const FORGET_AFTER_PULSES = 12;
 
@@ -96,6 +108,8 @@ export const MASTER_DEFAULTS = {
   volumeSizeLimitBytes: 30 * 1024 * 1024 * 1024,
   defaultReplication: '000',
   maxUploadBytes: MAX_UPLOAD_BYTES,
+  etcdPrefix: 'kelp',
+  leaseSeconds: LEASE_SECONDS,
   vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
   garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
   now: Date.now,
@@ -108,6 +122,8 @@ export interface MasterServer {
   vacuumSchedule: VacuumSchedule;
   topology: Topology;
   sequencer: Sequencer;
+  /** Whether this master leads (always, without etcd), who does, and its peers. */
+  leadership: Leadership;
   address: string;
   close(): Promise<void>;
 }
@@ -126,7 +142,22 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   ];
   const warning = checkBinding('master', config.host, missing, config.insecure === true);
   if (warning) config.log(warning);
-  const state = config.stateStore ?? new FileStateStore(config.mdir);
+  // Several masters: leadership and state in etcd (docs/decisions/0008-several-masters.md).
+  const etcd = config.etcd?.length ? etcdClient(config.etcd) : undefined;
+  const elected = etcd
+    ? new EtcdLeadership({
+        client: etcd,
+        prefix: config.etcdPrefix,
+        leaseSeconds: config.leaseSeconds,
+        log: config.log,
+      })
+    : undefined;
+  const leadership: Leadership = elected ?? new SoloLeadership();
+  const state =
+    config.stateStore ??
+    (etcd && elected
+      ? new EtcdStateStore(etcd, config.etcdPrefix, elected)
+      : new FileStateStore(config.mdir));
   // /submit's spool files left by a crash.
   clearSpoolDir(config.mdir);
   const topology = new Topology({
@@ -134,7 +165,21 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     volumeSizeLimit: config.volumeSizeLimitBytes,
     now: config.now,
   });
-  const sequencer = new Sequencer(state);
+  const sequencer = await Sequencer.open(state, { guard: () => leadership.assertLeader() }).catch(
+    (err: unknown) => {
+      etcd?.close();
+      throw err;
+    },
+  );
+  // A new term reserves its own key ranges.
+  leadership.onChange(() => sequencer.drop());
+  const proxy = new LeaderProxy({
+    leadership,
+    access,
+    clusterKey: config.clusterKey,
+    signingKey: config.signingKey,
+    readSigningKey: config.readSigningKey,
+  });
   const growth = new VolumeGrowth(topology, state, config.allocate ?? allocateOverHttp(config.clusterKey));
   const ctx: AssignContext = {
     topology,
@@ -151,6 +196,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     view: () => clusterViewOf(topology),
     client: admin.client,
     log: config.log,
+    leading: () => leadership.isLeader(),
   });
   const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule);
 
@@ -212,7 +258,11 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       config.log(
         `master: volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
-    return { volumeSizeLimit: config.volumeSizeLimitBytes, pulseSeconds: config.pulseSeconds, leader: self };
+    return {
+      volumeSizeLimit: config.volumeSizeLimitBytes,
+      pulseSeconds: config.pulseSeconds,
+      leader: leadership.leader() ?? '',
+    };
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
@@ -220,17 +270,22 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     // Large bodies spool under the master's directory and stream on to the volume server.
     const upload = await parseUpload(req, '', config.maxUploadBytes, spoolDir(config.mdir));
     try {
-      return await forward(upload, q);
+      return await forward(req, upload, q);
     } finally {
       releaseUpload(upload);
     }
   };
 
-  const forward = async (upload: Upload, q: URLSearchParams | null): Promise<SubmitResponse> => {
-    const assigned = await assign(
-      ctx,
-      parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication),
-    );
+  const forward = async (
+    req: IncomingMessage,
+    upload: Upload,
+    q: URLSearchParams | null,
+  ): Promise<SubmitResponse> => {
+    const request = parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication);
+    // Not the leader: the leader assigns, this master stores.
+    const assigned = leadership.isLeader()
+      ? await assign(ctx, request)
+      : await proxy.assign(req, assignQuery(q));
     const headers: Record<string, string> = {
       'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
     };
@@ -300,6 +355,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
     const q = query ?? new URLSearchParams();
+    if (await proxy.route(req, res, pathname, q)) return;
     switch (pathname) {
       case '/dir/assign': {
         access.requireClient(req, req.url ?? '/');
@@ -351,10 +407,14 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return statusPage.handle(res, pathname);
       case '/cluster/status':
         return sendJson(res, 200, {
-          IsLeader: true,
-          Leader: self,
-          Peers: [],
-          MaxVolumeId: Math.max(state.load().maxVolumeId, topology.maxVolumeId()),
+          IsLeader: leadership.isLeader(),
+          Leader: leadership.leader() ?? '',
+          Peers: leadership.peers(),
+          // What the store says, else (etcd out of reach) what the heartbeats say.
+          MaxVolumeId: Math.max(
+            (await loadWithin(state, STATUS_STATE_TIMEOUT_MS))?.maxVolumeId ?? 0,
+            topology.maxVolumeId(),
+          ),
         });
       case '/col/delete':
         if (req.method !== 'POST' && req.method !== 'DELETE')
@@ -389,6 +449,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   });
   const address = await listen(server, config.host, config.port);
   self = config.advertise ?? address;
+  if (elected) elected.start(self);
+  else (leadership as SoloLeadership).self = self;
   config.log(
     config.signingKey
       ? 'master: writes need a signed token (jwt signing key set)'
@@ -402,14 +464,28 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     server,
     topology,
     sequencer,
+    leadership,
     address,
     vacuumSchedule,
     close: async () => {
       clearInterval(pruner);
       await vacuumSchedule.stop();
-      return closeServer(server);
+      // Leadership first: the lease is revoked and another master elected while this one drains.
+      await leadership.close();
+      await closeServer(server);
+      etcd?.close();
     },
   };
+}
+
+/** The placement parameters of a /submit, as the leader's /dir/assign takes them. */
+function assignQuery(q: URLSearchParams | null): URLSearchParams {
+  const out = new URLSearchParams();
+  for (const k of ['collection', 'replication', 'ttl', 'dataCenter', 'rack', 'dataNode']) {
+    const v = q?.get(k);
+    if (v) out.set(k, v);
+  }
+  return out;
 }
 
 function volumeStatus(topology: Topology) {

@@ -1,7 +1,9 @@
 /**
  * The master's durable state: the file-key high-water mark and the largest
- * volume id handed out. Behind an interface so that several masters can later
- * share it (etcd); the default keeps it in one JSON file in `--mdir`.
+ * volume id handed out. Behind an interface so that several masters can share
+ * it: etcd-state-store.ts keeps it in etcd, fenced by the leader's term
+ * (docs/decisions/0008-several-masters.md); the default keeps it in one JSON
+ * file in `--mdir`.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,9 +17,48 @@ export interface MasterState {
 }
 
 export interface MasterStateStore {
-  load(): MasterState;
-  /** Durably records the state before the caller relies on it (returns once it is on disk). */
-  save(state: MasterState): void;
+  /** The state as last saved (a read: any master may call it). */
+  load(): Promise<MasterState>;
+  /**
+   * Reads the state, applies `change` and saves the result durably, as one
+   * atomic step; resolves with what was saved, once it is saved. A shared
+   * store runs `change` again on a conflict (so it must be pure) and rejects
+   * with NotLeaderError when this master no longer leads: only the leader
+   * moves the counters.
+   */
+  update(change: (current: MasterState) => MasterState): Promise<MasterState>;
+  close?(): Promise<void>;
+}
+
+/** The state, or undefined when the store does not answer within `ms` (a status page must not hang on etcd). */
+export async function loadWithin(store: MasterStateStore, ms: number): Promise<MasterState | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([store.load().catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The state of a cluster that never ran. */
+export const EMPTY_STATE: MasterState = { maxFileKey: 0n, maxVolumeId: 0 };
+
+/** The state as stored in JSON (a bigint has no JSON form). */
+export function encodeState(state: MasterState): string {
+  return JSON.stringify({ maxFileKey: state.maxFileKey.toString(), maxVolumeId: state.maxVolumeId });
+}
+
+/** Throws (not a KelpError) on anything but a stored state: callers say where it came from. */
+export function decodeState(text: string): MasterState {
+  const raw = JSON.parse(text) as { maxFileKey: unknown; maxVolumeId: unknown };
+  if (typeof raw.maxFileKey !== 'string' || !/^\d{1,20}$/.test(raw.maxFileKey))
+    throw new Error('bad maxFileKey');
+  if (!Number.isSafeInteger(raw.maxVolumeId) || (raw.maxVolumeId as number) < 0)
+    throw new Error('bad maxVolumeId');
+  return { maxFileKey: BigInt(raw.maxFileKey), maxVolumeId: raw.maxVolumeId as number };
 }
 
 /** JSON in `<mdir>/master-state.json`, replaced atomically (write, fsync, rename, fsync dir). */
@@ -31,20 +72,29 @@ export class FileStateStore implements MasterStateStore {
     this.path = join(dir, 'master-state.json');
   }
 
-  load(): MasterState {
-    if (!existsSync(this.path)) return { maxFileKey: 0n, maxVolumeId: 0 };
+  async load(): Promise<MasterState> {
+    return this.read();
+  }
+
+  /** Synchronous inside: one master process, one writer, no interleaving. */
+  async update(change: (current: MasterState) => MasterState): Promise<MasterState> {
+    const next = change(this.read());
+    this.write(next);
+    return next;
+  }
+
+  private read(): MasterState {
+    if (!existsSync(this.path)) return { ...EMPTY_STATE };
     try {
-      const raw = JSON.parse(readFileSync(this.path, 'utf8')) as { maxFileKey: string; maxVolumeId: number };
-      return { maxFileKey: BigInt(raw.maxFileKey), maxVolumeId: raw.maxVolumeId };
+      return decodeState(readFileSync(this.path, 'utf8'));
     } catch (err) {
       throw new CorruptDataError(`${this.path} is not a valid master state file`, { cause: err });
     }
   }
 
-  save(state: MasterState): void {
+  private write(state: MasterState): void {
     const tmp = `${this.path}.tmp`;
-    const body = JSON.stringify({ maxFileKey: state.maxFileKey.toString(), maxVolumeId: state.maxVolumeId });
-    writeFileSync(tmp, `${body}\n`, { flush: true });
+    writeFileSync(tmp, `${encodeState(state)}\n`, { flush: true });
     renameSync(tmp, this.path);
     fsyncDir(this.dir);
   }
@@ -52,11 +102,12 @@ export class FileStateStore implements MasterStateStore {
 
 /** For tests and throwaway clusters: nothing survives a restart. */
 export class MemoryStateStore implements MasterStateStore {
-  private state: MasterState = { maxFileKey: 0n, maxVolumeId: 0 };
-  load(): MasterState {
+  private state: MasterState = { ...EMPTY_STATE };
+  async load(): Promise<MasterState> {
     return { ...this.state };
   }
-  save(state: MasterState): void {
-    this.state = { ...state };
+  async update(change: (current: MasterState) => MasterState): Promise<MasterState> {
+    this.state = { ...change({ ...this.state }) };
+    return { ...this.state };
   }
 }

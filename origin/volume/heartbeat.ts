@@ -1,16 +1,21 @@
 /**
- * Heartbeats to the master over HTTP (`POST /heartbeat`): this server's full
+ * Heartbeats to the masters over HTTP (`POST /heartbeat`): this server's full
  * state when it joins and on every pulse, and at once when something the
- * master must know changes (a new or sealed volume). A master that is down
- * is retried on the next pulse; the server keeps serving meanwhile.
+ * master must know changes (a new or sealed volume). With several masters
+ * every one of them gets every beat (each signed with the cluster key), so
+ * each has its own topology: followers answer lookups, and a new leader knows
+ * the cluster at once (docs/decisions/0008-several-masters.md). A master that
+ * is down is retried on the next pulse; the server keeps serving meanwhile.
  */
 import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
 import { formatPlacement } from '../../shared/placement.ts';
 import { formatTtl } from '../../shared/ttl.ts';
+import { masterList } from '../http/masters.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
 
 export interface HeartbeatOptions {
+  /** host:port of the master, or several, comma-separated: each gets every beat. */
   master: string;
   store: Store;
   url: string;
@@ -60,14 +65,20 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
 export class HeartbeatClient {
   private readonly opts: HeartbeatOptions;
   private timer: NodeJS.Timeout | undefined;
-  private connected = false;
-  private warned = false;
+  private readonly masters: string[];
+  /** Masters this server is joined to (their last beat was taken). */
+  private readonly connected = new Set<string>();
+  /** Masters already reported unreachable (said once until they answer again). */
+  private readonly warned = new Set<string>();
+  /** The leader as the masters' last replies named it. */
+  leader: string | undefined;
   private beating: Promise<void> | undefined;
   private again = false;
   private stopped = false;
 
   constructor(opts: HeartbeatOptions) {
     this.opts = opts;
+    this.masters = masterList(opts.master);
   }
 
   start(): void {
@@ -104,9 +115,13 @@ export class HeartbeatClient {
   }
 
   private async send(): Promise<void> {
+    const body = JSON.stringify(heartbeatOf(this.opts));
+    await Promise.all(this.masters.map((m) => this.sendTo(m, body)));
+  }
+
+  private async sendTo(master: string, body: string): Promise<void> {
     try {
-      const url = `http://${this.opts.master}/heartbeat`;
-      const body = JSON.stringify(heartbeatOf(this.opts));
+      const url = `http://${master}/heartbeat`;
       const res = await fetch(url, {
         method: 'POST',
         headers: withClusterAuth(
@@ -123,18 +138,20 @@ export class HeartbeatClient {
       const reply = (await res.json()) as HeartbeatResponse;
       if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
       if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
-      if (!this.connected) this.opts.log(`volume server ${this.opts.url}: joined master ${this.opts.master}`);
-      this.connected = true;
-      this.warned = false;
+      if (reply.leader) this.leader = reply.leader;
+      if (!this.connected.has(master))
+        this.opts.log(`volume server ${this.opts.url}: joined master ${master}`);
+      this.connected.add(master);
+      this.warned.delete(master);
     } catch (err) {
-      if (!this.warned) {
+      if (!this.warned.has(master)) {
         this.opts.log(
-          `volume server ${this.opts.url}: cannot reach master ${this.opts.master} (${(err as Error).message}); ` +
+          `volume server ${this.opts.url}: cannot reach master ${master} (${(err as Error).message}); ` +
             `retrying every ${this.opts.pulseSeconds}s`,
         );
-        this.warned = true;
+        this.warned.add(master);
       }
-      this.connected = false;
+      this.connected.delete(master);
     }
   }
 

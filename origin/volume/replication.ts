@@ -20,6 +20,7 @@ import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
+import { masterList } from '../http/masters.ts';
 import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
 import { UndoLog } from './undo-log.ts';
 
@@ -61,7 +62,7 @@ interface Change {
 }
 
 export class Replicator {
-  private readonly master: string | undefined;
+  private readonly masters: string[];
   private readonly self: Set<string>;
   private readonly cache = new Map<number, { at: number; urls: string[] }>();
   private readonly log: (line: string) => void;
@@ -77,7 +78,7 @@ export class Replicator {
     log: (line: string) => void = () => {},
     clusterKey?: string,
   ) {
-    this.master = master;
+    this.masters = masterList(master);
     this.self = new Set(selfUrls);
     this.log = log;
     this.undoLog = new UndoLog({ log });
@@ -89,15 +90,7 @@ export class Replicator {
     const hit = this.cache.get(volumeId);
     let urls = hit && Date.now() - hit.at < LOCATIONS_TTL_MS ? hit.urls : undefined;
     if (!urls) {
-      if (!this.master)
-        throw new UnavailableError(`volume ${volumeId} is replicated but no master is configured`);
-      const res = await fetch(`http://${this.master}/dir/lookup?volumeId=${volumeId}`, {
-        signal: AbortSignal.timeout(5_000),
-      }).catch((err: unknown) => {
-        throw new UnavailableError(`cannot reach master ${this.master} to find replicas`, 1, { cause: err });
-      });
-      const body = res.ok ? ((await res.json()) as { locations: Array<{ url: string }> }) : { locations: [] };
-      urls = body.locations.map((l) => l.url).filter((u) => !this.self.has(u));
+      urls = await this.lookup(volumeId, copies);
       this.cache.set(volumeId, { at: Date.now(), urls });
     }
     if (urls.length < copies - 1) {
@@ -108,6 +101,37 @@ export class Replicator {
       );
     }
     return urls;
+  }
+
+  /**
+   * The other replicas as the masters know them, asked in order: the first
+   * that knows enough of them answers (a master that just started may not
+   * have heard from every server yet, one that is down is skipped).
+   */
+  private async lookup(volumeId: number, copies: number): Promise<string[]> {
+    if (this.masters.length === 0)
+      throw new UnavailableError(`volume ${volumeId} is replicated but no master is configured`);
+    let best: string[] | undefined;
+    let lastError: unknown;
+    for (const master of this.masters) {
+      try {
+        const res = await fetch(`http://${master}/dir/lookup?volumeId=${volumeId}`, {
+          signal: AbortSignal.timeout(5_000),
+        });
+        const body = res.ok
+          ? ((await res.json()) as { locations: Array<{ url: string }> })
+          : { locations: [] };
+        const urls = body.locations.map((l) => l.url).filter((u) => !this.self.has(u));
+        if (urls.length >= copies - 1) return urls;
+        if (!best || urls.length > best.length) best = urls;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    if (best) return best;
+    throw new UnavailableError(`cannot reach any master (${this.masters.join(', ')}) to find replicas`, 1, {
+      cause: lastError,
+    });
   }
 
   /**

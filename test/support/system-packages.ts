@@ -20,6 +20,11 @@ export const SYSTEM_PACKAGES: Array<{ program: string; packages: string[]; for: 
     for: 'the S3 tier tests (Ceph RADOS Gateway on memstore)',
   },
   {
+    program: 'etcd',
+    packages: ['etcd-server'],
+    for: 'the several-masters tests and bench (three etcd members on loopback)',
+  },
+  {
     program: 'chromium',
     packages: ['chromium'],
     for: "the browser tests (status pages, edge pages; playwright-core drives Debian's Chromium)",
