@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFid } from '../../../shared/fid.ts';
-import { bundleWorker, multipart, startWorker } from '../../edge/harness.ts';
+import { bundleWorker, LOOPBACK_ORIGINS, multipart, startWorker } from '../../edge/harness.ts';
 import { type EtcdCluster, freePort, startEtcdCluster } from './etcd.ts';
 import {
   agreedLeader,
@@ -96,6 +96,7 @@ describe('clients of three masters', () => {
     const mf: Miniflare = startWorker(script, {
       MASTER_URL: ordered.map((a) => `http://${a}`).join(','),
       PUBLIC_WRITES: 'true',
+      ORIGIN_ALLOW: LOOPBACK_ORIGINS,
       ORIGIN_TIMEOUT_MS: '2000',
     });
     onStop(() => mf.dispose());
