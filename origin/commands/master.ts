@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MASTER_OPTIONS, type MasterOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
+import { startLogging } from './logging.ts';
 import { addOptions, defined, MIB, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
@@ -21,6 +22,9 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     clientKeys: o.clientKeys,
     whiteList: o.whiteList,
     insecure: o.insecure,
+    metrics: o.metrics,
+    metricsKey: o.metricsKey,
+    drainSeconds: o.drainSeconds,
   });
 }
 
@@ -30,9 +34,10 @@ export function registerMasterCommand(program: Command): void {
     .description('run the master: assigns file ids, tracks volume servers by heartbeat, answers lookups');
   addOptions(cmd, MASTER_OPTIONS).action(async () => {
     const { values } = resolveFlags(cmd, MASTER_OPTIONS);
-    const master = await startMaster(masterConfig(values));
+    const log = startLogging(values);
+    const master = await startMaster({ ...masterConfig(values), logger: log });
     // Handlers first: whoever reads the line below may signal at once.
-    stopOnSignals(() => master.close());
-    console.log(`kelp master listening on http://${master.address} (state in ${resolve(values.mdir)})`);
+    stopOnSignals(() => master.shutdown(), log);
+    log.info(`kelp master listening on http://${master.address} (state in ${resolve(values.mdir)})`);
   });
 }

@@ -4,6 +4,7 @@ import type { BackendConfig } from '../../tiering/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import { startLogging } from './logging.ts';
 import {
   addOptions,
   defined,
@@ -40,6 +41,9 @@ export function serverConfigs(
     clientKeys: o.clientKeys,
     whiteList: o.whiteList,
     insecure: o.insecure,
+    metrics: o.metrics,
+    metricsKey: o.metricsKey,
+    drainSeconds: o.drainSeconds,
   });
   const volume = {
     ...defined({
@@ -59,6 +63,9 @@ export function serverConfigs(
       previousClusterKey: o.previousClusterKey,
       adminKey: o.adminKey,
       insecure: o.insecure,
+      metrics: o.metrics,
+      metricsKey: o.metricsKey,
+      drainSeconds: o.drainSeconds,
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,
@@ -75,27 +82,27 @@ export function registerServerCommand(program: Command): void {
     );
   addOptions(cmd, SERVER_OPTIONS).action(async () => {
     const resolution = resolveFlags(cmd, SERVER_OPTIONS);
+    const log = startLogging(resolution.values);
     const configs = serverConfigs(resolution.values, resolveBackends(resolution));
-    const master = await startMaster(configs.master);
+    const master = await startMaster({ ...configs.master, logger: log });
     let volume: Awaited<ReturnType<typeof startVolumeServer>>;
     try {
       // Port 0 is fine for the master: the volume server is told the address actually bound.
-      volume = await startVolumeServer({ ...configs.volume, master: master.address });
+      volume = await startVolumeServer({ ...configs.volume, master: master.address, logger: log });
     } catch (err) {
       await master.close();
       throw err;
     }
     // Handlers first: whoever reads the lines below may signal at once.
     stopOnSignals(async () => {
-      await volume.close();
-      await master.close();
-    });
-    console.log(`kelp master listening on http://${master.address} (state in ${configs.master.mdir})`);
-    console.log(
+      // The volume server first: it drains, then says goodbye to a master still there to hear it.
+      await volume.shutdown();
+      await master.shutdown();
+    }, log);
+    log.info(`kelp master listening on http://${master.address} (state in ${configs.master.mdir})`);
+    log.info(
       `kelp volume server listening on http://${volume.address} (data in ${configs.volume.locations[0]!.dir}; master ${master.address})`,
     );
-    console.log(
-      `tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`,
-    );
+    log.info(`tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`);
   });
 }

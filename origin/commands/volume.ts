@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import { startLogging } from './logging.ts';
 import {
   addOptions,
   defined,
@@ -39,6 +40,9 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     adminKey: o.adminKey,
     insecure: o.insecure,
     pulseSeconds: o.pulseSeconds,
+    metrics: o.metrics,
+    metricsKey: o.metricsKey,
+    drainSeconds: o.drainSeconds,
   });
   return { ...config, locations, backends, read: resizeReadConfig(o) };
 }
@@ -49,13 +53,14 @@ export function registerVolumeCommand(program: Command): void {
     .description('run a volume server: Haystack volumes on local disk, served over HTTP');
   addOptions(cmd, VOLUME_OPTIONS).action(async () => {
     const resolution = resolveFlags(cmd, VOLUME_OPTIONS);
+    const log = startLogging(resolution.values);
     const config = volumeConfig(resolution.values, resolveBackends(resolution));
-    const server = await startVolumeServer(config);
+    const server = await startVolumeServer({ ...config, logger: log });
     const dirs = config.locations.map((l) => l.dir).join(', ');
     const master = config.master ? `master ${config.master}` : 'no master';
     // Handlers first: whoever reads the line below may signal at once.
-    stopOnSignals(() => server.close());
-    console.log(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
-    console.log(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
+    stopOnSignals(() => server.shutdown(), log);
+    log.info(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
+    log.info(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
   });
 }

@@ -7,6 +7,7 @@
 import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
 import { formatPlacement } from '../../shared/placement.ts';
 import { formatTtl } from '../../shared/ttl.ts';
+import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
 
@@ -20,7 +21,7 @@ export interface HeartbeatOptions {
   pulseSeconds: number;
   /** Signs each beat: the master takes none without it when it has a cluster key. */
   clusterKey?: string;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
@@ -59,7 +60,8 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
 export class HeartbeatClient {
   private readonly opts: HeartbeatOptions;
   private timer: NodeJS.Timeout | undefined;
-  private connected = false;
+  /** The last heartbeat reached the master (readiness and metrics). */
+  connected = false;
   private warned = false;
   private beating: Promise<void> | undefined;
   private again = false;
@@ -122,12 +124,17 @@ export class HeartbeatClient {
       const reply = (await res.json()) as HeartbeatResponse;
       if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
       if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
-      if (!this.connected) this.opts.log(`volume server ${this.opts.url}: joined master ${this.opts.master}`);
+      if (!this.connected)
+        this.opts.log.info(
+          { master: this.opts.master },
+          `volume server ${this.opts.url}: joined master ${this.opts.master}`,
+        );
       this.connected = true;
       this.warned = false;
     } catch (err) {
       if (!this.warned) {
-        this.opts.log(
+        this.opts.log.warn(
+          { master: this.opts.master },
           `volume server ${this.opts.url}: cannot reach master ${this.opts.master} (${(err as Error).message}); ` +
             `retrying every ${this.opts.pulseSeconds}s`,
         );

@@ -22,6 +22,7 @@ import { httpDate, isNotModified } from '../http/conditional.ts';
 import { acceptsGzip } from '../http/encoding.ts';
 import { essence, isInlineSafe, mimeFromExtension, OCTET_STREAM } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { serveLargeNeedle } from './large-read.ts';
 import { assertKnownParams } from './params.ts';
 import type { Resizer } from './resize.ts';
@@ -195,6 +196,9 @@ function respond(
   config: ReadConfig,
 ): void | Promise<void> {
   const { headers, mime } = blobHeaders(found.needle, name, ext, download, config);
+  // In the headers object, not res.setHeader: writeHead then stays on node's fast path.
+  const requestId = requestIdOf(req);
+  if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
   if (isNotModified(req.headers, { etag: headers.ETag as string, lastModified: found.needle.lastModified })) {
     res.writeHead(304, headers);
     res.end();

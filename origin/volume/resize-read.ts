@@ -16,6 +16,7 @@ import { assertChecksum } from '../../shared/needle-decode.ts';
 import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../shared/resize.ts';
 import { isNotModified } from '../http/conditional.ts';
 import { contentRange, parseRange } from '../http/range.ts';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { preadExact } from './files.ts';
 import { blobHeaders, type ReadConfig } from './read-handler.ts';
 import type { ReadResult, Volume } from './volume.ts';
@@ -63,6 +64,8 @@ export async function serveResized(
 ): Promise<boolean> {
   const resizer = config.resizer!;
   const { headers, mime } = blobHeaders(found.needle, target.name, target.ext, target.download, config);
+  const requestId = requestIdOf(req);
+  if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
   const format =
     params.format === 'auto' ? negotiateFormat(req.headers.accept, '') || 'source' : params.format;
   const etag = `"${(headers.ETag as string).slice(1, -1)}-${variantTag(`${canonicalResizeQuery(params)}|${format}`)}"`;

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { ConflictError, InsufficientStorageError, NoSpaceError, NotFoundError } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
+import type { Logger } from '../observability/log.ts';
 import { DiskSpace, diskUsage } from './disk-space.ts';
 import { parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
-import type { FsyncPolicy } from './syncer.ts';
+import type { FsyncPolicy, SyncObserver } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
@@ -32,6 +33,8 @@ export interface StoreConfig {
   onChange?: () => void;
   /** Where tiered volumes' `.dat` files live (tier.ts). */
   backends?: BackendRegistry;
+  /** Told of every fsync batch of every volume (metrics). */
+  onSync?: SyncObserver;
 }
 
 export interface DiskStatus {
@@ -51,15 +54,15 @@ export class Store {
   /** Each location's full state, shared by its volumes. */
   private readonly spaces = new Map<DiskLocation, DiskSpace>();
 
-  private readonly log: (line: string) => void;
+  private readonly log: Logger | undefined;
 
-  private constructor(config: StoreConfig, log: (line: string) => void) {
+  private constructor(config: StoreConfig, log: Logger | undefined) {
     this.config = config;
     this.log = log;
   }
 
   /** Opens every volume found in the locations (creating missing directories). */
-  static open(config: StoreConfig, log: (line: string) => void = () => {}): Store {
+  static open(config: StoreConfig, log?: Logger): Store {
     const store = new Store(config, log);
     for (const location of config.locations) {
       mkdirSync(location.dir, { recursive: true });
@@ -71,7 +74,10 @@ export class Store {
           // Only a tiered volume is found by its .vif: a local one is found by its .dat.
           if (existsSync(volumePath(location.dir, parsed.collection, parsed.volumeId, 'dat'))) continue;
           if (!readVolumeInfo(join(location.dir, name)).remote) {
-            log(`volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`);
+            log?.warn(
+              { volume: parsed.volumeId },
+              `volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`,
+            );
             continue;
           }
         }
@@ -81,7 +87,14 @@ export class Store {
         const volumeConfig = store.volumeConfig(location, parsed.collection, parsed.volumeId);
         finishInterruptedCompaction(volumeConfig, log);
         const volume = Volume.open(volumeConfig);
-        for (const repair of volume.repairs) log(`volume ${parsed.volumeId}: ${repair}`);
+        for (const repair of volume.repairs)
+          log?.warn({ volume: parsed.volumeId }, `volume ${parsed.volumeId}: ${repair}`);
+        log?.debug(
+          { volume: parsed.volumeId, clean: volume.openedClean },
+          volume.openedClean
+            ? `volume ${parsed.volumeId}: closed cleanly last time: no recovery scan`
+            : `volume ${parsed.volumeId}: checked for a torn tail`,
+        );
         store.volumes.set(parsed.volumeId, { volume, location });
       }
       sweepDataDir(
@@ -90,7 +103,7 @@ export class Store {
           const entry = store.volumes.get(id);
           return entry?.location === location && entry.volume.config.collection === collection;
         },
-        (line) => log(`${location.dir}: ${line}`),
+        log,
       );
     }
     return store;
@@ -107,6 +120,7 @@ export class Store {
       onChange: () => this.config.onChange?.(),
       openRemote: (remote: RemoteDat) => this.config.backends?.openRemote(remote),
       space: this.spaceOf(location),
+      onSync: this.config.onSync,
     };
   }
 
@@ -183,7 +197,8 @@ export class Store {
         try {
           await this.config.backends?.get(remote.backend).delete(remote.key);
         } catch (err) {
-          this.log(
+          this.log?.error(
+            { volume: id, err },
             `volume ${id}: could not delete its remote copy ${remote.backend}/${remote.key}: ${(err as Error).message}`,
           );
         }
@@ -221,8 +236,9 @@ export class Store {
     return this.all().map((v) => v.status());
   }
 
+  /** Syncs and closes every volume, marking each cleanly closed (clean-shutdown.ts). */
   async close(): Promise<void> {
     for (const space of this.spaces.values()) space.close();
-    await Promise.all(this.all().map((v) => v.close()));
+    await Promise.all(this.all().map((v) => v.close({ markClean: true })));
   }
 }

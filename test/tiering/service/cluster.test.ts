@@ -14,11 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../../origin/master/server.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { TierClient, type VolumeTierStatus } from '../../../tiering/client.ts';
 import { parseRules, type TierDecision } from '../../../tiering/policy.ts';
 import { TierService } from '../../../tiering/service.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 
 const CLI = new URL('../../../origin/cli.ts', import.meta.url).pathname;
 const BLOBS = 12;
@@ -104,7 +106,7 @@ beforeAll(async () => {
     mdir: join(dir, 'master'),
     pulseSeconds: 1,
     volumeSizeLimitBytes: 64 * 1024 * 1024,
-    log: () => {},
+    logger: silentLogger(),
   });
   volume = await startVolumeServer({
     host: '127.0.0.1',
@@ -112,7 +114,7 @@ beforeAll(async () => {
     locations: [{ dir: join(dir, 'data'), maxVolumes: 8 }],
     master: master.address,
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
   });
   base = `http://${volume.address}`;
   writeFileSync(join(dir, 'kelp.toml'), toml(master.address));
@@ -183,7 +185,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
       ]),
       intervalMs: 100,
       pollMs: 25,
-      log: (line) => logs.push(line),
+      logger: captureLogs(logs).logger,
     });
     const abort = new AbortController();
     const running = service.run(abort.signal);
@@ -234,7 +236,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
       ]),
       intervalMs: 100,
       pollMs: 25,
-      log: () => {},
+      logger: silentLogger(),
     });
     expect((await service.round()).kind).toBe('moved');
     const key = (await tierStatus()).remote?.key;
@@ -246,7 +248,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
         { collection: 'photos', backend: 'local.default', minFullPercent: 100, quietFor: '0s' },
       ]),
       intervalMs: 100,
-      log: () => {},
+      logger: silentLogger(),
     });
     expect(await restarted.round()).toEqual({ kind: 'idle' });
     expect((await tierStatus()).remote?.key).toBe(key);
