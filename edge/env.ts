@@ -58,6 +58,8 @@ export interface EdgeConfig {
   publicWrites: boolean;
   masterClientKey?: string;
   maxUploadBytes: number;
+  /** The id origin logs this request under (request-id.ts); set per request, never from env. */
+  requestId?: string;
 }
 
 function num(raw: string | undefined, fallback: number): number {

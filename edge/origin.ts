@@ -7,10 +7,17 @@ import type { Location } from '../shared/api.ts';
 import { UnavailableError } from '../shared/errors.ts';
 import type { EdgeConfig } from './env.ts';
 import { invalidateVolume, lookupVolume } from './lookup.ts';
+import { REQUEST_ID_HEADER } from './request-id.ts';
 
 export function baseUrl(location: Location): string {
   const u = location.publicUrl || location.url;
   return u.includes('://') ? u.replace(/\/+$/, '') : `http://${u}`;
+}
+
+function withRequestId(headers: HeadersInit | undefined, config: EdgeConfig): Headers {
+  const h = new Headers(headers);
+  if (config.requestId) h.set(REQUEST_ID_HEADER, config.requestId);
+  return h;
 }
 
 /**
@@ -33,6 +40,7 @@ export async function fetchFromReplicas(
     try {
       res = await fetch(`${baseUrl(location)}${pathAndQuery}`, {
         ...init,
+        headers: withRequestId(init.headers, config),
         signal: AbortSignal.timeout(config.originTimeoutMs),
       });
     } catch {

@@ -19,6 +19,7 @@ import {
 } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { forRequest } from './request-id.ts';
 
 /** Client headers the Cache API evaluates against a cached copy. */
 const MATCH_HEADERS = ['range', 'if-none-match', 'if-modified-since'];
@@ -57,7 +58,7 @@ async function putCopies(cache: Cache, key: BlobKey, res: Response, config: Edge
 }
 
 export async function handlePublicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   const url = new URL(request.url);
   // Both throw 400-class errors before any origin call.
   const { fid, ext, name } = parseFidPath(url.pathname);

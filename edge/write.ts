@@ -18,6 +18,7 @@ import { bearer, bearerToken, requireWriteKey } from './auth.ts';
 import { purgeFile } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { forRequest, REQUEST_ID_HEADER } from './request-id.ts';
 
 /** An upload may take this many lookup timeouts (the master spools it, then forwards it). */
 const SUBMIT_TIMEOUT_FACTOR = 6;
@@ -25,6 +26,7 @@ const SUBMIT_TIMEOUT_FACTOR = 6;
 /** The Worker's credential for the master, when it has one. */
 function masterAuth(config: EdgeConfig, h: Headers = new Headers()): Headers {
   if (config.masterClientKey) h.set('authorization', bearer(config.masterClientKey));
+  if (config.requestId) h.set(REQUEST_ID_HEADER, config.requestId);
   return h;
 }
 
@@ -50,7 +52,7 @@ function tooLarge(config: EdgeConfig): PayloadTooLargeError {
 }
 
 export async function handleSubmit(request: Request, env: Env): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   await requireWriteKey(request, config);
   const declared = Number(request.headers.get('content-length'));
   if (declared > config.maxUploadBytes) throw tooLarge(config);
@@ -131,7 +133,7 @@ async function deleteToken(fid: ParsedFid, config: EdgeConfig): Promise<string |
 }
 
 export async function handleDelete(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   await requireWriteKey(request, config);
   const url = new URL(request.url);
   const { fid } = parseFidPath(url.pathname);

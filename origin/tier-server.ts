@@ -133,7 +133,7 @@ export async function startTierServer(o: TierServerOptions): Promise<TierServer>
     () => {
       throw new NotFoundError('kelp tier serve answers /healthz, /readyz and /metrics only');
     },
-    { routes: ['other'], routeOf: () => 0, health, access, metrics },
+    { routes: ['other'], routeOf: () => 0, health, access, metrics, log: o.log },
   );
   const address = await listen(server, o.host, o.port);
   return {

@@ -409,6 +409,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     health,
     access,
     metrics,
+    log,
   });
   const address = await listen(server, config.host, config.port);
   self = config.advertise ?? address;

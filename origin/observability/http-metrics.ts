@@ -21,6 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { httpStatusOf, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
 import { HEALTH_PATHS, type Health } from '../http/health.ts';
+import type { Logger } from './log.ts';
 import { sendError } from '../http/respond.ts';
 import type { Access } from '../security/access.ts';
 import {
@@ -119,6 +120,8 @@ export interface InstrumentOptions {
   access: Access;
   /** Undefined when metrics are off: nothing is timed or counted, and /metrics is a 404. */
   metrics?: ServerMetrics;
+  /** Access lines: one per request at debug (reads at trace), with its id, route, status and time. */
+  log?: Logger;
 }
 
 /** The route list the wrapper counts under: the server's, then its own (metrics, health). */
@@ -157,22 +160,45 @@ function failedStatus(res: ServerResponse, err: unknown): number {
   return res.headersSent ? res.statusCode : httpStatusOf(err);
 }
 
+/** pino's numeric levels: access lines are debug (reads: trace, they are the bulk). */
+const DEBUG = 20;
+const TRACE = 10;
+
 /** A node:http server running `handle` wrapped as the file comment says. */
 export function createInstrumentedServer(handle: Handler, o: InstrumentOptions): Server {
   const names = routeNames(o.routes);
   const http = o.metrics ? new HttpMetrics(o.metrics, names) : undefined;
+  const log = o.log;
   const metricsRoute = o.routes.length;
   const healthRoute = o.routes.length + 1;
   const echoes = o.echoesRequestId ?? -1;
 
+  const done = (req: IncomingMessage, route: number, status: number, t0: number) => {
+    const seconds = (performance.now() - t0) / 1000;
+    if (http) http.observe(route, status, seconds);
+    if (log && log.levelVal <= (route === echoes ? TRACE : DEBUG)) {
+      const line = {
+        reqId: (req as WithRequestId).requestId,
+        method: req.method,
+        url: req.url,
+        route: names[route],
+        status,
+        ms: Math.round(seconds * 1e4) / 10,
+      };
+      if (route === echoes) log.trace(line, 'request');
+      else log.debug(line, 'request');
+    }
+  };
+
   const fail = (req: IncomingMessage, res: ServerResponse, err: unknown, route: number, t0: number) => {
     if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, (req as WithRequestId).requestId!);
     sendError(res, err);
-    if (http) http.observe(route, failedStatus(res, err), (performance.now() - t0) / 1000);
+    if (t0 > 0) done(req, route, failedStatus(res, err), t0);
   };
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    const t0 = http ? performance.now() : 0;
+    // Timed only when something will use the time: metrics, or an access line.
+    const t0 = http !== undefined || (log !== undefined && log.levelVal <= DEBUG) ? performance.now() : 0;
     const id = incomingRequestId(req);
     (req as WithRequestId).requestId = id;
     const url = req.url ?? '/';
@@ -188,11 +214,11 @@ export function createInstrumentedServer(handle: Handler, o: InstrumentOptions):
     }
     if (pending) {
       pending.then(
-        http ? () => http.observe(route, res.statusCode, (performance.now() - t0) / 1000) : undefined,
+        t0 > 0 ? () => done(req, route, res.statusCode, t0) : undefined,
         (err: unknown) => fail(req, res, err, route, t0),
       );
-    } else if (http) {
-      http.observe(route, res.statusCode, (performance.now() - t0) / 1000);
+    } else if (t0 > 0) {
+      done(req, route, res.statusCode, t0);
     }
   };
   const server = createServer(listener);

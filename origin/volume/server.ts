@@ -207,6 +207,7 @@ export async function startVolumeServer(
     health,
     access,
     metrics,
+    log,
   });
   const address = await listen(server, config.host, config.port);
   const port = address.slice(address.lastIndexOf(':') + 1);

@@ -325,11 +325,15 @@ describe('kelp tier upload / status / download (child processes)', () => {
     // The volume is local and writable now (downloaded above): the policy leaves it, so --once exits at once.
     const oneShot = await kelp(['tier', 'serve', '--once', '--interval', '0.2s']);
     expect(oneShot.code, oneShot.stderr).toBe(0);
-    expect(oneShot.stdout).toMatch(/^tier: \d+ volumes, 0 to move$/m);
-    expect(oneShot.stdout).toMatch(new RegExp(`^tier: volume ${vid} \\(photos\\): stays: `, 'm'));
+    // Not a terminal: one JSON object per line, the service's own lines marked as its component.
+    const lines = messages(oneShot.stdout);
+    expect(lines).toContainEqual(expect.objectContaining({ component: 'tier-service', level: 'info' }));
+    const oneShotSaid = lines.map((l) => l.msg).join('\n');
+    expect(oneShotSaid).toMatch(/^\d+ volumes, 0 to move$/m);
+    expect(oneShotSaid).toMatch(new RegExp(`^volume ${vid} \\(photos\\): stays: `, 'm'));
 
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KELP_')));
-    const child = spawn(process.execPath, [CLI, 'tier', 'serve', '--interval', '0.2s'], {
+    const child = spawn(process.execPath, [CLI, 'tier', 'serve', '--interval', '0.2s', '--port', '0'], {
       cwd: dir,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -342,16 +346,20 @@ describe('kelp tier upload / status / download (child processes)', () => {
       out += x;
     });
     const exited = once(child, 'exit');
-    await until('the first round', async () => (/to move$/m.test(out) ? true : undefined));
-    expect(out).toContain(`kelp tier serve: master ${master.address}, a round every 200ms when idle`);
-    expect(out).toContain(`rules from ${join(dir, 'kelp.toml')}:`);
-    expect(out).toContain(
+    await until('the first round', async () => (/to move"/m.test(out) ? true : undefined));
+    const said = () =>
+      messages(out)
+        .map((l) => l.msg)
+        .join('\n');
+    expect(said()).toContain(`kelp tier serve: master ${master.address}, a round every 200ms when idle`);
+    expect(said()).toContain(`rules from ${join(dir, 'kelp.toml')}:`);
+    expect(said()).toContain(
       `collection "photos" -> local.default: minFullPercent 100 (or sealed), quietFor 0s, maxReadsPerDay ${MAX_READS}, promoteAboveReadsPerDay ${PROMOTE_ABOVE}`,
     );
     child.kill('SIGTERM');
     const [code] = (await exited) as [number | null];
     expect(code, out).toBe(0);
-    expect(out).toContain('kelp tier serve: stopped');
+    expect(said()).toContain('kelp tier serve: stopped');
   });
 
   it('fails with a reason: unknown volume, unknown backend, bad flags', async () => {
@@ -378,3 +386,11 @@ describe('kelp tier upload / status / download (child processes)', () => {
     expect(down.stderr).toBe(`kelp: GET http://127.0.0.1:${port}/vol/status: ECONNREFUSED\n`);
   });
 });
+
+/** The JSON log lines of a process's output (other lines, e.g. from wrangler, are skipped). */
+function messages(out: string): Array<{ msg: string; level: string; component?: string }> {
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.endsWith('}'))
+    .map((l) => JSON.parse(l) as { msg: string; level: string; component?: string });
+}
