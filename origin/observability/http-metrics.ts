@@ -21,9 +21,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { httpStatusOf, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
 import { HEALTH_PATHS, type Health } from '../http/health.ts';
-import type { Logger } from './log.ts';
 import { sendError } from '../http/respond.ts';
 import type { Access } from '../security/access.ts';
+import type { Logger } from './log.ts';
 import {
   collectedCounter,
   collectedGauge,
@@ -213,9 +213,8 @@ export function createInstrumentedServer(handle: Handler, o: InstrumentOptions):
       return;
     }
     if (pending) {
-      pending.then(
-        t0 > 0 ? () => done(req, route, res.statusCode, t0) : undefined,
-        (err: unknown) => fail(req, res, err, route, t0),
+      pending.then(t0 > 0 ? () => done(req, route, res.statusCode, t0) : undefined, (err: unknown) =>
+        fail(req, res, err, route, t0),
       );
     } else if (t0 > 0) {
       done(req, route, res.statusCode, t0);

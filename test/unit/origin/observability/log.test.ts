@@ -51,7 +51,10 @@ describe('the logger', () => {
       url: '/3,01637037d6?jwt=[redacted]',
       msg: 'upload with Bearer [redacted]',
     });
-    expect(second).toMatchObject({ level: 'error', err: { message: 'replica said: jwt=[redacted] refused' } });
+    expect(second).toMatchObject({
+      level: 'error',
+      err: { message: 'replica said: jwt=[redacted] refused' },
+    });
   });
 
   it('writes JSON lines with label levels, ISO times and the component of a child; drops lines below its level', () => {
