@@ -4,6 +4,17 @@
  * where Debian's prometheus package provides promtool (.ci/run installs it).
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Sequencer } from '../../origin/master/sequencer.ts';
+import { FileStateStore } from '../../origin/master/state-store.ts';
+import { Topology } from '../../origin/master/topology.ts';
+import { HttpMetrics } from '../../origin/observability/http-metrics.ts';
+import { observeTopology } from '../../origin/observability/master-metrics.ts';
+import { ServerMetrics } from '../../origin/observability/metrics.ts';
+import { TierServiceMetrics } from '../../origin/observability/tier-metrics.ts';
+import { VolumeMetrics } from '../../origin/observability/volume-metrics.ts';
 
 export type Samples = Map<string, number>;
 
@@ -59,4 +70,33 @@ export function promtool(args: string[], input?: string): { ok: boolean; output:
     );
   }
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+/**
+ * Every metric name a Kelp server can export (master, volume server, tier
+ * service, process), from registries built as the servers build them;
+ * histograms with their _bucket, _sum and _count series.
+ */
+export async function allMetricNames(): Promise<Set<string>> {
+  const metrics = new ServerMetrics();
+  new HttpMetrics(metrics, ['read']);
+  new VolumeMetrics(metrics);
+  new TierServiceMetrics(metrics);
+  const dir = mkdtempSync(join(tmpdir(), 'kelp-metric-names-'));
+  try {
+    const topology = new Topology({ pulseSeconds: 1, volumeSizeLimit: 1, now: Date.now });
+    observeTopology(metrics, {
+      topology,
+      sequencer: new Sequencer(new FileStateStore(dir)),
+      leader: () => '',
+    });
+    const names = new Set<string>();
+    for (const m of (await metrics.exposition()).matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      names.add(m[1]!);
+      if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(`${m[1]}${s}`);
+    }
+    return names;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
