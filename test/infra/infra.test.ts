@@ -123,6 +123,28 @@ describe('Prometheus', () => {
   });
 });
 
+describe('docs/operations.md', () => {
+  const doc = readFileSync(join(REPO_ROOT, 'docs/operations.md'), 'utf8');
+
+  it('says what every metric and every alert means', async () => {
+    const names = [...(await allMetricNames())].filter(
+      (n) => !/^kelp_(process|nodejs)_/.test(n) && !/_(bucket|sum|count)$/.test(n),
+    );
+    expect(names.length).toBeGreaterThan(40);
+    expect(names.filter((n) => !doc.includes(`\`${n}\``))).toEqual([]);
+    expect(doc).toContain('`kelp_process_*`, `kelp_nodejs_*`');
+    const alerts = readFileSync(join(INFRA, 'prometheus/kelp-alerts.yml'), 'utf8');
+    const alertNames = [...alerts.matchAll(/^ {6}- alert: (\w+)$/gm)].map((m) => m[1]!);
+    expect(alertNames.length).toBeGreaterThan(15);
+    expect(alertNames.filter((a) => !doc.includes(`| \`${a}\` |`))).toEqual([]);
+  });
+
+  it('leaves the sections other changes fill', () => {
+    for (const heading of ['## Admin commands', '## Several masters'])
+      expect(doc).toContain(`\n${heading}\n`);
+  });
+});
+
 describe('the three-node example', () => {
   const node = (n: number) => join(EXAMPLES, `node${n}.toml`);
 
