@@ -169,6 +169,9 @@ export function createInstrumentedServer(handle: Handler, o: InstrumentOptions):
   const names = routeNames(o.routes);
   const http = o.metrics ? new HttpMetrics(o.metrics, names) : undefined;
   const log = o.log;
+  // Levels are set at start (config), so whether access lines are written is decided once, not per request.
+  const accessLines = log !== undefined && log.levelVal <= DEBUG;
+  const readLines = log !== undefined && log.levelVal <= TRACE;
   const metricsRoute = o.routes.length;
   const healthRoute = o.routes.length + 1;
   const echoes = o.echoesRequestId ?? -1;
@@ -176,7 +179,7 @@ export function createInstrumentedServer(handle: Handler, o: InstrumentOptions):
   const done = (req: IncomingMessage, route: number, status: number, t0: number) => {
     const seconds = (performance.now() - t0) / 1000;
     if (http) http.observe(route, status, seconds);
-    if (log && log.levelVal <= (route === echoes ? TRACE : DEBUG)) {
+    if (log && (route === echoes ? readLines : accessLines)) {
       const line = {
         reqId: (req as WithRequestId).requestId,
         method: req.method,
@@ -198,7 +201,7 @@ export function createInstrumentedServer(handle: Handler, o: InstrumentOptions):
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     // Timed only when something will use the time: metrics, or an access line.
-    const t0 = http !== undefined || (log !== undefined && log.levelVal <= DEBUG) ? performance.now() : 0;
+    const t0 = http !== undefined || accessLines ? performance.now() : 0;
     const id = incomingRequestId(req);
     (req as WithRequestId).requestId = id;
     const url = req.url ?? '/';
