@@ -255,9 +255,16 @@ describe('who may scrape', () => {
   const ADMIN = 'metrics-test-admin-key-000000000';
   const METRICS = 'metrics-test-metrics-key-111111111';
 
-  it('anyone, in an open cluster', async () => {
+  it('anyone, in an open cluster; read-only (GET and HEAD)', async () => {
     const m = await master();
     expect((await fetch(`${m.base}/metrics`)).status).toBe(200);
+    const head = await fetch(`${m.base}/metrics`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-type')]).toEqual([
+      200,
+      'text/plain; version=0.0.4; charset=utf-8',
+    ]);
+    expect((await fetch(`${m.base}/metrics`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${m.base}/metrics`, { method: 'DELETE' })).status).toBe(405);
   });
 
   it('the admin key only, when there is one and no metrics key', async () => {
