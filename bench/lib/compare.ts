@@ -22,7 +22,8 @@ export interface CompareOptions {
 /**
  * Runs baseline and subject alternately for `rounds` rounds in the same
  * process lifetime and reports medians, so drift on a shared machine hits
- * both sides alike. The first contender is the baseline.
+ * both sides alike (odd rounds in reverse order). The first contender is the
+ * baseline. Each row also gets the server's CPU per request where /proc has it.
  */
 export async function compare(contenders: Contender[], opts: CompareOptions): Promise<Row[]> {
   const started = await Promise.all(contenders.map((c) => c.start()));
@@ -31,7 +32,9 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
     // Server CPU per request, summed over the rounds (undefined when /proc cannot say).
     const cpu = contenders.map(() => ({ seconds: 0, requests: 0, known: true }));
     for (let round = 0; round < opts.rounds; round++) {
-      for (let i = 0; i < contenders.length; i++) {
+      // ABBA: odd rounds run the contenders in reverse, so none always follows the same neighbour.
+      const order = contenders.map((_, i) => (round % 2 ? contenders.length - 1 - i : i));
+      for (const i of order) {
         const load = contenders[i]!.load(started[i]!.port);
         const pid = started[i]!.child?.pid;
         const before = cpuSeconds(pid);
