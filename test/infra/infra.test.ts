@@ -117,9 +117,8 @@ describe('Prometheus', () => {
     const config = readFileSync(join(INFRA, 'prometheus/prometheus.yml'), 'utf8');
     for (const job of ['kelp-master', 'kelp-volume', 'kelp-tier'])
       expect(config).toContain(`job_name: ${job}`);
-    expect(config).toContain(`:${MASTER_DEFAULTS.port}'`);
-    expect(config).toContain(`:${VOLUME_SERVER_DEFAULTS.port}'`);
-    expect(config).toContain(`:${TIER_SERVE_PORT}'`);
+    for (const port of [MASTER_DEFAULTS.port, VOLUME_SERVER_DEFAULTS.port, TIER_SERVE_PORT])
+      expect(config).toMatch(new RegExp(`:${port}["']`));
   });
 });
 

@@ -214,8 +214,12 @@ describe('kelp tier serve (the service loop, in-process)', () => {
           `volume ${vid} \\(photos\\): download from local\\.default: tiered to local\\.default and hot: \\d+ reads/day, over promoteAboveReadsPerDay ${PROMOTE_ABOVE}`,
         ),
       );
-      // Hot and local, the volume stays: the service goes idle rather than flapping.
+      // Hot and local, the volume stays: the service goes idle rather than flapping. (The download's
+      // own "done" line comes once its job has ended, after the remote copy is deleted: wait for it.)
       const moves = () => logs.filter((l) => / done \(/.test(l)).length;
+      await until('the download to be logged as done', async () =>
+        logs.some((l) => /: download done \(/.test(l)) ? true : undefined,
+      );
       const before = moves();
       await new Promise((r) => setTimeout(r, 500));
       expect(moves()).toBe(before);
