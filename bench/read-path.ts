@@ -16,6 +16,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { silentLogger } from '../origin/observability/log.ts';
 import { startVolumeServer } from '../origin/volume/server.ts';
 import type { Volume } from '../origin/volume/volume.ts';
 import { formatFid } from '../shared/fid.ts';
@@ -66,7 +67,7 @@ try {
     locations: [{ dir, maxVolumes: 1 }],
     port: 0,
     fsync: 'never',
-    log: () => {},
+    logger: silentLogger(),
   });
   const volume = server.store.createVolume(1, '', parsePlacement('000'), parseTtl(''));
   const data = new Uint8Array(1024);

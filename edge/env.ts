@@ -76,6 +76,8 @@ export interface EdgeConfig {
   purgeKey?: string;
   /** Parsed ORIGIN_ALLOW; undefined when unset (every origin fetch is then refused). */
   originAllow?: OriginPattern[];
+  /** The id origin logs this request under (request-id.ts); set per request, never from env. */
+  requestId?: string;
 }
 
 function num(raw: string | undefined, fallback: number): number {

@@ -8,6 +8,7 @@
 import type { Location, LookupResponse } from '../shared/api.ts';
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
 import type { EdgeConfig } from './env.ts';
+import { REQUEST_ID_HEADER } from './request-id.ts';
 
 /** Entries kept in isolate memory. */
 export const LOOKUP_CACHE_ENTRIES = 10_000;
@@ -36,6 +37,7 @@ async function askMasters(volumeId: number, config: EdgeConfig): Promise<Locatio
   for (const master of config.masters) {
     try {
       const res = await fetch(`${master}/dir/lookup?volumeId=${volumeId}`, {
+        headers: config.requestId ? { [REQUEST_ID_HEADER]: config.requestId } : {},
         signal: AbortSignal.timeout(config.originTimeoutMs),
       });
       if (res.status === 404) throw new NotFoundError(`volume ${volumeId} not found`);

@@ -12,6 +12,7 @@ import { NotFoundError, UnavailableError, UpstreamError } from '../shared/errors
 import { assertAllowedOrigin } from './allow.ts';
 import type { EdgeConfig } from './env.ts';
 import { invalidateVolume, lookupVolume } from './lookup.ts';
+import { REQUEST_ID_HEADER } from './request-id.ts';
 
 /** The `code` a volume server's 404 carries when the volume is not on it (shared/errors.ts VolumeNotFoundError). */
 const VOLUME_NOT_FOUND = 'volume_not_found';
@@ -19,6 +20,12 @@ const VOLUME_NOT_FOUND = 'volume_not_found';
 export function baseUrl(location: Location): string {
   const u = location.publicUrl || location.url;
   return u.includes('://') ? u.replace(/\/+$/, '') : `http://${u}`;
+}
+
+function withRequestId(headers: HeadersInit | undefined, config: EdgeConfig): Headers {
+  const h = new Headers(headers);
+  if (config.requestId) h.set(REQUEST_ID_HEADER, config.requestId);
+  return h;
 }
 
 interface Pass {
@@ -63,6 +70,7 @@ async function tryLocations(
     try {
       res = await fetch(`${base}${pathAndQuery}`, {
         ...init,
+        headers: withRequestId(init.headers, config),
         redirect: 'manual',
         signal: AbortSignal.timeout(config.originTimeoutMs),
       });

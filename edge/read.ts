@@ -35,6 +35,7 @@ import {
   singleFlight,
 } from './freshness.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { forRequest } from './request-id.ts';
 import { errorResponse } from './respond.ts';
 
 /** Client headers the Cache API evaluates against a cached copy. */
@@ -277,7 +278,7 @@ async function rangedBypass(read: Read): Promise<Response> {
 }
 
 export async function handlePublicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   const url = new URL(request.url);
   // Both throw 400-class errors before any origin call.
   const { fid, ext, name } = parseFidPath(url.pathname);

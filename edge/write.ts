@@ -21,6 +21,7 @@ import { purgeFile } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import { forgetConfirmed } from './freshness.ts';
 import { fetchFromReplicas } from './origin.ts';
+import { forRequest, REQUEST_ID_HEADER } from './request-id.ts';
 import { UploadBody } from './upload-body.ts';
 
 /** Room for the multipart framing around a file of the largest allowed size. */
@@ -32,6 +33,7 @@ const SUBMIT_TIMEOUT_FACTOR = 6;
 /** The Worker's credential for the master, when it has one. */
 function masterAuth(config: EdgeConfig, h: Headers = new Headers()): Headers {
   if (config.masterClientKey) h.set('authorization', bearer(config.masterClientKey));
+  if (config.requestId) h.set(REQUEST_ID_HEADER, config.requestId);
   return h;
 }
 
@@ -76,7 +78,7 @@ function outgoing(body: UploadBody, length: number | undefined): ReadableStream<
 }
 
 export async function handleSubmit(request: Request, env: Env): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   await requireWriteKey(request, config);
   const url = new URL(request.url);
   const limit = config.maxUploadBytes + MULTIPART_SLACK_BYTES;
@@ -174,7 +176,7 @@ async function deleteToken(fid: ParsedFid, config: EdgeConfig): Promise<string |
 }
 
 export async function handleDelete(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  const config = edgeConfig(env);
+  const config = forRequest(edgeConfig(env), request);
   await requireWriteKey(request, config);
   const url = new URL(request.url);
   const { fid } = parseFidPath(url.pathname);

@@ -21,7 +21,15 @@ import { formatTtl, parseTtl } from '../shared/ttl.ts';
 import { parseDuration } from '../tiering/duration.ts';
 import { ConfigError } from './config-error.ts';
 import { MAX_UPLOAD_BYTES } from './http/body.ts';
+import { DEFAULT_DRAIN_SECONDS } from './http/drain.ts';
 import { MASTER_DEFAULTS } from './master/server.ts';
+import {
+  DEFAULT_LOG_LEVEL,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from './observability/log.ts';
 import { checkTierKey, isTierKey } from './tier-config.ts';
 import { RESIZE_DEFAULTS } from './volume/resize.ts';
 import { VOLUME_SERVER_DEFAULTS } from './volume/server.ts';
@@ -239,6 +247,46 @@ const INSECURE = field(
   bool,
   false,
 );
+const METRICS_KEY = secret(
+  'Bearer key Prometheus presents to read /metrics; unset = /metrics takes the admin credentials (open when there are none)',
+  'KELP_METRICS_KEY',
+  'security.metricsKey',
+);
+/** `--metrics false` switches the counting off (and /metrics answers 404). */
+const METRICS = field('<bool>', 'Prometheus metrics at /metrics', bool, true);
+const DRAIN_SECONDS = field(
+  '<s>',
+  'on SIGTERM, seconds requests in flight get to finish before their connections are closed',
+  int(0, 3600),
+  DEFAULT_DRAIN_SECONDS,
+);
+
+/** Every server's [log] section: `--logLevel`, KELP_LOG_LEVEL, `level` in [log]. */
+const LOG_OPTIONS = {
+  logLevel: {
+    ...field<LogLevel>(
+      '<level>',
+      `least severe level logged (${LOG_LEVELS.join('|')})`,
+      choice(LOG_LEVELS),
+      DEFAULT_LOG_LEVEL,
+    ),
+    flag: 'logLevel',
+    env: 'KELP_LOG_LEVEL',
+    toml: 'log.level',
+  },
+  logFormat: {
+    ...field<LogFormat>(
+      '<format>',
+      'auto (readable lines on a terminal, JSON lines otherwise), json or pretty',
+      choice(LOG_FORMATS),
+      'auto',
+    ),
+    flag: 'logFormat',
+    env: 'KELP_LOG_FORMAT',
+    toml: 'log.format',
+  },
+} satisfies Record<string, OptionSpec<unknown>>;
+
 /** The key `kelp upload`, `download` and `tier` present as a client (or admin) of the cluster. */
 const CLIENT_KEY = secret('Bearer key this client presents to the master', 'KELP_CLIENT_KEY', 'client.key');
 
@@ -302,6 +350,8 @@ const MASTER_FIELDS = {
     ratio,
     MASTER_DEFAULTS.garbageThreshold,
   ),
+  metrics: METRICS,
+  drainSeconds: DRAIN_SECONDS,
 };
 
 const VOLUME_FIELDS = {
@@ -339,6 +389,8 @@ const VOLUME_FIELDS = {
   volumeSizeLimitMB: field('<mb>', 'seal a volume at this size', positive, DEFAULT_VOLUME_SIZE_LIMIT / MIB),
   fileSizeLimitMB: field('<mb>', 'largest upload accepted (413 beyond)', positive, MAX_UPLOAD_BYTES / MIB),
   pulseSeconds: field('<s>', 'seconds between heartbeats', positive, VOLUME_SERVER_DEFAULTS.pulseSeconds),
+  metrics: METRICS,
+  drainSeconds: DRAIN_SECONDS,
 };
 
 const { port: volumePort, dataCenter, rack, publicUrl, fsync, fileSizeLimitMB } = VOLUME_FIELDS;
@@ -524,15 +576,20 @@ const VOLUME_SECURITY = {
   clusterKey: CLUSTER_KEY,
   previousClusterKey: PREVIOUS_CLUSTER_KEY,
   adminKey: ADMIN_KEY,
+  metricsKey: METRICS_KEY,
 };
 /** A master's: a volume server's, and who may use its write API. */
 const MASTER_SECURITY = { whiteList: WHITE_LIST, ...VOLUME_SECURITY, clientKeys: CLIENT_KEYS };
 
-export const MASTER_OPTIONS = schema('master', { ...MASTER_FIELDS, ...MASTER_SECURITY });
+export const MASTER_OPTIONS = {
+  ...schema('master', { ...MASTER_FIELDS, ...MASTER_SECURITY }),
+  ...LOG_OPTIONS,
+};
 export const VOLUME_OPTIONS = {
   ...schema('volume', { ...VOLUME_FIELDS, ...VOLUME_SECURITY }),
   ...RESIZE_OPTIONS,
   ...EDGE_OPTIONS,
+  ...LOG_OPTIONS,
 };
 /** Master + one volume server: --master.X and --volume.X, in [server], [server.master], [server.volume]. */
 export const SERVER_OPTIONS = {
@@ -567,10 +624,13 @@ export const SERVER_OPTIONS = {
     'volume.publicUrl': publicUrl,
     'volume.fsync': fsync,
     'volume.fileSizeLimitMB': fileSizeLimitMB,
+    metrics: METRICS,
+    drainSeconds: DRAIN_SECONDS,
     ...MASTER_SECURITY,
   }),
   ...RESIZE_OPTIONS,
   ...EDGE_OPTIONS,
+  ...LOG_OPTIONS,
 };
 
 const CLIENT_MASTER = field(
@@ -609,18 +669,33 @@ export const TIER_OPTIONS = schema('tier', {
   adminKey: ADMIN_KEY,
 });
 export const TIER_INTERVAL_MS = 60_000;
-export const TIER_SERVE_OPTIONS = schema('tier', {
-  master: TIER_MASTER,
-  clusterKey: CLUSTER_KEY,
-  adminKey: ADMIN_KEY,
-  interval: field(
-    '<duration>',
-    'pause between rounds with nothing to move, e.g. 30s, 5m',
-    durationMs,
-    TIER_INTERVAL_MS,
-    '60s',
-  ),
-});
+/** `kelp tier serve`'s own HTTP server (/healthz, /readyz, /metrics): loopback unless told otherwise. */
+export const TIER_SERVE_PORT = 9336;
+export const TIER_SERVE_OPTIONS = {
+  ...schema('tier', {
+    master: TIER_MASTER,
+    clusterKey: CLUSTER_KEY,
+    adminKey: ADMIN_KEY,
+    metricsKey: METRICS_KEY,
+    interval: field(
+      '<duration>',
+      'pause between rounds with nothing to move, e.g. 30s, 5m',
+      durationMs,
+      TIER_INTERVAL_MS,
+      '60s',
+    ),
+    ip: field('<address>', 'address of its /healthz, /readyz and /metrics', text, '127.0.0.1'),
+    port: field(
+      '<port>',
+      'port of its /healthz, /readyz and /metrics (0 picks a free one)',
+      port,
+      TIER_SERVE_PORT,
+    ),
+    metrics: METRICS,
+    insecure: INSECURE,
+  }),
+  ...LOG_OPTIONS,
+};
 
 /** `kelp admin ...`: the master to ask, and the admin key or cluster key to present; [admin] in the file. */
 export const ADMIN_OPTIONS = schema('admin', {

@@ -13,20 +13,36 @@
  *            local-directory backend `local.default` in ./data/tier.
  *
  * Each child runs in its own process group, so stopping kills the group
- * (wrangler's workerd and esbuild included) and leaves no orphans. Ctrl-C once
- * stops cleanly; a second Ctrl-C kills at once.
+ * (wrangler's workerd and esbuild included) and leaves no orphans. SIGINT
+ * (Ctrl-C), SIGTERM (systemd, docker, `timeout`) and SIGHUP (the terminal
+ * closed) sent to this process alone stop everything cleanly; a second one
+ * kills at once. So does the death of the process that started it: `npm
+ * start` runs this script under `sh -c`, and a SIGTERM to npm kills npm and
+ * the shell but is not passed on, so this script watches its parent and
+ * grandparent and stops when either is gone.
+ *
+ * Environment (tests run a second stack beside a developer's): KELP_DEV_DIR
+ * (./data), KELP_DEV_EDGE_PORT (8787), KELP_DEV_TIER_PORT (9336; its
+ * /healthz, /readyz, /metrics). Log lines are readable when this terminal is
+ * a TTY (KELP_LOG_FORMAT=pretty for the children), JSON otherwise.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DATA_DIR = './data';
+const DATA_DIR = process.env.KELP_DEV_DIR || './data';
 const EDGE_HOST = '127.0.0.1';
-const EDGE_PORT = 8787;
+const EDGE_PORT = Number(process.env.KELP_DEV_EDGE_PORT || 8787);
+const TIER_PORT = Number(process.env.KELP_DEV_TIER_PORT || 9336);
+/** How often the parent and grandparent are checked for life. */
+const PARENT_POLL_MS = 500;
+/** Signals that stop the stack when sent to this process alone. */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /** How long a child may take to exit on SIGTERM before its group is killed. */
 const STOP_GRACE_MS = 8_000;
 const START_TIMEOUT_MS = 60_000;
@@ -57,6 +73,20 @@ function prefixed(
   });
 }
 
+/** The children's log lines: readable on a terminal, JSON (one object a line) otherwise. */
+const LOG_ENV: NodeJS.ProcessEnv =
+  process.stdout.isTTY && !process.env.KELP_LOG_FORMAT ? { KELP_LOG_FORMAT: 'pretty' } : {};
+
+/** A log line's message (JSON from a kelp process), or the line itself. */
+function messageOf(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    return String((JSON.parse(line) as { msg?: unknown }).msg ?? line);
+  } catch {
+    return line;
+  }
+}
+
 function start(
   name: string,
   command: string,
@@ -66,13 +96,14 @@ function start(
 ) {
   const proc = spawn(command, args, {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...LOG_ENV, ...env },
     // A group of its own: Ctrl-C reaches only this script, which then stops each group in order.
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  prefixed(name, proc.stdout!, process.stdout, onLine);
-  prefixed(name, proc.stderr!, process.stderr, onLine);
+  const onMessage = onLine && ((line: string) => onLine(messageOf(line)));
+  prefixed(name, proc.stdout!, process.stdout, onMessage);
+  prefixed(name, proc.stderr!, process.stderr, onMessage);
   const exited = once(proc, 'exit');
   const child = { name, proc, exited };
   children.push(child);
@@ -153,13 +184,15 @@ async function waitFor(
   throw new Error(`${what} did not answer at ${url} within ${START_TIMEOUT_MS / 1000} s (last: ${last})`);
 }
 
-function banner(master: string, volume: string, edge: string): string {
+function banner(master: string, volume: string, edge: string, tier: string): string {
+  const m = master.replace('http://', '');
   return `
-Kelp is running (Ctrl-C stops everything):
+Kelp is running (Ctrl-C stops everything; so does SIGTERM or SIGHUP):
   master          ${master}
   volume server   ${volume}   data in ${DATA_DIR}
   edge Worker     ${edge}   wrangler dev --env local, state in ${DATA_DIR}/wrangler
-  tiering         kelp tier serve -> local.default in ${DATA_DIR}/tier
+  tiering         kelp tier serve -> local.default in ${DATA_DIR}/tier   health and metrics on ${tier}
+  every server    /healthz  /readyz  /metrics
 
 Try it (assign a file id, upload with curl -F, read it back):
   fid=$(curl -s ${master}/dir/assign | grep -o '"fid":"[^"]*"' | cut -d'"' -f4); echo $fid
@@ -167,8 +200,10 @@ Try it (assign a file id, upload with curl -F, read it back):
   curl ${volume}/$fid
   curl ${master}/dir/lookup?fileId=$fid
   curl -i ${edge}/$fid.md          # through the edge Worker: X-Kelp-Cache MISS, then HIT
-  node origin/cli.ts tier status --master ${master.replace('http://', '')}
-  node origin/cli.ts tier plan --master ${master.replace('http://', '')}
+  npx kelp tier status --master ${m}
+  npx kelp tier plan --master ${m}
+  npx kelp upload --master ${m} README.md
+  curl -s ${master}/metrics | grep ^kelp_master
 `;
 }
 
@@ -183,8 +218,12 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  watchParents(() => {
+    if (stopping) return;
+    console.error('\nthe process that started npm start is gone: stopping everything.');
+    void stopAll(1);
+  });
   // Last resort if this script exits early (an exception, a second Ctrl-C): take the groups down with it.
   process.on('exit', () => {
     for (const c of children) if (c.proc.pid !== undefined) killGroup(c.proc.pid, 'SIGKILL');
@@ -216,26 +255,35 @@ async function main(): Promise<void> {
     }),
   ]);
   const [master, volume] = urls as [string, string];
-  await waitFor(`${volume}/status`, 'the volume server');
+  await waitFor(`${volume}/readyz`, 'the volume server');
   // Ready for the curl example once the volume server's heartbeat has reached the master.
   await waitFor(`${master}/dir/status`, 'the master', (body) => (JSON.parse(body).Topology?.Max ?? 0) > 0);
 
   // ---- tiering: the service, on the local-directory backend beside the data ----
   // It reads kelp.toml like the origin; without [[tier.policy]] it uses the built-in rule to local.default.
-  const tierReady = new Promise<void>((resolve) => {
+  const tierReady = new Promise<string>((resolve) => {
     start(
       'tiering',
       process.execPath,
-      ['origin/cli.ts', 'tier', 'serve', '--master', master.replace('http://', '')],
+      [
+        'origin/cli.ts',
+        'tier',
+        'serve',
+        '--master',
+        master.replace('http://', ''),
+        '--port',
+        String(TIER_PORT),
+      ],
       {},
       (line) => {
-        if (line.startsWith('kelp tier serve:')) resolve();
+        const m = /^kelp tier serve: health and metrics listening on (http:\/\/\S+)/.exec(line);
+        if (m) resolve(m[1]!);
       },
     );
   });
-  await Promise.race([
+  const tier = await Promise.race([
     tierReady,
-    sleep(START_TIMEOUT_MS).then(() => {
+    sleep(START_TIMEOUT_MS).then((): never => {
       throw new Error('kelp tier serve did not start');
     }),
   ]);
@@ -268,7 +316,46 @@ async function main(): Promise<void> {
   );
   await waitFor(`${edge}/healthz`, 'the edge Worker');
 
-  console.log(banner(master, volume, edge));
+  console.log(banner(master, volume, edge, tier));
+}
+
+/** The parent of `pid` (Linux /proc), or undefined when it cannot be read. */
+function parentOf(pid: number): number | undefined {
+  try {
+    // Field 4 of /proc/PID/stat, after the command name in parentheses (which may hold spaces).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) && ppid > 0 ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Calls `onGone` once the parent (npm's `sh -c`, or a shell) or the
+ * grandparent (npm) exits: this process is then re-parented, or an ancestor
+ * it was started for no longer exists. Init (pid 1) is never watched.
+ */
+function watchParents(onGone: () => void): void {
+  const parent = process.ppid;
+  const grandparent = parentOf(parent);
+  const watched = [parent, grandparent].filter((p): p is number => p !== undefined && p > 1);
+  const timer = setInterval(() => {
+    if (process.ppid !== parent || watched.some((p) => !alive(p))) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, PARENT_POLL_MS);
+  timer.unref();
 }
 
 main().catch((err: unknown) => {

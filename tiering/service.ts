@@ -17,6 +17,7 @@
  * to MAX_BACKOFF_MS) before that volume is tried again, and a volume is moved
  * at most once per interval, so no rule can make it flap faster than that.
  */
+import { type Logger, pino } from 'pino';
 import {
   type ClusterSnapshot,
   type ClusterVolume,
@@ -92,9 +93,12 @@ export interface TierServiceOptions {
   rules: readonly TierRule[];
   /** Between rounds when there was nothing to do (or a move failed). */
   intervalMs: number;
-  log?: (line: string) => void;
+  /** Where its lines go; JSON on stdout by default. */
+  logger?: Logger;
   pollMs?: number;
   now?: () => number;
+  /** Told of each round `run()` makes, with how long it took (metrics). */
+  onRound?: (outcome: RoundOutcome, seconds: number) => void;
 }
 
 export type RoundOutcome =
@@ -104,7 +108,8 @@ export type RoundOutcome =
   | { kind: 'failed'; decision?: TierDecision; error: string };
 
 export class TierService {
-  private readonly o: Required<TierServiceOptions>;
+  private readonly o: Required<Omit<TierServiceOptions, 'onRound'>> & Pick<TierServiceOptions, 'onRound'>;
+  private readonly log: Logger;
   /** Volume id → epoch ms it was first seen: a lower bound of its age (policy.ts, minAge). */
   private readonly firstSeen = new Map<number, number>();
   private readonly failures = new Map<number, { count: number; retryAt: number }>();
@@ -118,11 +123,12 @@ export class TierService {
 
   constructor(options: TierServiceOptions) {
     this.o = {
-      log: (line) => console.log(line),
       pollMs: JOB_POLL_MS,
       now: Date.now,
       ...options,
+      logger: options.logger ?? pino(),
     };
+    this.log = this.o.logger;
   }
 
   /**
@@ -133,6 +139,7 @@ export class TierService {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       let outcome: RoundOutcome;
+      const started = performance.now();
       try {
         outcome = await this.round(signal);
         this.once.delete('round failed');
@@ -145,6 +152,7 @@ export class TierService {
           `${outcome.error} (trying again every ${formatDuration(this.o.intervalMs)})`,
         );
       }
+      this.o.onRound?.(outcome, (performance.now() - started) / 1000);
       if (outcome.kind === 'moved' || outcome.kind === 'waited') continue;
       try {
         await sleep(this.o.intervalMs, signal);
@@ -167,11 +175,11 @@ export class TierService {
     const running = snapshot.running[0];
     if (running) {
       const { server, job } = running;
-      this.o.log(
-        `tier: waiting for the running ${job.action} of volume ${job.volumeId} on ${server} (${job.backend})`,
+      this.log.info(
+        `waiting for the running ${job.action} of volume ${job.volumeId} on ${server} (${job.backend})`,
       );
       const ended = await this.wait(server, job.volumeId, signal);
-      this.o.log(`tier: volume ${job.volumeId} on ${server}: ${job.action} ${this.ending(ended)}`);
+      this.log.info(`volume ${job.volumeId} on ${server}: ${job.action} ${this.ending(ended)}`);
       return { kind: 'waited', server, job: ended };
     }
 
@@ -180,7 +188,7 @@ export class TierService {
     for (const d of decisions) this.logDecision(d);
     if (!this.summarized) {
       this.summarized = true;
-      this.o.log(`tier: ${decisions.length} volumes, ${moves.length} to move`);
+      this.log.info(`${decisions.length} volumes, ${moves.length} to move`);
     }
     const byId = new Map(snapshot.volumes.map((v) => [v.id, v]));
     const next = moves.find((d) => this.ready(d.volumeId, now));
@@ -195,8 +203,9 @@ export class TierService {
       const backoff = Math.min(MAX_BACKOFF_MS, this.o.intervalMs * 2 ** (f.count - 1));
       f.retryAt = this.o.now() + backoff;
       this.failures.set(next.volumeId, f);
-      this.o.log(
-        `tier: volume ${next.volumeId}: ${next.action} failed (${error}); trying again in ${Math.round(backoff / 1000)} s at the earliest`,
+      this.log.warn(
+        { volume: next.volumeId, action: next.action, backend: next.backend },
+        `volume ${next.volumeId}: ${next.action} failed (${error}); trying again in ${Math.round(backoff / 1000)} s at the earliest`,
       );
       return { kind: 'failed', decision: next, error };
     }
@@ -218,7 +227,7 @@ export class TierService {
     const targets = v.replicas.filter((r) =>
       d.action === 'upload' ? r.remote !== d.backend : r.remote !== undefined,
     );
-    this.o.log(`tier: ${describeDecision(d)}`);
+    this.log.info({ volume: d.volumeId, action: d.action, backend: d.backend }, describeDecision(d));
     this.logged.set(d.volumeId, `${d.action}|${d.backend}`);
     for (const r of targets) {
       signal?.throwIfAborted();
@@ -232,12 +241,12 @@ export class TierService {
         if (!(err instanceof TierRequestError && err.status === 409)) throw err;
         const now = await this.o.client.volumeTier(r.server, v.id, signal);
         if (now.job?.state !== 'running') throw err;
-        this.o.log(`tier: volume ${v.id} on ${r.server}: its ${now.job.action} is already running; waiting`);
+        this.log.info(`volume ${v.id} on ${r.server}: its ${now.job.action} is already running; waiting`);
       }
       const job = await this.wait(r.server, v.id, signal);
       if (job.state === 'failed') throw new Error(`${r.server}: ${job.error ?? 'failed'}`);
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      this.o.log(`tier: volume ${v.id} on ${r.server}: ${job.action} ${this.ending(job)} in ${secs} s`);
+      this.log.info(`volume ${v.id} on ${r.server}: ${job.action} ${this.ending(job)} in ${secs} s`);
     }
   }
 
@@ -250,8 +259,8 @@ export class TierService {
         if (job.state !== 'running' || Date.now() - lastLog < PROGRESS_LOG_MS) return;
         lastLog = Date.now();
         const pct = job.total ? Math.floor((job.bytes / job.total) * 100) : 0;
-        this.o.log(
-          `tier: volume ${volumeId} on ${server}: ${job.action} ${pct}% (${formatBytes(job.bytes)} of ${formatBytes(job.total)})`,
+        this.log.info(
+          `volume ${volumeId} on ${server}: ${job.action} ${pct}% (${formatBytes(job.bytes)} of ${formatBytes(job.total)})`,
         );
       },
     });
@@ -271,12 +280,12 @@ export class TierService {
       .join(',')}`;
     if (this.logged.get(d.volumeId) === gist) return;
     this.logged.set(d.volumeId, gist);
-    this.o.log(`tier: ${describeDecision(d)}`);
+    this.log.info({ volume: d.volumeId, action: d.action, backend: d.backend }, describeDecision(d));
   }
 
   private logOnce(key: string, text: string): void {
     if (this.once.get(key) === text) return;
     this.once.set(key, text);
-    this.o.log(`tier: ${key}: ${text}`);
+    this.log.warn(`${key}: ${text}`);
   }
 }

@@ -1,3 +1,4 @@
+import { cpuSeconds } from './cpu.ts';
 import type { Started } from './process.ts';
 import type { Row } from './table.ts';
 import { median } from './table.ts';
@@ -21,18 +22,30 @@ export interface CompareOptions {
 /**
  * Runs baseline and subject alternately for `rounds` rounds in the same
  * process lifetime and reports medians, so drift on a shared machine hits
- * both sides alike. The first contender is the baseline.
+ * both sides alike (odd rounds in reverse order). The first contender is the
+ * baseline. Each row also gets the server's CPU per request where /proc has it.
  */
 export async function compare(contenders: Contender[], opts: CompareOptions): Promise<Row[]> {
   const started = await Promise.all(contenders.map((c) => c.start()));
   try {
     const results: LoadResult[][] = contenders.map(() => []);
+    // Server CPU per request, summed over the rounds (undefined when /proc cannot say).
+    const cpu = contenders.map(() => ({ seconds: 0, requests: 0, known: true }));
     for (let round = 0; round < opts.rounds; round++) {
-      for (let i = 0; i < contenders.length; i++) {
+      // ABBA: odd rounds run the contenders in reverse, so none always follows the same neighbour.
+      const order = contenders.map((_, i) => (round % 2 ? contenders.length - 1 - i : i));
+      for (const i of order) {
         const load = contenders[i]!.load(started[i]!.port);
-        results[i]!.push(
-          await runWrk({ ...load, connections: opts.connections, durationSec: opts.durationSec }),
-        );
+        const pid = started[i]!.child?.pid;
+        const before = cpuSeconds(pid);
+        const r = await runWrk({ ...load, connections: opts.connections, durationSec: opts.durationSec });
+        const after = cpuSeconds(pid);
+        results[i]!.push(r);
+        if (before === undefined || after === undefined) cpu[i]!.known = false;
+        else {
+          cpu[i]!.seconds += after - before;
+          cpu[i]!.requests += r.requests;
+        }
       }
     }
     const baseRps = median(results[0]!.map((r) => r.reqPerSec));
@@ -40,6 +53,8 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
       const rs = results[i]!;
       const rps = median(rs.map((r) => r.reqPerSec));
       const errors = rs.reduce((a, r) => a + r.errors, 0);
+      const used = cpu[i]!;
+      const cpuUs = used.known && used.requests > 0 ? (used.seconds / used.requests) * 1e6 : undefined;
       return {
         bench: opts.bench,
         subject: c.subject,
@@ -48,7 +63,14 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
         p99Ms: median(rs.map((r) => r.p99Ms)),
         ratio: i === 0 ? undefined : rps / baseRps,
         goal: i === 0 ? 'baseline' : opts.goal,
-        note: errors ? `${errors} errors` : undefined,
+        cpuUsPerRequest: cpuUs,
+        note:
+          [
+            errors ? `${errors} errors` : '',
+            cpuUs === undefined ? '' : `server CPU ${cpuUs.toFixed(1)} µs/req`,
+          ]
+            .filter(Boolean)
+            .join('; ') || undefined,
       };
     });
   } finally {

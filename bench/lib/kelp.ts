@@ -28,9 +28,22 @@ export function scratchDir(label: string): { dir: string; remove(): void } {
  * 127.0.0.1: standalone, so no heartbeat competes for the CPU. Extra Node
  * flags (e.g. `--cpu-prof`) come from KELP_BENCH_NODE_FLAGS.
  */
-export function startKelpVolume(dir: string, fsync: FsyncPolicy): Promise<Started> {
+export function startKelpVolume(dir: string, fsync: FsyncPolicy, extraArgs: string[] = []): Promise<Started> {
   const nodeFlags = (process.env.KELP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const args = ['volume', '--ip', '127.0.0.1', '--port', '0', '--dir', dir, '--fsync', fsync, '--master', ''];
+  const args = [
+    'volume',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--dir',
+    dir,
+    '--fsync',
+    fsync,
+    '--master',
+    '',
+    ...extraArgs,
+  ];
   return startServer([...nodeFlags, CLI, ...args], { ready: READY });
 }
 

@@ -8,6 +8,8 @@ export interface Row {
   ratio?: number;
   goal?: string;
   note?: string;
+  /** Server CPU (user + system) per request over the runs, where the bench could measure it. */
+  cpuUsPerRequest?: number;
 }
 
 const fmt = (n: number | undefined, digits = 0): string =>

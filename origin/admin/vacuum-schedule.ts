@@ -4,6 +4,7 @@
  * every 17 minutes). Off with an interval of 0. One run at a time: a run
  * longer than the interval delays the next, never overlaps it.
  */
+import type { Logger } from '../observability/log.ts';
 import type { ClusterView, VolumeServerClient } from './cluster.ts';
 import { type VacuumResult, vacuumCluster } from './operations.ts';
 
@@ -27,7 +28,7 @@ export class VacuumSchedule {
   readonly garbageThreshold: number;
   private readonly view: () => ClusterView;
   private readonly client: VolumeServerClient;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   /** Several masters: only the leader's schedule runs (docs/decisions/0008-several-masters.md). */
   private readonly leading: () => boolean;
 
@@ -36,7 +37,7 @@ export class VacuumSchedule {
     garbageThreshold: number;
     view: () => ClusterView;
     client: VolumeServerClient;
-    log: (line: string) => void;
+    log: Logger;
     leading?: () => boolean;
   }) {
     this.leading = opts.leading ?? (() => true);
@@ -74,13 +75,13 @@ export class VacuumSchedule {
     try {
       results = await vacuumCluster(this.view(), this.client, { garbageThreshold: this.garbageThreshold });
     } catch (err) {
-      this.log(`master: scheduled vacuum failed: ${(err as Error).message}`);
+      this.log.warn(`scheduled vacuum failed: ${(err as Error).message}`);
     }
     run.compacted = results.filter((r) => r.report?.compacted).length;
     run.failed = results.filter((r) => r.error).length;
     run.finishedAt = new Date().toISOString();
     if (run.compacted || run.failed) {
-      this.log(`master: scheduled vacuum compacted ${run.compacted} replicas, ${run.failed} failed`);
+      this.log.info(`scheduled vacuum compacted ${run.compacted} replicas, ${run.failed} failed`);
     }
     return results;
   }

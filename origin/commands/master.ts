@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MASTER_OPTIONS, type MasterOptions } from '../config.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
+import { startLogging } from './logging.ts';
 import { addOptions, defined, MIB, masterSecurity, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 
@@ -18,6 +19,8 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,
+    metrics: o.metrics,
+    drainSeconds: o.drainSeconds,
   });
 }
 
@@ -27,10 +30,11 @@ export function registerMasterCommand(program: Command): void {
     .description('run the master: assigns file ids, tracks volume servers by heartbeat, answers lookups');
   addOptions(cmd, MASTER_OPTIONS).action(async () => {
     const { values } = resolveFlags(cmd, MASTER_OPTIONS);
-    const master = await startMaster(masterConfig(values));
+    const log = startLogging(values);
+    const master = await startMaster({ ...masterConfig(values), logger: log });
     // Handlers first: whoever reads the line below may signal at once.
-    stopOnSignals(() => master.close());
+    stopOnSignals(() => master.shutdown(), log);
     const state = values.etcd ? `state in etcd ${values.etcd.join(',')}` : `state in ${resolve(values.mdir)}`;
-    console.log(`kelp master listening on http://${master.address} (${state})`);
+    log.info(`kelp master listening on http://${master.address} (${state})`);
   });
 }

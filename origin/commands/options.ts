@@ -172,6 +172,7 @@ export function describeBackends(backends: BackendConfig[], firstDataDir: string
 
 interface VolumeSecurityOptions {
   insecure: boolean;
+  metricsKey: string | undefined;
   signingKey: string | undefined;
   readSigningKey: string | undefined;
   clusterKey: string | undefined;
@@ -181,8 +182,8 @@ interface VolumeSecurityOptions {
 
 /** The credentials of a volume server's config (docs/security.md), from any command's options. */
 export function volumeSecurity(o: VolumeSecurityOptions): VolumeSecurityOptions {
-  const { insecure, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey } = o;
-  return { insecure, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey };
+  const { insecure, metricsKey, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey } = o;
+  return { insecure, metricsKey, signingKey, readSigningKey, clusterKey, previousClusterKey, adminKey };
 }
 
 /** A master's: a volume server's, and who may use its write API. */

@@ -5,6 +5,7 @@ import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { masterList } from '../http/masters.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import { startLogging } from './logging.ts';
 import {
   addOptions,
   defined,
@@ -42,6 +43,8 @@ export function serverConfigs(
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,
+    metrics: o.metrics,
+    drainSeconds: o.drainSeconds,
   });
   const volume = {
     ...defined({
@@ -56,6 +59,8 @@ export function serverConfigs(
       rack: o['volume.rack'],
       publicUrl: o['volume.publicUrl'],
       ...volumeSecurity(o),
+      metrics: o.metrics,
+      drainSeconds: o.drainSeconds,
     }),
     locations: [{ dir, maxVolumes: o['volume.max'] }],
     backends,
@@ -73,33 +78,33 @@ export function registerServerCommand(program: Command): void {
     );
   addOptions(cmd, SERVER_OPTIONS).action(async () => {
     const resolution = resolveFlags(cmd, SERVER_OPTIONS);
+    const log = startLogging(resolution.values);
     const configs = serverConfigs(resolution.values, resolveBackends(resolution));
-    const master = await startMaster(configs.master);
+    const master = await startMaster({ ...configs.master, logger: log });
     let volume: Awaited<ReturnType<typeof startVolumeServer>>;
     try {
       // Port 0 is fine for the master: the volume server is told the address actually bound.
       // With peers (several masters), the volume server heartbeats every one of them.
       const masters = [master.address, ...masterList(resolution.values['master.peers'])].join(',');
-      volume = await startVolumeServer({ ...configs.volume, master: masters });
+      volume = await startVolumeServer({ ...configs.volume, master: masters, logger: log });
     } catch (err) {
       await master.close();
       throw err;
     }
     // Handlers first: whoever reads the lines below may signal at once.
     stopOnSignals(async () => {
-      await volume.close();
-      await master.close();
-    });
+      // The volume server first: it drains, then says goodbye to a master still there to hear it.
+      await volume.shutdown();
+      await master.shutdown();
+    }, log);
     const state = configs.master.etcd
       ? `state in etcd ${configs.master.etcd.join(',')}`
       : `state in ${configs.master.mdir}`;
-    console.log(`kelp master listening on http://${master.address} (${state})`);
-    console.log(
+    log.info(`kelp master listening on http://${master.address} (${state})`);
+    log.info(
       `kelp volume server listening on http://${volume.address} (data in ${configs.volume.locations[0]!.dir}; master ${master.address})`,
     );
-    console.log(
-      `tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`,
-    );
-    console.log(describeEdgePurge(configs.volume.edgePurge));
+    log.info(`tier backends: ${describeBackends(configs.volume.backends, configs.volume.locations[0]!.dir)}`);
+    log.info(describeEdgePurge(configs.volume.edgePurge));
   });
 }

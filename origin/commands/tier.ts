@@ -22,8 +22,10 @@ import { DEFAULT_RULE, describeRule, normalizeBackendName, type TierRule } from 
 import { describeDecision, formatBytes, planCluster, TierService } from '../../tiering/service.ts';
 import { ConfigError, TIER_OPTIONS, TIER_SERVE_OPTIONS } from '../config.ts';
 import { loadTierRules } from '../tier-config.ts';
+import { startTierServer } from '../tier-server.ts';
 import { adminAuth } from './credentials.ts';
-import { addOptions, configFileValues, resolveFlags } from './options.ts';
+import { startLogging } from './logging.ts';
+import { addOptions, configFileValues, resolveBackends, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
 import { type Bars, transferBars } from './tier-progress.ts';
 
@@ -366,15 +368,19 @@ export function registerTierCommand(program: Command): void {
     .option('--once', 'run rounds until nothing is left to move, then exit (for cron)');
   addOptions(serve, TIER_SERVE_OPTIONS).action(async () => {
     const resolution = resolveFlags(serve, TIER_SERVE_OPTIONS);
-    const { master, interval } = resolution.values;
+    const values = resolution.values;
+    const { master, interval } = values;
     const o = serve.opts() as { once?: boolean };
+    const log = startLogging(values);
     const { rules, from } = rulesOf(resolution);
-    const service = new TierService({
-      client: new TierClient(master, adminAuth(resolution.values)),
-      rules,
-      intervalMs: interval,
-    });
+    const serviceLog = log.child({ component: 'tier-service' });
     if (o.once) {
+      const service = new TierService({
+        client: new TierClient(master, adminAuth(values)),
+        rules,
+        intervalMs: interval,
+        logger: serviceLog,
+      });
       for (;;) {
         const outcome = await service.round();
         if (outcome.kind === 'idle') return;
@@ -384,17 +390,40 @@ export function registerTierCommand(program: Command): void {
         }
       }
     }
+    const http = await startTierServer({
+      host: values.ip,
+      port: values.port,
+      master,
+      rules,
+      backends: resolveBackends(resolution),
+      metrics: values.metrics,
+      metricsKey: values.metricsKey,
+      adminKey: values.adminKey,
+      clusterKey: values.clusterKey,
+      insecure: values.insecure,
+      log,
+    });
+    const service = new TierService({
+      client: new TierClient(master, adminAuth(values)),
+      rules,
+      intervalMs: interval,
+      logger: serviceLog,
+      onRound: http.onRound,
+    });
     const abort = new AbortController();
     const running = service.run(abort.signal);
     // Handlers first: whoever reads the lines below may signal at once.
     stopOnSignals(async () => {
+      http.health.markStopping();
       abort.abort();
       await running;
-      console.log('kelp tier serve: stopped (a transfer in progress goes on in its volume server)');
-    });
-    console.log(`kelp tier serve: master ${master}, a round every ${formatDuration(interval)} when idle`);
-    console.log(`rules from ${from}:`);
-    for (const r of rules) console.log(`  ${describeRule(r)}`);
+      await http.close();
+      log.info('kelp tier serve: stopped (a transfer in progress goes on in its volume server)');
+    }, log);
+    log.info(`kelp tier serve: master ${master}, a round every ${formatDuration(interval)} when idle`);
+    log.info(`kelp tier serve: health and metrics listening on http://${http.address}`);
+    log.info(`rules from ${from}:`);
+    for (const r of rules) log.info(`  ${describeRule(r)}`);
     await running;
   });
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import { startLogging } from './logging.ts';
 import {
   addOptions,
   defined,
@@ -37,6 +38,8 @@ export function volumeConfig(o: VolumeOptions, backends: BackendConfig[] = []): 
     publicUrl: o.publicUrl,
     ...volumeSecurity(o),
     pulseSeconds: o.pulseSeconds,
+    metrics: o.metrics,
+    drainSeconds: o.drainSeconds,
   });
   const edgePurge = edgePurgeConfig(o);
   return { ...config, locations, backends, read: resizeReadConfig(o), ...(edgePurge ? { edgePurge } : {}) };
@@ -48,14 +51,15 @@ export function registerVolumeCommand(program: Command): void {
     .description('run a volume server: Haystack volumes on local disk, served over HTTP');
   addOptions(cmd, VOLUME_OPTIONS).action(async () => {
     const resolution = resolveFlags(cmd, VOLUME_OPTIONS);
+    const log = startLogging(resolution.values);
     const config = volumeConfig(resolution.values, resolveBackends(resolution));
-    const server = await startVolumeServer(config);
+    const server = await startVolumeServer({ ...config, logger: log });
     const dirs = config.locations.map((l) => l.dir).join(', ');
     const master = config.master ? `master ${config.master}` : 'no master';
     // Handlers first: whoever reads the line below may signal at once.
-    stopOnSignals(() => server.close());
-    console.log(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
-    console.log(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
-    console.log(describeEdgePurge(config.edgePurge));
+    stopOnSignals(() => server.shutdown(), log);
+    log.info(`kelp volume server listening on http://${server.address} (data in ${dirs}; ${master})`);
+    log.info(`tier backends: ${describeBackends(config.backends ?? [], config.locations[0]!.dir)}`);
+    log.info(describeEdgePurge(config.edgePurge));
   });
 }

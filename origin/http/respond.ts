@@ -5,6 +5,8 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '../../shared/errors.ts';
+import { rootLogger } from '../observability/log.ts';
+import { requestIdOf } from '../observability/request-id.ts';
 
 /** JSON response with an exact Content-Length; HEAD gets the headers only. */
 export function sendJson(
@@ -46,12 +48,15 @@ const SUCCESS_ONLY_HEADERS = [
 // several handlers and reaches sendError more than once.
 const logged = new WeakSet<object>();
 
-function logUnknown(err: unknown): void {
+function logUnknown(err: unknown, req: IncomingMessage | undefined): void {
   if (typeof err === 'object' && err !== null) {
     if (logged.has(err)) return;
     logged.add(err);
   }
-  console.error('kelp: unexpected error', err);
+  rootLogger().error(
+    { component: 'http', err, reqId: req && requestIdOf(req), method: req?.method, url: req?.url },
+    'unexpected error',
+  );
 }
 
 /**
@@ -83,7 +88,7 @@ function bodyPending(req: IncomingMessage | undefined): boolean {
  *   short body that looks complete.
  */
 export function sendError(res: ServerResponse, err: unknown): void {
-  if (!(err instanceof KelpError)) logUnknown(err);
+  if (!(err instanceof KelpError)) logUnknown(err, res.req);
   if (res.headersSent) {
     res.destroy(err instanceof Error ? err : undefined);
     return;

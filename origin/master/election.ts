@@ -18,8 +18,10 @@
  * false, assigns fail with NotLeaderError) at t + TTL - MARGIN when no later
  * keep-alive has succeeded: before etcd can expire the lease and elect another.
  */
+
 import { type Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { NotLeaderError } from '../../shared/errors.ts';
+import type { Logger } from '../observability/log.ts';
 
 /**
  * TTL of each master's lease: a killed leader is replaced after about this
@@ -87,7 +89,7 @@ export interface EtcdLeadershipOptions {
   prefix: string;
   leaseSeconds?: number;
   marginMs?: number;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 const now = () => performance.now();
@@ -107,7 +109,7 @@ export class EtcdLeadership implements Leadership {
   private readonly mastersPrefix: string;
   private readonly ttlMs: number;
   private readonly marginMs: number;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   private readonly listeners: Array<(leading: boolean) => void> = [];
 
   private lease: Lease | undefined;
@@ -205,7 +207,7 @@ export class EtcdLeadership implements Leadership {
     clearTimeout(this.stepDownTimer);
     if (this.leading) this.armStepDown();
     if (was === this.leading) return;
-    this.log(
+    this.log.info(
       this.leading
         ? `master ${this.self}: leader (term ${term!.revision})`
         : `master ${this.self}: no longer the leader (${why})`,

@@ -2,7 +2,7 @@
  * The master: assigns file ids, knows which volume servers hold which volume
  * (from their heartbeats), grows volumes, and answers lookups (brief §4).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
 import { parseCollection } from '../../shared/collection.ts';
 import {
@@ -22,8 +22,16 @@ import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
 import { DEFAULT_VACUUM_INTERVAL_MS, VacuumSchedule } from '../admin/vacuum-schedule.ts';
 import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
 import { type PeerResponse, peerRequest } from '../http/client.ts';
+import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
+import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
-import { sendError, sendJson } from '../http/respond.ts';
+import { sendJson } from '../http/respond.ts';
+import { createInstrumentedServer } from '../observability/http-metrics.ts';
+import { type Logger, rootLogger } from '../observability/log.ts';
+import { observeTopology } from '../observability/master-metrics.ts';
+import { ServerMetrics } from '../observability/metrics.ts';
+import { requestIdHeader, requestIdOf } from '../observability/request-id.ts';
+import { MASTER_ROUTES, masterRouteOf } from '../observability/routes.ts';
 import { Access } from '../security/access.ts';
 import { checkBinding } from '../security/binding.ts';
 import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
@@ -45,6 +53,7 @@ import { EtcdStateStore } from './etcd-state-store.ts';
 import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { LeaderProxy } from './leader-proxy.ts';
+import { handleLeave, LEAVE_PATH } from './leave.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { MasterStatusPage } from './status-page.ts';
@@ -90,7 +99,14 @@ export interface MasterConfig {
   now: () => number;
   stateStore?: MasterStateStore;
   allocate?: AllocateVolume;
-  log: (line: string) => void;
+  /** Where log lines go (a child per component); the process logger by default. */
+  logger?: Logger;
+  /** Prometheus metrics at /metrics (kelp_*); off: nothing is counted and /metrics is a 404. */
+  metrics: boolean;
+  /** Bearer key of /metrics; without one it takes the admin credentials (docs/security.md). */
+  metricsKey?: string;
+  /** On SIGTERM, how long in-flight requests get to finish before their connections are closed. */
+  drainSeconds: number;
 }
 
 /** Most volume servers one master tracks: a bound on what heartbeats can make it hold. */
@@ -113,7 +129,8 @@ export const MASTER_DEFAULTS = {
   vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
   garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
   now: Date.now,
-  log: (line: string) => console.log(line),
+  metrics: true,
+  drainSeconds: DEFAULT_DRAIN_SECONDS,
 };
 
 export interface MasterServer {
@@ -125,7 +142,12 @@ export interface MasterServer {
   /** Whether this master leads (always, without etcd), who does, and its peers. */
   leadership: Leadership;
   address: string;
+  /** Readiness (/readyz): topology loaded, leader known; other code may add checks. */
+  health: Health;
+  /** Stops at once. */
   close(): Promise<void>;
+  /** The SIGTERM path: readiness fails, new connections are refused, requests in flight get `drainMs` to finish. */
+  shutdown(drainMs?: number): Promise<DrainResult>;
 }
 
 function param(q: URLSearchParams | null, name: string): string | null {
@@ -134,6 +156,8 @@ function param(q: URLSearchParams | null, name: string): string | null {
 
 export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<MasterServer> {
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
+  const log = (config.logger ?? rootLogger()).child({ component: 'master' });
+  const startedAt = config.now();
   const access = new Access(config);
   const missing = [
     ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
@@ -141,7 +165,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     ...(config.clientKeys?.length || config.whiteList?.length ? [] : ['KELP_CLIENT_KEYS or --whiteList']),
   ];
   const warning = checkBinding('master', config.host, missing, config.insecure === true);
-  if (warning) config.log(warning);
+  if (warning) log.warn(warning);
   // Several masters: leadership and state in etcd (docs/decisions/0008-several-masters.md).
   const etcd = config.etcd?.length ? etcdClient(config.etcd) : undefined;
   const elected = etcd
@@ -149,7 +173,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         client: etcd,
         prefix: config.etcdPrefix,
         leaseSeconds: config.leaseSeconds,
-        log: config.log,
+        log: log.child({ component: 'election' }),
       })
     : undefined;
   const leadership: Leadership = elected ?? new SoloLeadership();
@@ -195,7 +219,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     garbageThreshold: config.garbageThreshold,
     view: () => clusterViewOf(topology),
     client: admin.client,
-    log: config.log,
+    log: log.child({ component: 'vacuum' }),
     leading: () => leadership.isLeader(),
   });
   const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule);
@@ -250,13 +274,15 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const joining = !known || !topology.isAlive(known);
     topology.heartbeat(hb);
     if (!sequencer.observe(BigInt(hb.maxFileKey))) {
-      config.log(
-        `master: ignored maxFileKey ${hb.maxFileKey} from ${hb.url}: beyond the key space or far past any key this master assigned`,
+      log.warn(
+        { url: hb.url, maxFileKey: hb.maxFileKey },
+        `ignored maxFileKey ${hb.maxFileKey} from ${hb.url}: beyond the key space or far past any key this master assigned`,
       );
     }
     if (joining)
-      config.log(
-        `master: volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
+      log.info(
+        { url: hb.url },
+        `volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
     return {
       volumeSizeLimit: config.volumeSizeLimitBytes,
@@ -281,6 +307,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     upload: Upload,
     q: URLSearchParams | null,
   ): Promise<SubmitResponse> => {
+    const requestId = requestIdOf(req);
     const request = parseAssignRequest(q ?? new URLSearchParams(), config.defaultReplication);
     // Not the leader: the leader assigns, this master stores.
     const assigned = leadership.isLeader()
@@ -288,6 +315,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       : await proxy.assign(req, assignQuery(q));
     const headers: Record<string, string> = {
       'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
+      ...requestIdHeader(requestId),
     };
     if (upload.mime) headers['Content-Type'] = upload.mime;
     if (upload.gzipped) headers['Content-Encoding'] = 'gzip';
@@ -331,7 +359,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     };
   };
 
-  const deleteCollection = async (q: URLSearchParams | null): Promise<void> => {
+  const deleteCollection = async (q: URLSearchParams | null, requestId?: string): Promise<void> => {
     const collection = parseCollection(param(q, 'collection'));
     if (!collection) throw new BadRequestError('collection is required');
     const holders = topology
@@ -342,7 +370,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         const url = `http://${n.url}/admin/delete_collection?collection=${encodeURIComponent(collection)}`;
         const res = await fetch(url, {
           method: 'POST',
-          headers: withClusterAuth(config.clusterKey, 'POST', url),
+          headers: withClusterAuth(config.clusterKey, 'POST', url, requestIdHeader(requestId)),
           signal: AbortSignal.timeout(60_000),
         });
         if (!res.ok)
@@ -372,6 +400,9 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       case '/heartbeat':
         if (req.method !== 'POST') throw new MethodNotAllowedError('heartbeats are POSTed');
         return sendJson(res, 200, await heartbeat(req));
+      case LEAVE_PATH:
+        if (req.method !== 'POST') throw new MethodNotAllowedError('a leave is POSTed');
+        return sendJson(res, 200, await handleLeave(req, { topology, clusterKeys: access.clusterKeys, log }));
       case '/submit':
         if (req.method !== 'POST') throw new MethodNotAllowedError('/submit takes a multipart POST');
         return sendJson(res, 201, await submit(req, query));
@@ -420,7 +451,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         if (req.method !== 'POST' && req.method !== 'DELETE')
           throw new MethodNotAllowedError('/col/delete deletes data: POST or DELETE it, never GET');
         access.requireAdmin(req, req.url ?? '/');
-        await deleteCollection(query);
+        await deleteCollection(query, requestIdOf(req));
         res.writeHead(204);
         res.end();
         return;
@@ -444,19 +475,37 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     }
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => sendError(res, err));
+  const metrics = config.metrics ? new ServerMetrics() : undefined;
+  if (metrics) observeTopology(metrics, { topology, sequencer, leader: () => self });
+  const health = new Health()
+    .add('leader', () => (self ? { ok: true, detail: self } : { ok: false, detail: 'no leader known' }))
+    .add('topology', () => {
+      const alive = topology.aliveNodes().length;
+      // One pulse after start every live volume server has beaten: before that, lookups may miss some.
+      const settling = config.now() - startedAt < config.pulseSeconds * 1000;
+      if (alive === 0) return { ok: false, detail: 'no volume server has joined' };
+      if (settling)
+        return { ok: false, detail: `waiting one pulse for every volume server to beat (${alive} so far)` };
+      return { ok: true, detail: `${alive} volume servers` };
+    });
+  const server = createInstrumentedServer(handle, {
+    routes: MASTER_ROUTES,
+    routeOf: masterRouteOf,
+    health,
+    access,
+    metrics,
+    log,
   });
   const address = await listen(server, config.host, config.port);
   self = config.advertise ?? address;
   if (elected) elected.start(self);
   else (leadership as SoloLeadership).self = self;
-  config.log(
-    config.signingKey
-      ? 'master: writes need a signed token (jwt signing key set)'
-      : 'master: no signing key: the cluster is OPEN, anyone who can reach a volume server can write and delete',
-  );
-  if (!config.clusterKey) config.log('master: no cluster key: heartbeats are not authenticated');
+  if (config.signingKey) log.info('writes need a signed token (jwt signing key set)');
+  else
+    log.warn(
+      'no signing key: the cluster is OPEN, anyone who can reach a volume server can write and delete',
+    );
+  if (!config.clusterKey) log.warn('no cluster key: heartbeats are not authenticated');
   const pruner = setInterval(() => topology.prune(FORGET_AFTER_PULSES), config.pulseSeconds * 1000);
   pruner.unref();
   vacuumSchedule.start();
@@ -467,13 +516,29 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     leadership,
     address,
     vacuumSchedule,
+    health,
     close: async () => {
+      health.markStopping();
       clearInterval(pruner);
       await vacuumSchedule.stop();
       // Leadership first: the lease is revoked and another master elected while this one drains.
       await leadership.close();
       await closeServer(server);
       etcd?.close();
+    },
+    async shutdown(drainMs = config.drainSeconds * 1000) {
+      health.markStopping();
+      clearInterval(pruner);
+      await vacuumSchedule.stop();
+      // Leadership first: the lease is revoked and another master elected while this one drains.
+      await leadership.close();
+      log.info(`shutting down: draining requests for up to ${Math.round(drainMs / 1000)} s`);
+      const drained = await drainServer(server, drainMs);
+      if (drained.forced)
+        log.warn(`${drained.forced} connections were still busy after the drain deadline: closed`);
+      etcd?.close();
+      log.info('stopped');
+      return drained;
     },
   };
 }

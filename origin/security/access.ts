@@ -22,6 +22,8 @@ export interface AccessConfig {
   previousClusterKey?: string;
   adminKey?: string;
   clientKeys?: string[];
+  /** Bearer key of `GET /metrics` (Prometheus); without one, /metrics takes the admin credentials (open when there are none). */
+  metricsKey?: string;
   /** CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses whose callers count as clients. */
   whiteList?: string[];
 }
@@ -91,6 +93,7 @@ export class Access {
   readonly clusterKeys: readonly string[];
   private readonly admin: KeySet;
   private readonly clients: KeySet;
+  private readonly metrics: KeySet;
   private readonly whiteList: BlockList | undefined;
 
   constructor(config: AccessConfig) {
@@ -98,6 +101,7 @@ export class Access {
     this.clusterKeys = [config.clusterKey, config.previousClusterKey].filter((k): k is string => !!k);
     this.admin = new KeySet(config.adminKey ? [config.adminKey] : []);
     this.clients = new KeySet(config.clientKeys ?? []);
+    this.metrics = new KeySet(config.metricsKey ? [config.metricsKey] : []);
     this.whiteList = config.whiteList?.length ? parseWhiteList(config.whiteList) : undefined;
   }
 
@@ -148,6 +152,23 @@ export class Access {
   requireAdmin(req: IncomingMessage, pathAndQuery: string): void {
     if (!this.isAdmin(req, pathAndQuery)) {
       throw new UnauthorizedError('admin call: send Authorization: Bearer <admin key> (KELP_ADMIN_KEY)');
+    }
+  }
+
+  /**
+   * `GET /metrics`: the metrics key, or admin credentials. A scrape reveals
+   * the topology (servers, volumes, disks, traffic), so it is open only where
+   * admin calls are (docs/security.md).
+   */
+  isMetricsReader(req: IncomingMessage, pathAndQuery: string): boolean {
+    if (this.metrics.has(bearerToken(req.headers))) return true;
+    if (this.metrics.size > 0 && !this.adminGuarded) return false;
+    return this.isAdmin(req, pathAndQuery);
+  }
+
+  requireMetricsReader(req: IncomingMessage, pathAndQuery: string): void {
+    if (!this.isMetricsReader(req, pathAndQuery)) {
+      throw new UnauthorizedError('metrics: send Authorization: Bearer <metrics key> (KELP_METRICS_KEY)');
     }
   }
 

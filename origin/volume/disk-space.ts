@@ -17,6 +17,7 @@
  */
 import { statfsSync } from 'node:fs';
 import { InsufficientStorageError } from '../../shared/errors.ts';
+import type { Logger } from '../observability/log.ts';
 
 /** Free bytes at which a full location takes writes again (at most this much is asked for). */
 export const DISK_RESUME_FREE_BYTES = 64 * 1024 * 1024;
@@ -72,20 +73,20 @@ export function resumeFreeBytes(all: number): number {
 export interface DiskSpaceOptions {
   /** Told when the state flips either way (the heartbeat then beats at once). */
   onChange?: () => void;
-  log?: (line: string) => void;
+  log?: Logger;
 }
 
 export class DiskSpace {
   readonly dir: string;
   private readonly onChange: () => void;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger | undefined;
   /** Runs while full: the free-space check that ends it. */
   private timer: NodeJS.Timeout | undefined;
 
   constructor(dir: string, opts: DiskSpaceOptions = {}) {
     this.dir = dir;
     this.onChange = opts.onChange ?? (() => {});
-    this.log = opts.log ?? (() => {});
+    this.log = opts.log;
     const usage = tryUsage(dir);
     if (usage && usage.free < resumeFreeBytes(usage.all)) this.enter(`${usage.free} bytes free`, usage);
   }
@@ -126,7 +127,7 @@ export class DiskSpace {
     // unref: a full disk never keeps the process alive.
     this.timer = setInterval(() => this.recheck(), DISK_FULL_RECHECK_MS).unref();
     const until = usage ? ` until ${resumeFreeBytes(usage.all)} bytes are free` : '';
-    this.log(`${this.dir}: disk full (${why}): writes refused${until}`);
+    this.log?.error({ dir: this.dir }, `${this.dir}: disk full (${why}): writes refused${until}`);
   }
 
   private recheck(): void {
@@ -135,7 +136,7 @@ export class DiskSpace {
     if (!usage || usage.free < resumeFreeBytes(usage.all)) return;
     clearInterval(this.timer);
     this.timer = undefined;
-    this.log(`${this.dir}: ${usage.free} bytes free again: writes resume`);
+    this.log?.info({ dir: this.dir }, `${this.dir}: ${usage.free} bytes free again: writes resume`);
     this.onChange();
   }
 }

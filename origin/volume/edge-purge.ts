@@ -17,8 +17,10 @@
  * purge-by-tag API (every location at once, for the tags the Worker stores
  * its copies under: shared/cache-tags.ts).
  */
+
 import { fileTag, volumeTag } from '../../shared/cache-tags.ts';
 import { ConfigError } from '../config-error.ts';
+import type { Logger } from '../observability/log.ts';
 
 export interface PurgeBatch {
   fids: string[];
@@ -125,13 +127,13 @@ export class PurgeQueue {
   private sending: Promise<void> | undefined;
   private failures = 0;
   private closed = false;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
   /** Events delivered so far (for status and tests). */
   delivered = 0;
 
   private readonly maxQueued: number;
 
-  constructor(purger: EdgePurger, log: (line: string) => void, maxQueued = MAX_QUEUED_PURGE_FIDS) {
+  constructor(purger: EdgePurger, log: Logger, maxQueued = MAX_QUEUED_PURGE_FIDS) {
     this.purger = purger;
     this.log = log;
     this.maxQueued = maxQueued;
@@ -154,7 +156,7 @@ export class PurgeQueue {
     const volumes = new Set<number>();
     for (const f of this.fids) volumes.add(Number(f.slice(0, f.indexOf(','))));
     for (const v of volumes) this.volumes.add(v);
-    this.log(
+    this.log.warn(
       `${this.purger.name}: more than ${this.maxQueued} purges queued; sending them as purges of volumes ${[...volumes].join(', ')}`,
     );
     this.fids.clear();
@@ -188,7 +190,7 @@ export class PurgeQueue {
         for (const v of batch.volumes) this.volumes.add(v);
         this.failures++;
         if (this.failures === 1) {
-          this.log(
+          this.log.warn(
             `${this.purger.name}: purge failed (${(err as Error).message}); ${this.pending} queued, retrying with backoff`,
           );
         }
@@ -196,7 +198,7 @@ export class PurgeQueue {
       }
       this.delivered += batch.fids.length + batch.volumes.length;
       if (this.failures > 0) {
-        this.log(`${this.purger.name}: purges delivered again after ${this.failures} failed attempts`);
+        this.log.info(`${this.purger.name}: purges delivered again after ${this.failures} failed attempts`);
         this.failures = 0;
       }
     }
@@ -238,7 +240,7 @@ export class PurgeQueue {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.pending > 0) {
-      this.log(
+      this.log.warn(
         `${this.purger.name}: ${this.pending} purges not delivered at shutdown; the edge stops serving those blobs within its fresh period (EDGE_FRESH_SECONDS) anyway`,
       );
     }
@@ -249,7 +251,7 @@ export class PurgeQueue {
 export class EdgePurgeEvents {
   readonly queues: PurgeQueue[];
 
-  constructor(purgers: EdgePurger[], log: (line: string) => void) {
+  constructor(purgers: EdgePurger[], log: Logger) {
     this.queues = purgers.map((p) => new PurgeQueue(p, log));
   }
 

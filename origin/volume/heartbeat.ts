@@ -11,6 +11,7 @@ import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
 import { formatPlacement } from '../../shared/placement.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { masterList } from '../http/masters.ts';
+import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
 
@@ -25,7 +26,7 @@ export interface HeartbeatOptions {
   pulseSeconds: number;
   /** Signs each beat: the master takes none without it when it has a cluster key. */
   clusterKey?: string;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
@@ -67,11 +68,16 @@ export class HeartbeatClient {
   private timer: NodeJS.Timeout | undefined;
   private readonly masters: string[];
   /** Masters this server is joined to (their last beat was taken). */
-  private readonly connected = new Set<string>();
+  private readonly joined = new Set<string>();
   /** Masters already reported unreachable (said once until they answer again). */
   private readonly warned = new Set<string>();
   /** The leader as the masters' last replies named it. */
   leader: string | undefined;
+
+  /** The last heartbeat reached a master (readiness and metrics). */
+  get connected(): boolean {
+    return this.joined.size > 0;
+  }
   private beating: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -139,19 +145,20 @@ export class HeartbeatClient {
       if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
       if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
       if (reply.leader) this.leader = reply.leader;
-      if (!this.connected.has(master))
-        this.opts.log(`volume server ${this.opts.url}: joined master ${master}`);
-      this.connected.add(master);
+      if (!this.joined.has(master))
+        this.opts.log.info({ master }, `volume server ${this.opts.url}: joined master ${master}`);
+      this.joined.add(master);
       this.warned.delete(master);
     } catch (err) {
       if (!this.warned.has(master)) {
-        this.opts.log(
+        this.opts.log.warn(
+          { master },
           `volume server ${this.opts.url}: cannot reach master ${master} (${(err as Error).message}); ` +
             `retrying every ${this.opts.pulseSeconds}s`,
         );
         this.warned.add(master);
       }
-      this.connected.delete(master);
+      this.joined.delete(master);
     }
   }
 

@@ -25,6 +25,7 @@ import { httpDate, isNotModified } from '../http/conditional.ts';
 import { acceptsGzip } from '../http/encoding.ts';
 import { essence, isInlineSafe, mimeFromExtension, OCTET_STREAM } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { serveLargeNeedle } from './large-read.ts';
 import type { Resizer } from './resize.ts';
 import { serveResized } from './resize-read.ts';
@@ -225,6 +226,9 @@ function respond(
     config,
     volume.expiresAt(found.needle),
   );
+  // In the headers object, not res.setHeader: writeHead then stays on node's fast path.
+  const requestId = requestIdOf(req);
+  if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
   if (isNotModified(req.headers, { etag: headers.ETag as string, lastModified: found.needle.lastModified })) {
     res.writeHead(304, headers);
     res.end();

@@ -21,6 +21,8 @@ import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
 import { masterList } from '../http/masters.ts';
+import type { Logger } from '../observability/log.ts';
+import { requestIdHeader } from '../observability/request-id.ts';
 import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
 import { UndoLog } from './undo-log.ts';
 
@@ -45,13 +47,28 @@ export interface ReplicaWrite {
   meta: NeedleMeta;
   /** The client's token, forwarded as is (it is bound to the fid, not to a server). */
   token?: string;
+  /** The client request's id, sent on to every replica (request-id.ts). */
+  requestId?: string;
 }
 
 export interface ReplicaDelete {
   /** The fid text, as formatFid gives it. */
   fid: string;
   token?: string;
+  requestId?: string;
 }
+
+/**
+ * Told of each fan-out (metrics): requests sent to `peers` replicas, how many
+ * failed, and where the change stayed when taking it back failed too.
+ * `locate` is a fan-out that could not start (too few live copies, no master).
+ */
+export type ReplicationObserver = (
+  op: 'write' | 'delete' | 'locate',
+  peers: number,
+  failed: number,
+  kept: number,
+) => void;
 
 /** One replicated change as its undo needs it. */
 interface Change {
@@ -59,13 +76,15 @@ interface Change {
   token?: string;
   /** Sent as `change=` with the change and as `undo=` to take it back. */
   id: string;
+  requestId?: string;
 }
 
 export class Replicator {
   private readonly masters: string[];
   private readonly self: Set<string>;
   private readonly cache = new Map<number, { at: number; urls: string[] }>();
-  private readonly log: (line: string) => void;
+  private readonly log: Logger | undefined;
+  private readonly observe: ReplicationObserver | undefined;
   /** This server's side as a replica: the changes it applied for a primary, so they can be undone. */
   readonly undoLog: UndoLog;
 
@@ -75,12 +94,14 @@ export class Replicator {
   constructor(
     master: string | undefined,
     selfUrls: string[],
-    log: (line: string) => void = () => {},
+    log?: Logger,
     clusterKey?: string,
+    observe?: ReplicationObserver,
   ) {
     this.masters = masterList(master);
     this.self = new Set(selfUrls);
     this.log = log;
+    this.observe = observe;
     this.undoLog = new UndoLog({ log });
     this.clusterKey = clusterKey;
   }
@@ -95,6 +116,7 @@ export class Replicator {
     }
     if (urls.length < copies - 1) {
       this.cache.delete(volumeId);
+      this.observe?.('locate', 0, 0, 0);
       throw new UnavailableError(
         `volume ${volumeId} needs ${copies} copies but only ${urls.length + 1} are alive; not written everywhere`,
         5,
@@ -109,8 +131,10 @@ export class Replicator {
    * have heard from every server yet, one that is down is skipped).
    */
   private async lookup(volumeId: number, copies: number): Promise<string[]> {
-    if (this.masters.length === 0)
+    if (this.masters.length === 0) {
+      this.observe?.('locate', 0, 0, 0);
       throw new UnavailableError(`volume ${volumeId} is replicated but no master is configured`);
+    }
     let best: string[] | undefined;
     let lastError: unknown;
     for (const master of this.masters) {
@@ -129,6 +153,7 @@ export class Replicator {
       }
     }
     if (best) return best;
+    this.observe?.('locate', 0, 0, 0);
     throw new UnavailableError(`cannot reach any master (${this.masters.join(', ')}) to find replicas`, 1, {
       cause: lastError,
     });
@@ -147,10 +172,12 @@ export class Replicator {
       headers?: OutgoingHttpHeaders;
       body?: Uint8Array | FileBody;
       bodySha256?: string;
+      requestId?: string;
       timeoutMs: number;
     },
   ): Promise<PeerResponse> {
-    const { bodySha256, ...rest } = init;
+    const { bodySha256, requestId, ...rest } = init;
+    if (requestId) rest.headers = { ...rest.headers, ...requestIdHeader(requestId) };
     if (this.clusterKey) {
       const hash =
         bodySha256 ??
@@ -160,7 +187,7 @@ export class Replicator {
             ? sha256Hex(init.body)
             : undefined);
       if (hash === undefined) throw new Error('a file body sent to a replica needs its bodySha256');
-      rest.headers = { ...init.headers, ...clusterHeaders(this.clusterKey, init.method, pathAndQuery, hash) };
+      rest.headers = { ...rest.headers, ...clusterHeaders(this.clusterKey, init.method, pathAndQuery, hash) };
     }
     return peerRequest(`http://${peer}${pathAndQuery}`, rest);
   }
@@ -172,6 +199,7 @@ export class Replicator {
    * client's error is the truth on every replica that can be reached.
    */
   private async fanOut(
+    op: 'write' | 'delete',
     volumeId: number,
     peers: string[],
     change: Change,
@@ -188,10 +216,18 @@ export class Replicator {
           : `HTTP ${r.value}`,
     );
     const failed = peers.flatMap((peer, i) => (why[i] === undefined ? [] : [`${peer}: ${why[i]}`]));
-    if (!failed.length) return;
+    if (!failed.length) {
+      this.observe?.(op, peers.length, 0, 0);
+      return;
+    }
     this.cache.delete(volumeId);
     const acked = peers.filter((_, i) => why[i] === undefined);
     const kept = await this.takeBack(peers, acked, change, rollback);
+    this.observe?.(op, peers.length, failed.length, kept.length);
+    this.log?.warn(
+      { op, volume: volumeId, fid: change.fid, change: change.id, reqId: change.requestId, failed, kept },
+      `replicated ${op} of ${change.fid} failed on ${failed.length} of ${peers.length} replicas; ${kept.length ? 'could not be taken back everywhere' : 'taken back'}`,
+    );
     throw new UpstreamError(
       `replication failed (${failed.join('; ')}); ` +
         (kept.length
@@ -226,7 +262,10 @@ export class Replicator {
       kept.push(`${peers[i]}: ${(r.reason as Error).message}`);
     });
     for (const k of kept)
-      this.log(`replicated change ${change.id} to ${change.fid} failed and is kept on ${k}`);
+      this.log?.error(
+        { change: change.id, fid: change.fid, reqId: change.requestId },
+        `replicated change ${change.id} to ${change.fid} failed and is kept on ${k}`,
+      );
     return kept;
   }
 
@@ -237,6 +276,7 @@ export class Replicator {
     const res = await this.send(peer, `/${change.fid}?${q}`, {
       method: 'DELETE',
       headers,
+      requestId: change.requestId,
       timeoutMs: UNDO_TIMEOUT_MS,
     });
     if (res.status < 200 || res.status >= 300) {
@@ -260,7 +300,7 @@ export class Replicator {
       }
     }
     if (w.token) headers.Authorization = `Bearer ${w.token}`;
-    const change: Change = { fid: w.fid, token: w.token, id: newChangeId() };
+    const change: Change = { fid: w.fid, token: w.token, id: newChangeId(), requestId: w.requestId };
     const q = new URLSearchParams({ type: 'replicate', change: change.id });
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
@@ -268,6 +308,7 @@ export class Replicator {
     const bodySha256 =
       this.clusterKey && !(w.data instanceof Uint8Array) ? await fileSha256Hex(w.data.path) : undefined;
     await this.fanOut(
+      'write',
       volumeId,
       peers,
       change,
@@ -277,6 +318,7 @@ export class Replicator {
           headers,
           body: w.data,
           bodySha256,
+          requestId: w.requestId,
           timeoutMs: REPLICA_TIMEOUT_MS,
         });
         return res.status;
@@ -288,9 +330,10 @@ export class Replicator {
   /** Fans out a delete the primary applied; `peers` as peers() gave them before. */
   async delete(peers: string[], volumeId: number, d: ReplicaDelete, rollback: LocalRollback): Promise<void> {
     const headers: Record<string, string> = d.token ? { Authorization: `Bearer ${d.token}` } : {};
-    const change: Change = { fid: d.fid, token: d.token, id: newChangeId() };
+    const change: Change = { fid: d.fid, token: d.token, id: newChangeId(), requestId: d.requestId };
     const q = new URLSearchParams({ type: 'replicate', change: change.id });
     await this.fanOut(
+      'delete',
       volumeId,
       peers,
       change,
@@ -298,6 +341,7 @@ export class Replicator {
         const res = await this.send(peer, `/${d.fid}?${q}`, {
           method: 'DELETE',
           headers,
+          requestId: d.requestId,
           timeoutMs: REPLICA_TIMEOUT_MS,
         });
         // Already gone there (e.g. a retried delete) is what we wanted.

@@ -17,6 +17,7 @@ import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../
 import { isNotModified } from '../http/conditional.ts';
 import { essence } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { preadExact } from './files.ts';
 import { blobHeaders, contentDisposition, type ReadConfig } from './read-handler.ts';
 import type { ReadResult, Volume } from './volume.ts';
@@ -88,6 +89,8 @@ export async function serveResized(
     config,
     volume.expiresAt(found.needle),
   );
+  const requestId = requestIdOf(req);
+  if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
   const format =
     params.format === 'auto' ? negotiateFormat(req.headers.accept, '') || 'source' : params.format;
   const etag = `"${(headers.ETag as string).slice(1, -1)}-${variantTag(`${canonicalResizeQuery(params)}|${format}`)}"`;

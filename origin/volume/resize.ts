@@ -73,10 +73,18 @@ export interface ResizeOutput {
   variesByAccept: boolean;
 }
 
+/** How a resize job ended, with the seconds it waited for a slot and then ran (metrics). */
+export type ResizeObserver = (
+  outcome: 'ok' | 'failed' | 'timeout' | 'rejected',
+  waitSeconds: number,
+  runSeconds: number,
+) => void;
+
 class JobQueue {
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
+  running = 0;
+  readonly waiting: Array<() => void> = [];
   private readonly config: ResizeConfig;
+  observe: ResizeObserver | undefined;
 
   constructor(config: ResizeConfig) {
     this.config = config;
@@ -90,19 +98,25 @@ class JobQueue {
    * up past `concurrency` on the CPU.
    */
   async run<T>(job: () => Promise<T>): Promise<T> {
+    const queued = performance.now();
     if (this.running >= this.config.concurrency) {
       if (this.waiting.length >= this.config.maxQueue) {
+        this.observe?.('rejected', 0, 0);
         throw new TooManyRequestsError('too many resize jobs waiting; retry shortly', 1);
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;
     }
+    const started = performance.now();
+    const end = (outcome: 'ok' | 'failed' | 'timeout') =>
+      this.observe?.(outcome, (started - queued) / 1000, (performance.now() - started) / 1000);
     let work: Promise<T>;
     try {
       work = job();
     } catch (err) {
       this.release();
+      end('failed');
       throw err;
     }
     const done = work.finally(() => this.release());
@@ -115,7 +129,12 @@ class JobQueue {
       );
     });
     try {
-      return await Promise.race([done, deadline]);
+      const out = await Promise.race([done, deadline]);
+      end('ok');
+      return out;
+    } catch (err) {
+      end(err instanceof UnavailableError ? 'timeout' : 'failed');
+      throw err;
     } finally {
       clearTimeout(timer);
     }
@@ -135,6 +154,20 @@ export class Resizer {
   constructor(config: Partial<ResizeConfig> = {}) {
     this.config = { ...RESIZE_DEFAULTS, ...config };
     this.queue = new JobQueue(this.config);
+  }
+
+  /** Jobs waiting for a slot, and running. */
+  get queueDepth(): number {
+    return this.queue.waiting.length;
+  }
+
+  get running(): number {
+    return this.queue.running;
+  }
+
+  /** Told how each job ended (the volume server's metrics). */
+  set observer(observe: ResizeObserver | undefined) {
+    this.queue.observe = observe;
   }
 
   /**

@@ -2,19 +2,26 @@
  * The volume server: node:http straight to the handlers (no framework on the
  * hot read path), errors turned into responses in one place (respond.ts).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
 import { parseFidPath } from '../../shared/fid.ts';
 import type { BackendConfig } from '../../tiering/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
+import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
+import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
-import { sendError } from '../http/respond.ts';
+import { createInstrumentedServer } from '../observability/http-metrics.ts';
+import { type Logger, rootLogger } from '../observability/log.ts';
+import { ServerMetrics } from '../observability/metrics.ts';
+import { VOLUME_READ_ROUTE, VOLUME_ROUTES, volumeRouteOf } from '../observability/routes.ts';
+import { VolumeMetrics } from '../observability/volume-metrics.ts';
 import { Access } from '../security/access.ts';
 import { checkBinding } from '../security/binding.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import { handleAdmin, handleStatus } from './admin-handler.ts';
 import { type EdgePurgeConfig, EdgePurgeEvents, edgePurgers } from './edge-purge.ts';
 import { HeartbeatClient } from './heartbeat.ts';
+import { sendLeave } from './leave.ts';
 import { handleVolumeMove } from './move-handler.ts';
 import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
@@ -39,7 +46,16 @@ export interface VolumeServerConfig {
   /** Milliseconds since the epoch; tests inject a clock to expire TTLs. */
   now: () => number;
   read: ReadConfig;
-  log: (line: string) => void;
+  /** Where log lines go (a child per component); the process logger by default. */
+  logger?: Logger;
+  /** Prometheus metrics at /metrics (kelp_*); off: nothing is counted and /metrics is a 404. */
+  metrics: boolean;
+  /** Bearer key of /metrics; without one it takes the admin credentials (docs/security.md). */
+  metricsKey?: string;
+  /** On SIGTERM, how long in-flight requests get to finish before their connections are closed. */
+  drainSeconds: number;
+  /** Edges told about overwrites, deletes and deleted collections (edge-purge.ts); none by default. */
+  edgePurge?: EdgePurgeConfig;
   /** host:port of the master to heartbeat to; none = a standalone server. */
   master?: string;
   dataCenter: string;
@@ -62,8 +78,6 @@ export interface VolumeServerConfig {
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
   backends: BackendConfig[];
-  /** Edges told about overwrites, deletes and deleted collections (edge-purge.ts); none by default. */
-  edgePurge?: EdgePurgeConfig;
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -74,7 +88,8 @@ export const VOLUME_SERVER_DEFAULTS = {
   maxUploadBytes: MAX_UPLOAD_BYTES,
   now: Date.now,
   read: {},
-  log: (line: string) => console.log(line),
+  metrics: true,
+  drainSeconds: DEFAULT_DRAIN_SECONDS,
   dataCenter: 'DefaultDataCenter',
   rack: 'DefaultRack',
   pulseSeconds: 5,
@@ -88,7 +103,17 @@ export interface VolumeServer {
   edgePurge?: EdgePurgeEvents;
   /** The bound address, e.g. 127.0.0.1:8080. */
   address: string;
+  /** Readiness (/readyz): volumes loaded, master reachable. */
+  health: Health;
+  /** Stops at once: connections closed, volumes synced and closed (marked clean). */
   close(): Promise<void>;
+  /**
+   * The SIGTERM path: readiness fails, the master is told this server is
+   * leaving, new connections are refused, requests in flight get `drainMs`
+   * (default: the drainSeconds setting) to finish, then transfers are stopped
+   * and the volumes synced, marked clean and closed.
+   */
+  shutdown(drainMs?: number): Promise<DrainResult>;
 }
 
 function route(
@@ -152,19 +177,31 @@ export async function startVolumeServer(
   partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
+  const log = (config.logger ?? rootLogger()).child({ component: 'volume' });
+  const metrics = config.metrics ? new ServerMetrics() : undefined;
+  const volumeMetrics = metrics ? new VolumeMetrics(metrics) : undefined;
   const missing = [
     ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
     ...(config.signingKey ? [] : ['KELP_JWT_SIGNING_KEY']),
   ];
   const warning = checkBinding('volume server', config.host, missing, config.insecure === true);
-  if (warning) config.log(warning);
+  if (warning) log.warn(warning);
   const access = new Access(config);
   // Image variants are on by default (sharp, bounded queue); a test or a config may pass its own resizer.
   config.read = { ...config.read, resizer: config.read.resizer ?? new Resizer() };
   let heartbeat: HeartbeatClient | undefined;
-  const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir, config.log);
-  const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
-  const tier = { backends, jobs: new TierJobs() };
+  const backends = await BackendRegistry.create(
+    config.backends,
+    config.locations[0]!.dir,
+    log.child({ component: 'tier' }),
+    volumeMetrics?.countBackendErrors,
+  );
+  const store = Store.open(
+    { ...config, backends, onChange: () => heartbeat?.beatNow(), onSync: volumeMetrics?.onSync },
+    log.child({ component: 'store' }),
+  );
+  const tier = { backends, jobs: new TierJobs(volumeMetrics?.onTierJob) };
+  const replicationLog = log.child({ component: 'replication' });
   const purgers = edgePurgers(config.edgePurge);
   const write: WriteConfig = {
     maxUploadBytes: config.maxUploadBytes,
@@ -172,31 +209,42 @@ export async function startVolumeServer(
     signingKey: config.signingKey,
     clusterKey: config.clusterKey,
     clusterKeys: access.clusterKeys,
-    replicator: new Replicator(config.master, [], config.log, config.clusterKey),
-    ...(purgers.length ? { edgePurge: new EdgePurgeEvents(purgers, config.log) } : {}),
+    replicator: new Replicator(
+      config.master,
+      [],
+      replicationLog,
+      config.clusterKey,
+      volumeMetrics?.onReplication,
+    ),
+    ...(purgers.length
+      ? { edgePurge: new EdgePurgeEvents(purgers, log.child({ component: 'edge-purge' })) }
+      : {}),
   };
   const moves = new VolumeMoves(store, { clusterKey: config.clusterKey, adminKey: config.adminKey });
   const page = new VolumeStatusPage(store, tier, config);
-  const handle = route(store, config, write, tier, access, moves, page);
-  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
-    page.errors.note(req, err);
-    sendError(res, err);
-  };
-  const server = createServer((req, res) => {
-    let pending: void | Promise<void>;
-    try {
-      pending = handle(req, res);
-    } catch (err) {
-      fail(req, res, err);
-      return;
-    }
-    if (pending) pending.catch((err: unknown) => fail(req, res, err));
+  const health = new Health().add('volumes', () => ({ ok: true, detail: `${store.all().length} loaded` }));
+  const server = createInstrumentedServer(route(store, config, write, tier, access, moves, page), {
+    routes: VOLUME_ROUTES,
+    routeOf: volumeRouteOf,
+    echoesRequestId: VOLUME_READ_ROUTE,
+    health,
+    access,
+    metrics,
+    log,
+    // The status page lists the last 5xx answers (by method and path only).
+    onError: (req, err) => page.errors.note(req, err),
   });
   const address = await listen(server, config.host, config.port);
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
-  write.replicator = new Replicator(config.master, [url, publicUrl, address], config.log, config.clusterKey);
+  write.replicator = new Replicator(
+    config.master,
+    [url, publicUrl, address],
+    replicationLog,
+    config.clusterKey,
+    volumeMetrics?.onReplication,
+  );
   if (config.master) {
     heartbeat = new HeartbeatClient({
       master: config.master,
@@ -207,22 +255,66 @@ export async function startVolumeServer(
       rack: config.rack,
       pulseSeconds: config.pulseSeconds,
       clusterKey: config.clusterKey,
-      log: config.log,
+      log: log.child({ component: 'heartbeat' }),
     });
     heartbeat.start();
   }
+  const beats = heartbeat;
+  health.add('master', () =>
+    beats
+      ? {
+          ok: beats.connected,
+          detail: beats.connected ? `joined ${config.master}` : `cannot reach ${config.master}`,
+        }
+      : { ok: true, detail: 'standalone (no master)' },
+  );
+  volumeMetrics?.attach({
+    store,
+    backends,
+    jobs: tier.jobs,
+    resizer: config.read.resizer,
+    masterConnected: beats ? () => beats.connected : undefined,
+  });
+  const closeRest = async () => {
+    await write.edgePurge?.close();
+    await tier.jobs.close();
+    await store.close();
+    await backends.close();
+  };
+  let closing: Promise<unknown> | undefined;
   const volumeServer: VolumeServer = {
     server,
     store,
     ...(write.edgePurge ? { edgePurge: write.edgePurge } : {}),
     address,
-    async close() {
-      await heartbeat?.stop();
-      await closeServer(server);
-      await write.edgePurge?.close();
-      await tier.jobs.close();
-      await store.close();
-      await backends.close();
+    health,
+    close() {
+      closing ??= (async () => {
+        health.markStopping();
+        await heartbeat?.stop();
+        await closeServer(server);
+        await closeRest();
+      })();
+      return closing.then(() => {});
+    },
+    shutdown(drainMs = config.drainSeconds * 1000) {
+      const run = async (): Promise<DrainResult> => {
+        health.markStopping();
+        log.info(`shutting down: draining requests for up to ${Math.round(drainMs / 1000)} s`);
+        await heartbeat?.stop();
+        if (config.master)
+          await sendLeave({ master: config.master, url, clusterKey: config.clusterKey, log });
+        const drained = await drainServer(server, drainMs);
+        if (drained.forced)
+          log.warn(`${drained.forced} connections were still busy after the drain deadline: closed`);
+        await closeRest();
+        log.info(`stopped: volumes synced and closed cleanly (${store.all().length})`);
+        return drained;
+      };
+      if (closing) return closing.then(() => ({ forced: 0, elapsedMs: 0 }));
+      const p = run();
+      closing = p;
+      return p;
     },
   };
   return volumeServer;

@@ -14,10 +14,11 @@ import {
 } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
+import type { Logger } from '../observability/log.ts';
 import { DiskSpace, diskUsage } from './disk-space.ts';
 import { fsyncDir, parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
-import type { FsyncPolicy } from './syncer.ts';
+import type { FsyncPolicy, SyncObserver } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
@@ -57,6 +58,8 @@ export interface StoreConfig {
   onChange?: () => void;
   /** Where tiered volumes' `.dat` files live (tier.ts). */
   backends?: BackendRegistry;
+  /** Told of every fsync batch of every volume (metrics). */
+  onSync?: SyncObserver;
 }
 
 export interface DiskStatus {
@@ -76,15 +79,15 @@ export class Store {
   /** Each location's full state, shared by its volumes. */
   private readonly spaces = new Map<DiskLocation, DiskSpace>();
 
-  private readonly log: (line: string) => void;
+  private readonly log: Logger | undefined;
 
-  private constructor(config: StoreConfig, log: (line: string) => void) {
+  private constructor(config: StoreConfig, log: Logger | undefined) {
     this.config = config;
     this.log = log;
   }
 
   /** Opens every volume found in the locations (creating missing directories). */
-  static open(config: StoreConfig, log: (line: string) => void = () => {}): Store {
+  static open(config: StoreConfig, log?: Logger): Store {
     const store = new Store(config, log);
     for (const location of config.locations) {
       mkdirSync(location.dir, { recursive: true });
@@ -101,11 +104,17 @@ export class Store {
             for (const ext of ['vif', 'idx']) {
               rmSync(volumePath(location.dir, parsed.collection, parsed.volumeId, ext), { force: true });
             }
-            log(`volume ${parsed.volumeId}: removed the .vif and .idx of a copy whose arrival was cut short`);
+            log?.warn(
+              { volume: parsed.volumeId },
+              `volume ${parsed.volumeId}: removed the .vif and .idx of a copy whose arrival was cut short`,
+            );
             continue;
           }
           if (!info.remote) {
-            log(`volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`);
+            log?.warn(
+              { volume: parsed.volumeId },
+              `volume ${parsed.volumeId}: ${name} has neither a .dat nor a remote copy; ignored`,
+            );
             continue;
           }
         }
@@ -115,7 +124,14 @@ export class Store {
         const volumeConfig = store.volumeConfig(location, parsed.collection, parsed.volumeId);
         finishInterruptedCompaction(volumeConfig, log);
         const volume = Volume.open(volumeConfig);
-        for (const repair of volume.repairs) log(`volume ${parsed.volumeId}: ${repair}`);
+        for (const repair of volume.repairs)
+          log?.warn({ volume: parsed.volumeId }, `volume ${parsed.volumeId}: ${repair}`);
+        log?.debug(
+          { volume: parsed.volumeId, clean: volume.openedClean },
+          volume.openedClean
+            ? `volume ${parsed.volumeId}: closed cleanly last time: no recovery scan`
+            : `volume ${parsed.volumeId}: checked for a torn tail`,
+        );
         store.volumes.set(parsed.volumeId, { volume, location });
       }
       sweepDataDir(
@@ -124,7 +140,7 @@ export class Store {
           const entry = store.volumes.get(id);
           return entry?.location === location && entry.volume.config.collection === collection;
         },
-        (line) => log(`${location.dir}: ${line}`),
+        log,
       );
     }
     return store;
@@ -141,6 +157,7 @@ export class Store {
       onChange: () => this.config.onChange?.(),
       openRemote: (remote: RemoteDat) => this.config.backends?.openRemote(remote),
       space: this.spaceOf(location),
+      onSync: this.config.onSync,
     };
   }
 
@@ -203,7 +220,8 @@ export class Store {
   adopt(location: DiskLocation, collection: string, volumeId: number): Volume {
     if (this.volumes.has(volumeId)) throw new ConflictError(`volume ${volumeId} is already on this server`);
     const volume = Volume.open(this.volumeConfig(location, collection, volumeId));
-    for (const repair of volume.repairs) this.log(`volume ${volumeId}: ${repair}`);
+    for (const repair of volume.repairs)
+      this.log?.warn({ volume: volumeId }, `volume ${volumeId}: ${repair}`);
     this.volumes.set(volumeId, { volume, location });
     this.config.onChange?.();
     return volume;
@@ -260,7 +278,8 @@ export class Store {
         try {
           await this.config.backends?.get(remote.backend).delete(remote.key);
         } catch (err) {
-          this.log(
+          this.log?.error(
+            { volume: id, err },
             `volume ${id}: could not delete its remote copy ${remote.backend}/${remote.key}: ${(err as Error).message}`,
           );
         }
@@ -305,8 +324,9 @@ export class Store {
     return this.all().map((v) => v.status());
   }
 
+  /** Syncs and closes every volume, marking each cleanly closed (clean-shutdown.ts). */
   async close(): Promise<void> {
     for (const space of this.spaces.values()) space.close();
-    await Promise.all(this.all().map((v) => v.close()));
+    await Promise.all(this.all().map((v) => v.close({ markClean: true })));
   }
 }

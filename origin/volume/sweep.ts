@@ -21,6 +21,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweepTempFiles } from '../../tiering/transfer.ts';
+import type { Logger } from '../observability/log.ts';
 import { clearSpoolDir } from './upload.ts';
 
 /** A compaction's files (vacuum.ts): `<stem>.cpd`, `.cpx` and the commit marker `.cpc`. */
@@ -35,21 +36,27 @@ const MOVE_STAGING_FILE = /^(?:(.+)_)?(\d{1,10})\.(mvd|mvx)$/;
 export function sweepDataDir(
   dir: string,
   isOpen: (collection: string, volumeId: number) => boolean,
-  log: (line: string) => void,
+  log?: Logger,
 ): void {
   clearSpoolDir(dir);
   for (const path of sweepTempFiles(dir, { minAgeMs: 0 })) {
-    log(`removed ${path}, left by a tier download that was interrupted`);
+    log?.warn({ path }, `removed ${path}, left by a tier download that was interrupted`);
   }
   for (const name of readdirSync(dir)) {
     if (MOVE_STAGING_FILE.test(name)) {
       rmSync(join(dir, name), { force: true });
-      log(`removed ${join(dir, name)}, left by a volume copy that was interrupted`);
+      log?.warn(
+        { path: join(dir, name) },
+        `removed ${join(dir, name)}, left by a volume copy that was interrupted`,
+      );
       continue;
     }
     const m = COMPACTION_FILE.exec(name);
     if (!m || isOpen(m[1] ?? '', Number(m[2]))) continue;
     rmSync(join(dir, name), { force: true });
-    log(`removed ${join(dir, name)}, left by the compaction of a volume that is gone`);
+    log?.warn(
+      { path: join(dir, name) },
+      `removed ${join(dir, name)}, left by the compaction of a volume that is gone`,
+    );
   }
 }

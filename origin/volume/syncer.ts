@@ -13,6 +13,9 @@ import { fdatasync } from 'node:fs';
 export type FsyncPolicy = 'batch' | 'always' | 'never';
 export const FSYNC_POLICIES: readonly FsyncPolicy[] = ['batch', 'always', 'never'];
 
+/** Told of each sync: how many waiting writes it covered, how long it took, whether it failed (metrics). */
+export type SyncObserver = (writes: number, seconds: number, failed: boolean) => void;
+
 function syncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
@@ -25,12 +28,14 @@ function syncFd(fd: number): Promise<void> {
 export class GroupSyncer {
   readonly policy: FsyncPolicy;
   private readonly fds: () => number[];
+  private readonly observe: SyncObserver | undefined;
   private waiting: Array<{ resolve(): void; reject(err: unknown): void }> = [];
   private running = false;
 
-  constructor(policy: FsyncPolicy, fds: () => number[]) {
+  constructor(policy: FsyncPolicy, fds: () => number[], observe?: SyncObserver) {
     this.policy = policy;
     this.fds = fds;
+    this.observe = observe;
   }
 
   /** Resolves once every write issued before this call is durable under the policy. */
@@ -46,9 +51,16 @@ export class GroupSyncer {
     if (this.running || this.waiting.length === 0) return;
     const batch = this.policy === 'always' ? this.waiting.splice(0, 1) : this.waiting.splice(0);
     this.running = true;
+    const started = performance.now();
     Promise.all(this.fds().map(syncFd)).then(
-      () => this.finish(batch, null),
-      (err: unknown) => this.finish(batch, err),
+      () => {
+        this.observe?.(batch.length, (performance.now() - started) / 1000, false);
+        this.finish(batch, null);
+      },
+      (err: unknown) => {
+        this.observe?.(batch.length, (performance.now() - started) / 1000, true);
+        this.finish(batch, err);
+      },
     );
   }
 

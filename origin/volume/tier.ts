@@ -25,6 +25,7 @@ import {
 
 export type { TierJob };
 
+import type { Logger } from '../observability/log.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
@@ -38,11 +39,15 @@ export function bucketOf(backend: TierBackend): string | undefined {
 export class BackendRegistry {
   private readonly backends = new Map<string, TierBackend>();
 
-  /** Opens the backends, sweeping what killed transfers left in them (`log` names each file removed). */
+  /**
+   * Opens the backends, sweeping what killed transfers left in them (`log`
+   * names each file removed); `wrap` may decorate each (metrics).
+   */
   static async create(
     configs: BackendConfig[],
     firstDataDir: string,
-    log: (line: string) => void = () => {},
+    log?: Logger,
+    wrap: (backend: TierBackend) => TierBackend = (b) => b,
   ): Promise<BackendRegistry> {
     const registry = new BackendRegistry();
     const all = [...configs];
@@ -50,10 +55,13 @@ export class BackendRegistry {
       all.push({ type: 'local', id: 'default', path: join(firstDataDir, DEFAULT_LOCAL_TIER_DIR) });
     }
     for (const config of all) {
-      const backend = await createBackend(config);
+      const backend = wrap(await createBackend(config));
       registry.backends.set(backend.name, backend);
       for (const path of backend.sweepInterrupted?.() ?? []) {
-        log(`${backend.name}: removed ${path}, left by a transfer that was interrupted`);
+        log?.warn(
+          { backend: backend.name, path },
+          `${backend.name}: removed ${path}, left by a transfer that was interrupted`,
+        );
       }
     }
     return registry;
@@ -85,6 +93,10 @@ export class BackendRegistry {
     return [...this.backends.keys()];
   }
 
+  all(): TierBackend[] {
+    return [...this.backends.values()];
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.backends.values()].map((b) => b.close()));
   }
@@ -98,6 +110,17 @@ export class BackendRegistry {
 export class TierJobs {
   private readonly jobs = new Map<number, TierJob>();
   private readonly running = new Map<number, { abort: AbortController; done: Promise<void> }>();
+  /** Told when a job ends, done or failed (metrics). */
+  private readonly onEnd: ((job: TierJob) => void) | undefined;
+
+  constructor(onEnd?: (job: TierJob) => void) {
+    this.onEnd = onEnd;
+  }
+
+  /** Transfers running now. */
+  get runningCount(): number {
+    return this.running.size;
+  }
 
   get(volumeId: number): TierJob | undefined {
     return this.jobs.get(volumeId);
@@ -135,11 +158,13 @@ export class TierJobs {
       () => {
         job.state = 'done';
         job.finishedAt = Date.now();
+        this.onEnd?.(job);
       },
       (err: unknown) => {
         job.state = 'failed';
         job.error = err instanceof Error ? err.message : String(err);
         job.finishedAt = Date.now();
+        this.onEnd?.(job);
       },
     );
     const entry = { abort, done: done.finally(() => this.running.delete(volumeId)) };

@@ -12,6 +12,7 @@
  * hearing the undo keeps the change (the decision record names that window).
  */
 import { BadRequestError, ConflictError } from '../../shared/errors.ts';
+import type { Logger } from '../observability/log.ts';
 import type { EntryChange, Volume } from './volume.ts';
 
 /**
@@ -49,15 +50,15 @@ export type UndoOutcome = 'undone' | 'nothing to undo';
 export class UndoLog {
   private readonly records = new Map<string, UndoRecord>();
   private readonly now: () => number;
-  private readonly log: (line: string) => void;
+  private readonly log: Logger | undefined;
   private readonly maxRecords: number;
   /** When a record still young enough to be undone was last pushed out by the count limit. */
   private evictedEarlyAt = Number.NEGATIVE_INFINITY;
   private loggedEvictionAt = Number.NEGATIVE_INFINITY;
 
-  constructor(options: { now?: () => number; log?: (line: string) => void; maxRecords?: number } = {}) {
+  constructor(options: { now?: () => number; log?: Logger; maxRecords?: number } = {}) {
     this.now = options.now ?? Date.now;
-    this.log = options.log ?? (() => {});
+    this.log = options.log;
     this.maxRecords = options.maxRecords ?? MAX_UNDO_RECORDS;
   }
 
@@ -128,7 +129,10 @@ export class UndoLog {
     try {
       await volume.restore(change);
     } catch (err) {
-      this.log(`volume ${volume.id}: could not undo replicated change ${id}: ${(err as Error).message}`);
+      this.log?.error(
+        { volume: volume.id, change: id, err },
+        `volume ${volume.id}: could not undo replicated change ${id}: ${(err as Error).message}`,
+      );
       throw err;
     }
     return 'undone';
@@ -155,7 +159,7 @@ export class UndoLog {
     this.evictedEarlyAt = now;
     if (now - this.loggedEvictionAt < EVICTION_LOG_INTERVAL_MS) return;
     this.loggedEvictionAt = now;
-    this.log(
+    this.log?.warn(
       `replication undo log full (${this.maxRecords} changes in ${UNDO_TTL_MS / 1000} s): ` +
         'changes evicted before their undo window ended',
     );

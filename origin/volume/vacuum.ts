@@ -25,6 +25,7 @@ import {
 import { needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle } from '../../shared/needle-decode.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
+import type { Logger } from '../observability/log.ts';
 import { asStorageError } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap } from './needle-map.ts';
@@ -38,7 +39,7 @@ export const DEFAULT_GARBAGE_THRESHOLD = 0.3;
 const SLICE_BYTES = 4 * 1024 * 1024;
 
 /** Finishes or discards a compaction a crash interrupted; run before opening the volume. */
-export function finishInterruptedCompaction(config: VolumeConfig, log: (line: string) => void): void {
+export function finishInterruptedCompaction(config: VolumeConfig, log?: Logger): void {
   const p = (ext: string) => volumePath(config.dir, config.collection, config.volumeId, ext);
   if (existsSync(p('cpc'))) {
     if (existsSync(p('cpd'))) renameSync(p('cpd'), p('dat'));
@@ -46,13 +47,19 @@ export function finishInterruptedCompaction(config: VolumeConfig, log: (line: st
     fsyncDir(config.dir);
     rmSync(p('cpc'));
     fsyncDir(config.dir);
-    log(`volume ${config.volumeId}: finished a compaction interrupted after its commit point`);
+    log?.warn(
+      { volume: config.volumeId },
+      `volume ${config.volumeId}: finished a compaction interrupted after its commit point`,
+    );
     return;
   }
   for (const ext of ['cpd', 'cpx']) {
     if (existsSync(p(ext))) {
       rmSync(p(ext));
-      log(`volume ${config.volumeId}: removed .${ext} of a compaction interrupted before its commit point`);
+      log?.warn(
+        { volume: config.volumeId },
+        `volume ${config.volumeId}: removed .${ext} of a compaction interrupted before its commit point`,
+      );
     }
   }
 }

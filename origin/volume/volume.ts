@@ -58,12 +58,13 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
+import { takeCleanMark, writeCleanMark } from './clean-shutdown.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';
-import { type FsyncPolicy, GroupSyncer } from './syncer.ts';
+import { type FsyncPolicy, GroupSyncer, type SyncObserver } from './syncer.ts';
 import {
   type MoveMarker,
   type RemoteDat,
@@ -96,6 +97,8 @@ export interface VolumeConfig {
   openRemote?: (remote: RemoteDat) => BackendFile | undefined;
   /** Whether the disk under `dir` is full (disk-space.ts): shared by the volumes of one location. */
   space?: DiskSpace;
+  /** Told of every fsync batch (metrics). */
+  onSync?: SyncObserver;
 }
 
 export interface NeedleWrite {
@@ -189,6 +192,8 @@ export class Volume {
   readonly syncer: GroupSyncer;
   /** Startup repairs, for the log. */
   readonly repairs: string[];
+  /** Opened after a clean shutdown (clean-shutdown.ts): the startup repair scan was skipped. */
+  openedClean = false;
   private lastAppendAtNs = 0n;
   /** Whether small reads go to the thread pool (readAdaptive). */
   readonly readMode = new ReadMode();
@@ -225,8 +230,10 @@ export class Volume {
     this.map = map;
     this.info = info;
     this.repairs = repairs;
-    this.syncer = new GroupSyncer(config.fsync, () =>
-      this.datFd >= 0 ? [this.datFd, this.idxFd] : [this.idxFd],
+    this.syncer = new GroupSyncer(
+      config.fsync,
+      () => (this.datFd >= 0 ? [this.datFd, this.idxFd] : [this.idxFd]),
+      config.onSync,
     );
     this.heat = new ReadHeat(config.now);
     this.modifiedAt = fstatSync(this.idxFd).mtimeMs;
@@ -326,9 +333,16 @@ export class Volume {
     try {
       const head = preadExact(datFd, 8, 0);
       const superBlock = decodeSuperBlock(preadExact(datFd, superBlockSize(head), 0));
-      const report = recoverVolumeFiles(datFd, idxFd, superBlock.version, superBlock.size);
+      const clean = takeCleanMark(
+        volumePath(config.dir, config.collection, config.volumeId, 'clean'),
+        datFd,
+        idxFd,
+      );
+      const report = clean
+        ? { datSize: fstatSync(datFd).size, idxSize: fstatSync(idxFd).size, repairs: [] }
+        : recoverVolumeFiles(datFd, idxFd, superBlock.version, superBlock.size);
       const map = loadIdx(idxFd, report.idxSize);
-      return new Volume(
+      const volume = new Volume(
         config,
         { datFd, idxFd, datSize: report.datSize, idxSize: report.idxSize },
         superBlock,
@@ -336,6 +350,8 @@ export class Volume {
         info,
         report.repairs,
       );
+      volume.openedClean = clean;
+      return volume;
     } catch (err) {
       closeSync(datFd);
       closeSync(idxFd);
@@ -1000,11 +1016,16 @@ export class Volume {
     };
   }
 
-  /** Waits for pending syncs, then closes both files. */
-  async close(): Promise<void> {
+  /**
+   * Waits for pending syncs, then closes both files. With `markClean` (the
+   * server shutting down) a local volume is marked cleanly closed, so the next
+   * open skips the repair scan (clean-shutdown.ts).
+   */
+  async close(opts: { markClean?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.syncer.flush();
+    if (opts.markClean && this.datFd >= 0) writeCleanMark(this.path('clean'), this.datFd, this.idxFd);
     if (this.datFd >= 0) closeSync(this.datFd);
     closeSync(this.idxFd);
     await this.remote?.close();

@@ -15,6 +15,7 @@ import { copyCount } from '../../shared/placement.ts';
 import { isEmptyTtl, parseTtl, type Ttl } from '../../shared/ttl.ts';
 import { isCompressible, mimeFromExtension } from '../http/mime.ts';
 import { sendJson } from '../http/respond.ts';
+import { requestIdOf } from '../observability/request-id.ts';
 import {
   assertBody,
   EMPTY_SHA256,
@@ -230,7 +231,7 @@ async function storeUpload(
   if (fanOut) {
     // A spooled body streams from its file to each replica (the file outlives this call).
     const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
-    const w = { fid: pathname.slice(1), data: body, meta, token };
+    const w = { fid: pathname.slice(1), data: body, meta, token, requestId: requestIdOf(res.req) };
     await config.replicator.write(peers, fid.volumeId, w, rollbackOf(volume, result.change));
   }
   // An overwrite changes what the edge may hold; the client-facing server (not each replica) says so.
@@ -320,7 +321,7 @@ export async function handleDelete(
   if (fanOut) {
     // The fid with its `_N` suffix: the replica checks the client's token against the batch it was signed for.
     const base = formatFid({ volumeId: fid.volumeId, key: fid.key - fid.delta, cookie: fid.cookie });
-    const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token };
+    const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token, requestId: requestIdOf(req) };
     await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
   }
   if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));

@@ -13,6 +13,7 @@
  * is missing and we are root; .ci/run installs it too); Playwright's own
  * browser downloads are never used.
  */
+
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -24,6 +25,7 @@ import { type Browser, chromium, type Response as PwResponse } from 'playwright-
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../origin/master/server.ts';
+import { silentLogger } from '../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../origin/volume/server.ts';
 import type { AssignResponse } from '../../shared/api.ts';
 
@@ -98,7 +100,7 @@ beforeAll(async () => {
     port: 0,
     mdir: join(work, 'm'),
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
   });
   volume = await startVolumeServer({
     host: '127.0.0.1',
@@ -106,7 +108,7 @@ beforeAll(async () => {
     locations: [{ dir: join(work, 'v'), maxVolumes: 8 }],
     master: master.address,
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
   });
   const deadline = Date.now() + 10_000;
   while (master.topology.aliveNodes().length === 0 && Date.now() < deadline)

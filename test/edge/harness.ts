@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
 import { type MasterConfig, type MasterServer, startMaster } from '../../origin/master/server.ts';
+import { silentLogger } from '../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer, type VolumeServerConfig } from '../../origin/volume/server.ts';
 import type { AssignResponse, LookupResponse } from '../../shared/api.ts';
 
@@ -273,13 +274,13 @@ export function randomBlob(size: number): Uint8Array {
  */
 export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
   const work = tempDir();
-  const quiet = () => {};
+  const quiet = silentLogger();
   const master = await startMaster({
     host: '127.0.0.1',
     port: 0,
     mdir: join(work, 'm'),
     pulseSeconds: 1,
-    log: quiet,
+    logger: quiet,
     ...opts.master,
   });
   const masterProxy = await new CountingProxy(master.address).listen();
@@ -312,7 +313,7 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeCluster> {
       publicUrl: `${advertiseHost}:${proxy.port}`,
       pulseSeconds: 1,
       rack: 'r0',
-      log: quiet,
+      logger: quiet,
       ...opts.volume,
       ...(purgeKey && edgeUrl ? { edgePurge: { urls: [edgeUrl], key: purgeKey } } : {}),
     });

@@ -29,6 +29,16 @@ export const SYSTEM_PACKAGES: Array<{ program: string; packages: string[]; for: 
     packages: ['chromium'],
     for: "the browser tests (status pages, edge pages; playwright-core drives Debian's Chromium)",
   },
+  {
+    program: 'systemd-analyze',
+    packages: ['systemd'],
+    for: 'the infra tests (systemd-analyze verify of infra/systemd/*.service)',
+  },
+  {
+    program: 'promtool',
+    packages: ['prometheus'],
+    for: 'the metrics and infra tests (promtool checks /metrics, scrape config and alert rules)',
+  },
 ];
 
 /** Whether `program` is an executable on PATH or in the sbin/bin folders root has. */

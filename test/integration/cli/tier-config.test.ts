@@ -195,7 +195,12 @@ backend = "local"
       [undefined, 'local.default'],
     ]);
     const r = resolveOptions(TIER_SERVE_OPTIONS, { cwd: dir });
-    expect(r.values).toEqual({ master: '10.0.0.1:9333', interval: 30_000 });
+    expect(r.values).toMatchObject({
+      master: '10.0.0.1:9333',
+      interval: 30_000,
+      ip: '127.0.0.1',
+      port: 9336,
+    });
     expect(
       resolveOptions(TIER_SERVE_OPTIONS, { cwd: dir, env: { KELP_INTERVAL: '5m' } }).values.interval,
     ).toBe(300_000);
@@ -242,9 +247,15 @@ describe('kelp volume with tier backends', () => {
       expect(status.backends.sort()).toEqual(['local.cold', 'local.default', 's3.archive']);
       await new Promise((r) => setTimeout(r, 100));
       const out = server.output();
-      expect(out).toMatch(/tier backends: local\.default .*s3\.archive/);
-      expect(out).toContain('"secretAccessKey":"[redacted]"');
-      expect(out).toContain('"accessKeyId":"AKIA…"');
+      // Log lines are JSON (stdout is not a terminal): the backends line is one message.
+      const line = out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { msg: string }).msg)
+        .find((m) => m.startsWith('tier backends:'));
+      expect(line).toMatch(/tier backends: local\.default .*s3\.archive/);
+      expect(line).toContain('"secretAccessKey":"[redacted]"');
+      expect(line).toContain('"accessKeyId":"AKIA…"');
       expect(out).not.toContain(secret);
       expect(out).not.toContain('AKIAEXAMPLEKEY');
     } finally {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type MasterConfig, type MasterServer, startMaster } from '../../../origin/master/server.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import {
   startVolumeServer,
   type VolumeServer,
@@ -19,6 +20,7 @@ import {
 } from '../../../origin/volume/server.ts';
 import type { AssignResponse, LookupResponse } from '../../../shared/api.ts';
 import { parseFid } from '../../../shared/fid.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/volume-process.ts', import.meta.url));
 
@@ -50,7 +52,7 @@ export async function master(options: Partial<MasterConfig> = {}): Promise<TestM
     port: 0,
     mdir: options.mdir ?? tempDir('kelp-mdir-'),
     pulseSeconds: 1,
-    log: (line) => logs.push(line),
+    logger: captureLogs(logs).logger,
     ...options,
   });
   const closeServer = m.close;
@@ -84,7 +86,7 @@ export async function volume(
     locations: [{ dir, maxVolumes: max }],
     master: masterAddress,
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
     ...rest,
   });
   let closed = false;

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { heartbeatOf } from '../../../origin/volume/heartbeat.ts';
 import type { SubmitResponse } from '../../../shared/api.ts';
 import { formatFid } from '../../../shared/fid.ts';
@@ -186,7 +187,7 @@ describe('master API', () => {
           dataCenter: dcOf(v.url),
           rack: rackOf(v.url),
           pulseSeconds: 1,
-          log: () => {},
+          log: silentLogger(),
         }),
       ),
     );

@@ -5,11 +5,13 @@
  * changes, and render hostile text inert. Screenshots are kept under
  * test-artifacts/status-pages/.
  */
+
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VacuumSchedule } from '../../../origin/admin/vacuum-schedule.ts';
 import { MasterStatusPage } from '../../../origin/master/status-page.ts';
 import { Topology } from '../../../origin/master/topology.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { parsePlacement } from '../../../shared/placement.ts';
 import { parseTtl } from '../../../shared/ttl.ts';
@@ -163,7 +165,7 @@ describe("the master's status page", () => {
       garbageThreshold: 0.3,
       view: () => ({ volumeSizeLimit: 0, nodes: [] }),
       client: undefined as never,
-      log: () => {},
+      log: silentLogger(),
     });
     const sections = await new MasterStatusPage(topology, () => 'master', schedule).sections();
     const page = await browser.newPage();

@@ -9,10 +9,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../../origin/master/server.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { clusterHeaders, sha256Hex } from '../../../origin/security/cluster-auth.ts';
 import { startVolumeServer } from '../../../origin/volume/server.ts';
 import type { AssignResponse } from '../../../shared/api.ts';
 import { formatFid, parseFid } from '../../../shared/fid.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 import {
   assignOk,
   json,
@@ -387,7 +389,7 @@ describe('issue 10 finding 7: bounded membership', () => {
       mdir: tempDir('kelp-mdir-'),
       pulseSeconds: 1,
       now: () => now,
-      log: () => {},
+      logger: silentLogger(),
     });
     try {
       const res = await fetch(`http://${clocked.address}/heartbeat`, {
@@ -443,15 +445,15 @@ describe('issue 10 finding 10: Authorization scheme is case-insensitive', () => 
 
 describe('secure by default', () => {
   it('a master or volume server on a non-loopback address without credentials refuses to start, naming the keys', async () => {
-    await expect(startMaster({ host: '0.0.0.0', port: 0, mdir: tempDir(), log: () => {} })).rejects.toThrow(
-      /KELP_CLUSTER_KEY, KELP_JWT_SIGNING_KEY, KELP_CLIENT_KEYS or --whiteList.*--insecure/,
-    );
+    await expect(
+      startMaster({ host: '0.0.0.0', port: 0, mdir: tempDir(), logger: silentLogger() }),
+    ).rejects.toThrow(/KELP_CLUSTER_KEY, KELP_JWT_SIGNING_KEY, KELP_CLIENT_KEYS or --whiteList.*--insecure/);
     await expect(
       startVolumeServer({
         host: '0.0.0.0',
         port: 0,
         locations: [{ dir: tempDir(), maxVolumes: 1 }],
-        log: () => {},
+        logger: silentLogger(),
       }),
     ).rejects.toThrow(/KELP_CLUSTER_KEY, KELP_JWT_SIGNING_KEY/);
   });
@@ -465,7 +467,7 @@ describe('secure by default', () => {
         port: 0,
         mdir: tempDir(),
         insecure: true,
-        log: (l) => logs.push(l),
+        logger: captureLogs(logs).logger,
       });
       expect(logs.join('\n')).toMatch(/INSECURE/);
     } finally {

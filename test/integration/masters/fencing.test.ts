@@ -7,12 +7,14 @@
  * current): the gap between a leader's clock check and its transaction is a
  * fault no real process produces on demand.
  */
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdLeadership, type Term } from '../../../origin/master/election.ts';
 import { etcdClient } from '../../../origin/master/etcd-client.ts';
 import { EtcdStateStore } from '../../../origin/master/etcd-state-store.ts';
 import { Sequencer } from '../../../origin/master/sequencer.ts';
 import { NotLeaderError } from '../../../shared/errors.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 import { type EtcdCluster, startEtcdCluster } from './etcd.ts';
 import { waitFor } from './harness.ts';
 
@@ -29,8 +31,8 @@ describe('fencing by the leader term', () => {
     const client = etcdClient(etcd.endpoints);
     const prefix = `fence-${process.pid}`;
     const logs: string[] = [];
-    const a = new EtcdLeadership({ client, prefix, log: (l) => logs.push(l) });
-    const b = new EtcdLeadership({ client, prefix, log: (l) => logs.push(l) });
+    const a = new EtcdLeadership({ client, prefix, log: captureLogs(logs).logger });
+    const b = new EtcdLeadership({ client, prefix, log: captureLogs(logs).logger });
     try {
       a.start('127.0.0.1:1');
       await waitFor('a to lead', () => a.isLeader());

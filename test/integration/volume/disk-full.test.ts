@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SPOOL_THRESHOLD_BYTES } from '../../../origin/volume/upload.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 import {
   assignOk,
   master,
@@ -212,7 +213,7 @@ describe('issue 10 finding 9: disk full', () => {
     const port = Number(vs.url.slice(vs.url.lastIndexOf(':') + 1));
     await vs.stop();
     const logs: string[] = [];
-    const srv = await startInProcess(dataDir, { log: (line) => logs.push(line) });
+    const srv = await startInProcess(dataDir, { logger: captureLogs(logs, 'info').logger });
     try {
       expect(srv.server.store.all().flatMap((v) => v.repairs)).toEqual([]);
       expect(logs.filter((l) => /truncated|dropped|indexed|removed/.test(l))).toEqual([]);
@@ -255,7 +256,7 @@ describe('issue 10 finding 9: disk full', () => {
   it('a restart after all that needs no repair and serves every acknowledged blob', async () => {
     await vs.stop();
     const logs: string[] = [];
-    const srv = await startInProcess(dataDir, { log: (line) => logs.push(line) });
+    const srv = await startInProcess(dataDir, { logger: captureLogs(logs, 'info').logger });
     try {
       expect(srv.server.store.all().flatMap((v) => v.repairs)).toEqual([]);
       expect(logs).toEqual([]);

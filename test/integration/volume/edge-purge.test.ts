@@ -8,10 +8,12 @@
  * server that records what it is sent (the request's shape, not Cloudflare's
  * answer to it).
  */
+
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Miniflare } from 'miniflare';
 import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import {
   CLOUDFLARE_TAGS_PER_PURGE,
   CloudflareTagPurge,
@@ -20,6 +22,7 @@ import {
 } from '../../../origin/volume/edge-purge.ts';
 import { fileTag, volumeTag } from '../../../shared/cache-tags.ts';
 import { bundleWorker, LOOPBACK_ORIGINS, startWorker, tempDir, WORKER_ENTRY } from '../../edge/harness.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 
 const KEY = 'purge-test-key';
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -48,8 +51,9 @@ describe('delivery', () => {
   it('retries a purge the edge could not take, with backoff, until the edge is back (logged both ways)', async () => {
     const port = await freePort();
     const lines: string[] = [];
-    const queue = new PurgeQueue(new WorkerPurgeEndpoint(`http://127.0.0.1:${port}`, KEY), (l) =>
-      lines.push(l),
+    const queue = new PurgeQueue(
+      new WorkerPurgeEndpoint(`http://127.0.0.1:${port}`, KEY),
+      captureLogs(lines).logger,
     );
     cleanup.push(() => queue.close(100));
     queue.add(['3,01637037d6', '3,01637037d7'], [9]);
@@ -78,7 +82,7 @@ describe('delivery', () => {
     const lines: string[] = [];
     const queue = new PurgeQueue(
       new WorkerPurgeEndpoint(`http://127.0.0.1:${port}`, KEY),
-      (l) => lines.push(l),
+      captureLogs(lines).logger,
       10,
     );
     const fids = Array.from({ length: 11 }, (_, i) => `${3 + (i % 2)},${(0x100 + i).toString(16)}01637037`);
@@ -112,7 +116,7 @@ describe('Cloudflare purge by tag (request shape, against a local recorder)', ()
     const apiBase = `http://127.0.0.1:${(recorder.address() as AddressInfo).port}/client/v4`;
     const queue = new PurgeQueue(
       new CloudflareTagPurge({ zoneId: 'zone1', apiToken: 'tok', apiBase }),
-      () => {},
+      silentLogger(),
     );
     const fids = Array.from({ length: 40 }, (_, i) => `3,${(0x100 + i).toString(16)}01637037`);
     queue.add(fids, [7]);

@@ -12,6 +12,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import {
   startVolumeServer,
   type VolumeServer,
@@ -52,7 +53,7 @@ export async function startInProcess(
     host: '127.0.0.1',
     port: 0,
     locations: [{ dir, maxVolumes: 8 }],
-    log: () => {},
+    logger: silentLogger(),
     ...options,
   });
   return { server, base: `http://${server.address}`, stop: () => server.close() };
@@ -75,7 +76,19 @@ const NO_MASTER = '127.0.0.1:1';
 export async function startChild(dir: string, extraArgs: string[] = []): Promise<ChildServer> {
   const child = spawn(
     process.execPath,
-    ['origin/cli.ts', 'volume', '--port', '0', '--dir', dir, '--master', NO_MASTER, ...extraArgs],
+    [
+      'origin/cli.ts',
+      'volume',
+      '--port',
+      '0',
+      '--dir',
+      dir,
+      '--max',
+      '8',
+      '--master',
+      NO_MASTER,
+      ...extraArgs,
+    ],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

@@ -14,11 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../../origin/master/server.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { TierClient, type VolumeTierStatus } from '../../../tiering/client.ts';
 import { parseRules, type TierDecision } from '../../../tiering/policy.ts';
 import { TierService } from '../../../tiering/service.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 
 const CLI = new URL('../../../origin/cli.ts', import.meta.url).pathname;
 const BLOBS = 12;
@@ -104,7 +106,7 @@ beforeAll(async () => {
     mdir: join(dir, 'master'),
     pulseSeconds: 1,
     volumeSizeLimitBytes: 64 * 1024 * 1024,
-    log: () => {},
+    logger: silentLogger(),
   });
   volume = await startVolumeServer({
     host: '127.0.0.1',
@@ -112,7 +114,7 @@ beforeAll(async () => {
     locations: [{ dir: join(dir, 'data'), maxVolumes: 8 }],
     master: master.address,
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
   });
   base = `http://${volume.address}`;
   writeFileSync(join(dir, 'kelp.toml'), toml(master.address));
@@ -183,7 +185,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
       ]),
       intervalMs: 100,
       pollMs: 25,
-      log: (line) => logs.push(line),
+      logger: captureLogs(logs).logger,
     });
     const abort = new AbortController();
     const running = service.run(abort.signal);
@@ -212,8 +214,12 @@ describe('kelp tier serve (the service loop, in-process)', () => {
           `volume ${vid} \\(photos\\): download from local\\.default: tiered to local\\.default and hot: \\d+ reads/day, over promoteAboveReadsPerDay ${PROMOTE_ABOVE}`,
         ),
       );
-      // Hot and local, the volume stays: the service goes idle rather than flapping.
+      // Hot and local, the volume stays: the service goes idle rather than flapping. (The download's
+      // own "done" line comes once its job has ended, after the remote copy is deleted: wait for it.)
       const moves = () => logs.filter((l) => / done \(/.test(l)).length;
+      await until('the download to be logged as done', async () =>
+        logs.some((l) => /: download done \(/.test(l)) ? true : undefined,
+      );
       const before = moves();
       await new Promise((r) => setTimeout(r, 500));
       expect(moves()).toBe(before);
@@ -234,7 +240,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
       ]),
       intervalMs: 100,
       pollMs: 25,
-      log: () => {},
+      logger: silentLogger(),
     });
     expect((await service.round()).kind).toBe('moved');
     const key = (await tierStatus()).remote?.key;
@@ -246,7 +252,7 @@ describe('kelp tier serve (the service loop, in-process)', () => {
         { collection: 'photos', backend: 'local.default', minFullPercent: 100, quietFor: '0s' },
       ]),
       intervalMs: 100,
-      log: () => {},
+      logger: silentLogger(),
     });
     expect(await restarted.round()).toEqual({ kind: 'idle' });
     expect((await tierStatus()).remote?.key).toBe(key);
@@ -323,11 +329,15 @@ describe('kelp tier upload / status / download (child processes)', () => {
     // The volume is local and writable now (downloaded above): the policy leaves it, so --once exits at once.
     const oneShot = await kelp(['tier', 'serve', '--once', '--interval', '0.2s']);
     expect(oneShot.code, oneShot.stderr).toBe(0);
-    expect(oneShot.stdout).toMatch(/^tier: \d+ volumes, 0 to move$/m);
-    expect(oneShot.stdout).toMatch(new RegExp(`^tier: volume ${vid} \\(photos\\): stays: `, 'm'));
+    // Not a terminal: one JSON object per line, the service's own lines marked as its component.
+    const lines = messages(oneShot.stdout);
+    expect(lines).toContainEqual(expect.objectContaining({ component: 'tier-service', level: 'info' }));
+    const oneShotSaid = lines.map((l) => l.msg).join('\n');
+    expect(oneShotSaid).toMatch(/^\d+ volumes, 0 to move$/m);
+    expect(oneShotSaid).toMatch(new RegExp(`^volume ${vid} \\(photos\\): stays: `, 'm'));
 
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KELP_')));
-    const child = spawn(process.execPath, [CLI, 'tier', 'serve', '--interval', '0.2s'], {
+    const child = spawn(process.execPath, [CLI, 'tier', 'serve', '--interval', '0.2s', '--port', '0'], {
       cwd: dir,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -340,16 +350,20 @@ describe('kelp tier upload / status / download (child processes)', () => {
       out += x;
     });
     const exited = once(child, 'exit');
-    await until('the first round', async () => (/to move$/m.test(out) ? true : undefined));
-    expect(out).toContain(`kelp tier serve: master ${master.address}, a round every 200ms when idle`);
-    expect(out).toContain(`rules from ${join(dir, 'kelp.toml')}:`);
-    expect(out).toContain(
+    await until('the first round', async () => (/to move"/m.test(out) ? true : undefined));
+    const said = () =>
+      messages(out)
+        .map((l) => l.msg)
+        .join('\n');
+    expect(said()).toContain(`kelp tier serve: master ${master.address}, a round every 200ms when idle`);
+    expect(said()).toContain(`rules from ${join(dir, 'kelp.toml')}:`);
+    expect(said()).toContain(
       `collection "photos" -> local.default: minFullPercent 100 (or sealed), quietFor 0s, maxReadsPerDay ${MAX_READS}, promoteAboveReadsPerDay ${PROMOTE_ABOVE}`,
     );
     child.kill('SIGTERM');
     const [code] = (await exited) as [number | null];
     expect(code, out).toBe(0);
-    expect(out).toContain('kelp tier serve: stopped');
+    expect(said()).toContain('kelp tier serve: stopped');
   });
 
   it('fails with a reason: unknown volume, unknown backend, bad flags', async () => {
@@ -376,3 +390,11 @@ describe('kelp tier upload / status / download (child processes)', () => {
     expect(down.stderr).toBe(`kelp: GET http://127.0.0.1:${port}/vol/status: ECONNREFUSED\n`);
   });
 });
+
+/** The JSON log lines of a process's output (other lines, e.g. from wrangler, are skipped). */
+function messages(out: string): Array<{ msg: string; level: string; component?: string }> {
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.endsWith('}'))
+    .map((l) => JSON.parse(l) as { msg: string; level: string; component?: string });
+}

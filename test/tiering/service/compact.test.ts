@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../../origin/master/server.ts';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { DEFAULT_LOCAL_TIER_DIR } from '../../../tiering/backend.ts';
@@ -93,7 +94,7 @@ beforeAll(async () => {
     mdir: join(dir, 'master'),
     pulseSeconds: 1,
     volumeSizeLimitBytes: 64 * 1024 * 1024,
-    log: () => {},
+    logger: silentLogger(),
   });
   volume = await startVolumeServer({
     host: '127.0.0.1',
@@ -101,7 +102,7 @@ beforeAll(async () => {
     locations: [{ dir: join(dir, 'data'), maxVolumes: 8 }],
     master: master.address,
     pulseSeconds: 1,
-    log: () => {},
+    logger: silentLogger(),
   });
   base = `http://${volume.address}`;
   const assigned = await until('an assign', async () => {

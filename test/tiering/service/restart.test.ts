@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readCluster, TierClient, type TierJob } from '../../../tiering/client.ts';
 import { parseRules } from '../../../tiering/policy.ts';
 import { planCluster, TierService } from '../../../tiering/service.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 
 const RULES = parseRules([{ backend: 's3.cold', minFullPercent: 50, quietFor: '1h' }]);
 const OLD = Math.floor(Date.now() / 1000) - 86_400;
@@ -168,7 +169,7 @@ async function cluster(n: number, down: string[] = []) {
     rules: RULES,
     intervalMs: 60_000,
     pollMs: 5,
-    log: (l) => logs.push(l),
+    logger: captureLogs(logs).logger,
   });
   return { servers, client, service, logs };
 }

@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import type { TierJob } from '../../../origin/volume/tier.ts';
 import type { VolumeInfo } from '../../../origin/volume/volume-info.ts';
@@ -47,7 +48,7 @@ export async function startTierServer(dir: string, backends: BackendConfig[] = [
     port: 0,
     locations: [{ dir, maxVolumes: 8 }],
     backends,
-    log: () => {},
+    logger: silentLogger(),
   });
   return {
     server,

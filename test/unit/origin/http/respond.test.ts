@@ -1,11 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sendError, sendJson } from '../../../../origin/http/respond.ts';
+import { setRootLogger } from '../../../../origin/observability/log.ts';
 import {
   NotFoundError,
   RangeNotSatisfiableError,
   TooManyRequestsError,
   UnavailableError,
 } from '../../../../shared/errors.ts';
+import { captureLogs } from '../../../helpers/log-capture.ts';
 import { serve, type TestServer } from './serve.ts';
 
 const bug = new Error('secret internals');
@@ -41,11 +43,12 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-let consoleError: ReturnType<typeof vi.spyOn>;
-beforeAll(() => {
-  consoleError = vi.spyOn(console, 'error').mockImplementation(() => {});
+// Unexpected errors go to the process logger: captured here.
+const logged: string[] = [];
+beforeAll(() => setRootLogger(captureLogs(logged).logger));
+afterEach(() => {
+  logged.length = 0;
 });
-afterEach(() => consoleError.mockClear());
 
 describe('sendJson', () => {
   it('sends JSON with an exact Content-Length and extra headers', async () => {
@@ -93,7 +96,7 @@ describe('sendError', () => {
     expect(res.headers.get('connection')).toBe('keep-alive');
     // A 404 never says why (key, cookie or deletion).
     expect(await res.json()).toEqual({ error: 'not found', code: 'not_found' });
-    expect(consoleError).not.toHaveBeenCalled();
+    expect(logged).toEqual([]);
   });
 
   it('answers an unknown error with a bare 500 and logs it once', async () => {
@@ -103,8 +106,9 @@ describe('sendError', () => {
       expect(await res.json()).toEqual({ error: 'internal error', code: 'internal' });
     }
     // The same error object twice is logged once; the string once.
-    expect(consoleError).toHaveBeenCalledTimes(2);
-    expect(consoleError.mock.calls[0]).toContain(bug);
+    expect(logged).toHaveLength(2);
+    const first = JSON.parse(logged[0]!) as { level: string; msg: string; err: { message: string } };
+    expect(first).toMatchObject({ level: 'error', msg: 'unexpected error', err: { message: bug.message } });
   });
 
   it('cuts the connection when the response has already started', async () => {

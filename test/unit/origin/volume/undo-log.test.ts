@@ -14,6 +14,7 @@ import { Volume, type WriteResult } from '../../../../origin/volume/volume.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../../../shared/errors.ts';
 import { parsePlacement } from '../../../../shared/placement.ts';
 import { parseTtl } from '../../../../shared/ttl.ts';
+import { captureLogs } from '../../../helpers/log-capture.ts';
 
 const COOKIE = 7;
 const FID = (key: bigint) => ({ key, cookie: COOKIE });
@@ -100,7 +101,7 @@ describe('UndoLog', () => {
   it('leaves a later change standing (and says so)', async () => {
     const v = volume();
     const lines: string[] = [];
-    const log = new UndoLog({ log: (l) => lines.push(l) });
+    const log = new UndoLog({ log: captureLogs(lines).logger });
     const applying = put(v, 7n);
     log.applied(id(7), v, FID(7n), applying);
     await applying;
@@ -126,7 +127,7 @@ describe('UndoLog', () => {
   it('holds at most maxRecords; an unknown id is then refused, not taken for "never applied"', async () => {
     const v = volume();
     const lines: string[] = [];
-    const log = new UndoLog({ maxRecords: 3, log: (l) => lines.push(l) });
+    const log = new UndoLog({ maxRecords: 3, log: captureLogs(lines).logger });
     for (let i = 0; i < 5; i++) {
       const applying = put(v, BigInt(100 + i));
       log.applied(id(100 + i), v, FID(BigInt(100 + i)), applying);
