@@ -25,7 +25,16 @@ import { type PeerResponse, peerRequest } from '../http/client.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
+import { splitUrl } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
+import {
+  clearSpoolDir,
+  parseUpload,
+  releaseUpload,
+  spoolDir,
+  type Upload,
+  uploadSize,
+} from '../http/upload.ts';
 import { createInstrumentedServer } from '../observability/http-metrics.ts';
 import { type Logger, rootLogger } from '../observability/log.ts';
 import { observeTopology } from '../observability/master-metrics.ts';
@@ -37,15 +46,6 @@ import { checkBinding } from '../security/binding.ts';
 import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
-import { splitUrl } from '../volume/params.ts';
-import {
-  clearSpoolDir,
-  parseUpload,
-  releaseUpload,
-  spoolDir,
-  type Upload,
-  uploadSize,
-} from '../volume/upload.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
 import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
 import { etcdClient } from './etcd-client.ts';

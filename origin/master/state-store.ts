@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptDataError } from '../../shared/errors.ts';
-import { fsyncDir } from '../volume/files.ts';
+import { fsyncDir } from '../fs/files.ts';
 
 export interface MasterState {
   /** No file key at or below this was ever issued by a previous run... and none above it yet. */

@@ -7,10 +7,10 @@ import { parseCollection } from '../../shared/collection.ts';
 import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
+import { assertKnownParams, requireU32 } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import type { EdgePurgeEvents } from './edge-purge.ts';
-import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
 import { DEFAULT_GARBAGE_THRESHOLD, vacuumVolume } from './vacuum.ts';
 

@@ -14,7 +14,7 @@
  */
 import { fstatSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncDir } from './files.ts';
+import { fsyncDir } from '../fs/files.ts';
 
 interface FileState {
   size: number;

@@ -17,6 +17,7 @@
  */
 import { statfsSync } from 'node:fs';
 import { InsufficientStorageError } from '../../shared/errors.ts';
+import { asStorageError } from '../fs/no-space.ts';
 import type { Logger } from '../observability/log.ts';
 
 /** Free bytes at which a full location takes writes again (at most this much is asked for). */
@@ -25,27 +26,6 @@ export const DISK_RESUME_FREE_BYTES = 64 * 1024 * 1024;
 export const DISK_RESUME_FREE_FRACTION = 0.01;
 /** Milliseconds between free-space checks of a full location. */
 export const DISK_FULL_RECHECK_MS = 1000;
-
-/** The errno codes that mean "no room": the filesystem is full, or the user's quota is. */
-const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT']);
-
-/** Whether `err` (or an error it wraps) is a filesystem out of space or over quota. */
-export function isNoSpaceError(err: unknown): boolean {
-  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
-    if (e instanceof InsufficientStorageError) return true;
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && NO_SPACE_CODES.has(code)) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
-/** `err` as an InsufficientStorageError when it is one of the no-room failures; otherwise unchanged. */
-export function asStorageError(err: unknown, what: string): unknown {
-  if (err instanceof InsufficientStorageError || !isNoSpaceError(err)) return err;
-  const code = (err as { code?: string }).code ?? 'ENOSPC';
-  return new InsufficientStorageError(`${what}: no space left on the disk (${code})`, { cause: err });
-}
 
 /** asStorageError, marking `space` full when it is one (a volume opened without a store has no space). */
 export function storageErrorIn(space: DiskSpace | undefined, err: unknown, what: string): unknown {

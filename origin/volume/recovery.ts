@@ -24,7 +24,7 @@ import {
 import { NEEDLE_HEADER_SIZE, needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle, parseNeedleHeader } from '../../shared/needle-decode.ts';
 import { scanNeedles } from '../../shared/needle-scan.ts';
-import { preadExact, preadUpTo, pwriteAll } from './files.ts';
+import { preadExact, preadUpTo, pwriteAll } from '../fs/files.ts';
 
 /** Bytes read at a time while scanning `.dat` for needles the index lacks. */
 const SCAN_WINDOW_BYTES = 8 * 1024 * 1024;

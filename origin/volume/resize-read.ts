@@ -14,11 +14,11 @@ import type { ParsedFid } from '../../shared/fid.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
 import { assertChecksum } from '../../shared/needle-decode.ts';
 import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../shared/resize.ts';
+import { preadExact } from '../fs/files.ts';
 import { isNotModified } from '../http/conditional.ts';
 import { essence } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
-import { preadExact } from './files.ts';
 import { blobHeaders, contentDisposition, type ReadConfig } from './read-handler.ts';
 import type { ReadResult, Volume } from './volume.ts';
 

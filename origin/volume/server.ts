@@ -10,6 +10,7 @@ import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
+import { splitUrl } from '../http/params.ts';
 import { createInstrumentedServer } from '../observability/http-metrics.ts';
 import { type Logger, rootLogger } from '../observability/log.ts';
 import { ServerMetrics } from '../observability/metrics.ts';
@@ -23,7 +24,6 @@ import { type EdgePurgeConfig, EdgePurgeEvents, edgePurgers } from './edge-purge
 import { HeartbeatClient } from './heartbeat.ts';
 import { sendLeave } from './leave.ts';
 import { handleVolumeMove } from './move-handler.ts';
-import { splitUrl } from './params.ts';
 import { handleRead, type ReadConfig } from './read-handler.ts';
 import { Replicator } from './replication.ts';
 import { Resizer } from './resize.ts';

@@ -14,9 +14,10 @@ import {
 } from '../../shared/errors.ts';
 import type { Placement } from '../../shared/placement.ts';
 import type { Ttl } from '../../shared/ttl.ts';
+import { fsyncDir } from '../fs/files.ts';
 import type { Logger } from '../observability/log.ts';
 import { DiskSpace, diskUsage } from './disk-space.ts';
-import { fsyncDir, parseVolumeFileName, volumePath } from './files.ts';
+import { parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy, SyncObserver } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';

@@ -21,8 +21,8 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweepTempFiles } from '../../tiering/transfer.ts';
+import { clearSpoolDir } from '../http/upload.ts';
 import type { Logger } from '../observability/log.ts';
-import { clearSpoolDir } from './upload.ts';
 
 /** A compaction's files (vacuum.ts): `<stem>.cpd`, `.cpx` and the commit marker `.cpc`. */
 const COMPACTION_FILE = /^(?:(.+)_)?(\d{1,10})\.(cpd|cpx|cpc)$/;

@@ -11,8 +11,8 @@ import {
   MethodNotAllowedError,
   NotFoundError,
 } from '../../shared/errors.ts';
+import { assertKnownParams, requireU32 } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
-import { assertKnownParams, requireU32 } from './params.ts';
 import type { Store } from './store.ts';
 import { type BackendRegistry, type TierJobs, tierDownload, tierUpload } from './tier.ts';
 

@@ -25,9 +25,10 @@ import {
 import { needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle } from '../../shared/needle-decode.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
+import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
+import { asStorageError } from '../fs/no-space.ts';
 import type { Logger } from '../observability/log.ts';
-import { asStorageError } from './disk-space.ts';
-import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
+import { volumePath } from './files.ts';
 import { CompactNeedleMap } from './needle-map.ts';
 import type { Volume, VolumeConfig } from './volume.ts';
 

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { VolumeMoving } from '../../shared/api.ts';
 import { CorruptDataError } from '../../shared/errors.ts';
-import { fsyncDir } from './files.ts';
+import { fsyncDir } from '../fs/files.ts';
 
 /**
  * The `.vif` beside a volume's `.idx`: what must survive a restart but is not

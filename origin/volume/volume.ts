@@ -58,9 +58,10 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
+import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
 import { takeCleanMark, writeCleanMark } from './clean-shutdown.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';
-import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
+import { volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';

@@ -14,7 +14,9 @@ import { FLAG_GZIP, MAX_NAME_BYTES, type NeedleMeta } from '../../shared/needle.
 import { copyCount } from '../../shared/placement.ts';
 import { isEmptyTtl, parseTtl, type Ttl } from '../../shared/ttl.ts';
 import { isCompressible, mimeFromExtension } from '../http/mime.ts';
+import { assertKnownParams } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
+import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from '../http/upload.ts';
 import { requestIdOf } from '../observability/request-id.ts';
 import {
   assertBody,
@@ -25,12 +27,10 @@ import {
 } from '../security/cluster-auth.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
 import type { EdgePurgeEvents } from './edge-purge.ts';
-import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
 import type { LocalRollback, Replicator } from './replication.ts';
 import type { Store } from './store.ts';
 import { assertChangeId } from './undo-log.ts';
-import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from './upload.ts';
 import type { EntryChange, Volume } from './volume.ts';
 
 /**

@@ -24,7 +24,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SPOOL_THRESHOLD_BYTES } from '../../../origin/volume/upload.ts';
+import { SPOOL_THRESHOLD_BYTES } from '../../../origin/http/upload.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
 import {
   assignOk,

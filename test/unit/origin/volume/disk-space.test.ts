@@ -5,7 +5,8 @@
  * checked here on error values shaped as node:fs throws them.
  */
 import { describe, expect, it } from 'vitest';
-import { asStorageError, isNoSpaceError, resumeFreeBytes } from '../../../../origin/volume/disk-space.ts';
+import { asStorageError, isNoSpaceError } from '../../../../origin/fs/no-space.ts';
+import { resumeFreeBytes } from '../../../../origin/volume/disk-space.ts';
 import { httpStatusOf, InsufficientStorageError, InternalError } from '../../../../shared/errors.ts';
 
 function fsError(code: string): NodeJS.ErrnoException {

@@ -20,9 +20,9 @@ import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
-import { declaredLength, readBody } from '../http/body.ts';
-import { FilePartTypes } from '../http/part-types.ts';
-import { asStorageError } from './disk-space.ts';
+import { asStorageError } from '../fs/no-space.ts';
+import { declaredLength, readBody } from './body.ts';
+import { FilePartTypes } from './part-types.ts';
 
 /** Bodies larger than this are spooled to disk instead of kept in memory (issue 3 item 9). */
 export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
