@@ -19,8 +19,8 @@ import {
   resolveOptions,
 } from '../config.ts';
 import { loadBackends } from '../tier-config.ts';
+import type { ReadConfig } from '../volume/blob-headers.ts';
 import type { EdgePurgeConfig } from '../volume/edge-purge.ts';
-import type { ReadConfig } from '../volume/read-handler.ts';
 import { Resizer } from '../volume/resize.ts';
 
 type Schema = Record<string, OptionSpec<unknown>>;

@@ -19,7 +19,7 @@ import { isNotModified } from '../http/conditional.ts';
 import { essence } from '../http/mime.ts';
 import { contentRange, parseRange } from '../http/range.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
-import { blobHeaders, contentDisposition, type ReadConfig } from './read-handler.ts';
+import { blobHeaders, contentDisposition, type ReadConfig } from './blob-headers.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
 /** Extensions of the formats a variant can be converted to. */

@@ -26,8 +26,8 @@ import {
   verifyClusterRequest,
 } from '../security/cluster-auth.ts';
 import { tokenFrom, verifyFileToken } from '../security/jwt.ts';
+import { etagOf } from './blob-headers.ts';
 import type { EdgePurgeEvents } from './edge-purge.ts';
-import { etagOf } from './read-handler.ts';
 import type { LocalRollback, Replicator } from './replication.ts';
 import type { Store } from './store.ts';
 import { assertChangeId } from './undo-log.ts';

@@ -8,7 +8,7 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReadConfig } from '../../../origin/volume/read-handler.ts';
+import type { ReadConfig } from '../../../origin/volume/blob-headers.ts';
 import { Resizer } from '../../../origin/volume/resize.ts';
 import { signResize } from '../../../shared/resize-signature.ts';
 import {
