@@ -14,7 +14,8 @@
  */
 import type { Server } from 'node:http';
 import { NotFoundError } from '../shared/errors.ts';
-import { type BackendConfig, createBackend, type TierBackend } from '../tiering/backend.ts';
+import type { BackendConfig, TierBackend } from '../tiering/backend.ts';
+import { createBackend } from '../tiering/create-backend.ts';
 import { normalizeBackendName, type TierRule } from '../tiering/policy.ts';
 import { Health } from './http/health.ts';
 import { closeServer, listen } from './http/listen.ts';

@@ -13,7 +13,6 @@
  * inside the backend, see retry.ts, and surfaced as a 503), and fewer bytes than
  * the index promises is `TruncatedDataError`: never a wrong byte.
  */
-import { InvalidParamError } from '../shared/errors.ts';
 import type { RetryPolicy } from './retry.ts';
 
 export type BackendType = 'local' | 's3' | 'gcs';
@@ -199,45 +198,4 @@ export function redactConfig(config: BackendConfig): Record<string, unknown> {
 /** `type.id`, e.g. `s3.default`. */
 export function backendName(config: Pick<BackendConfig, 'type' | 'id'>): string {
   return `${config.type}.${config.id}`;
-}
-
-function requireString(config: object, field: string): void {
-  const v = (config as Record<string, unknown>)[field];
-  if (typeof v !== 'string' || v === '') {
-    throw new InvalidParamError(`backend config: "${field}" is required`);
-  }
-}
-
-/**
- * Builds the backend a config names. Each backend's module (and its SDK) is
- * loaded only when one is configured, so a volume server without a cloud tier
- * never loads the AWS or Google clients.
- */
-export async function createBackend(config: BackendConfig): Promise<TierBackend> {
-  requireString(config, 'id');
-  switch (config.type) {
-    case 'local': {
-      requireString(config, 'path');
-      const { LocalBackend } = await import('./local.ts');
-      return new LocalBackend(config);
-    }
-    case 's3': {
-      requireString(config, 'region');
-      requireString(config, 'bucket');
-      if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
-        throw new InvalidParamError('backend config: give both accessKeyId and secretAccessKey, or neither');
-      }
-      const { S3Backend } = await import('./s3.ts');
-      return new S3Backend(config);
-    }
-    case 'gcs': {
-      requireString(config, 'bucket');
-      const { GcsBackend } = await import('./gcs.ts');
-      return new GcsBackend(config);
-    }
-    default:
-      throw new InvalidParamError(
-        `backend config: unknown type ${JSON.stringify((config as { type: unknown }).type)}`,
-      );
-  }
 }

@@ -45,7 +45,8 @@ import {
   startTierServer,
   tierUpload,
 } from '../../test/tiering/volume/harness.ts';
-import { type BackendConfig, createBackend, type S3BackendConfig } from '../../tiering/backend.ts';
+import type { BackendConfig, S3BackendConfig } from '../../tiering/backend.ts';
+import { createBackend } from '../../tiering/create-backend.ts';
 import type { S3Backend } from '../../tiering/s3.ts';
 import { type Contender, compare } from '../lib/compare.ts';
 import { startServer } from '../lib/process.ts';

@@ -18,10 +18,10 @@ import { encodeSuperBlock } from '../../shared/superblock.ts';
 import {
   type BackendConfig,
   type BackendFile,
-  createBackend,
   DEFAULT_LOCAL_TIER_DIR,
   type TierBackend,
 } from '../../tiering/backend.ts';
+import { createBackend } from '../../tiering/create-backend.ts';
 
 export type { TierJob };
 

@@ -7,7 +7,8 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import { type BackendConfig, backendName, createBackend, redactConfig } from '../../tiering/backend.ts';
+import { type BackendConfig, backendName, redactConfig } from '../../tiering/backend.ts';
+import { createBackend } from '../../tiering/create-backend.ts';
 import { crc32cBase64, mapGcsError } from '../../tiering/gcs.ts';
 import { mapFsError } from '../../tiering/local.ts';
 import { mapS3Error } from '../../tiering/s3.ts';

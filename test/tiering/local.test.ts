@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidParamError } from '../../shared/errors.ts';
-import { createBackend } from '../../tiering/backend.ts';
+import { createBackend } from '../../tiering/create-backend.ts';
 import { objectPath } from '../../tiering/local.ts';
 import { describeBackend } from './conformance.ts';
 

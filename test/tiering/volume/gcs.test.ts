@@ -1,5 +1,6 @@
 import { afterAll, beforeAll } from 'vitest';
-import { createBackend, type GcsBackendConfig } from '../../../tiering/backend.ts';
+import type { GcsBackendConfig } from '../../../tiering/backend.ts';
+import { createBackend } from '../../../tiering/create-backend.ts';
 import { type GcsEmulator, startGcsEmulator } from '../gcs-emulator.ts';
 import { describeTieredVolume } from './suite.ts';
 

@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createBackend, type LocalBackendConfig } from '../../../tiering/backend.ts';
+import type { LocalBackendConfig } from '../../../tiering/backend.ts';
+import { createBackend } from '../../../tiering/create-backend.ts';
 import {
   assignVolume,
   datPath,
