@@ -1,7 +1,7 @@
 /**
  * Request and response shapes of the master and volume HTTP APIs, shared by
  * servers, the CLI, the edge and the tests. Field names follow SeaweedFS
- * (brief §4, §5) so its clients work unchanged.
+ * (docs/format.md §7, §8) so its clients work unchanged.
  */
 
 /** `GET|POST /dir/assign` → 200. */

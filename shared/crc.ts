@@ -1,6 +1,6 @@
 /**
  * CRC-32C (Castagnoli), the checksum a needle stores over its data as stored
- * (brief §2). From SheetJS's `crc-32` package (its `crc32c` module): pure JS,
+ * (docs/format.md §4). From SheetJS's `crc-32` package (its `crc32c` module): pure JS,
  * so the same module runs in Node and in workerd, and slice-by-16, about
  * 2 GB/s here against 120 MB/s for `@aws-crypto/crc32c` (measured in
  * docs/decisions/0002-crc32c.md). Every read checks a CRC, so this matters.

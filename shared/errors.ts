@@ -24,7 +24,7 @@ export class BadRequestError extends KelpError {
   readonly code: string = 'bad_request';
 }
 
-/** A file id or volume id that does not parse (brief §1). */
+/** A file id or volume id that does not parse (docs/format.md §1). */
 export class InvalidFidError extends BadRequestError {
   override readonly code = 'invalid_fid';
 }

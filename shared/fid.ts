@@ -1,5 +1,5 @@
 /**
- * File ids (brief §1): "<vid>,<key hex><cookie hex>" such as "3,01637037d6", an
+ * File ids (docs/format.md §1): "<vid>,<key hex><cookie hex>" such as "3,01637037d6", an
  * optional "_N" delta suffix (key + N, same cookie) for ids reserved by one
  * assign with count > 1, and the three public URL forms.
  */
@@ -117,7 +117,7 @@ export function formatFid(fid: Fid): string {
 }
 
 /**
- * The public URL forms (brief §1), chosen by the number of segments:
+ * The public URL forms (docs/format.md §1), chosen by the number of segments:
  * "/3,01637037d6[.ext]", "/3/01637037d6[.ext]" and "/3/01637037d6/name.ext".
  * `pathname` is a URL's pathname, still percent-encoded; only the name is decoded.
  */

@@ -1,6 +1,6 @@
 /**
  * `.idx` files: an append-only log of 16-byte entries, one per write or delete
- * (brief §3). Replaying it start to end rebuilds the needle map, so it must
+ * (docs/format.md §5). Replaying it start to end rebuilds the needle map, so it must
  * read SeaweedFS's files exactly and survive a torn last entry.
  *
  *   key u64 | offset u32 (in 8-byte units) | size i32 (the needle's Size; -1 = deleted)

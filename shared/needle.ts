@@ -1,6 +1,6 @@
 /**
  * Needle records of volume versions 2 and 3, laid out exactly as SeaweedFS
- * writes them (brief §2), so its volumes open in Kelp and back. All integers
+ * writes them (docs/format.md §4), so its volumes open in Kelp and back. All integers
  * are big-endian. This file holds the layout, the size arithmetic and the
  * write side; `needle-decode.ts` reads records and `needle-scan.ts` walks a
  * `.dat` body.

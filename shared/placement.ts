@@ -1,5 +1,5 @@
 /**
- * Replica placement "xyz" (brief §2, §4): how many extra copies a volume keeps
+ * Replica placement "xyz" (docs/format.md §2, §7): how many extra copies a volume keeps
  * in other data centers (x), on other racks of the same data center (y) and on
  * other servers of the same rack (z). Stored in the superblock as 100x + 10y + z.
  */

@@ -52,7 +52,7 @@ export const RESIZE_PARAMS: ReadonlySet<string> = new Set([
 
 /**
  * Aliases Cloudflare Images and imgproxy users type, mapped here and nowhere
- * else. `scale-down` is `fit` because Kelp never enlarges (brief §5).
+ * else. `scale-down` is `fit` because Kelp never enlarges (docs/format.md §8).
  */
 const MODE_ALIASES: Record<string, ResizeMode> = {
   fit: 'fit',

@@ -1,5 +1,5 @@
 /**
- * The volume superblock at offset 0 of every .dat (brief §2): 8 bytes, then
+ * The volume superblock at offset 0 of every .dat (docs/format.md §3): 8 bytes, then
  * (versions 2 and 3) `extra length` bytes of extra. The extra is a SeaweedFS
  * protobuf (erasure-coding info, normally empty); Kelp keeps it opaque and
  * writes it back unchanged so volumes stay readable by SeaweedFS.

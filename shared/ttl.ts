@@ -1,5 +1,5 @@
 /**
- * Time to live of a volume or a needle (brief §2): a count of 0-255 and a unit,
+ * Time to live of a volume or a needle (docs/format.md §2): a count of 0-255 and a unit,
  * stored as two bytes (count, unit) in the superblock and in needles with flag 0x10.
  * A count of 0 means "never expires".
  */

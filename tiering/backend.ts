@@ -1,6 +1,6 @@
 /**
  * The seam between a volume and where its `.dat` lives (SeaweedFS's
- * `BackendStorage` / `BackendStorageFile`, brief §7): a tiered volume is the
+ * `BackendStorage` / `BackendStorageFile`, docs/format.md §10): a tiered volume is the
  * same volume with another file underneath. One interface, one file per
  * backend (local.ts, s3.ts, gcs.ts), one conformance suite
  * (test/tiering/conformance.ts) that every backend passes.

@@ -1,5 +1,5 @@
 /**
- * `kelp tier compact` (brief §7 volume.tier.compact): a delete on a tiered
+ * `kelp tier compact` (docs/format.md §10; SeaweedFS's volume.tier.compact): a delete on a tiered
  * volume only writes a local tombstone, so the cloud object keeps the dead
  * bytes. Compaction reclaims them, one replica at a time, over HTTP only:
  * download the `.dat`, seal the volume, vacuum it (forced), upload it again to

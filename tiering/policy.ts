@@ -1,5 +1,5 @@
 /**
- * Tier policies (brief §7): which volumes go to a cloud tier and which come
+ * Tier policies (docs/format.md §10): which volumes go to a cloud tier and which come
  * back, decided from what heartbeats report: fullness, the time since the last
  * write, the time a volume has existed, and read heat. Pure: volumes and rules
  * in, decisions with a human reason out, so `kelp tier plan` and the tiering

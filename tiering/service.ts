@@ -1,5 +1,5 @@
 /**
- * The tiering service (`kelp tier serve`, brief §7): a loop that asks the
+ * The tiering service (`kelp tier serve`, docs/format.md §10): a loop that asks the
  * master for volumes, evaluates the policies (policy.ts) and tells the volume
  * servers holding a volume to move it, one volume at a time and one replica
  * at a time, polling each transfer to its end.

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 
-/** Largest upload accepted, as SeaweedFS's `-fileSizeLimitMB` default (brief §5); config overrides it. */
+/** Largest upload accepted, as SeaweedFS's `-fileSizeLimitMB` default (docs/format.md §8); config overrides it. */
 export const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 
 function tooLarge(limit: number): PayloadTooLargeError {

@@ -1,7 +1,7 @@
 /**
  * Conditional GET/HEAD (RFC 9110 §13): decides whether a 304 answers the
  * request. Only the two preconditions a blob read needs are here; Kelp's
- * ETag is the quoted CRC of the stored bytes (brief §5), Last-Modified comes
+ * ETag is the quoted CRC of the stored bytes (docs/format.md §8), Last-Modified comes
  * from the needle in whole seconds.
  */
 

@@ -172,7 +172,7 @@ const COMPRESSIBLE = new Set([
 
 /**
  * Whether bytes of this type usually shrink under gzip (the upload path's
- * auto-gzip, brief §5). Already-compressed media (JPEG, PNG, MP4, WOFF2, zip)
+ * auto-gzip, docs/format.md §8). Already-compressed media (JPEG, PNG, MP4, WOFF2, zip)
  * does not, and gzipping it only costs CPU.
  */
 export function isCompressible(mime: string): boolean {

@@ -1,5 +1,5 @@
 /**
- * What an upload request carries (brief §5): the bytes, a file name, a mime
+ * What an upload request carries (docs/format.md §8): the bytes, a file name, a mime
  * type, whether the client already gzipped them, and pair headers. Multipart
  * bodies use their first file part (SeaweedFS's rule); anything else is the raw body.
  *

@@ -54,7 +54,7 @@ export function parseAssignRequest(q: URLSearchParams, defaultReplication: strin
   };
 }
 
-/** A volume at random, weighted by the room it has left (brief §4's "sample and weigh by free space"). */
+/** A volume at random, weighted by the room it has left (docs/format.md §7). */
 function pickWeighted(vols: Array<{ id: number; size: number }>, limit: number): number {
   const weights = vols.map((v) => Math.max(1, limit - v.size));
   let r = Math.random() * weights.reduce((a, b) => a + b, 0);

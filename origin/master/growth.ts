@@ -2,7 +2,7 @@
  * Volume growth: when a layout has no writable volume left (or all are
  * crowded), pick nodes that satisfy its replica placement and create new
  * volumes on them. "xyz" = x copies in other data centers, y in other racks of
- * the same data center, z on other nodes of the same rack (brief §4).
+ * the same data center, z on other nodes of the same rack (docs/format.md §7).
  */
 import { NoSpaceError, UpstreamError } from '../../shared/errors.ts';
 import { copyCount, type Placement, parsePlacement } from '../../shared/placement.ts';

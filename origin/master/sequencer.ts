@@ -10,7 +10,7 @@
  * skipped, never reused.
  *
  * Heartbeats raise the counter past any key a volume server already stores
- * (brief §4), but only within the key space and by a plausible amount: a key
+ * (docs/format.md §7), but only within the key space and by a plausible amount: a key
  * far past anything this cluster reserved is not one it handed out (a
  * made-up key, a forged beat), and following it could push the counter to the
  * end of the key space, where every assign fails.

@@ -1,6 +1,6 @@
 /**
  * The master: assigns file ids, knows which volume servers hold which volume
- * (from their heartbeats), grows volumes, and answers lookups (brief §4).
+ * (from their heartbeats), grows volumes, and answers lookups (docs/format.md §7).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
@@ -393,7 +393,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       case '/dir/lookup': {
         const out = lookup(query);
         const fileId = param(query, 'fileId');
-        // `read=yes` asks for a read token instead of a write token (brief §4).
+        // `read=yes` asks for a read token instead of a write token (docs/format.md §7).
         const token = fileId ? await lookupToken(req, fileId, param(query, 'read') === 'yes') : undefined;
         return sendJson(res, 200, out, token ? { Authorization: `Bearer ${token}` } : {});
       }

@@ -7,11 +7,11 @@
 import type { HeartbeatRequest, HeartbeatVolume, Location } from '../../shared/api.ts';
 import { copyCount, parsePlacement } from '../../shared/placement.ts';
 
-/** Pulses a node may miss before it counts as dead (brief §4). */
+/** Pulses a node may miss before it counts as dead (docs/format.md §7). */
 export const MISSED_PULSES_DEAD = 3;
 /** Above this fraction of the size limit a volume is "crowded": growth starts before it fills. */
 export const CROWDED_FRACTION = 0.9;
-/** What an assign adds to a volume's size estimate until the next heartbeat (brief §4). */
+/** What an assign adds to a volume's size estimate until the next heartbeat (docs/format.md §7). */
 export const ASSIGN_SIZE_ESTIMATE = 1024 * 1024;
 
 export interface DataNode {

@@ -1,5 +1,5 @@
 /**
- * Write (and optional read) tokens, as SeaweedFS issues them (brief §5):
+ * Write (and optional read) tokens, as SeaweedFS issues them (docs/format.md §8):
  * HS256 JWTs with claims `{fid, exp}`, short-lived, bound to one file id
  * without its `_N` delta suffix, plus `n`: how many fids of the assigned batch
  * the token covers (`fid`, `fid_1` .. `fid_<n-1>`), so a token for one key is

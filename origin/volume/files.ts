@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { parseCollection } from '../../shared/collection.ts';
 
-/** `<collection>_<vid>` or `<vid>` (brief §2): the stem of a volume's .dat/.idx/.vif files. */
+/** `<collection>_<vid>` or `<vid>` (docs/format.md §2): the stem of a volume's .dat/.idx/.vif files. */
 export function volumeStem(collection: string, volumeId: number): string {
   // Checked here too, where the name becomes a path: nothing path-like ever reaches the disk.
   return parseCollection(collection) ? `${collection}_${volumeId}` : String(volumeId);

@@ -47,7 +47,7 @@ export interface NeedleMap {
   readonly fileCount: number;
   /** Needles that stopped being live, by delete or overwrite. */
   readonly deletedCount: number;
-  /** Sum of their sizes: garbage = deletedBytes / contentBytes decides vacuum (brief §6). */
+  /** Sum of their sizes: garbage = deletedBytes / contentBytes decides vacuum (docs/format.md §9). */
   readonly deletedBytes: number;
   /** Sum of the sizes of every needle written. */
   readonly contentBytes: number;

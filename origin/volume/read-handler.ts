@@ -1,5 +1,5 @@
 /**
- * GET/HEAD of a blob in any of the three URL forms (brief §5): headers from
+ * GET/HEAD of a blob in any of the three URL forms (docs/format.md §8): headers from
  * the needle, 304s, single and multiple Ranges, gzip passed through or
  * undone, active content as attachment, `Expires` when the blob has a TTL (so
  * a cache in front never keeps it longer). Small needles are read whole with

@@ -1,5 +1,5 @@
 /**
- * Replication fan-out (brief §5): the server that takes a write stores it,
+ * Replication fan-out (docs/format.md §8): the server that takes a write stores it,
  * then sends the same needle to every other replica of the volume with
  * `?type=replicate`, and answers success only when all of them have it.
  * Deletes go the same way. Replica locations come from the master's lookup,

@@ -1,6 +1,6 @@
 /**
  * Image variants made with sharp (libvips) from the stored bytes, with
- * SeaweedFS's semantics (brief §5): never enlarge; `fit` keeps the aspect
+ * SeaweedFS's semantics (docs/format.md §8): never enlarge; `fit` keeps the aspect
  * inside the box; `fill` fills the box and crops from the centre; no mode
  * with a square box on a non-square image is a centre-cropped thumbnail,
  * otherwise an exact resize. EXIF orientation is applied first. Jobs run a

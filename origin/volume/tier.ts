@@ -1,5 +1,5 @@
 /**
- * Moving a sealed volume's `.dat` to a cloud tier and back (brief §7).
+ * Moving a sealed volume's `.dat` to a cloud tier and back (docs/format.md §10).
  *
  * Upload: seal → upload under a fresh key (the backend verifies size and
  * checksum) → read one needle back through the backend → write the `.vif`

@@ -1,5 +1,5 @@
 /**
- * Vacuum (brief §6): copy a volume's live needles into fresh files and swap
+ * Vacuum (docs/format.md §9): copy a volume's live needles into fresh files and swap
  * them in, reclaiming deleted, overwritten and expired space.
  *
  * 1. Compact (asynchronous, in slices, writes go on): note the `.idx` length,

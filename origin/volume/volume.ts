@@ -76,7 +76,7 @@ import {
 
 /** Needles whose record is larger than this are streamed in pages, never read whole into memory. */
 export const LARGE_NEEDLE_BYTES = 1024 * 1024;
-/** SeaweedFS's default volume size limit since PR #10761 (brief §4). */
+/** SeaweedFS's default volume size limit since PR #10761 (docs/format.md §7). */
 export const DEFAULT_VOLUME_SIZE_LIMIT = 30 * 1024 * 1024 * 1024;
 /** Bytes of `.idx` read at a time while loading the needle map. */
 const IDX_LOAD_CHUNK = 16 * 1024 * 1024;
@@ -989,7 +989,7 @@ export class Volume {
     this.config.onChange?.();
   }
 
-  /** Garbage ratio as vacuum sees it (brief §6): bytes of dead needles over bytes ever written. */
+  /** Garbage ratio as vacuum sees it (docs/format.md §9): bytes of dead needles over bytes ever written. */
   garbageRatio(): number {
     return this.map.contentBytes === 0 ? 0 : this.map.deletedBytes / this.map.contentBytes;
   }

@@ -1,5 +1,5 @@
 /**
- * POST/PUT `/<vid>,<key><cookie>` (brief §5): multipart or raw body in, one
+ * POST/PUT `/<vid>,<key><cookie>` (docs/format.md §8): multipart or raw body in, one
  * needle appended, 201 `{name, size, eTag, mime}` once it is durable. DELETE
  * appends a tombstone and answers 202 `{size}`.
  */
@@ -113,7 +113,7 @@ function rollbackOf(volume: Volume, change: EntryChange | undefined): LocalRollb
   };
 }
 
-/** Uploads take the comma form only (brief §1), optionally with an extension. */
+/** Uploads take the comma form only (docs/format.md §1), optionally with an extension. */
 function uploadFid(pathname: string) {
   const parsed = parseFidPath(pathname);
   if (!pathname.includes(',') || parsed.name !== undefined) {

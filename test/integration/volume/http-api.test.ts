@@ -1,5 +1,5 @@
 /**
- * The volume server's HTTP API against a real server on 127.0.0.1 (brief §5):
+ * The volume server's HTTP API against a real server on 127.0.0.1 (docs/format.md §8):
  * uploads, the three read URL forms, headers, Range, 304s, gzip, errors.
  */
 import { gunzipSync, gzipSync } from 'node:zlib';

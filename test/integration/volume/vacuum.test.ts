@@ -1,5 +1,5 @@
 /**
- * Vacuum (brief §6, issue 3 §7): compaction reclaims deleted space, loses no
+ * Vacuum (docs/format.md §9, issue 3 §7): compaction reclaims deleted space, loses no
  * write that arrives while it runs, and a crash around its renames is rolled
  * forward (after the `.cpc` marker) or discarded (before it) at startup.
  */
