@@ -28,6 +28,7 @@ import { type MasterServer, startMaster } from '../../origin/master/server.ts';
 import { silentLogger } from '../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../origin/volume/server.ts';
 import type { AssignResponse } from '../../shared/api.ts';
+import { freePort } from '../support/ports.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
@@ -55,14 +56,6 @@ function ensureChromium(): void {
     stdio: 'inherit',
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 async function waitForHealth(url: string): Promise<void> {

@@ -10,10 +10,8 @@
  * from one file into another.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -22,6 +20,9 @@ import { type MasterConfig, type MasterServer, startMaster } from '../../origin/
 import { silentLogger } from '../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer, type VolumeServerConfig } from '../../origin/volume/server.ts';
 import type { AssignResponse, LookupResponse } from '../../shared/api.ts';
+import { randomBlob as supportRandomBlob } from '../support/random.ts';
+import { removeTempDirs, tempDir as supportTempDir } from '../support/temp-dirs.ts';
+import { waitFor as pollUntil, sleep } from '../support/wait.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const WORKER_ENTRY = join(REPO_ROOT, 'edge/index.ts');
@@ -30,16 +31,8 @@ export const COMPATIBILITY_DATE = '2026-11-01';
 /** ORIGIN_ALLOW of the tests: every origin they start is on 127.0.0.1 (wrangler.toml [env.local] alike). */
 export const LOOPBACK_ORIGINS = 'http://127.0.0.1:*';
 
-const tempDirs: string[] = [];
-
 export function tempDir(prefix = 'kelp-edge-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-}
-
-function removeTempDirs(): void {
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  return supportTempDir(prefix);
 }
 
 /**
@@ -245,15 +238,13 @@ export interface EdgeCluster {
   close(): Promise<void>;
 }
 
-/** Polls `check` every 50 ms until it is truthy, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** test/support/wait.ts's waitFor, polling every 50 ms. */
+export function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+): Promise<NonNullable<T>> {
+  return pollUntil(what, check, timeoutMs, 50);
 }
 
 /** The write key edge tests give the Worker (`WRITE_KEYS`) and send with their writes. */
@@ -261,10 +252,10 @@ export const TEST_WRITE_KEY = 'edge-test-write-key-0123456789';
 /** Headers that carry TEST_WRITE_KEY. */
 export const WRITE_AUTH = { authorization: `Bearer ${TEST_WRITE_KEY}` } as const;
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
 export function randomBlob(size: number): Uint8Array {
-  return new Uint8Array(randomBytes(size));
+  return new Uint8Array(supportRandomBlob(size));
 }
 
 /**

@@ -11,9 +11,9 @@
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../support/ports.ts';
 import { onPath } from '../support/system-packages.ts';
 
 export const CEPH_APT_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw'];
@@ -41,13 +41,7 @@ export function assertCephInstalled(): void {
   }
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 function daemonPids(dir: string): number[] {
   try {

@@ -6,10 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type MasterConfig, type MasterServer, startMaster } from '../../../origin/master/server.ts';
 import { silentLogger } from '../../../origin/observability/log.ts';
@@ -21,22 +18,21 @@ import {
 import type { AssignResponse, LookupResponse } from '../../../shared/api.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
+import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/volume-process.ts', import.meta.url));
 
-const tempDirs: string[] = [];
 const stoppers: Array<() => Promise<void>> = [];
 
 export function tempDir(prefix = 'kelp-cluster-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
+  return supportTempDir(prefix);
 }
 
 /** Stops every server started through this harness (newest first), then removes the temp dirs. */
 export async function stopAll(): Promise<void> {
   for (const stop of stoppers.splice(0).reverse()) await stop().catch(() => {});
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  removeTempDirs();
 }
 
 export interface TestMaster extends MasterServer {
@@ -175,29 +171,7 @@ export async function childVolume(
   };
 }
 
-/** Polls `check` every 100 ms until it returns a truthy value, or throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | Promise<T>,
-  timeoutMs = 10_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+export { waitFor };
 
 /** Waits until the master counts `n` alive volume servers. */
 export function waitForNodes(m: MasterServer, n: number, timeoutMs = 10_000): Promise<boolean> {

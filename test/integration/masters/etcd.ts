@@ -8,9 +8,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../support/ports.ts';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 /** How long a member may take to answer /health after it starts. */
@@ -27,16 +27,7 @@ function requireEtcd(): void {
   );
 }
 
-/** A port that was free a moment ago (bound to 0, then released). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
+export { freePort };
 
 export interface EtcdMember {
   name: string;

@@ -7,24 +7,20 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AssignResponse } from '../../../shared/api.ts';
 import { parseFid } from '../../../shared/fid.ts';
+import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
+import { waitFor as pollUntil } from '../../support/wait.ts';
 
 export const CLI = fileURLToPath(new URL('../../../origin/cli.ts', import.meta.url));
 /** How long a process may take to print its listening line. */
 const START_TIMEOUT_MS = 20_000;
 
-const tempDirs: string[] = [];
 const stoppers: Array<() => Promise<void>> = [];
 
 export function tempDir(prefix = 'kelp-masters-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
+  return supportTempDir(prefix);
 }
 
 /** Adds a stop function run by stopAll (newest first). */
@@ -34,7 +30,7 @@ export function onStop(stop: () => Promise<void>): void {
 
 export async function stopAll(): Promise<void> {
   for (const stop of stoppers.splice(0).reverse()) await stop().catch(() => {});
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  removeTempDirs();
 }
 
 export interface KelpProcess {
@@ -177,24 +173,13 @@ export async function agreedLeader(addresses: string[]): Promise<string | undefi
   return all.every((s) => s!.Leader === leaders[0]) ? leaders[0] : undefined;
 }
 
-/** Polls `check` every 100 ms until it returns a truthy value, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** test/support/wait.ts's waitFor with a longer default: elections take seconds. */
+export function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 15_000,
+): Promise<NonNullable<T>> {
+  return pollUntil(what, check, timeoutMs);
 }
 
 /** Alive volume servers a master counts (from its /dir/status). */

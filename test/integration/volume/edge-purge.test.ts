@@ -23,21 +23,13 @@ import {
 import { fileTag, volumeTag } from '../../../shared/cache-tags.ts';
 import { bundleWorker, LOOPBACK_ORIGINS, startWorker, tempDir, WORKER_ENTRY } from '../../edge/harness.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
+import { freePort } from '../../support/ports.ts';
 
 const KEY = 'purge-test-key';
 const cleanup: Array<() => Promise<unknown>> = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => {});
 });
-
-/** A port nothing listens on (bound once, then released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitUntil(what: string, check: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;

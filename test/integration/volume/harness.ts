@@ -7,10 +7,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../../../origin/observability/log.ts';
 import {
@@ -19,21 +17,17 @@ import {
   type VolumeServerConfig,
 } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
+import { randomBlob } from '../../support/random.ts';
+import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-const tempDirs: string[] = [];
-
 /** A fresh directory under the OS temp dir; removeTempDirs() deletes them all. */
 export function tempDir(prefix = 'kelp-volume-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
+  return supportTempDir(prefix);
 }
 
-export function removeTempDirs(): void {
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-}
+export { randomBlob, removeTempDirs };
 
 export interface Running {
   /** `http://127.0.0.1:PORT` */
@@ -226,11 +220,6 @@ export async function getBytes(base: string, path: string): Promise<Buffer> {
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Random (incompressible) bytes. */
-export function randomBlob(size: number): Buffer {
-  return randomBytes(size);
 }
 
 /** Runs `n` async loops at once and waits for all of them. */
