@@ -59,6 +59,63 @@ export interface HeartbeatVolume {
   moving?: VolumeMoving;
 }
 
+/**
+ * One volume of a volume server's `GET /status`: the heartbeat's fields (with
+ * `full` always present) plus the needle version and the largest key stored.
+ * The one JSON shape of a volume; the volume's in-memory status
+ * (origin/volume/volume.ts `VolumeStatus`) is this with placement and TTL parsed.
+ */
+export interface VolumeStatusJson extends HeartbeatVolume {
+  full: boolean;
+  /** Needle version of the volume (2 or 3). */
+  version: number;
+  /** Largest file key stored (decimal string: u64). */
+  maxFileKey: string;
+}
+
+/** One disk location of a volume server's `GET /status`. */
+export interface DiskStatus {
+  dir: string;
+  all: number;
+  used: number;
+  free: number;
+  /** A write here met a full disk; writes are refused until space is freed (origin/volume/disk-space.ts). */
+  full: boolean;
+  volumeCount: number;
+  maxVolumes: number;
+}
+
+/** A volume server's `GET /status` → 200 (SeaweedFS's field names). */
+export interface VolumeServerStatus {
+  Version: string;
+  DiskStatuses: DiskStatus[];
+  Volumes: VolumeStatusJson[];
+}
+
+/**
+ * Where a tiered volume's `.dat` is, and what it must be: the `.vif`'s
+ * `remote` record (origin/volume/volume-info.ts), also served by
+ * `GET /admin/tier/status?volume=N`.
+ */
+export interface RemoteDat {
+  /** `type.id`, e.g. `s3.default`. */
+  backend: string;
+  /**
+   * The bucket the object was written to (S3, GCS), so a backend reconfigured
+   * to another bucket is noticed instead of read from; absent for `local`.
+   */
+  bucket?: string;
+  key: string;
+  size: number;
+  sha256: string;
+  /** ISO time the store reported for the object. */
+  mtime: string;
+  /** The superblock, base64: opening the volume needs no request to the backend. */
+  superBlock: string;
+  /** The local `.dat` was kept (reads stay local while it exists). */
+  keepLocalDat: boolean;
+}
+
 /** One side of a volume move or copy, as a volume server reports it. */
 export interface VolumeMoving {
   /** `source`: being copied away; `target`: arrived, not yet confirmed. */

@@ -10,7 +10,15 @@
  * interrupted between two replicas leaves one tiered and one local, and only
  * the servers know.
  */
-import type { HeartbeatVolume, LookupResponse, TierJob, VacuumReport } from '../shared/api.ts';
+import type {
+  HeartbeatVolume,
+  LookupResponse,
+  RemoteDat,
+  TierJob,
+  VacuumReport,
+  VolumeServerStatus,
+  VolumeStatusJson,
+} from '../shared/api.ts';
 
 export type { TierJob, VacuumReport };
 
@@ -38,15 +46,7 @@ export class TierRequestError extends Error {
 
 // ---- shapes of the answers (origin/volume/tier.ts, tier-handler.ts, admin-handler.ts) ----
 
-/** The `.vif`'s record of a tiered `.dat`. */
-export interface RemoteDat {
-  backend: string;
-  bucket?: string;
-  key: string;
-  size: number;
-  mtime: string;
-  keepLocalDat?: boolean;
-}
+export type { RemoteDat };
 
 /** `GET /admin/tier/status?volume=N`. */
 export interface VolumeTierStatus {
@@ -62,18 +62,7 @@ export interface ServerTierStatus {
 }
 
 /** One volume of a volume server's `GET /status`. */
-export interface ServerVolume {
-  id: number;
-  collection: string;
-  size: number;
-  readOnly: boolean;
-  remote?: string;
-  readsPerDay: number;
-  modifiedAt: number;
-  /** Live needles, and bytes of deleted or overwritten ones (what `kelp tier compact` reclaims). */
-  fileCount?: number;
-  deletedByteCount?: number;
-}
+export type ServerVolume = VolumeStatusJson;
 
 /** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
 export type MasterVolume = HeartbeatVolume & { locations: string[] };
@@ -205,7 +194,7 @@ export class TierClient {
   }
 
   async serverVolumes(server: string, signal?: AbortSignal): Promise<ServerVolume[]> {
-    return (await call<{ Volumes: ServerVolume[] }>(`${baseUrl(server)}/status`, { signal })).Volumes;
+    return (await call<VolumeServerStatus>(`${baseUrl(server)}/status`, { signal })).Volumes;
   }
 
   async serverTier(server: string, signal?: AbortSignal): Promise<ServerTierStatus> {

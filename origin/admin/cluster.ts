@@ -7,7 +7,12 @@
  * `/vol/list` and calls carrying the admin key (or the cluster signature).
  * Only the view and the credentials differ.
  */
-import type { HeartbeatVolume, VacuumReport } from '../../shared/api.ts';
+import type {
+  HeartbeatVolume,
+  VacuumReport,
+  VolumeServerStatus,
+  VolumeStatusJson,
+} from '../../shared/api.ts';
 import { UpstreamError } from '../../shared/errors.ts';
 import type { Topology } from '../master/topology.ts';
 import type { CopyReport, VolumeSnapshot } from '../volume/volume-move.ts';
@@ -69,15 +74,8 @@ export function holdersById(view: ClusterView): Map<number, { node: AdminNode; v
 /** The credentials of one call (the cluster signature, or the admin key). */
 export type AuthHeaders = (method: string, url: string) => Record<string, string>;
 
-/** One volume as a volume server's `/status` lists it (the fields the operations read). */
-export interface ServerVolume {
-  id: number;
-  collection: string;
-  size: number;
-  readOnly: boolean;
-  remote?: string;
-  moving?: HeartbeatVolume['moving'];
-}
+/** One volume as a volume server's `/status` lists it. */
+export type ServerVolume = VolumeStatusJson;
 
 /** Calls to volume servers' admin endpoints; every failure an UpstreamError naming the call. */
 export class VolumeServerClient {
@@ -120,7 +118,7 @@ export class VolumeServerClient {
 
   /** The server's volumes, live (fresher than the master's heartbeat copy). */
   async volumes(server: string): Promise<ServerVolume[]> {
-    return (await this.call<{ Volumes: ServerVolume[] }>(server, 'GET', '/status')).Volumes;
+    return (await this.call<VolumeServerStatus>(server, 'GET', '/status')).Volumes;
   }
 
   vacuum(server: string, volumeId: number, garbageThreshold: number): Promise<VacuumReport> {

@@ -3,6 +3,7 @@
  * `/admin/assign_volume`, `/admin/vacuum`, `/admin/readonly`, `/admin/writable`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { VolumeServerStatus } from '../../shared/api.ts';
 import { parseCollection } from '../../shared/collection.ts';
 import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
@@ -19,7 +20,7 @@ function known(query: URLSearchParams | null, names: string[]): void {
 }
 
 export function handleStatus(res: ServerResponse, store: Store): void {
-  sendJson(res, 200, {
+  const status: VolumeServerStatus = {
     Version: KELP_VERSION_STRING,
     DiskStatuses: store.diskStatuses(),
     Volumes: store.volumeStatuses().map((v) => ({
@@ -27,7 +28,8 @@ export function handleStatus(res: ServerResponse, store: Store): void {
       replicaPlacement: formatPlacement(v.replicaPlacement),
       ttl: formatTtl(v.ttl),
     })),
-  });
+  };
+  sendJson(res, 200, status);
 }
 
 export async function handleAdmin(

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { DiskStatus } from '../../shared/api.ts';
 import {
   ConflictError,
   InsufficientStorageError,
@@ -61,17 +62,6 @@ export interface StoreConfig {
   backends?: BackendRegistry;
   /** Told of every fsync batch of every volume (metrics). */
   onSync?: SyncObserver;
-}
-
-export interface DiskStatus {
-  dir: string;
-  all: number;
-  used: number;
-  free: number;
-  /** A write here met a full disk; writes are refused until space is freed (disk-space.ts). */
-  full: boolean;
-  volumeCount: number;
-  maxVolumes: number;
 }
 
 export class Store {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { VolumeMoving } from '../../shared/api.ts';
+import type { RemoteDat, VolumeMoving } from '../../shared/api.ts';
 import { CorruptDataError } from '../../shared/errors.ts';
 import { fsyncDir } from '../fs/files.ts';
 
@@ -25,25 +25,8 @@ export interface VolumeInfo {
 /** One side of a volume move or copy (the shape the heartbeat reports). */
 export type MoveMarker = VolumeMoving;
 
-/** Where a tiered volume's `.dat` is, and what it must be. */
-export interface RemoteDat {
-  /** `type.id`, e.g. `s3.default`. */
-  backend: string;
-  /**
-   * The bucket the object was written to (S3, GCS), so a backend reconfigured
-   * to another bucket is noticed instead of read from; absent for `local`.
-   */
-  bucket?: string;
-  key: string;
-  size: number;
-  sha256: string;
-  /** ISO time the store reported for the object. */
-  mtime: string;
-  /** The superblock, base64: opening the volume needs no request to the backend. */
-  superBlock: string;
-  /** The local `.dat` was kept (reads stay local while it exists). */
-  keepLocalDat: boolean;
-}
+/** Defined with the API shapes (it is also served by `/admin/tier/status`); re-exported for the volume's modules. */
+export type { RemoteDat };
 
 const DEFAULT_INFO: VolumeInfo = { readOnly: false };
 

@@ -8,6 +8,7 @@
  * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
  */
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
+import type { VolumeStatusJson } from '../../shared/api.ts';
 import { Crc32cHasher, crcFormMatches } from '../../shared/crc.ts';
 import {
   ConflictError,
@@ -155,30 +156,11 @@ export type ReadResult =
   | { kind: 'whole'; needle: Needle }
   | { kind: 'large'; needle: Omit<Needle, 'data'>; dataOffset: number; dataSize: number };
 
-export interface VolumeStatus {
-  id: number;
-  collection: string;
-  size: number;
-  fileCount: number;
-  deleteCount: number;
-  deletedByteCount: number;
-  readOnly: boolean;
-  /** The disk is full: writes are refused (507) until space is freed; unlike readOnly, never persisted. */
-  full: boolean;
+/** A volume's status in memory: the `/status` JSON shape (shared/api.ts) with placement and TTL parsed. */
+export type VolumeStatus = Omit<VolumeStatusJson, 'replicaPlacement' | 'ttl'> & {
   replicaPlacement: Placement;
   ttl: Ttl;
-  version: number;
-  compactRevision: number;
-  maxFileKey: string;
-  /** The backend holding the `.dat` (`s3.default`), when tiered. */
-  remote?: string;
-  /** Reads over the last 24 hours: heat, for tier policies. */
-  readsPerDay: number;
-  /** Unix seconds of the last write or delete. */
-  modifiedAt: number;
-  /** A move or replica copy under way (volume-info.ts): the volume is frozen. */
-  moving?: MoveMarker;
-}
+};
 
 export class Volume {
   readonly config: VolumeConfig;

@@ -16,6 +16,7 @@ import {
   type VolumeServer,
   type VolumeServerConfig,
 } from '../../../origin/volume/server.ts';
+import type { VolumeServerStatus, VolumeStatusJson } from '../../../shared/api.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { randomBlob } from '../../support/random.ts';
 import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
@@ -265,21 +266,9 @@ export function idxEntryOf(path: string, fid: string): IdxEntry {
 /** Byte offset of the first data byte of a needle record (cookie 4, id 8, Size 4, DataSize 4). */
 export const NEEDLE_DATA_START = 20;
 
-export interface VolumeStatusJson {
-  id: number;
-  collection: string;
-  size: number;
-  fileCount: number;
-  deleteCount: number;
-  deletedByteCount: number;
-  readOnly: boolean;
-  ttl: string;
-  compactRevision: number;
-}
-
 export async function volumeStatus(base: string, volumeId: number): Promise<VolumeStatusJson> {
   const res = await fetch(`${base}/status`);
-  const body = (await res.json()) as { Volumes: VolumeStatusJson[] };
+  const body = (await res.json()) as VolumeServerStatus;
   const v = body.Volumes.find((x) => x.id === volumeId);
   if (!v) throw new Error(`volume ${volumeId} not in /status`);
   return v;
