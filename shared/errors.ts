@@ -80,15 +80,15 @@ export class NoSpaceError extends KelpError {
   readonly code = 'no_space';
 }
 
-/** A write to a sealed (read-only) volume: the client should assign again. */
-export class ReadOnlyVolumeError extends KelpError {
-  readonly status = 409;
-  readonly code = 'volume_read_only';
-}
-
+/** The target's state refuses the request (409): something else is under way, or it already exists. */
 export class ConflictError extends KelpError {
   readonly status = 409;
   readonly code: string = 'conflict';
+}
+
+/** A write to a sealed (read-only) volume: the client should assign again. A conflict with the volume's state. */
+export class ReadOnlyVolumeError extends ConflictError {
+  override readonly code = 'volume_read_only';
 }
 
 export class PayloadTooLargeError extends KelpError {
@@ -202,4 +202,82 @@ export function errorBody(err: unknown): { error: string; code: string } {
   if (err instanceof NotFoundError) return { error: 'not found', code: err.code };
   if (err instanceof KelpError) return { error: err.message, code: err.code };
   return { error: 'internal error', code: 'internal' };
+}
+
+// ---- reading an error body back ----
+
+/** Characters of a non-JSON error body kept in the message (a proxy's HTML page says little more). */
+export const MAX_ERROR_TEXT_CHARS = 300;
+
+type ErrorFactory = (message: string) => KelpError;
+
+/**
+ * Every concrete error, for errorFromBody. A base class comes before its
+ * subclasses, so it is the one a bare status maps to. A 416 read back has no
+ * representation size (0); a 429 or 503 gets the sender's Retry-After.
+ */
+const ERROR_TABLE: readonly ErrorFactory[] = [
+  (m) => new BadRequestError(m),
+  (m) => new InvalidFidError(m),
+  (m) => new InvalidParamError(m),
+  (m) => new InvalidTtlError(m),
+  (m) => new InvalidPlacementError(m),
+  (m) => new UnauthorizedError(m),
+  (m) => new ForbiddenError(m),
+  (m) => new NotFoundError(m),
+  (m) => new VolumeNotFoundError(m),
+  (m) => new MethodNotAllowedError(m),
+  (m) => new NoSpaceError(m),
+  (m) => new ConflictError(m),
+  (m) => new ReadOnlyVolumeError(m),
+  (m) => new PayloadTooLargeError(m),
+  (m) => new RangeNotSatisfiableError(m, 0),
+  (m) => new UnprocessableError(m),
+  (m) => new TooManyRequestsError(m),
+  (m) => new CorruptDataError(m),
+  (m) => new TruncatedDataError(m),
+  (m) => new ChecksumMismatchError(m),
+  (m) => new UnsupportedVersionError(m),
+  (m) => new InternalError(m),
+  (m) => new UpstreamError(m),
+  (m) => new UnavailableError(m),
+  (m) => new NotLeaderError(m),
+  (m) => new InsufficientStorageError(m),
+];
+
+const BY_CODE = new Map<string, ErrorFactory>();
+const BY_STATUS = new Map<number, ErrorFactory>();
+for (const make of ERROR_TABLE) {
+  const sample = make('');
+  BY_CODE.set(sample.code, make);
+  if (!BY_STATUS.has(sample.status)) BY_STATUS.set(sample.status, make);
+}
+
+/**
+ * The error an error response stands for, read back from its status and body:
+ * the class its `code` names (bodies as errorBody writes them), else the class
+ * of its status, else UpstreamError. The message is the body's `error`, else
+ * the start of the body's text, else `fallback` (a status line). Callers branch
+ * on the class (`instanceof ConflictError`) or its `code`, never on the status
+ * number or the message.
+ */
+export function errorFromBody(
+  status: number,
+  text: string,
+  options: { fallback?: string; retryAfter?: number } = {},
+): KelpError {
+  let code: unknown;
+  let message: string | undefined;
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown; code?: unknown } | null;
+    if (typeof parsed?.error === 'string') message = parsed.error;
+    code = parsed?.code;
+  } catch {
+    // not JSON: the raw text will do
+  }
+  message ??= text.trim().slice(0, MAX_ERROR_TEXT_CHARS) || options.fallback || String(status);
+  const make = (typeof code === 'string' ? BY_CODE.get(code) : undefined) ?? BY_STATUS.get(status);
+  const err = make ? make(message) : new UpstreamError(message);
+  if (options.retryAfter !== undefined) err.retryAfter = options.retryAfter;
+  return err;
 }

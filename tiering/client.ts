@@ -22,6 +22,7 @@ import type {
 
 export type { TierJob, VacuumReport };
 
+import { errorFromBody, type KelpError, NotFoundError } from '../shared/errors.ts';
 import type { PolicyVolume } from './policy.ts';
 
 /** Bound on every request: a hung server fails the round, it does not stall the service. */
@@ -37,10 +38,16 @@ export const MAX_POLL_FAILURES = 5;
 export class TierRequestError extends Error {
   /** The HTTP status, when the server answered. */
   readonly status?: number;
-  constructor(message: string, status?: number, options?: { cause?: unknown }) {
+  /**
+   * The server's error read back from its body (errorFromBody), when it
+   * answered with one: callers branch on its class (`instanceof ConflictError`).
+   */
+  readonly serverError?: KelpError;
+  constructor(message: string, status?: number, options?: { cause?: unknown; serverError?: KelpError }) {
     super(message, options);
     this.name = 'TierRequestError';
     if (status !== undefined) this.status = status;
+    if (options?.serverError) this.serverError = options.serverError;
   }
 }
 
@@ -100,14 +107,10 @@ async function call<T>(
   }
   const text = await res.text();
   if (!expect.includes(res.status)) {
-    let why = text.trim().slice(0, 300) || res.statusText;
-    try {
-      const parsed = JSON.parse(text) as { error?: unknown };
-      if (typeof parsed.error === 'string') why = parsed.error;
-    } catch {
-      // not JSON: the raw text will do
-    }
-    throw new TierRequestError(`${method} ${url}: ${res.status} ${why}`, res.status);
+    const serverError = errorFromBody(res.status, text, { fallback: res.statusText });
+    throw new TierRequestError(`${method} ${url}: ${res.status} ${serverError.message}`, res.status, {
+      serverError,
+    });
   }
   try {
     return JSON.parse(text) as T;
@@ -188,7 +191,7 @@ export class TierClient {
       const body = await this.fromMasters<LookupResponse>(`/dir/lookup?volumeId=${volumeId}`, signal);
       return body.locations.map((l) => l.url);
     } catch (err) {
-      if (err instanceof TierRequestError && err.status === 404) return [];
+      if (err instanceof TierRequestError && err.serverError instanceof NotFoundError) return [];
       throw err;
     }
   }

@@ -18,6 +18,7 @@
  * `backend`), whatever its garbage; a replica already compacted is under the
  * threshold and left alone.
  */
+import { ConflictError } from '../shared/errors.ts';
 import type { RemoteDat, TierClient, TierJob, VacuumReport } from './client.ts';
 import { TierRequestError } from './client.ts';
 
@@ -111,7 +112,7 @@ export async function compactVolume(
         await client.startDownload(server, volumeId);
       } catch (err) {
         // Started elsewhere in the meantime (the tiering service): wait for that one instead.
-        if (!(err instanceof TierRequestError && err.status === 409)) throw err;
+        if (!(err instanceof TierRequestError && err.serverError instanceof ConflictError)) throw err;
       }
       const job = await wait(server, 'download');
       if (job.state === 'failed') {
@@ -141,7 +142,7 @@ export async function compactVolume(
     try {
       await client.startUpload(server, volumeId, backend, keepLocalDat);
     } catch (err) {
-      if (!(err instanceof TierRequestError && err.status === 409)) throw err;
+      if (!(err instanceof TierRequestError && err.serverError instanceof ConflictError)) throw err;
     }
     const job = await wait(server, 'upload');
     const after = (await client.volumeTier(server, volumeId)).remote;

@@ -18,6 +18,7 @@
  * at most once per interval, so no rule can make it flap faster than that.
  */
 import { type Logger, pino } from 'pino';
+import { ConflictError } from '../shared/errors.ts';
 import {
   type ClusterSnapshot,
   type ClusterVolume,
@@ -238,7 +239,7 @@ export class TierService {
         else await this.o.client.startDownload(r.server, v.id, signal);
       } catch (err) {
         // Someone else started one in the meantime: wait for it rather than fail.
-        if (!(err instanceof TierRequestError && err.status === 409)) throw err;
+        if (!(err instanceof TierRequestError && err.serverError instanceof ConflictError)) throw err;
         const now = await this.o.client.volumeTier(r.server, v.id, signal);
         if (now.job?.state !== 'running') throw err;
         this.log.info(`volume ${v.id} on ${r.server}: its ${now.job.action} is already running; waiting`);

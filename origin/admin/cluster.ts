@@ -13,7 +13,7 @@ import type {
   VolumeServerStatus,
   VolumeStatusJson,
 } from '../../shared/api.ts';
-import { UpstreamError } from '../../shared/errors.ts';
+import { errorFromBody, UpstreamError } from '../../shared/errors.ts';
 import type { Topology } from '../master/topology.ts';
 import type { CopyReport, VolumeSnapshot } from '../volume/volume-move.ts';
 
@@ -105,13 +105,10 @@ export class VolumeServerClient {
     }
     const text = await res.text();
     if (!res.ok) {
-      let why = text.slice(0, 300);
-      try {
-        why = (JSON.parse(text) as { error?: string }).error ?? why;
-      } catch {
-        // not JSON: the raw text will do
-      }
-      throw new UpstreamError(`${method} ${url}: ${res.status} ${why}`);
+      const serverError = errorFromBody(res.status, text, { fallback: res.statusText });
+      throw new UpstreamError(`${method} ${url}: ${res.status} ${serverError.message}`, {
+        cause: serverError,
+      });
     }
     return JSON.parse(text) as T;
   }

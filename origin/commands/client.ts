@@ -1,4 +1,5 @@
 /** HTTP calls of `kelp upload` / `kelp download`: JSON answers, errors that say who failed and why. */
+import { errorFromBody } from '../../shared/errors.ts';
 import { masterList, tryNextMaster } from '../http/masters.ts';
 
 /** A failed request: printed as is by the CLI (exit 1). */
@@ -14,16 +15,9 @@ export function baseUrl(hostOrUrl: string): string {
   return (hostOrUrl.includes('://') ? hostOrUrl : `http://${hostOrUrl}`).replace(/\/+$/, '');
 }
 
-/** The `{error}` of a Kelp error body, else the status line. */
+/** The status and the `{error}` of a Kelp error body, else the start of the body or the status line. */
 async function reason(res: Response): Promise<string> {
-  const body = await res.text();
-  try {
-    const parsed = JSON.parse(body) as { error?: unknown };
-    if (typeof parsed.error === 'string') return `${res.status} ${parsed.error}`;
-  } catch {
-    // not JSON: fall through to the raw text
-  }
-  return `${res.status} ${body.trim().slice(0, 200) || res.statusText}`;
+  return `${res.status} ${errorFromBody(res.status, await res.text(), { fallback: res.statusText }).message}`;
 }
 
 export async function request(url: string, init: RequestInit = {}): Promise<Response> {

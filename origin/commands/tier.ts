@@ -5,7 +5,7 @@
  * as the tiering service does; `serve` runs that service (tiering/service.ts).
  */
 import type { Command } from 'commander';
-import { InvalidFidError } from '../../shared/errors.ts';
+import { ConflictError, InvalidFidError } from '../../shared/errors.ts';
 import { parseVolumeId } from '../../shared/fid.ts';
 import {
   type ClusterSnapshot,
@@ -80,7 +80,7 @@ async function moveVolume(
           await client.startUpload(server, volumeId, upload.backend, upload.keepLocalDat);
         else await client.startDownload(server, volumeId);
       } catch (err) {
-        if (!(err instanceof TierRequestError && err.status === 409)) throw err;
+        if (!(err instanceof TierRequestError && err.serverError instanceof ConflictError)) throw err;
         const now = await client.volumeTier(server, volumeId);
         if (now.job?.state !== 'running') throw err;
         bars.log(`volume ${volumeId} on ${server}: its ${now.job.action} is already running; waiting for it`);

@@ -19,6 +19,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AssignResponse } from '../../shared/api.ts';
 import {
+  errorFromBody,
   MethodNotAllowedError,
   NotLeaderError,
   UnavailableError,
@@ -104,15 +105,18 @@ export class LeaderProxy {
   /** A fid from the leader for a `/submit` this master stores (the caller was checked already). */
   async assign(req: IncomingMessage, q: URLSearchParams): Promise<AssignResponse> {
     const answer = await this.forward(req, 'GET', `/dir/assign?${q}`);
-    let body: AssignResponse & { error?: string };
+    let body: AssignResponse;
     try {
-      body = JSON.parse(answer.body.toString()) as AssignResponse & { error?: string };
+      body = JSON.parse(answer.body.toString()) as AssignResponse;
     } catch (err) {
       throw new UpstreamError(`the leader's assign answer is not JSON (${answer.status})`, { cause: err });
     }
     if (answer.status === 200) return body;
-    const why = `the leader could not assign: ${body.error ?? answer.status}`;
-    if (answer.status === 503) throw new UnavailableError(why, Number(answer.headers['retry-after']) || 1);
+    const serverError = errorFromBody(answer.status, answer.body.toString());
+    const why = `the leader could not assign: ${serverError.message}`;
+    if (serverError instanceof UnavailableError) {
+      throw new UnavailableError(why, Number(answer.headers['retry-after']) || 1);
+    }
     throw new UpstreamError(why);
   }
 
