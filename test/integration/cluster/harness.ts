@@ -4,8 +4,7 @@
  * small HTTP helpers. Every loop is bounded; every server is stopped by
  * `stopAll()` in afterAll.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { type MasterConfig, type MasterServer, startMaster } from '../../../origin/master/server.ts';
@@ -18,6 +17,7 @@ import {
 import type { AssignResponse, LookupResponse } from '../../../shared/api.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
+import { spawnUntilReady } from '../../support/process.ts';
 import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -130,44 +130,22 @@ export async function childVolume(
   if (options.signingKey) args.push('--signingKey', options.signingKey);
   if (options.clusterKey) args.push('--clusterKey', options.clusterKey);
   if (options.adminKey) args.push('--adminKey', options.adminKey);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = once(child, 'exit');
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    out += s;
+  const p = await spawnUntilReady(args, {
+    what: 'volume process',
+    ready: /listening (\d+)/,
+    timeoutMs: 40_000,
+    onSpawn: (kill) => stoppers.push(kill),
   });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    await exited;
-  };
-  stoppers.push(() => stopWith('SIGKILL'));
-  const port = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`volume process did not start:\n${out}`)), 40_000);
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const m = /listening (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`volume process exited with ${code}:\n${out}`));
-    });
-  });
+  const port = p.match[1]!;
   const url = `127.0.0.1:${port}`;
   return {
     dir,
     url,
     base: `http://${url}`,
-    child,
-    kill: () => stopWith('SIGKILL'),
-    stop: () => stopWith('SIGTERM'),
-    output: () => out,
+    child: p.child,
+    kill: p.kill,
+    stop: p.stop,
+    output: p.output,
   };
 }
 

@@ -5,11 +5,11 @@
  * HTTP helpers. Every loop is bounded in count and time; `stopAll()` ends
  * every process started here and removes the temp dirs.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { AssignResponse } from '../../../shared/api.ts';
 import { parseFid } from '../../../shared/fid.ts';
+import { spawnUntilReady } from '../../support/process.ts';
 import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
 import { waitFor as pollUntil } from '../../support/wait.ts';
 
@@ -54,50 +54,15 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 /** `kelp ARGS` as a process, once it printed a line matching `ready` (its port in group 1). */
 export async function kelpProcess(args: string[], ready: RegExp): Promise<KelpProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const p = await spawnUntilReady([CLI, ...args], {
+    what: `kelp ${args[0]}`,
+    ready,
+    timeoutMs: START_TIMEOUT_MS,
     env: cleanEnv(),
+    onSpawn: (kill) => stoppers.push(kill),
   });
-  const exited = once(child, 'exit');
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    out += s;
-  });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    await exited;
-  };
-  stoppers.push(() => stopWith('SIGKILL'));
-  const port = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`kelp ${args[0]} did not start:\n${out}`)),
-      START_TIMEOUT_MS,
-    );
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const m = ready.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`kelp ${args[0]} exited with ${code}:\n${out}`));
-    });
-  });
-  const address = `127.0.0.1:${port}`;
-  return {
-    address,
-    base: `http://${address}`,
-    child,
-    output: () => out,
-    kill: () => stopWith('SIGKILL'),
-    stop: () => stopWith('SIGTERM'),
-  };
+  const address = `127.0.0.1:${p.match[1]!}`;
+  return { address, base: `http://${address}`, child: p.child, output: p.output, kill: p.kill, stop: p.stop };
 }
 
 /** `kelp master --etcd ...` on a given port (a restart keeps its address), 1-second pulses. */

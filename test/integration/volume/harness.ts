@@ -4,9 +4,8 @@
  * uploads, raw HTTP (fetch adds Accept-Encoding and undoes gzip by itself),
  * and a look at the files on disk.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +17,7 @@ import {
 } from '../../../origin/volume/server.ts';
 import type { VolumeServerStatus, VolumeStatusJson } from '../../../shared/api.ts';
 import { formatFid } from '../../../shared/fid.ts';
+import { spawnUntilReady } from '../../support/process.ts';
 import { randomBlob } from '../../support/random.ts';
 import { removeTempDirs, tempDir as supportTempDir } from '../../support/temp-dirs.ts';
 
@@ -69,8 +69,7 @@ const NO_MASTER = '127.0.0.1:1';
 
 /** `kelp volume --port 0 --dir DIR` as a child process (the only way to test kill -9). */
 export async function startChild(dir: string, extraArgs: string[] = []): Promise<ChildServer> {
-  const child = spawn(
-    process.execPath,
+  const p = await spawnUntilReady(
     [
       'origin/cli.ts',
       'volume',
@@ -84,42 +83,9 @@ export async function startChild(dir: string, extraArgs: string[] = []): Promise
       NO_MASTER,
       ...extraArgs,
     ],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    { what: 'volume server', ready: /listening on (http:\/\/127\.0\.0\.1:\d+)/, cwd: REPO_ROOT },
   );
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    out += s;
-  });
-  const exited = once(child, 'exit');
-  const base = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`volume server did not start:\n${out}`)), 20_000);
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`volume server exited with ${code}:\n${out}`));
-    });
-  });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    await exited;
-  };
-  return {
-    child,
-    base,
-    stop: () => stopWith('SIGTERM'),
-    kill: () => stopWith('SIGKILL'),
-    output: () => out,
-  };
+  return { child: p.child, base: p.match[1]!, stop: p.stop, kill: p.kill, output: p.output };
 }
 
 // ---- HTTP ----

@@ -12,9 +12,8 @@
  * hook in the server. Where a store counts on its side (the GCS emulator),
  * the test cross-checks against that too.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import type { TierJob } from '../../../origin/volume/tier.ts';
 import type { VolumeInfo } from '../../../origin/volume/volume-info.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import type { BackendConfig, BackendStats } from '../../../tiering/backend.ts';
+import { spawnUntilReady } from '../../support/process.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/volume-server.ts', import.meta.url));
 
@@ -72,43 +72,17 @@ export async function startChildTierServer(
   dir: string,
   backends: BackendConfig[] = [],
 ): Promise<ChildTierServer> {
-  const child = spawn(process.execPath, [FIXTURE], {
+  const p = await spawnUntilReady([FIXTURE], {
+    what: 'volume server',
+    ready: /listening (\d+)/,
     env: { ...process.env, KELP_TEST_VOLUME_SERVER: JSON.stringify({ dir, backends }) },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    out += s;
-  });
-  const exited = once(child, 'exit');
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`volume server did not start:\n${out}`)), 20_000);
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const m = /listening (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`volume server exited with ${code}:\n${out}`));
-    });
-  });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    await exited;
-  };
   return {
-    child,
-    base: `http://127.0.0.1:${port}`,
-    kill: () => stopWith('SIGKILL'),
-    stop: () => stopWith('SIGTERM'),
-    output: () => out,
+    child: p.child,
+    base: `http://127.0.0.1:${Number(p.match[1])}`,
+    kill: p.kill,
+    stop: p.stop,
+    output: p.output,
   };
 }
 
