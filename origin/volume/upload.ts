@@ -85,6 +85,27 @@ function pairPrefix(header: string): string | undefined {
   return undefined;
 }
 
+/** Request headers parseUpload reads (besides the length): what a body passed through unparsed needs beside it. */
+const UPLOAD_HEADERS = ['content-type', 'content-disposition', 'content-encoding', 'content-md5'];
+
+/**
+ * The headers of `req` that describe its upload, for sending the body on
+ * unparsed (the master's /submit): the receiver's parseUpload then sees what
+ * this server's would have.
+ */
+export function uploadHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  const headers = req.headers;
+  for (const header in headers) {
+    const value = headers[header];
+    if (value === undefined) continue;
+    if (UPLOAD_HEADERS.includes(header) || pairPrefix(header)) {
+      out[header] = Array.isArray(value) ? value.join(', ') : value;
+    }
+  }
+  return out;
+}
+
 function pairsFrom(req: IncomingMessage): Record<string, string> | undefined {
   let pairs: Record<string, string> | undefined;
   // A for-in over the headers, not Object.entries: no array of pairs built on every upload.
