@@ -20,6 +20,8 @@ const POST_1K = fileURLToPath(new URL('../lua/post-1k.lua', import.meta.url));
 const putSeq = fileURLToPath(new URL('../lua/put-seq.lua', import.meta.url));
 const KEYS_PER_RUN = 2 ** 24;
 const BENCH_CLUSTER_KEY = 'bench-cluster-key';
+/** Polls (100 ms apart) for both volume servers to join: three clusters start at once on a loaded machine. */
+const JOIN_POLLS = 300;
 
 /** A master and two volume servers, one volume "001" grown on both; resolves to the primary's port. */
 async function startReplicated(dir: string, clusterKey?: string): Promise<Started & { volumeId: number }> {
@@ -46,9 +48,13 @@ async function startReplicated(dir: string, clusterKey?: string): Promise<Starte
   };
   try {
     for (let i = 0; ; i++) {
-      const status = (await (await fetch(`${base}/dir/status`)).json()) as { Topology: { Free: number } };
-      if (status.Topology.Free >= 16) break;
-      if (i > 100) throw new Error('the volume servers never joined');
+      const status = (await (await fetch(`${base}/dir/status`)).json()) as {
+        Topology: { DataCenters: Array<{ Racks: Array<{ DataNodes: unknown[] }> }> };
+      };
+      // Both servers in (their volume slots depend on their disk, so count servers, not slots).
+      const nodes = status.Topology.DataCenters.flatMap((d) => d.Racks.flatMap((r) => r.DataNodes));
+      if (nodes.length >= 2) break;
+      if (i > JOIN_POLLS) throw new Error('the volume servers never joined');
       await new Promise((r) => setTimeout(r, 100));
     }
     const path = '/vol/grow?count=1&replication=001';
