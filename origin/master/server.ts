@@ -41,6 +41,7 @@ import { KELP_VERSION_STRING } from '../version.ts';
 import { splitUrl } from '../volume/params.ts';
 import {
   clearSpoolDir,
+  MULTIPART_OVERHEAD_BYTES,
   parseUpload,
   releaseUpload,
   SPOOL_THRESHOLD_BYTES,
@@ -299,7 +300,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const declared = declaredLength(req);
     // A small body of known length passes through unparsed: the volume server parses it
     // anyway, and parsing it here too (multipart, then a rebuilt request) cost more than
-    // the write itself. Within the limit as a whole, its file part is within it too.
+    // the write itself. Within the limit as a whole, its file part is within it too
+    // (and the volume server applies its own limit to the part).
     if (declared !== undefined && declared <= PASS_THROUGH_MAX_BYTES && declared <= config.maxUploadBytes) {
       const raw = await readBody(req, config.maxUploadBytes);
       return forward(
@@ -575,9 +577,10 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
 
 /**
  * Largest /submit body the master passes through unparsed (held in memory, so
- * a retry can send it again); larger ones are parsed and spooled as before.
+ * a retry can send it again): a file part as large as the volume server keeps
+ * in memory, with its multipart framing. Larger ones are parsed and spooled.
  */
-const PASS_THROUGH_MAX_BYTES = SPOOL_THRESHOLD_BYTES;
+const PASS_THROUGH_MAX_BYTES = SPOOL_THRESHOLD_BYTES + MULTIPART_OVERHEAD_BYTES;
 
 /** What a /submit's answer says of the upload when the volume server answered 204 (no body). */
 interface Described {

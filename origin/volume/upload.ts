@@ -28,7 +28,7 @@ import { asStorageError } from './disk-space.ts';
 export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
 
 /** Slack for multipart framing on top of the file size limit when checking Content-Length. */
-const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
+export const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
 /** Pair headers: `Kelp-*` and SeaweedFS's `Seaweed-*`, stored without the prefix. */
 const PAIR_PREFIXES = ['kelp-', 'seaweed-'];
 const MAX_PAIRS_JSON_BYTES = 0xffff;
