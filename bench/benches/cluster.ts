@@ -22,7 +22,7 @@ const LUA = (name: string) => fileURLToPath(new URL(`../lua/${name}`, import.met
 const READ_BLOBS = 10_000;
 
 /** `kelp server` on free ports; resolves once its volume server has joined the master. */
-async function startCluster(dir: string): Promise<{ master: Started; volumePort: number }> {
+export async function startCluster(dir: string): Promise<{ master: Started; volumePort: number }> {
   const master = await startServer(
     [CLI, 'server', '--dir', dir, '--master.port', '0', '--volume.port', '0', '--volume.fsync', 'batch'],
     { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/ },

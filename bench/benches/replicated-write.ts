@@ -5,6 +5,8 @@
  * replica PUT carries an HMAC-SHA256 signature over its SHA-256 body hash,
  * which the replica checks before storing. Goal: ≥ 90 % of the open cluster.
  */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clusterHeaders } from '../../origin/security/cluster-auth.ts';
 import { compare } from '../lib/compare.ts';
@@ -13,9 +15,13 @@ import { type Started, startServer } from '../lib/process.ts';
 import type { Bench } from '../run.ts';
 
 const CLI = fileURLToPath(new URL('../../origin/cli.ts', import.meta.url));
+const BARE = fileURLToPath(new URL('../baselines/bare-http.ts', import.meta.url));
+const POST_1K = fileURLToPath(new URL('../lua/post-1k.lua', import.meta.url));
 const putSeq = fileURLToPath(new URL('../lua/put-seq.lua', import.meta.url));
 const KEYS_PER_RUN = 2 ** 24;
 const BENCH_CLUSTER_KEY = 'bench-cluster-key';
+/** Polls (100 ms apart) for both volume servers to join: three clusters start at once on a loaded machine. */
+const JOIN_POLLS = 300;
 
 /** A master and two volume servers, one volume "001" grown on both; resolves to the primary's port. */
 async function startReplicated(dir: string, clusterKey?: string): Promise<Started & { volumeId: number }> {
@@ -42,9 +48,13 @@ async function startReplicated(dir: string, clusterKey?: string): Promise<Starte
   };
   try {
     for (let i = 0; ; i++) {
-      const status = (await (await fetch(`${base}/dir/status`)).json()) as { Topology: { Free: number } };
-      if (status.Topology.Free >= 16) break;
-      if (i > 100) throw new Error('the volume servers never joined');
+      const status = (await (await fetch(`${base}/dir/status`)).json()) as {
+        Topology: { DataCenters: Array<{ Racks: Array<{ DataNodes: unknown[] }> }> };
+      };
+      // Both servers in (their volume slots depend on their disk, so count servers, not slots).
+      const nodes = status.Topology.DataCenters.flatMap((d) => d.Racks.flatMap((r) => r.DataNodes));
+      if (nodes.length >= 2) break;
+      if (i > JOIN_POLLS) throw new Error('the volume servers never joined');
       await new Promise((r) => setTimeout(r, 100));
     }
     const path = '/vol/grow?count=1&replication=001';
@@ -70,6 +80,7 @@ const bench: Bench = {
   description: '1 KiB writes replicated 001 on two servers: open cluster vs cluster key (signed fan-out)',
   async run(ctx) {
     const scratch = scratchDir('replicated');
+    mkdirSync(join(scratch.dir, 'bare'));
     const runs = [0, 0];
     const volumeIds: number[] = [];
     const contender = (i: number, subject: string, key?: string) => ({
@@ -92,10 +103,17 @@ const bench: Bench = {
     try {
       return await compare(
         [
+          // Issue 15's goal for replicated writes is a ratio to this (≥ 40 %); the
+          // cluster key's cost is the ratio of the two rows below.
+          {
+            subject: 'bare append + group fdatasync (one copy)',
+            start: () => startServer([BARE, 'append-group', join(scratch.dir, 'bare')]),
+            load: (port: number) => ({ url: `http://127.0.0.1:${port}/`, script: POST_1K }),
+          },
           contender(0, 'replicated 001, open cluster'),
           contender(1, 'replicated 001, cluster key (signed replica PUTs)', BENCH_CLUSTER_KEY),
         ],
-        { bench: 'replicated-write', ...ctx, goal: '≥ 90 % of the open cluster' },
+        { bench: 'replicated-write', ...ctx, goal: 'open ≥ 40 % of bare; key ≥ 90 % of open' },
       );
     } finally {
       scratch.remove();

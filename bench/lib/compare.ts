@@ -9,6 +9,8 @@ export interface Contender {
   start(): Promise<Started>;
   /** Load options for this contender given its port (path, Lua script, env). */
   load(port: number): Omit<LoadOptions, 'connections' | 'durationSec'>;
+  /** Drives the load itself instead of wrk (bench/lib/drive.ts), for flows of several requests. */
+  drive?(port: number, connections: number, durationSec: number): Promise<LoadResult>;
 }
 
 export interface CompareOptions {
@@ -35,10 +37,13 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
       // ABBA: odd rounds run the contenders in reverse, so none always follows the same neighbour.
       const order = contenders.map((_, i) => (round % 2 ? contenders.length - 1 - i : i));
       for (const i of order) {
-        const load = contenders[i]!.load(started[i]!.port);
+        const c = contenders[i]!;
+        const port = started[i]!.port;
         const pid = started[i]!.child?.pid;
         const before = cpuSeconds(pid);
-        const r = await runWrk({ ...load, connections: opts.connections, durationSec: opts.durationSec });
+        const r = c.drive
+          ? await c.drive(port, opts.connections, opts.durationSec)
+          : await runWrk({ ...c.load(port), connections: opts.connections, durationSec: opts.durationSec });
         const after = cpuSeconds(pid);
         results[i]!.push(r);
         if (before === undefined || after === undefined) cpu[i]!.known = false;

@@ -28,7 +28,7 @@ import { FilePartTypes } from './part-types.ts';
 export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
 
 /** Slack for multipart framing on top of the file size limit when checking Content-Length. */
-const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
+export const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
 /** Pair headers: `Kelp-*` and SeaweedFS's `Seaweed-*`, stored without the prefix. */
 const PAIR_PREFIXES = ['kelp-', 'seaweed-'];
 const MAX_PAIRS_JSON_BYTES = 0xffff;
@@ -83,6 +83,27 @@ export function uploadSize(upload: UploadBody): number {
 function pairPrefix(header: string): string | undefined {
   for (const p of PAIR_PREFIXES) if (header.startsWith(p)) return p;
   return undefined;
+}
+
+/** Request headers parseUpload reads (besides the length): what a body passed through unparsed needs beside it. */
+const UPLOAD_HEADERS = ['content-type', 'content-disposition', 'content-encoding', 'content-md5'];
+
+/**
+ * The headers of `req` that describe its upload, for sending the body on
+ * unparsed (the master's /submit): the receiver's parseUpload then sees what
+ * this server's would have.
+ */
+export function uploadHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  const headers = req.headers;
+  for (const header in headers) {
+    const value = headers[header];
+    if (value === undefined) continue;
+    if (UPLOAD_HEADERS.includes(header) || pairPrefix(header)) {
+      out[header] = Array.isArray(value) ? value.join(', ') : value;
+    }
+  }
+  return out;
 }
 
 function pairsFrom(req: IncomingMessage): Record<string, string> | undefined {

@@ -3,6 +3,7 @@
  * (from their heartbeats), grows volumes, and answers lookups (docs/format.md §7).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
 import { parseCollection } from '../../shared/collection.ts';
 import {
@@ -20,8 +21,8 @@ import { clusterViewOf } from '../admin/cluster.ts';
 import { ADMIN_PATHS, AdminEndpoints, masterAuth } from '../admin/endpoints.ts';
 import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
 import { DEFAULT_VACUUM_INTERVAL_MS, VacuumSchedule } from '../admin/vacuum-schedule.ts';
-import { MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
-import { type PeerResponse, peerRequest } from '../http/client.ts';
+import { declaredLength, MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
+import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
@@ -29,10 +30,13 @@ import { splitUrl } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
 import {
   clearSpoolDir,
+  MULTIPART_OVERHEAD_BYTES,
   parseUpload,
   releaseUpload,
+  SPOOL_THRESHOLD_BYTES,
   spoolDir,
   type Upload,
+  uploadHeaders,
   uploadSize,
 } from '../http/upload.ts';
 import { createInstrumentedServer } from '../observability/http-metrics.ts';
@@ -293,10 +297,39 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {
     access.requireClient(req, req.url ?? '/');
+    const declared = declaredLength(req);
+    // A small body of known length passes through unparsed: the volume server parses it
+    // anyway, and parsing it here too (multipart, then a rebuilt request) cost more than
+    // the write itself. Within the limit as a whole, its file part is within it too
+    // (and the volume server applies its own limit to the part).
+    if (declared !== undefined && declared <= PASS_THROUGH_MAX_BYTES && declared <= config.maxUploadBytes) {
+      const raw = await readBody(req, config.maxUploadBytes);
+      return forward(
+        req,
+        { body: raw, headers: uploadHeaders(req), described: () => describeRaw(req, raw) },
+        q,
+      );
+    }
     // Large bodies spool under the master's directory and stream on to the volume server.
     const upload = await parseUpload(req, '', config.maxUploadBytes, spoolDir(config.mdir));
     try {
-      return await forward(req, upload, q);
+      return await forward(req, rebuilt(upload), q);
+    } finally {
+      releaseUpload(upload);
+    }
+  };
+
+  /** Name and size of a passed-through body, parsed only when the volume server's answer lacks them. */
+  const describeRaw = async (req: IncomingMessage, raw: Buffer): Promise<Described> => {
+    const source = Object.assign(Readable.from([raw]), { headers: req.headers });
+    const upload = await parseUpload(
+      source as unknown as IncomingMessage,
+      '',
+      config.maxUploadBytes,
+      spoolDir(config.mdir),
+    );
+    try {
+      return { name: upload.name, size: uploadSize(upload) };
     } finally {
       releaseUpload(upload);
     }
@@ -304,7 +337,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
 
   const forward = async (
     req: IncomingMessage,
-    upload: Upload,
+    out: Outgoing,
     q: URLSearchParams | null,
   ): Promise<SubmitResponse> => {
     const requestId = requestIdOf(req);
@@ -313,18 +346,11 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const assigned = leadership.isLeader()
       ? await assign(ctx, request)
       : await proxy.assign(req, assignQuery(q));
-    const headers: Record<string, string> = {
-      'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
-      ...requestIdHeader(requestId),
-    };
-    if (upload.mime) headers['Content-Type'] = upload.mime;
-    if (upload.gzipped) headers['Content-Encoding'] = 'gzip';
-    for (const [k, v] of Object.entries(upload.pairs ?? {})) headers[`Kelp-${k}`] = v;
-    if (assigned.auth) headers.Authorization = `Bearer ${assigned.auth}`;
+    const headers: Record<string, string> = { ...out.headers, ...requestIdHeader(requestId) };
+    if (assigned.auth) headers.authorization = `Bearer ${assigned.auth}`;
     const ttl = param(q, 'ttl');
     const url = `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`;
-    const payload = upload.spool ? { path: upload.spool.path, size: upload.spool.size } : upload.data;
-    const put = () => peerRequest(url, { method: 'PUT', headers, body: payload, timeoutMs: 60_000 });
+    const put = () => peerRequest(url, { method: 'PUT', headers, body: out.body, timeoutMs: 60_000 });
     let res: PeerResponse;
     try {
       res = await put();
@@ -336,22 +362,28 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       });
     }
     if (res.status === 204) {
+      const { name, size } = await out.described();
       return {
-        fileName: upload.name,
+        fileName: name,
         fid: assigned.fid,
         fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
-        size: uploadSize(upload),
+        size,
         eTag: String(res.headers.etag ?? '').replaceAll('"', ''),
       };
     }
-    const body = JSON.parse(res.body.toString()) as { size: number; eTag: string; error?: string };
+    const body = JSON.parse(res.body.toString()) as {
+      name: string;
+      size: number;
+      eTag: string;
+      error?: string;
+    };
     if (res.status !== 201) {
       throw new UpstreamError(
         `volume server ${assigned.url} refused the upload: ${body.error ?? res.status}`,
       );
     }
     return {
-      fileName: upload.name,
+      fileName: body.name,
       fid: assigned.fid,
       fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
       size: body.size,
@@ -541,6 +573,39 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       return drained;
     },
   };
+}
+
+/**
+ * Largest /submit body the master passes through unparsed (held in memory, so
+ * a retry can send it again): a file part as large as the volume server keeps
+ * in memory, with its multipart framing. Larger ones are parsed and spooled.
+ */
+const PASS_THROUGH_MAX_BYTES = SPOOL_THRESHOLD_BYTES + MULTIPART_OVERHEAD_BYTES;
+
+/** What a /submit's answer says of the upload when the volume server answered 204 (no body). */
+interface Described {
+  name: string;
+  size: number;
+}
+
+/** The PUT a /submit sends to the volume server, before the assignment's headers. */
+interface Outgoing {
+  body: Uint8Array | FileBody;
+  headers: Record<string, string>;
+  described(): Promise<Described>;
+}
+
+/** A parsed upload as the volume server's PUT takes it (spooled bodies stream from their file). */
+function rebuilt(upload: Upload): Outgoing {
+  const headers: Record<string, string> = {
+    'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(upload.name)}`,
+  };
+  if (upload.mime) headers['Content-Type'] = upload.mime;
+  if (upload.gzipped) headers['Content-Encoding'] = 'gzip';
+  for (const [k, v] of Object.entries(upload.pairs ?? {})) headers[`Kelp-${k}`] = v;
+  const body = upload.spool ? { path: upload.spool.path, size: upload.spool.size } : upload.data;
+  const size = uploadSize(upload);
+  return { body, headers, described: async () => ({ name: upload.name, size }) };
 }
 
 /** The placement parameters of a /submit, as the leader's /dir/assign takes them. */

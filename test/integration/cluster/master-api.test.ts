@@ -4,7 +4,7 @@
  * `/cluster/status`, `/vol/grow` (with placement), `GET /<fid>` redirects,
  * `/col/delete`, and the dataCenter / rack filters of `/dir/assign`.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../origin/observability/log.ts';
 import { heartbeatOf } from '../../../origin/volume/heartbeat.ts';
@@ -104,6 +104,42 @@ describe('master API', () => {
 
     // Not a multipart POST: refused, nothing assigned.
     expect((await fetch(`${m.base}/submit`)).status).toBe(405);
+  });
+
+  it('/submit passes a small body through whole: its name, pair headers and Content-MD5 reach the volume server', async () => {
+    const data = Buffer.from('passed through\n');
+    const form = () => {
+      const f = new FormData();
+      f.append('file', new Blob([data], { type: 'text/plain' }), 'p.txt');
+      return f;
+    };
+    const md5 = createHash('md5').update(data).digest('base64');
+    const res = await fetch(`${m.base}/submit`, {
+      method: 'POST',
+      body: form(),
+      headers: { 'Kelp-Color': 'blue', 'Content-MD5': md5 },
+    });
+    const out = await json<SubmitResponse>(res, 201);
+    expect(out.fileName).toBe('p.txt');
+    expect(out.size).toBe(data.length);
+    const back = await fetch(`http://${out.fileUrl}`);
+    expect(Buffer.from(await back.arrayBuffer()).equals(data)).toBe(true);
+    expect(back.headers.get('kelp-color')).toBe('blue');
+    // A raw (not multipart) body: the volume server checks the Content-MD5 the client sent
+    // the master, and a wrong one is refused.
+    const wrong = createHash('md5').update('other bytes').digest('base64');
+    const raw = (digest: string) =>
+      fetch(`${m.base}/submit`, {
+        method: 'POST',
+        body: data,
+        headers: { 'Content-MD5': digest, 'Content-Disposition': 'attachment; filename="r.txt"' },
+      });
+    // (A refusal by the volume server is the master's 502, as for any refused upload.)
+    const refused = await raw(wrong);
+    expect(refused.status).toBe(502);
+    expect(((await refused.json()) as { error: string }).error).toMatch(/Content-MD5/);
+    const ok = await json<SubmitResponse>(await raw(md5), 201);
+    expect(ok.fileName).toBe('r.txt');
   });
 
   it('/dir/status and /cluster/status describe the topology', async () => {

@@ -1,0 +1,266 @@
+/**
+ * Scale (issue 15 item 5), printed as a table:
+ * - start-up of a volume server holding `needles` needles in `volumes`
+ *   volumes (default 10^7 in 100): time from spawn to listening, and RSS, all
+ *   in and above an empty volume server's (goal: ready ≤ 3 s, ≤ 24 B/needle).
+ *   The volumes are written directly (superblock by Volume.create, then
+ *   records of 1 data byte and their idx entries), not uploaded: 10^7 uploads
+ *   would take an hour here;
+ * - lookup latency at a master that knows 10^4 volumes (10 servers × 1,000,
+ *   told by heartbeats POSTed by this script);
+ * - what one heartbeat of 1,000 volumes costs the master (CPU, latency, size).
+ *
+ *   node bench/scale.ts [--needles 10000000] [--volumes 100]
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Volume } from '../origin/volume/volume.ts';
+import { formatFid } from '../shared/fid.ts';
+import { IDX_ENTRY_SIZE, writeIdxEntry } from '../shared/idx.ts';
+import { encodeNeedle } from '../shared/needle.ts';
+import { parsePlacement } from '../shared/placement.ts';
+import { parseTtl } from '../shared/ttl.ts';
+import { cpuSeconds } from './lib/cpu.ts';
+import { scratchDir } from './lib/kelp.ts';
+import { type Started, startServer } from './lib/process.ts';
+
+const CLI = fileURLToPath(new URL('../origin/cli.ts', import.meta.url));
+const { values } = parseArgs({
+  options: { needles: { type: 'string', default: '10000000' }, volumes: { type: 'string', default: '100' } },
+});
+const NEEDLES = Number(values.needles);
+const VOLUMES = Number(values.volumes);
+/** Records per write() while generating: bounds the generator's memory. */
+const BATCH = 65_536;
+const LOOKUP_SERVERS = 10;
+const VOLUMES_PER_SERVER = 1_000;
+const LOOKUPS = 20_000;
+const HEARTBEATS = 200;
+const COOKIE = 0x1234abcd;
+
+const rows: string[][] = [];
+const row = (what: string, value: string, goal = '') => rows.push([what, value, goal]);
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+/** `count` needles (keys 1..count) in volume `id` under `dir`, written as a volume server would. */
+async function generateVolume(dir: string, id: number, count: number): Promise<void> {
+  const config = {
+    dir,
+    collection: '',
+    volumeId: id,
+    fsync: 'never' as const,
+    sizeLimitBytes: 2 ** 40,
+    now: Date.now,
+  };
+  const volume = Volume.create(config, { placement: parsePlacement('000'), ttl: parseTtl('') });
+  const datStart = volume.datSize;
+  await volume.close();
+  const template = Buffer.from(
+    encodeNeedle({
+      flags: 0,
+      cookie: COOKIE,
+      id: 1n,
+      data: new Uint8Array([7]),
+      appendAtNs: 1n,
+    }),
+  );
+  const dat = openSync(join(dir, `${id}.dat`), 'r+');
+  const idx = openSync(join(dir, `${id}.idx`), 'r+');
+  try {
+    let offset = datStart;
+    for (let first = 1; first <= count; first += BATCH) {
+      const n = Math.min(BATCH, count - first + 1);
+      const records = Buffer.allocUnsafe(n * template.length);
+      const entries = Buffer.allocUnsafe(n * IDX_ENTRY_SIZE);
+      for (let i = 0; i < n; i++) {
+        const at = i * template.length;
+        records.set(template, at);
+        records.writeBigUInt64BE(BigInt(first + i), at + 4);
+        writeIdxEntry(entries, i * IDX_ENTRY_SIZE, {
+          key: BigInt(first + i),
+          offset: (offset + at) / 8,
+          size: template.readUInt32BE(12),
+        });
+      }
+      writeSync(dat, records, 0, records.length, offset);
+      writeSync(idx, entries, 0, entries.length, (first - 1) * IDX_ENTRY_SIZE);
+      offset += records.length;
+    }
+  } finally {
+    closeSync(dat);
+    closeSync(idx);
+  }
+}
+
+async function timedVolumeServer(dir: string): Promise<{ server: Started; ms: number; rss: number }> {
+  const t0 = performance.now();
+  const server = await startServer(
+    [CLI, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', dir, '--master', '', '--max', '1000'],
+    { ready: /kelp volume server listening on http:\/\/127\.0\.0\.1:(\d+)/, timeoutMs: 300_000 },
+  );
+  const ms = performance.now() - t0;
+  return { server, ms, rss: rssBytes(server.child!.pid!) };
+}
+
+function call(port: number, method: string, path: string, body: string | undefined, agent: Agent) {
+  return new Promise<number>((resolve, reject) => {
+    const headers = body ? { 'Content-Type': 'application/json' } : {};
+    const req = request({ host: '127.0.0.1', port, method, path, agent, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+
+function heartbeatBody(server: number, firstVolume: number): string {
+  const volumes = Array.from({ length: VOLUMES_PER_SERVER }, (_, i) => ({
+    id: firstVolume + i,
+    collection: '',
+    size: 1_000_000,
+    fileCount: 1000,
+    deleteCount: 0,
+    deletedByteCount: 0,
+    readOnly: false,
+    replicaPlacement: '000',
+    ttl: '',
+    compactRevision: 0,
+    readsPerDay: 0,
+    modifiedAt: 0,
+  }));
+  return JSON.stringify({
+    url: `127.0.0.1:${20_000 + server}`,
+    publicUrl: '',
+    dataCenter: 'dc1',
+    rack: 'r1',
+    maxVolumeCount: VOLUMES_PER_SERVER + 10,
+    maxFileKey: '0',
+    volumes,
+  });
+}
+
+const scratch = scratchDir('scale');
+try {
+  // 1. Start-up and RSS.
+  const empty = await timedVolumeServer(join(scratch.dir, 'empty'));
+  await empty.server.stop();
+  const dir = join(scratch.dir, 'full');
+  mkdirSync(dir);
+  const g0 = performance.now();
+  for (let v = 1; v <= VOLUMES; v++) {
+    const count = Math.floor(NEEDLES / VOLUMES) + (v <= NEEDLES % VOLUMES ? 1 : 0);
+    await generateVolume(dir, v, count);
+  }
+  console.error(
+    `generated ${NEEDLES} needles in ${VOLUMES} volumes in ${((performance.now() - g0) / 1000).toFixed(1)} s`,
+  );
+  for (const run of ['first start (no clean-shutdown marks)', 'restart after a clean stop']) {
+    const full = await timedVolumeServer(dir);
+    // Served, not just listed: the last needle of the last volume reads back (CRC checked).
+    const last = formatFid({ volumeId: VOLUMES, key: BigInt(Math.floor(NEEDLES / VOLUMES)), cookie: COOKIE });
+    const got = await fetch(`http://127.0.0.1:${full.server.port}/${last}`);
+    if (got.status !== 200) throw new Error(`GET /${last}: HTTP ${got.status}`);
+    row(
+      `volume server ready, ${NEEDLES.toLocaleString('en-US')} needles / ${VOLUMES} volumes, ${run}`,
+      `${(full.ms / 1000).toFixed(2)} s`,
+      '≤ 3 s',
+    );
+    row(
+      `  RSS all in (${(full.rss / 2 ** 20).toFixed(0)} MiB) per needle`,
+      `${(full.rss / NEEDLES).toFixed(1)} B`,
+      '≤ 24 B',
+    );
+    row(
+      '  RSS above an empty volume server, per needle',
+      `${((full.rss - empty.rss) / NEEDLES).toFixed(1)} B`,
+      '',
+    );
+    await full.server.stop();
+  }
+  row(
+    'empty volume server: ready, RSS',
+    `${(empty.ms / 1000).toFixed(2)} s, ${(empty.rss / 2 ** 20).toFixed(0)} MiB`,
+    '',
+  );
+
+  // 2 and 3. A master told of 10^4 volumes; lookups; heartbeats of 1,000 volumes.
+  const master = await startServer(
+    [
+      CLI,
+      'master',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--mdir',
+      join(scratch.dir, 'm'),
+      '--pulseSeconds',
+      '5',
+    ],
+    { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/ },
+  );
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  try {
+    const bodies = Array.from({ length: LOOKUP_SERVERS }, (_, s) =>
+      heartbeatBody(s, 1 + s * VOLUMES_PER_SERVER),
+    );
+    for (const b of bodies) {
+      const status = await call(master.port, 'POST', '/heartbeat', b, agent);
+      if (status !== 200) throw new Error(`heartbeat: HTTP ${status}`);
+    }
+    const total = LOOKUP_SERVERS * VOLUMES_PER_SERVER;
+    const latencies: number[] = [];
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < LOOKUPS) {
+          next++;
+          const id = 1 + Math.floor(Math.random() * total);
+          const s = performance.now();
+          const status = await call(master.port, 'GET', `/dir/lookup?volumeId=${id}`, undefined, agent);
+          if (status !== 200) throw new Error(`lookup ${id}: HTTP ${status}`);
+          latencies.push(performance.now() - s);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    row(
+      `master lookup, ${total.toLocaleString('en-US')} volumes, c=16`,
+      `${(LOOKUPS / secs).toFixed(0)} req/s, p50 ${pct(latencies, 0.5).toFixed(2)} ms, p99 ${pct(latencies, 0.99).toFixed(2)} ms`,
+    );
+    const beat = bodies[0]!;
+    const cpu0 = cpuSeconds(master.child!.pid);
+    const beats: number[] = [];
+    for (let i = 0; i < HEARTBEATS; i++) {
+      const s = performance.now();
+      await call(master.port, 'POST', '/heartbeat', beat, agent);
+      beats.push(performance.now() - s);
+    }
+    const cpu1 = cpuSeconds(master.child!.pid);
+    beats.sort((a, b) => a - b);
+    row(
+      `heartbeat of ${VOLUMES_PER_SERVER} volumes (${(beat.length / 1024).toFixed(0)} KiB JSON)`,
+      `master CPU ${cpu0 === undefined || cpu1 === undefined ? '?' : (((cpu1 - cpu0) / HEARTBEATS) * 1000).toFixed(2)} ms/beat, p50 ${pct(beats, 0.5).toFixed(2)} ms, p99 ${pct(beats, 0.99).toFixed(2)} ms`,
+    );
+  } finally {
+    agent.destroy();
+    await master.stop();
+  }
+} finally {
+  scratch.remove();
+}
+console.log(`\nnode ${process.version}, one run\n| measure | value | goal |\n|---|---|---|`);
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);
