@@ -16,7 +16,7 @@
 import { InvalidParamError } from '../shared/errors.ts';
 import type { RetryPolicy } from './retry.ts';
 
-export type BackendType = 'local' | 's3' | 'gcs';
+export type BackendType = 'local' | 's3' | 'r2' | 'gcs';
 
 export interface TransferOptions {
   /** Bytes moved so far and the total; called often during long transfers, last with `bytes === total`. */
@@ -177,7 +177,21 @@ export interface GcsBackendConfig extends CommonConfig {
   requestTimeoutMs?: number;
 }
 
-export type BackendConfig = LocalBackendConfig | S3BackendConfig | GcsBackendConfig;
+/**
+ * Cloudflare R2 through its S3 API (r2.ts): the S3 fields, with the endpoint
+ * made from the account id and the region `auto` unless given.
+ */
+export interface R2BackendConfig extends Omit<S3BackendConfig, 'type' | 'region'> {
+  type: 'r2';
+  /** The Cloudflare account id (32 hex digits); the endpoint is made from it. */
+  accountId?: string;
+  /** `eu` or `fedramp` for a bucket in a jurisdiction. */
+  jurisdiction?: string;
+  /** `auto` (R2's only region) unless given. */
+  region?: string;
+}
+
+export type BackendConfig = LocalBackendConfig | S3BackendConfig | R2BackendConfig | GcsBackendConfig;
 
 /** The directory `local.default` uses when nothing is configured: beside the volumes. */
 export const DEFAULT_LOCAL_TIER_DIR = 'tier';
@@ -229,6 +243,15 @@ export async function createBackend(config: BackendConfig): Promise<TierBackend>
       }
       const { S3Backend } = await import('./s3.ts');
       return new S3Backend(config);
+    }
+    case 'r2': {
+      requireString(config, 'bucket');
+      if (!config.endpoint) requireString(config, 'accountId');
+      if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
+        throw new InvalidParamError('backend config: give both accessKeyId and secretAccessKey, or neither');
+      }
+      const { R2Backend } = await import('./r2.ts');
+      return new R2Backend(config);
     }
     case 'gcs': {
       requireString(config, 'bucket');

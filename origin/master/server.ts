@@ -229,7 +229,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     if (locations.length === 0 || (collection !== null && v?.collection !== collection)) {
       throw new NotFoundError(`volume ${volumeId} not found`);
     }
-    return { volumeOrFileId: raw, volumeId: raw, locations };
+    const tier = topology.tierLocation(volumeId);
+    return { volumeOrFileId: raw, volumeId: raw, locations, ...(tier ? { tier } : {}) };
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {

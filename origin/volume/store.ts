@@ -19,6 +19,7 @@ import { fsyncDir, parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
+import { deleteTierObjects } from './tier-sidecars.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
 import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
@@ -258,7 +259,8 @@ export class Store {
       removed.push(id);
       if (remote) {
         try {
-          await this.config.backends?.get(remote.backend).delete(remote.key);
+          const backend = this.config.backends?.get(remote.backend);
+          if (backend) await deleteTierObjects(backend, remote);
         } catch (err) {
           this.log(
             `volume ${id}: could not delete its remote copy ${remote.backend}/${remote.key}: ${(err as Error).message}`,

@@ -25,6 +25,7 @@ import {
 
 export type { TierJob };
 
+import { deleteTierObjects, publishDeletes, writeSidecars } from './tier-sidecars.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
@@ -161,7 +162,7 @@ export interface TierUploadOptions {
   signal?: AbortSignal;
 }
 
-function assertNotCompacting(volume: Volume): void {
+export function assertNotCompacting(volume: Volume): void {
   if (volume.frozen) {
     throw new ConflictError(`volume ${volume.id} is being moved or copied: tier it once that ends`);
   }
@@ -227,6 +228,8 @@ export async function tierUpload(
     }
     const file = backend.openFile(key, result.size);
     await verifyOneNeedle(volume, file);
+    // The index and deletion set the edge reads the object by (tier-sidecars.ts).
+    const sidecars = await writeSidecars(volume, backend, key, opts.signal);
     opts.signal?.throwIfAborted();
     const remote: RemoteDat = {
       backend: backend.name,
@@ -237,6 +240,8 @@ export async function tierUpload(
       mtime: result.mtime.toISOString(),
       superBlock: Buffer.from(encodeSuperBlock(volume.superBlock)).toString('base64'),
       keepLocalDat: opts.keepLocalDat,
+      ...sidecars,
+      owner: true,
     };
     // The commit point. From the checks to the `.vif` nothing awaits, so what was uploaded is the `.dat`.
     assertNotCompacting(volume);
@@ -245,17 +250,20 @@ export async function tierUpload(
     }
     volume.attachRemote(remote, file, !opts.keepLocalDat);
     volume.config.onChange?.();
-    return remote;
   } catch (err) {
-    if (uploaded) await backend.delete(key).catch(() => {});
+    if (uploaded) await deleteTierObjects(backend, { key }).catch(() => {});
     throw err;
   } finally {
     volume.transferring = false;
   }
+  // Deletes that came after the first deletion set was written; until this lands the master is not
+  // told where the object is, so no reader goes there with an older set.
+  await publishDeletes(volume, { get: () => backend }).catch(() => {});
+  return volume.info.remote!;
 }
 
 /** Reads the last needle back through the backend: proof that offsets line up before anything local changes. */
-async function verifyOneNeedle(volume: Volume, file: BackendFile): Promise<void> {
+export async function verifyOneNeedle(volume: Volume, file: BackendFile): Promise<void> {
   let last: { key: bigint; offset: number; size: number } | undefined;
   volume.map.forEach((key, offset, size) => {
     if (size >= 0 && (!last || offset > last.offset)) last = { key, offset, size };
@@ -300,5 +308,5 @@ export async function tierDownload(
   } finally {
     volume.transferring = false;
   }
-  await backend.delete(remote.key);
+  await deleteTierObjects(backend, remote);
 }

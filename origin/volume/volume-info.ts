@@ -43,6 +43,15 @@ export interface RemoteDat {
   superBlock: string;
   /** The local `.dat` was kept (reads stay local while it exists). */
   keepLocalDat: boolean;
+  /** The needle index beside the object (tier-sidecars.ts); absent for volumes tiered before it existed. */
+  indexKey?: string;
+  /** The deletion set beside the object. */
+  deletesKey?: string;
+  /**
+   * This replica uploaded the object and writes its deletion set; the other
+   * replicas point at the same object and leave it to this one.
+   */
+  owner?: boolean;
 }
 
 const DEFAULT_INFO: VolumeInfo = { readOnly: false };

@@ -28,6 +28,7 @@ import { assertKnownParams } from './params.ts';
 import { etagOf } from './read-handler.ts';
 import type { LocalRollback, Replicator } from './replication.ts';
 import type { Store } from './store.ts';
+import { publishDeletes } from './tier-sidecars.ts';
 import { assertChangeId } from './undo-log.ts';
 import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from './upload.ts';
 import type { EntryChange, Volume } from './volume.ts';
@@ -323,6 +324,8 @@ export async function handleDelete(
     const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token };
     await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
   }
+  // A tiered volume: acknowledged only once its deletion set in the bucket has the key (tier-sidecars.ts).
+  await publishDeletes(volume, store.config.backends);
   if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   sendJson(res, 202, { size });
 }
