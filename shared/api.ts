@@ -40,6 +40,8 @@ export interface TierLocation {
   size: number;
   /** The sorted, paged needle index beside it (shared/tier-index.ts). */
   indexKey: string;
+  /** Pages of the index: its header and directory are the first `64 + 16 × indexPages` bytes. */
+  indexPages: number;
   /** Keys deleted since the index was written, kept current by origin. */
   deletesKey: string;
 }

@@ -66,6 +66,7 @@ const volume = z.object({
       key: objectKey,
       size: count,
       indexKey: objectKey,
+      indexPages: z.number().int().min(0).max(16_777_216),
       deletesKey: objectKey,
     })
     .optional(),

@@ -24,7 +24,12 @@ import { join } from 'node:path';
 import type { TierLocation } from '../../shared/api.ts';
 import { UnavailableError } from '../../shared/errors.ts';
 import { isLiveEntry } from '../../shared/idx.ts';
-import { encodeDeletionSet, encodeTierIndex, sidecarKeys } from '../../shared/tier-index.ts';
+import {
+  decodeTierIndexHeader,
+  encodeDeletionSet,
+  encodeTierIndex,
+  sidecarKeys,
+} from '../../shared/tier-index.ts';
 import { encodeTtl } from '../../shared/ttl.ts';
 import type { TierBackend } from '../../tiering/backend.ts';
 import type { Volume } from './volume.ts';
@@ -93,12 +98,13 @@ export async function writeSidecars(
   backend: TierBackend,
   datKey: string,
   signal?: AbortSignal,
-): Promise<{ indexKey: string; deletesKey: string }> {
+): Promise<{ indexKey: string; indexPages: number; deletesKey: string }> {
   const keys = sidecarKeys(datKey);
   const now = volume.config.now();
-  await putObject(backend, keys.indexKey, tierIndexBytes(volume, now), signal);
+  const index = tierIndexBytes(volume, now);
+  await putObject(backend, keys.indexKey, index, signal);
   await putObject(backend, keys.deletesKey, encodeDeletionSet(volume.id, frozenDeletes(volume), now), signal);
-  return keys;
+  return { ...keys, indexPages: decodeTierIndexHeader(index).pageCount };
 }
 
 /** Removes the `.dat` object and its sidecars (idempotent; each delete of a missing key succeeds). */
@@ -214,7 +220,7 @@ export function tierLocationOf(
   backends: BackendsByName | undefined,
 ): TierLocation | undefined {
   const r = volume.info.remote;
-  if (!r?.indexKey || !r.deletesKey || !backends) return undefined;
+  if (!r?.indexKey || !r.deletesKey || r.indexPages === undefined || !backends) return undefined;
   let kind: string;
   try {
     kind = backends.get(r.backend).type;
@@ -232,6 +238,7 @@ export function tierLocationOf(
     key: r.key,
     size: r.size,
     indexKey: r.indexKey,
+    indexPages: r.indexPages,
     deletesKey: r.deletesKey,
   };
 }

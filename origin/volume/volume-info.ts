@@ -45,6 +45,8 @@ export interface RemoteDat {
   keepLocalDat: boolean;
   /** The needle index beside the object (tier-sidecars.ts); absent for volumes tiered before it existed. */
   indexKey?: string;
+  /** Pages of the index (shared/tier-index.ts): how much of it a reader fetches first. */
+  indexPages?: number;
   /** The deletion set beside the object. */
   deletesKey?: string;
   /**
