@@ -1,0 +1,300 @@
+/**
+ * Origin-free reads (docs/decisions/0010-origin-free-reads.md): the Worker in
+ * workerd reads tiered blobs straight from the bucket, with a real master and
+ * volume servers that tier to Ceph's RADOS Gateway (the S3 production clusters
+ * run) and are then stopped; and through an R2 binding (Miniflare's local R2).
+ *
+ * Request counts: the Worker says what each read cost the bucket
+ * (`X-Kelp-Tier-Requests`, `X-Kelp-Tier-Bytes`), and a counting proxy between
+ * the Worker and the gateway checks the same figures on the wire.
+ *
+ * Miniflare's R2 has no S3 API, so for the R2 case the objects the volume
+ * server wrote through R2's S3 API (`r2.default`, with Ceph standing in for
+ * R2's endpoint) are copied into the binding's bucket after each write: in
+ * production the binding and the S3 API are one bucket.
+ */
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import type { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TierLocation } from '../../shared/api.ts';
+import { parseFid } from '../../shared/fid.ts';
+import { decodeDeletionSet } from '../../shared/tier-index.ts';
+import { createBackend, type R2BackendConfig, type S3BackendConfig } from '../../tiering/backend.ts';
+import type { S3Backend } from '../../tiering/s3.ts';
+import { type CephRgw, startCephRgw } from '../tiering/ceph-rgw.ts';
+import { type CountingProxy, startCountingProxy } from '../tiering/volume/counting-proxy.ts';
+import { http, sealVolume, tierUpload } from '../tiering/volume/harness.ts';
+import {
+  bundleWorker,
+  bytes,
+  type EdgeCluster,
+  LOOPBACK_ORIGINS,
+  sleep,
+  startEdge,
+  startWorker,
+  tempDir,
+  WORKER_ENTRY,
+  waitFor,
+} from './harness.ts';
+
+const BUCKET = 'kelp-edge-tier';
+const FRESH_MS = 2_000;
+/** Time for the poll loop and the Worker's own request on top of the bound. */
+const SLACK_MS = 600;
+
+let rgw: CephRgw;
+let inspector: S3Backend;
+let wire: CountingProxy;
+let cluster: EdgeCluster;
+let r2Worker: Miniflare;
+
+const s3 = (extra: Partial<S3BackendConfig> = {}): S3BackendConfig => ({
+  type: 's3',
+  id: 'default',
+  endpoint: rgw.endpoint,
+  region: 'us-east-1',
+  bucket: BUCKET,
+  accessKeyId: rgw.accessKeyId,
+  secretAccessKey: rgw.secretAccessKey,
+  forcePathStyle: true,
+  ...extra,
+});
+
+const r2 = (): R2BackendConfig => ({
+  type: 'r2',
+  id: 'default',
+  endpoint: rgw.endpoint,
+  bucket: BUCKET,
+  accessKeyId: rgw.accessKeyId,
+  secretAccessKey: rgw.secretAccessKey,
+});
+
+async function getObject(key: string): Promise<Uint8Array> {
+  const out = await inspector.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return out.Body!.transformToByteArray();
+}
+
+/** The Worker's answer with its body and the cost it reports. */
+async function read(
+  fetcher: { fetch(p: string, i?: RequestInit): Promise<Response> },
+  fid: string,
+  init?: RequestInit,
+) {
+  const res = await fetcher.fetch(`/${fid}`, init);
+  return {
+    res,
+    body: await bytes(res),
+    tierRequests: res.headers.get('x-kelp-tier-requests'),
+    tierBytes: res.headers.get('x-kelp-tier-bytes'),
+  };
+}
+
+const volumeOf = (fid: string) => parseFid(fid).volumeId;
+
+async function tierVolume(volumeId: number, backend: string): Promise<TierLocation> {
+  const base = `http://${cluster.volumes[0]!.url}`;
+  await sealVolume(base, volumeId);
+  await tierUpload(base, volumeId, backend);
+  // The heartbeat carries the location once the deletion set is in the bucket.
+  return waitFor('the lookup to carry the tier location', async () => (await cluster.lookup(volumeId)).tier!);
+}
+
+beforeAll(async () => {
+  rgw = await startCephRgw();
+  inspector = (await createBackend(s3())) as S3Backend;
+  await inspector.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  wire = await startCountingProxy({ host: rgw.host, port: rgw.port });
+  cluster = await startEdge({
+    volume: { backends: [s3(), r2()] },
+    vars: {
+      EDGE_FRESH_SECONDS: String(FRESH_MS / 1000),
+      LOOKUP_TTL_SECONDS: '1',
+      TIER_BACKENDS: JSON.stringify({
+        's3.default': { kind: 's3', endpoint: wire.endpoint, region: 'us-east-1', bucket: BUCKET },
+      }),
+      TIER_S3_DEFAULT_ACCESS_KEY_ID: rgw.accessKeyId,
+      TIER_S3_DEFAULT_SECRET_ACCESS_KEY: rgw.secretAccessKey,
+    },
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await r2Worker?.dispose().catch(() => {});
+  await cluster?.close();
+  await wire?.stop();
+  await inspector?.close();
+  await rgw?.stop();
+});
+
+describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
+  let fids: string[];
+  let blobs: Uint8Array[];
+  let tier: TierLocation;
+
+  it('cold: four bucket requests (deletion set, directory, page, needle); warm: one; byte-identical with the origin headers', async () => {
+    ({ fids, blobs } = await cluster.uploadBatch(12, 3000));
+    const vid = volumeOf(fids[0]!);
+    const origin = await http(`http://${cluster.volumes[0]!.url}`, `/${fids[0]}`);
+    tier = await tierVolume(vid, 's3.default');
+    expect(tier).toMatchObject({ kind: 's3', backend: 's3.default', bucket: BUCKET, indexPages: 1 });
+
+    const volumeRequests = cluster.volumes[0]!.proxy.count;
+    let gets = wire.counts.gets;
+    const cold = await read(cluster, fids[0]!);
+    expect(cold.res.status).toBe(200);
+    expect(cold.body).toEqual(blobs[0]);
+    expect(cold.res.headers.get('x-kelp-cache')).toBe('MISS');
+    expect(cold.tierRequests).toBe('4');
+    expect(wire.counts.gets - gets, 'on the wire').toBe(4);
+    for (const h of [
+      'etag',
+      'content-type',
+      'content-disposition',
+      'last-modified',
+      'x-content-type-options',
+    ]) {
+      expect(cold.res.headers.get(h), h).toBe(origin.headers[h]);
+    }
+
+    gets = wire.counts.gets;
+    const warm = await read(cluster, fids[1]!);
+    expect(warm.body).toEqual(blobs[1]);
+    expect(warm.tierRequests).toBe('1');
+    expect(wire.counts.gets - gets).toBe(1);
+    // One needle record: header, DataSize, data, flags and name, CRC, timestamp, padding.
+    expect(Number(warm.tierBytes)).toBeGreaterThan(3000);
+    expect(Number(warm.tierBytes)).toBeLessThan(3100);
+
+    gets = wire.counts.gets;
+    const hit = await read(cluster, fids[0]!);
+    expect(hit.res.headers.get('x-kelp-cache')).toBe('HIT');
+    expect(hit.body).toEqual(blobs[0]);
+    const ranged = await read(cluster, fids[2]!, { headers: { range: 'bytes=10-19' } });
+    expect(ranged.res.status).toBe(206);
+    expect(ranged.body).toEqual(blobs[2]!.subarray(10, 20));
+    expect(wire.counts.gets - gets, 'a hit costs nothing, a ranged miss one GET').toBe(1);
+    expect(cluster.volumes[0]!.proxy.count - volumeRequests, 'no request reached a volume server').toBe(0);
+  }, 120_000);
+
+  it('a blob deleted after tiering is 404 at the edge within EDGE_FRESH_SECONDS of the acknowledgement', async () => {
+    const cached = fids[3]!;
+    const unread = fids[4]!;
+    expect((await read(cluster, cached)).res.status).toBe(200);
+    const base = `http://${cluster.volumes[0]!.url}`;
+    for (const fid of [cached, unread]) {
+      expect((await http(base, `/${fid}`, { method: 'DELETE' })).status).toBe(202);
+    }
+    const acked = Date.now();
+    // The acknowledgement waited for the deletion set: it is in the bucket now.
+    const set = decodeDeletionSet(await getObject(tier.deletesKey));
+    expect([...set.keys]).toEqual(expect.arrayContaining([parseFid(cached).key, parseFid(unread).key]));
+
+    for (const fid of [cached, unread]) {
+      const gone = await waitFor(
+        `${fid} to be 404 at the edge`,
+        async () => ((await read(cluster, fid)).res.status === 404 ? Date.now() : 0),
+        FRESH_MS + 5_000,
+      );
+      expect(gone - acked, `${fid} served past the bound`).toBeLessThanOrEqual(FRESH_MS + SLACK_MS);
+      for (let i = 0; i < 3; i++) expect((await read(cluster, fid)).res.status).toBe(404);
+    }
+  }, 30_000);
+
+  it('with every origin stopped, the blobs are still served byte-identical (one GET a read)', async () => {
+    for (const v of cluster.volumes) await v.stop();
+    // Past the lookup TTL: the master now knows no live holder, and the edge reads where the bucket is.
+    await sleep(1_500);
+    for (const i of [5, 6, 7, 8]) {
+      const gets = wire.counts.gets;
+      const r = await read(cluster, fids[i]!);
+      expect(r.res.status, `blob ${i}`).toBe(200);
+      expect(r.body).toEqual(blobs[i]);
+      // The needle, and the deletion set when it was past its fresh period.
+      expect(['1', '2']).toContain(r.tierRequests);
+      expect(wire.counts.gets - gets).toBe(Number(r.tierRequests));
+    }
+    expect((await read(cluster, fids[3]!)).res.status).toBe(404);
+  }, 30_000);
+
+  it('corrupt bytes in the bucket are never served', async () => {
+    const dat = await getObject(tier.key);
+    const at = Buffer.from(dat).indexOf(Buffer.from(blobs[9]!));
+    expect(at).toBeGreaterThan(0);
+    const bad = new Uint8Array(dat);
+    bad[at + 100] = bad[at + 100]! ^ 0xff;
+    await inspector.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: tier.key, Body: bad }));
+    const r = await read(cluster, fids[9]!);
+    expect(r.res.status).not.toBe(200);
+    expect(Buffer.from(r.body).includes(Buffer.from(bad.subarray(at, at + 200)))).toBe(false);
+    const good = await read(cluster, fids[10]!);
+    expect(good.res.status).toBe(200);
+    expect(good.body).toEqual(blobs[10]);
+  }, 30_000);
+});
+
+describe('origin-free reads through an R2 binding (Miniflare R2)', () => {
+  it('cold four requests, warm one, a delete 404 within the bound', async () => {
+    // The first describe stopped the volume servers: a fresh one on the same master.
+    const v = await cluster.addVolume(tempDir());
+    await waitFor(
+      'the stopped servers to be dead and the new one alive',
+      () => {
+        const alive = cluster.master.topology.aliveNodes();
+        return alive.length === 1 && alive[0]!.url === v.url;
+      },
+      15_000,
+    );
+    const { fids, blobs } = await cluster.uploadBatch(6, 2000);
+    const vid = volumeOf(fids[0]!);
+    const base = `http://${v.url}`;
+    await sealVolume(base, vid);
+    await tierUpload(base, vid, 'r2.default');
+    const tier = await waitFor('the tier location', async () => (await cluster.lookup(vid)).tier!);
+    expect(tier).toMatchObject({ kind: 'r2', backend: 'r2.default', bucket: BUCKET });
+
+    const script = await bundleWorker(WORKER_ENTRY, tempDir());
+    r2Worker = startWorker(
+      script,
+      {
+        MASTER_URL: `http://${cluster.masterProxy.address}`,
+        ORIGIN_ALLOW: LOOPBACK_ORIGINS,
+        EDGE_FRESH_SECONDS: String(FRESH_MS / 1000),
+        TIER_BACKENDS: JSON.stringify({ 'r2.default': { kind: 'r2', binding: 'TIER', bucket: BUCKET } }),
+      },
+      undefined,
+      undefined,
+      ['TIER'],
+    );
+    await r2Worker.ready;
+    const binding = await r2Worker.getR2Bucket('TIER');
+    const mirror = async () => {
+      for (const key of [tier.key, tier.indexKey, tier.deletesKey])
+        await binding.put(key, await getObject(key));
+    };
+    await mirror();
+    const edge = {
+      fetch: async (p: string, i?: RequestInit) =>
+        (await r2Worker.dispatchFetch(`http://edge.test${p}`, i as never)) as unknown as Response,
+    };
+    const volumeRequests = v.proxy.count;
+    const cold = await read(edge, fids[0]!);
+    expect(cold.res.status).toBe(200);
+    expect(cold.body).toEqual(blobs[0]);
+    expect(cold.tierRequests).toBe('4');
+    const warm = await read(edge, fids[1]!);
+    expect(warm.body).toEqual(blobs[1]);
+    expect(warm.tierRequests).toBe('1');
+    expect(v.proxy.count - volumeRequests, 'no request reached the volume server').toBe(0);
+
+    expect((await http(base, `/${fids[2]}`, { method: 'DELETE' })).status).toBe(202);
+    await mirror();
+    const acked = Date.now();
+    const gone = await waitFor(
+      'the delete at the edge',
+      async () => ((await read(edge, fids[2]!)).res.status === 404 ? Date.now() : 0),
+      FRESH_MS + 5_000,
+    );
+    expect(gone - acked).toBeLessThanOrEqual(FRESH_MS + SLACK_MS);
+    expect((await read(edge, fids[3]!)).body).toEqual(blobs[3]);
+  }, 120_000);
+});
