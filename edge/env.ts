@@ -56,6 +56,13 @@ export interface Env {
   TIER_TIMEOUT_MS?: string;
   /** Largest needle record read from a bucket by the edge; larger ones go through the origin. */
   MAX_TIER_READ_BYTES?: string;
+  /**
+   * Secret: the bearer key of the master's `POST /edge/heat` (one of its KELP_EDGE_HEAT_KEYS). Set, the
+   * edge reports the reads it answered without an origin, for tier policies (edge/heat.ts).
+   */
+  HEAT_KEY?: string;
+  /** Seconds between heat reports of an isolate (default 10). */
+  HEAT_FLUSH_SECONDS?: string;
 }
 
 /** Default of EDGE_FRESH_SECONDS: the README's staleness bound for the local stack. */
@@ -90,6 +97,8 @@ export interface EdgeConfig {
   /** Buckets the edge reads tiered volumes from, by backend name (TIER_BACKENDS). */
   tierReaders: Map<string, TierReader>;
   maxTierReadBytes: number;
+  heatKey?: string;
+  heatFlushMs: number;
 }
 
 /** Default of MAX_TIER_READ_BYTES: a needle is read whole (its CRC checked) before a byte is served. */
@@ -135,6 +144,8 @@ export function edgeConfig(env: Env): EdgeConfig {
       originAllow: env.ORIGIN_ALLOW ? parseOriginAllow(env.ORIGIN_ALLOW) : undefined,
       tierReaders: parseTierBackends(env, num(env.TIER_TIMEOUT_MS, DEFAULT_TIER_TIMEOUT_MS)),
       maxTierReadBytes: num(env.MAX_TIER_READ_BYTES, DEFAULT_MAX_TIER_READ_BYTES),
+      heatKey: env.HEAT_KEY?.trim() || undefined,
+      heatFlushMs: num(env.HEAT_FLUSH_SECONDS, 10) * 1000,
     };
     parsed.set(env, c);
   }

@@ -34,6 +34,7 @@ import {
   noteConfirmed,
   singleFlight,
 } from './freshness.ts';
+import { noteEdgeRead } from './heat.ts';
 import { fetchFromReplicas } from './origin.ts';
 import { errorResponse } from './respond.ts';
 import type { TierCost } from './tier-backends/reader.ts';
@@ -89,6 +90,10 @@ function respond(res: Response, state: CacheState, read: Read): Response {
     h.set('cache-control', 'no-store');
   }
   if (read.varyAccept) h.set('vary', 'Accept');
+  // Heat no volume server sees: reads answered here, or from a bucket (edge/heat.ts).
+  if ((state === 'HIT' || state === 'STALE' || read.tierCost) && res.status !== 404) {
+    noteEdgeRead(read.key.volumeId, config, read.ctx);
+  }
   if (read.tierCost) {
     h.set('x-kelp-tier-requests', String(read.tierCost.requests));
     h.set('x-kelp-tier-bytes', String(read.tierCost.bytes));

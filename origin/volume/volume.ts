@@ -1034,6 +1034,12 @@ export class ReadHeat {
     this.hours[this.hour % 24]!++;
   }
 
+  /** `count` reads at once (a batch reported by the edge, origin/master/edge-heat.ts). */
+  add(count: number): void {
+    this.roll();
+    this.hours[this.hour % 24]! += count;
+  }
+
   perDay(): number {
     this.roll();
     return this.hours.reduce((a, b) => a + b, 0);

@@ -20,7 +20,9 @@ import type { TierLocation } from '../../shared/api.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { decodeDeletionSet } from '../../shared/tier-index.ts';
 import { createBackend, type R2BackendConfig, type S3BackendConfig } from '../../tiering/backend.ts';
+import { type MasterVolume, readCluster, TierClient } from '../../tiering/client.ts';
 import type { S3Backend } from '../../tiering/s3.ts';
+import { planCluster } from '../../tiering/service.ts';
 import { type CephRgw, startCephRgw } from '../tiering/ceph-rgw.ts';
 import { type CountingProxy, startCountingProxy } from '../tiering/volume/counting-proxy.ts';
 import { http, sealVolume, tierUpload } from '../tiering/volume/harness.ts';
@@ -38,6 +40,7 @@ import {
 } from './harness.ts';
 
 const BUCKET = 'kelp-edge-tier';
+const HEAT_KEY = 'edge-tier-test-heat-key';
 const FRESH_MS = 2_000;
 /** Time for the poll loop and the Worker's own request on top of the bound. */
 const SLACK_MS = 600;
@@ -106,7 +109,17 @@ beforeAll(async () => {
   wire = await startCountingProxy({ host: rgw.host, port: rgw.port });
   cluster = await startEdge({
     volume: { backends: [s3(), r2()] },
+    // An admin key too, to show the heat key is not one.
+    master: {
+      edgeHeatKeys: [HEAT_KEY],
+      adminKey: 'edge-tier-test-admin-key',
+      clientKeys: ['edge-tier-test-client-key'],
+    },
+    clientKey: 'edge-tier-test-client-key',
     vars: {
+      HEAT_KEY,
+      // Every read sends its report at once: the test reads the master right after.
+      HEAT_FLUSH_SECONDS: '0',
       EDGE_FRESH_SECONDS: String(FRESH_MS / 1000),
       LOOKUP_TTL_SECONDS: '1',
       TIER_BACKENDS: JSON.stringify({
@@ -175,6 +188,53 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     expect(wire.counts.gets - gets, 'a hit costs nothing, a ranged miss one GET').toBe(1);
     expect(cluster.volumes[0]!.proxy.count - volumeRequests, 'no request reached a volume server').toBe(0);
   }, 120_000);
+
+  it('the edge reports the reads no origin saw; the policy sees them and would promote the volume', async () => {
+    const vid = volumeOf(fids[0]!);
+    const master = `http://${cluster.master.address}`;
+    for (let i = 0; i < 10; i++)
+      expect((await read(cluster, fids[0]!)).res.headers.get('x-kelp-cache')).toBe('HIT');
+    // 4 reads in the test before (cold, warm, hit, ranged) and these 10: none reached a volume server.
+    let seen: MasterVolume | undefined;
+    const status = await waitFor('the edge heat at the master', async () => {
+      const body = (await (await fetch(`${master}/vol/status`)).json()) as { Volumes: MasterVolume[] };
+      seen = body.Volumes.find((x) => x.id === vid);
+      return (seen?.edgeReadsPerDay ?? 0) >= 14 ? seen : undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen ${JSON.stringify(seen?.edgeReadsPerDay)}`);
+    });
+    expect(status!.edgeReadsPerDay).toBe(14);
+    const snapshot = await readCluster(new TierClient(cluster.master.address));
+    const volume = snapshot.volumes.find((v) => v.id === vid)!;
+    expect(volume).toMatchObject({ edgeReadsPerDay: 14, remote: 's3.default' });
+    expect(volume.readsPerDay).toBe(volume.edgeReadsPerDay! + volume.originReadsPerDay!);
+    const rules = [
+      {
+        backend: 's3.default',
+        minAgeMs: 0,
+        minFullPercent: 0,
+        quietForMs: 0,
+        keepLocalDat: false,
+        maxReadsPerDay: 2,
+        promoteAboveReadsPerDay: 10,
+      },
+    ];
+    const decision = planCluster(snapshot, rules, Date.now()).find((d) => d.volumeId === vid)!;
+    expect(decision.action).toBe('download');
+    expect(decision.reason).toContain('edge 14');
+    // The key is the only way in, and only to this endpoint.
+    const forged = await fetch(`${master}/edge/heat`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer not-the-key', 'content-type': 'application/json' },
+      body: JSON.stringify({ reads: { [vid]: 1_000_000 } }),
+    });
+    expect(forged.status).toBe(401);
+    const asAdmin = await fetch(`${master}/vol/grow?count=1`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${HEAT_KEY}` },
+    });
+    expect(asAdmin.status, 'the heat key is no admin key').toBe(401);
+  }, 30_000);
 
   it('a blob deleted after tiering is 404 at the edge within EDGE_FRESH_SECONDS of the acknowledgement', async () => {
     const cached = fids[3]!;
