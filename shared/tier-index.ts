@@ -315,3 +315,26 @@ export function sidecarKeys(datKey: string): { indexKey: string; deletesKey: str
   const stem = datKey.endsWith('.dat') ? datKey.slice(0, -4) : datKey;
   return { indexKey: `${stem}.index`, deletesKey: `${stem}.deleted` };
 }
+
+/** Every entry of a whole index object, in key order (offset in 8-byte units), checked page by page. */
+export function* tierIndexEntries(
+  bytes: Uint8Array,
+): Generator<{ key: bigint; offset: number; size: number }> {
+  const dir = decodeTierDirectory(bytes);
+  for (let p = 0; p < dir.header.pageCount; p++) {
+    const { offset, length } = pageRange(dir.header, p);
+    if (bytes.length < offset + length) throw new TruncatedDataError(`tier index page ${p} is cut short`);
+    const page = bytes.subarray(offset, offset + length);
+    verifyPage(dir, p, page);
+    const v = view(page);
+    for (let i = 0; i < dir.counts[p]!; i++) {
+      const at = i * IDX_ENTRY_SIZE;
+      yield { key: v.getBigUint64(at), offset: v.getUint32(at + 8), size: v.getUint32(at + 12) };
+    }
+  }
+}
+
+/** Bytes of the whole index object its header describes. */
+export function tierIndexSize(header: TierIndexHeader): number {
+  return indexHeadBytes(header.pageCount) + header.pageCount * header.pageEntries * IDX_ENTRY_SIZE;
+}

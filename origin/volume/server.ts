@@ -25,6 +25,7 @@ import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import { BackendRegistry, TierJobs } from './tier.ts';
 import { handleTier, handleTierStatus, type TierContext } from './tier-handler.ts';
+import { TierPeers } from './tier-share.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
 import { VolumeMoves } from './volume-move.ts';
 import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
@@ -164,7 +165,13 @@ export async function startVolumeServer(
   let heartbeat: HeartbeatClient | undefined;
   const backends = await BackendRegistry.create(config.backends, config.locations[0]!.dir, config.log);
   const store = Store.open({ ...config, backends, onChange: () => heartbeat?.beatNow() }, config.log);
-  const tier = { backends, jobs: new TierJobs() };
+  const tier: TierContext = {
+    backends,
+    jobs: new TierJobs(),
+    // Replicas share one tier object (tier-share.ts); `write` is set just below, the replicator later.
+    peers: new TierPeers(() => write.replicator, config.clusterKey),
+    log: config.log,
+  };
   const purgers = edgePurgers(config.edgePurge);
   const write: WriteConfig = {
     maxUploadBytes: config.maxUploadBytes,

@@ -19,6 +19,7 @@ import { fsyncDir, parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
+import { finishInterruptedShare } from './tier-share.ts';
 import { deleteTierObjects } from './tier-sidecars.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
@@ -94,6 +95,8 @@ export class Store {
         const parsed = parseVolumeFileName(name);
         if (!parsed) continue;
         if (parsed.ext === 'vif') {
+          // Opened already by its .dat, which an interrupted tier share removed (tier-share.ts).
+          if (store.volumes.has(parsed.volumeId)) continue;
           // Only a tiered volume is found by its .vif: a local one is found by its .dat.
           if (existsSync(volumePath(location.dir, parsed.collection, parsed.volumeId, 'dat'))) continue;
           const info = readVolumeInfo(join(location.dir, name));
@@ -115,6 +118,12 @@ export class Store {
         }
         const volumeConfig = store.volumeConfig(location, parsed.collection, parsed.volumeId);
         finishInterruptedCompaction(volumeConfig, log);
+        finishInterruptedShare(
+          volumeConfig,
+          readVolumeInfo(volumePath(location.dir, parsed.collection, parsed.volumeId, 'vif')).remote !==
+            undefined,
+          log,
+        );
         const volume = Volume.open(volumeConfig);
         for (const repair of volume.repairs) log(`volume ${parsed.volumeId}: ${repair}`);
         store.volumes.set(parsed.volumeId, { volume, location });

@@ -25,6 +25,7 @@ import {
 
 export type { TierJob };
 
+import { shareFromPeers, type TierPeers } from './tier-share.ts';
 import { deleteTierObjects, publishDeletes, writeSidecars } from './tier-sidecars.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
@@ -158,6 +159,9 @@ export class TierJobs {
 
 export interface TierUploadOptions {
   keepLocalDat: boolean;
+  /** Another replica's object of this volume is adopted instead of uploading one (tier-share.ts). */
+  peers?: TierPeers;
+  log?: (line: string) => void;
   onProgress?: (bytes: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -216,6 +220,20 @@ export async function tierUpload(
   let uploaded = false;
   try {
     await volume.syncer.flush();
+    if (opts.peers && !opts.keepLocalDat) {
+      const shared = await shareFromPeers(
+        volume,
+        backend,
+        opts.peers,
+        bucketOf(backend),
+        opts.log ?? (() => {}),
+        opts.signal,
+      );
+      if (shared) {
+        await publishDeletes(volume, { get: () => backend }).catch(() => {});
+        return shared;
+      }
+    }
     const size = volume.datSize;
     const revision = volume.superBlock.compactionRevision;
     const result = await backend.upload(volume.path('dat'), key, {
@@ -288,6 +306,7 @@ export async function tierDownload(
   registry: BackendRegistry,
   onProgress?: (bytes: number, total: number) => void,
   signal?: AbortSignal,
+  peers?: TierPeers,
 ): Promise<void> {
   const remote = volume.info.remote;
   if (!remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
@@ -308,5 +327,7 @@ export async function tierDownload(
   } finally {
     volume.transferring = false;
   }
+  // Shared by the replicas (tier-share.ts): the last one to come back deletes it.
+  if (peers && (await peers.stillReferenced(volume, remote.key))) return;
   await deleteTierObjects(backend, remote);
 }

@@ -13,19 +13,24 @@
  * R2's endpoint) are copied into the binding's bucket after each write: in
  * production the binding and the S3 API are one bucket.
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import type { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TierLocation } from '../../shared/api.ts';
 import { parseFid } from '../../shared/fid.ts';
-import { decodeDeletionSet } from '../../shared/tier-index.ts';
+import { decodeDeletionSet, isDeleted } from '../../shared/tier-index.ts';
 import { createBackend, type R2BackendConfig, type S3BackendConfig } from '../../tiering/backend.ts';
 import { type MasterVolume, readCluster, TierClient } from '../../tiering/client.ts';
 import type { S3Backend } from '../../tiering/s3.ts';
-import { planCluster } from '../../tiering/service.ts';
+import { planCluster, TierService } from '../../tiering/service.ts';
 import { type CephRgw, startCephRgw } from '../tiering/ceph-rgw.ts';
 import { type CountingProxy, startCountingProxy } from '../tiering/volume/counting-proxy.ts';
-import { http, sealVolume, tierUpload } from '../tiering/volume/harness.ts';
+import { http, sealVolume, tierDownload, tierStatus, tierUpload } from '../tiering/volume/harness.ts';
 import {
   bundleWorker,
   bytes,
@@ -356,5 +361,97 @@ describe('origin-free reads through an R2 binding (Miniflare R2)', () => {
     );
     expect(gone - acked).toBeLessThanOrEqual(FRESH_MS + SLACK_MS);
     expect((await read(edge, fids[3]!)).body).toEqual(blobs[3]);
+  }, 120_000);
+});
+
+describe('one object per tiered volume, not per replica (replication 001)', () => {
+  const SHARED_BUCKET = 'kelp-edge-tier-shared';
+  let two: EdgeCluster;
+
+  afterAll(async () => {
+    await two?.close();
+  });
+
+  it('the tiering service uploads once and points both replicas at it; deletes reach both; downloads restore both, the last one removes the object', async () => {
+    await inspector.client.send(new CreateBucketCommand({ Bucket: SHARED_BUCKET }));
+    two = await startEdge({ volumes: 2, volume: { backends: [s3({ bucket: SHARED_BUCKET })] } });
+    const { fids, blobs } = await two.uploadBatch(40, 2500, { replication: '001' });
+    const vid = volumeOf(fids[0]!);
+    const [a, b] = two.volumes.map((v) => `http://${v.url}`) as [string, string];
+    for (const base of [a, b]) await sealVolume(base, vid);
+    const datSizes = await Promise.all(
+      [a, b].map(async (base) => {
+        const s = (await (await fetch(`${base}/status`)).json()) as {
+          Volumes: Array<{ id: number; size: number }>;
+        };
+        return s.Volumes.find((v) => v.id === vid)!.size;
+      }),
+    );
+
+    const service = new TierService({
+      client: new TierClient(two.master.address),
+      rules: [
+        { backend: 's3.default', minAgeMs: 0, minFullPercent: 100, quietForMs: 0, keepLocalDat: false },
+      ],
+      intervalMs: 1_000,
+      pollMs: 50,
+      log: () => {},
+    });
+    expect((await service.round()).kind).toBe('moved');
+
+    const list = async () =>
+      (await inspector.client.send(new ListObjectsV2Command({ Bucket: SHARED_BUCKET, Prefix: `${vid}-` })))
+        .Contents ?? [];
+    const objects = await list();
+    const bucketBytes = objects.reduce((n, o) => n + (o.Size ?? 0), 0);
+    const status = await Promise.all([a, b].map((base) => tierStatus(base, vid)));
+    const [ra, rb] = status.map((s) => s.remote!);
+    expect(ra!.key, 'both replicas point at one object').toBe(rb!.key);
+    expect([ra!.owner, rb!.owner].sort()).toEqual([false, true]);
+    expect(objects.map((o) => o.Key).sort()).toEqual([ra!.deletesKey, ra!.indexKey, ra!.key].sort());
+    const dat = objects.find((o) => o.Key === ra!.key)!.Size!;
+    const index = objects.find((o) => o.Key === ra!.indexKey)!.Size!;
+    // The figures of the report: what one object costs against one per replica.
+    console.log(
+      `volume ${vid}, 40 needles of 2,500 B, replication 001: bucket ${bucketBytes} B in ${objects.length} objects ` +
+        `(.dat ${dat} B, index ${index} B = ${(index / 40).toFixed(1)} B/needle); one object per replica would be ` +
+        `${datSizes[0]! + datSizes[1]!} B of .dat in 2 objects`,
+    );
+    expect(dat).toBe(Math.max(...datSizes));
+    expect(bucketBytes).toBeLessThan(datSizes[0]! + datSizes[1]!);
+
+    // Each replica reads its needles from the shared object, through its rewritten index.
+    for (const base of [a, b]) {
+      for (const i of [0, 17, 39]) {
+        const r = await http(base, `/${fids[i]}`);
+        expect(r.status).toBe(200);
+        expect(new Uint8Array(r.body)).toEqual(blobs[i]);
+      }
+    }
+    // A delete through either replica reaches both, and the deletion set in the bucket.
+    expect((await http(b, `/${fids[5]}`, { method: 'DELETE' })).status).toBe(202);
+    for (const base of [a, b]) expect((await http(base, `/${fids[5]}`)).status).toBe(404);
+    const set = decodeDeletionSet(
+      new Uint8Array(
+        await (
+          await inspector.client.send(new GetObjectCommand({ Bucket: SHARED_BUCKET, Key: ra!.deletesKey }))
+        ).Body!.transformToByteArray(),
+      ),
+    );
+    expect(isDeleted(set, parseFid(fids[5]!).key)).toBe(true);
+
+    // Back from the tier: the first replica leaves the object to the other, the last one removes it.
+    const nonOwner = ra!.owner ? b : a;
+    const owner = ra!.owner ? a : b;
+    await tierDownload(nonOwner, vid);
+    expect((await list()).length, 'still read by the other replica').toBe(3);
+    await tierDownload(owner, vid);
+    expect(await list()).toEqual([]);
+    for (const base of [a, b]) {
+      expect((await tierStatus(base, vid)).remote).toBeNull();
+      expect((await http(base, `/${fids[5]}`)).status).toBe(404);
+      for (const i of [0, 17, 39])
+        expect(new Uint8Array((await http(base, `/${fids[i]}`)).body)).toEqual(blobs[i]);
+    }
   }, 120_000);
 });
