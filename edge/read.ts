@@ -295,10 +295,14 @@ async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
   const origin = await fromReplicas(cache, read, read.originHeaders);
   const length = Number(origin.headers.get('content-length') ?? Number.NaN);
   const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
-  // A purge that came after this fetch began may have been about these very bytes: do not keep them.
-  const purged = origin.status === 200 && (await purgedAt(cache, key)) > startedAt;
-  // A blob whose TTL ends within the second is not worth storing.
-  if (isCacheable(origin) && fits && !purged && lifetime(origin, config) >= MIN_LIFETIME_SECONDS) {
+  // A blob whose TTL ends within the second is not worth storing; a purge that came after this fetch
+  // began may have been about these very bytes: do not keep them (asked only of what would be kept).
+  if (
+    isCacheable(origin) &&
+    fits &&
+    lifetime(origin, config) >= MIN_LIFETIME_SECONDS &&
+    !(origin.status === 200 && (await purgedAt(cache, key)) > startedAt)
+  ) {
     await store(cache, key, origin, confirmedBy(origin, startedAt), config);
     const stored = await cache.match(matchRequest(key.url, request));
     if (!stored) throw new UnavailableError('cache refused the object', 1);

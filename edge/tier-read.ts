@@ -40,7 +40,7 @@ import {
   verifyPage,
 } from '../shared/tier-index.ts';
 import { decodeTtl, isEmptyTtl, ttlToSeconds } from '../shared/ttl.ts';
-import { type BlobKey, purgedAt } from './cache.ts';
+import { type BlobKey, purgedInMemory } from './cache.ts';
 import type { EdgeConfig } from './env.ts';
 import { EARLY_REFRESH_FRACTION, singleFlight } from './freshness.ts';
 import { forgetTier, lookupTier } from './lookup.ts';
@@ -280,8 +280,10 @@ async function answer(
   ]);
   const confirmedAt = deletes.confirmedAt;
   if (isDeleted(deletes.set, fid.key)) return notFound(confirmedAt);
-  // A purge this colo heard of after the index was written can only be a delete (a tiered volume takes no writes).
-  if ((await purgedAt(read.cache, read.key)) > dir.header.createdAt) return notFound(confirmedAt);
+  // A purge this isolate heard of after the index was written can only be a delete (a tiered volume takes
+  // no writes). Memory only: the colo's markers cost two Cache API reads a read, and the deletion set
+  // already bounds what any colo serves.
+  if (purgedInMemory(read.key) > dir.header.createdAt) return notFound(confirmedAt);
   const page = pageOf(dir, fid.key);
   if (page < 0) return notFound(confirmedAt);
   const entry = findInPage(dir, page, await pageBytes(read, reader, loc, dir, page, cost), fid.key);

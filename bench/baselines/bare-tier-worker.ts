@@ -3,12 +3,16 @@
  * read of a tier object and nothing else. `GET /<offset>/<length>` reads those
  * bytes of the object named by OBJECT_KEY, through the R2 binding TIER when
  * MODE is "r2", else with a SigV4-signed ranged GET (aws4fetch, as the Kelp
- * Worker signs) to S3_ENDPOINT/BUCKET. Bundled by the bench like the Kelp Worker.
+ * Worker signs) to S3_ENDPOINT/BUCKET. With MATCH_FIRST = "true" it first asks
+ * the Cache API for the request (a miss), as any caching Worker must before
+ * it reads further: the floor of a Worker that caches. Bundled by the bench
+ * like the Kelp Worker.
  */
 import { AwsClient } from 'aws4fetch';
 
 interface BareEnv {
   MODE: string;
+  MATCH_FIRST?: string;
   OBJECT_KEY: string;
   BUCKET: string;
   S3_ENDPOINT?: string;
@@ -24,11 +28,17 @@ interface BareEnv {
 
 let client: AwsClient | undefined;
 
+/** The Worker's Cache API (this file is type-checked with Node's types, which lack it). */
+function workerCaches(): { default: { match(r: Request): Promise<Response | undefined> } } {
+  return (globalThis as unknown as { caches: ReturnType<typeof workerCaches> }).caches;
+}
+
 export default {
   async fetch(request: Request, env: BareEnv): Promise<Response> {
     const [, off, len] = new URL(request.url).pathname.split('/');
     const offset = Number(off);
     const length = Number(len);
+    if (env.MATCH_FIRST === 'true') await workerCaches().default.match(request);
     if (env.MODE === 'r2') {
       const obj = await env.TIER!.get(env.OBJECT_KEY, { range: { offset, length } });
       if (!obj) return new Response('missing\n', { status: 404 });
