@@ -46,8 +46,12 @@ async function report(config: EdgeConfig, reads: Map<number, number>): Promise<b
   return false;
 }
 
-/** Most reports one flush sends back to back (reads that arrived while the previous one was out). */
-const MAX_REPORTS_PER_FLUSH = 3;
+/**
+ * Most reports one flush sends back to back, each with the reads that arrived while the previous one was
+ * out (no other flush starts meanwhile, so a bound too low would strand the last of them until the next
+ * read after the interval).
+ */
+const MAX_REPORTS_PER_FLUSH = 100;
 
 async function flush(config: EdgeConfig): Promise<void> {
   flushing = true;
