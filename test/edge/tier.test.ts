@@ -22,7 +22,7 @@ import {
 import type { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TierLocation } from '../../shared/api.ts';
-import { parseFid } from '../../shared/fid.ts';
+import { formatFid, parseFid } from '../../shared/fid.ts';
 import { decodeDeletionSet, isDeleted } from '../../shared/tier-index.ts';
 import { createBackend, type R2BackendConfig, type S3BackendConfig } from '../../tiering/backend.ts';
 import { type MasterVolume, readCluster, TierClient } from '../../tiering/client.ts';
@@ -153,6 +153,19 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     ({ fids, blobs } = await cluster.uploadBatch(12, 3000));
     const vid = volumeOf(fids[0]!);
     const origin = await http(`http://${cluster.volumes[0]!.url}`, `/${fids[0]}`);
+    // Compressible text, which the volume server stores gzipped: the edge must serve it decoded.
+    const text = new TextEncoder().encode('kelp needle volume tier '.repeat(400));
+    const textFid = formatFid({ volumeId: vid, key: 0xfffff0n, cookie: 0x1234abcd });
+    const put = await http(`http://${cluster.volumes[0]!.url}`, `/${textFid}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'text/plain' },
+      body: text,
+    });
+    expect(put.status).toBe(201);
+    const gz = await http(`http://${cluster.volumes[0]!.url}`, `/${textFid}`, {
+      headers: { 'accept-encoding': 'gzip' },
+    });
+    expect(gz.headers['content-encoding'], 'stored gzipped').toBe('gzip');
     tier = await tierVolume(vid, 's3.default');
     expect(tier).toMatchObject({ kind: 's3', backend: 's3.default', bucket: BUCKET, indexPages: 1 });
 
@@ -191,6 +204,11 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     expect(ranged.res.status).toBe(206);
     expect(ranged.body).toEqual(blobs[2]!.subarray(10, 20));
     expect(wire.counts.gets - gets, 'a hit costs nothing, a ranged miss one GET').toBe(1);
+    const decoded = await read(cluster, textFid);
+    expect(decoded.res.status).toBe(200);
+    expect(decoded.body).toEqual(text);
+    expect(decoded.res.headers.get('content-type')).toBe('text/plain');
+    expect(decoded.res.headers.get('content-encoding')).toBeNull();
     expect(cluster.volumes[0]!.proxy.count - volumeRequests, 'no request reached a volume server').toBe(0);
   }, 120_000);
 
@@ -199,19 +217,19 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     const master = `http://${cluster.master.address}`;
     for (let i = 0; i < 10; i++)
       expect((await read(cluster, fids[0]!)).res.headers.get('x-kelp-cache')).toBe('HIT');
-    // 4 reads in the test before (cold, warm, hit, ranged) and these 10: none reached a volume server.
+    // 5 reads in the test before (cold, warm, hit, ranged, text) and these 10: none reached a volume server.
     let seen: MasterVolume | undefined;
     const status = await waitFor('the edge heat at the master', async () => {
       const body = (await (await fetch(`${master}/vol/status`)).json()) as { Volumes: MasterVolume[] };
       seen = body.Volumes.find((x) => x.id === vid);
-      return (seen?.edgeReadsPerDay ?? 0) >= 14 ? seen : undefined;
+      return (seen?.edgeReadsPerDay ?? 0) >= 15 ? seen : undefined;
     }).catch((err: Error) => {
       throw new Error(`${err.message}; last seen ${JSON.stringify(seen?.edgeReadsPerDay)}`);
     });
-    expect(status!.edgeReadsPerDay).toBe(14);
+    expect(status!.edgeReadsPerDay).toBe(15);
     const snapshot = await readCluster(new TierClient(cluster.master.address));
     const volume = snapshot.volumes.find((v) => v.id === vid)!;
-    expect(volume).toMatchObject({ edgeReadsPerDay: 14, remote: 's3.default' });
+    expect(volume).toMatchObject({ edgeReadsPerDay: 15, remote: 's3.default' });
     expect(volume.readsPerDay).toBe(volume.edgeReadsPerDay! + volume.originReadsPerDay!);
     const rules = [
       {
@@ -226,7 +244,7 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     ];
     const decision = planCluster(snapshot, rules, Date.now()).find((d) => d.volumeId === vid)!;
     expect(decision.action).toBe('download');
-    expect(decision.reason).toContain('edge 14');
+    expect(decision.reason).toContain('edge 15');
     // The key is the only way in, and only to this endpoint.
     const forged = await fetch(`${master}/edge/heat`, {
       method: 'POST',
