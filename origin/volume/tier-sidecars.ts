@@ -121,6 +121,13 @@ export async function deleteTierObjects(
 // ---- the deletion-set writer of an owned object ----
 
 interface Writer {
+  /** The object this writer's state is about: a volume tiered again gets a new writer. */
+  remoteKey: string | undefined;
+  /**
+   * The deleted keys, read from the needle map once (a walk of every entry) and then kept up to date by
+   * the deletes that publish: a tiered volume's deletes are never undone (restore refuses a frozen .dat).
+   */
+  keys?: Set<bigint>;
   current?: Promise<void>;
   queued?: Promise<void>;
   /** A set with every delete so far has reached the bucket since this process opened the volume. */
@@ -137,9 +144,10 @@ export interface BackendsByName {
 }
 
 function writerOf(volume: Volume): Writer {
+  const remoteKey = volume.info.remote?.key;
   let w = writers.get(volume);
-  if (!w) {
-    w = { published: false, retryMs: DELETES_RETRY_MS };
+  if (!w || w.remoteKey !== remoteKey) {
+    w = { remoteKey, published: false, retryMs: DELETES_RETRY_MS };
     writers.set(volume, w);
   }
   return w;
@@ -156,11 +164,8 @@ async function putDeletes(volume: Volume, backends: BackendsByName, w: Writer): 
   const backend = backends.get(remote.backend);
   const wasPublished = w.published;
   try {
-    await putObject(
-      backend,
-      remote.deletesKey,
-      encodeDeletionSet(volume.id, frozenDeletes(volume), volume.config.now()),
-    );
+    w.keys ??= new Set(frozenDeletes(volume));
+    await putObject(backend, remote.deletesKey, encodeDeletionSet(volume.id, w.keys, volume.config.now()));
   } catch (err) {
     w.published = false;
     // Until one lands, keep trying in the background: the delete that failed was answered 503,
@@ -191,9 +196,14 @@ async function putDeletes(volume: Volume, backends: BackendsByName, w: Writer): 
  * otherwise). Resolves once a set written after this call started is in the
  * bucket; concurrent callers share PUTs (one in flight, one queued).
  */
-export function publishDeletes(volume: Volume, backends: BackendsByName | undefined): Promise<void> {
+export function publishDeletes(
+  volume: Volume,
+  backends: BackendsByName | undefined,
+  deletedKey?: bigint,
+): Promise<void> {
   if (!backends || !ownedRemote(volume)) return Promise.resolve();
   const w = writerOf(volume);
+  if (deletedKey !== undefined) w.keys?.add(deletedKey);
   if (!w.current) {
     w.current = putDeletes(volume, backends, w).finally(() => {
       w.current = undefined;

@@ -325,7 +325,7 @@ export async function handleDelete(
     await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
   }
   // A tiered volume: acknowledged only once its deletion set in the bucket has the key (tier-sidecars.ts).
-  await publishDeletes(volume, store.config.backends);
+  await publishDeletes(volume, store.config.backends, fid.key);
   if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   sendJson(res, 202, { size });
 }
