@@ -18,7 +18,7 @@ const PURGED_BASE = 'https://kelp-purged.internal/';
 /** Milliseconds since the epoch at which the origin last vouched for the stored bytes. */
 export const CONFIRMED_HEADER = 'x-kelp-confirmed';
 /** Headers of a stored copy that are the edge's own bookkeeping, never sent to clients. */
-export const INTERNAL_HEADERS = [CONFIRMED_HEADER, 'cache-tag', 'age'];
+export const INTERNAL_HEADERS = [CONFIRMED_HEADER, 'cache-tag', 'age', 'x-kelp-tier-confirmed'];
 
 export interface BlobKey {
   /** Canonical fid of the file (a `_N` suffix already folded into its key): the variant index is per file. */
@@ -84,6 +84,7 @@ export function storedHeaders(
     'age',
     'x-kelp-cache',
     'cf-cache-status',
+    'x-kelp-tier-confirmed',
   ]) {
     h.delete(name);
   }

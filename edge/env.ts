@@ -1,5 +1,7 @@
 import { DEFAULT_RESIZE_PRESETS, type ResizeParams } from '../shared/resize.ts';
 import { type OriginPattern, parseOriginAllow } from './allow.ts';
+import type { TierReader } from './tier-backends/reader.ts';
+import { DEFAULT_TIER_TIMEOUT_MS, parseTierBackends } from './tier-config.ts';
 
 /** Bindings and vars the Worker reads (wrangler.toml [vars] and secrets). */
 export interface Env {
@@ -45,6 +47,22 @@ export interface Env {
   PUBLIC_WRITES?: string;
   /** Bearer secret of POST /_kelp/purge (volume servers' purge events); unset = the endpoint is off. */
   PURGE_KEY?: string;
+  /**
+   * JSON: the buckets tiered volumes may be read from directly, by backend name
+   * (edge/tier-config.ts). Unset: every read goes to the origin.
+   */
+  TIER_BACKENDS?: string;
+  /** Milliseconds a bucket read may take before the read goes to the origin instead. */
+  TIER_TIMEOUT_MS?: string;
+  /** Largest needle record read from a bucket by the edge; larger ones go through the origin. */
+  MAX_TIER_READ_BYTES?: string;
+  /**
+   * Secret: the bearer key of the master's `POST /edge/heat` (one of its KELP_EDGE_HEAT_KEYS). Set, the
+   * edge reports the reads it answered without an origin, for tier policies (edge/heat.ts).
+   */
+  HEAT_KEY?: string;
+  /** Seconds between heat reports of an isolate (default 10). */
+  HEAT_FLUSH_SECONDS?: string;
 }
 
 /** Default of EDGE_FRESH_SECONDS: the README's staleness bound for the local stack. */
@@ -78,7 +96,15 @@ export interface EdgeConfig {
   originAllow?: OriginPattern[];
   /** The id origin logs this request under (request-id.ts); set per request, never from env. */
   requestId?: string;
+  /** Buckets the edge reads tiered volumes from, by backend name (TIER_BACKENDS). */
+  tierReaders: Map<string, TierReader>;
+  maxTierReadBytes: number;
+  heatKey?: string;
+  heatFlushMs: number;
 }
+
+/** Default of MAX_TIER_READ_BYTES: a needle is read whole (its CRC checked) before a byte is served. */
+export const DEFAULT_MAX_TIER_READ_BYTES = 16 * 1024 * 1024;
 
 function num(raw: string | undefined, fallback: number): number {
   const n = raw === undefined || raw === '' ? Number.NaN : Number(raw);
@@ -118,6 +144,10 @@ export function edgeConfig(env: Env): EdgeConfig {
       masterClientKey: env.MASTER_CLIENT_KEY?.trim() || undefined,
       purgeKey: env.PURGE_KEY || undefined,
       originAllow: env.ORIGIN_ALLOW ? parseOriginAllow(env.ORIGIN_ALLOW) : undefined,
+      tierReaders: parseTierBackends(env, num(env.TIER_TIMEOUT_MS, DEFAULT_TIER_TIMEOUT_MS)),
+      maxTierReadBytes: num(env.MAX_TIER_READ_BYTES, DEFAULT_MAX_TIER_READ_BYTES),
+      heatKey: env.HEAT_KEY?.trim() || undefined,
+      heatFlushMs: num(env.HEAT_FLUSH_SECONDS, 10) * 1000,
     };
     parsed.set(env, c);
   }

@@ -9,7 +9,7 @@
  * always the same): HIT | REVALIDATED | MISS | STALE | BYPASS.
  */
 import { NotFoundError, UnavailableError } from '../shared/errors.ts';
-import { parseFidPath } from '../shared/fid.ts';
+import { type ParsedFid, parseFidPath } from '../shared/fid.ts';
 import { isTrueParam } from '../shared/query.ts';
 import { canonicalResizeQuery, negotiateFormat, parseResizeParams } from '../shared/resize.ts';
 import { signResize, verifyResizeSignature } from '../shared/resize-signature.ts';
@@ -34,9 +34,12 @@ import {
   noteConfirmed,
   singleFlight,
 } from './freshness.ts';
+import { noteEdgeRead } from './heat.ts';
 import { fetchFromReplicas } from './origin.ts';
 import { forRequest } from './request-id.ts';
 import { errorResponse } from './respond.ts';
+import type { TierCost } from './tier-backends/reader.ts';
+import { fromTier, TIER_CONFIRMED_HEADER } from './tier-read.ts';
 
 /** Client headers the Cache API evaluates against a cached copy. */
 const MATCH_HEADERS = ['range', 'if-none-match', 'if-modified-since'];
@@ -46,6 +49,14 @@ export type CacheState = 'HIT' | 'REVALIDATED' | 'MISS' | 'STALE' | 'BYPASS';
 /** One public read: what to look up, what to ask the origin, how to answer. */
 interface Read {
   key: BlobKey;
+  fid: ParsedFid;
+  ext: string | undefined;
+  name: string | undefined;
+  download: boolean;
+  /** No image variant asked: a tiered volume may answer from its bucket (tier-read.ts). */
+  plain: boolean;
+  /** What the bucket reads of this request cost, when the tier answered. */
+  tierCost?: TierCost;
   request: Request;
   head: boolean;
   /** Path and query sent to the origin (canonical variant params, signature, dl). */
@@ -80,7 +91,24 @@ function respond(res: Response, state: CacheState, read: Read): Response {
     h.set('cache-control', 'no-store');
   }
   if (read.varyAccept) h.set('vary', 'Accept');
+  // Heat no volume server sees: reads answered here, or from a bucket (edge/heat.ts).
+  if ((state === 'HIT' || state === 'STALE' || read.tierCost) && res.status !== 404) {
+    noteEdgeRead(read.key.volumeId, config, read.ctx);
+  }
+  if (read.tierCost) {
+    h.set('x-kelp-tier-requests', String(read.tierCost.requests));
+    h.set('x-kelp-tier-bytes', String(read.tierCost.bytes));
+  }
   return out;
+}
+
+/**
+ * When the answer was vouched for: the request's start for an origin's, the
+ * deletion set's confirmation for a bucket's (tier-read.ts), whichever is earlier.
+ */
+function confirmedBy(res: Response, startedAt: number): number {
+  const tier = Number(res.headers.get(TIER_CONFIRMED_HEADER) ?? 0);
+  return tier > 0 ? Math.min(tier, startedAt) : startedAt;
 }
 
 /** A GET for `url` carrying the client's Range and conditional headers. */
@@ -127,6 +155,24 @@ async function store(cache: Cache, key: BlobKey, res: Response, confirmed: numbe
  * colo heard was deleted (its collection went) is the 404 it is, not an outage.
  */
 async function fromReplicas(cache: Cache, read: Read, headers: Record<string, string>): Promise<Response> {
+  if (read.plain) {
+    // A tiered volume: its bucket, no origin in the path (undefined: not tiered here, or the bucket failed).
+    const tiered = await fromTier({
+      key: read.key,
+      fid: read.fid,
+      ext: read.ext,
+      name: read.name,
+      download: read.download,
+      ...(headers['if-none-match'] ? { ifNoneMatch: headers['if-none-match'] } : {}),
+      config: read.config,
+      ctx: read.ctx,
+      cache,
+    });
+    if (tiered) {
+      read.tierCost = tiered.cost;
+      return tiered.response;
+    }
+  }
   try {
     return await fetchFromReplicas(
       read.key.volumeId,
@@ -174,7 +220,7 @@ function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outc
         await res.body?.cancel();
         // A purge that came while the question was out is news the 304 cannot overrule.
         if (purgedInMemory(key) > startedAt) return 'refetch';
-        noteConfirmed(key.url, startedAt);
+        noteConfirmed(key.url, confirmedBy(res, startedAt));
         return 'confirmed';
       }
       const staleTtl = config.staleTtlSeconds;
@@ -185,9 +231,12 @@ function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outc
       }
       const length = Number(res.headers.get('content-length') ?? Number.NaN);
       if (res.status === 200 && isCacheable(res) && length <= config.maxCacheableBytes) {
-        forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
+        // A bucket's answer is the same immutable needle: this copy was only older, the file did not
+        // change (and a purge marker would read as a delete to the next tier read).
+        if (!res.headers.has(TIER_CONFIRMED_HEADER))
+          forgetConfirmed(await purgeFile(cache, key.file, startedAt, staleTtl));
         if (lifetime(res, config) >= MIN_LIFETIME_SECONDS) {
-          await store(cache, key, res, startedAt, config);
+          await store(cache, key, res, confirmedBy(res, startedAt), config);
           return 'replaced';
         }
       }
@@ -247,11 +296,15 @@ async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
   const origin = await fromReplicas(cache, read, read.originHeaders);
   const length = Number(origin.headers.get('content-length') ?? Number.NaN);
   const fits = Number.isFinite(length) && length <= config.maxCacheableBytes;
-  // A purge that came after this fetch began may have been about these very bytes: do not keep them.
-  const purged = origin.status === 200 && (await purgedAt(cache, key)) > startedAt;
-  // A blob whose TTL ends within the second is not worth storing.
-  if (isCacheable(origin) && fits && !purged && lifetime(origin, config) >= MIN_LIFETIME_SECONDS) {
-    await store(cache, key, origin, startedAt, config);
+  // A blob whose TTL ends within the second is not worth storing; a purge that came after this fetch
+  // began may have been about these very bytes: do not keep them (asked only of what would be kept).
+  if (
+    isCacheable(origin) &&
+    fits &&
+    lifetime(origin, config) >= MIN_LIFETIME_SECONDS &&
+    !(origin.status === 200 && (await purgedAt(cache, key)) > startedAt)
+  ) {
+    await store(cache, key, origin, confirmedBy(origin, startedAt), config);
     const stored = await cache.match(matchRequest(key.url, request));
     if (!stored) throw new UnavailableError('cache refused the object', 1);
     return respond(stored, 'MISS', read);
@@ -318,6 +371,11 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
   if (negotiated) originHeaders.accept = request.headers.get('accept') ?? '';
   const read: Read = {
     key,
+    fid,
+    ext,
+    name,
+    download,
+    plain: !resize && !negotiated,
     request,
     head: request.method === 'HEAD',
     originPath: `${url.pathname}${query ? `?${query}` : ''}`,

@@ -235,6 +235,15 @@ const CLIENT_KEYS: Field<string[] | undefined> = {
   ),
   noFlag: { env: 'KELP_CLIENT_KEYS', toml: 'security.clientKeys' },
 };
+const EDGE_HEAT_KEYS: Field<string[] | undefined> = {
+  ...field<string[] | undefined>(
+    '',
+    "Bearer keys the edge Worker reports its read heat with (POST /edge/heat only; the Worker's HEAT_KEY), comma-separated",
+    list(text),
+    undefined,
+  ),
+  noFlag: { env: 'KELP_EDGE_HEAT_KEYS', toml: 'security.edgeHeatKeys' },
+};
 const WHITE_LIST = field<string[] | undefined>(
   '<cidrs>',
   'networks whose callers may use the write API without a client key, e.g. 10.0.0.0/8',
@@ -579,7 +588,12 @@ const VOLUME_SECURITY = {
   metricsKey: METRICS_KEY,
 };
 /** A master's: a volume server's, and who may use its write API. */
-const MASTER_SECURITY = { whiteList: WHITE_LIST, ...VOLUME_SECURITY, clientKeys: CLIENT_KEYS };
+const MASTER_SECURITY = {
+  whiteList: WHITE_LIST,
+  ...VOLUME_SECURITY,
+  clientKeys: CLIENT_KEYS,
+  edgeHeatKeys: EDGE_HEAT_KEYS,
+};
 
 export const MASTER_OPTIONS = {
   ...schema('master', { ...MASTER_FIELDS, ...MASTER_SECURITY }),

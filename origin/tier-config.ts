@@ -85,6 +85,32 @@ export const BACKEND_FIELDS: Record<BackendType, Record<string, BackendField>> =
     requestTimeoutMs: { kind: 'integer', description: 'request timeout, ms', default: '30000' },
     ...RETRY_FIELDS,
   },
+  r2: {
+    bucket: { kind: 'string', description: 'bucket', required: true },
+    accountId: {
+      kind: 'string',
+      description: 'Cloudflare account id (the endpoint is made from it)',
+      default: '(required without endpoint)',
+    },
+    jurisdiction: { kind: 'string', description: 'eu or fedramp, for a bucket in a jurisdiction' },
+    endpoint: {
+      kind: 'string',
+      description: "R2's S3 endpoint, or any S3 server standing in for it",
+      default: 'https://<accountId>.r2.cloudflarestorage.com',
+    },
+    region: { kind: 'string', description: 'region', default: 'auto' },
+    accessKeyId: { kind: 'string', description: 'R2 API token access key id (better in the env)' },
+    secretAccessKey: { kind: 'string', description: 'R2 API token secret (better in the env or a file)' },
+    secretAccessKeyFile: { kind: 'string', description: 'file holding the secret key' },
+    forcePathStyle: { kind: 'boolean', description: 'endpoint/bucket/key URLs', default: 'true' },
+    storageClass: { kind: 'string', description: 'STANDARD or STANDARD_IA', default: 'STANDARD' },
+    partSize: { kind: 'integer', description: 'multipart part, bytes (all parts equal)', default: '16 MiB' },
+    uploadConcurrency: { kind: 'integer', description: 'parts in flight', default: '4' },
+    uploadAttempts: { kind: 'integer', description: 'attempts per upload request', default: '4' },
+    connectTimeoutMs: { kind: 'integer', description: 'connect timeout, ms', default: '3000' },
+    requestTimeoutMs: { kind: 'integer', description: 'request timeout, ms', default: '30000' },
+    ...RETRY_FIELDS,
+  },
   gcs: {
     bucket: { kind: 'string', description: 'bucket', required: true },
     projectId: { kind: 'string', description: 'project' },
@@ -266,13 +292,13 @@ export function loadBackends(
       if (values.path === undefined) continue;
       values.path = resolve(cwd, values.path as string);
     }
-    if (type === 's3') {
+    if (type === 's3' || type === 'r2') {
       if (values.secretAccessKeyFile !== undefined) {
         const path = resolve(cwd, values.secretAccessKeyFile as string);
         if (values.secretAccessKey === undefined) values.secretAccessKey = readSecret(path, section);
         delete values.secretAccessKeyFile;
       }
-      values.region ??= DEFAULT_S3_REGION;
+      if (type === 's3') values.region ??= DEFAULT_S3_REGION;
       if ((values.accessKeyId === undefined) !== (values.secretAccessKey === undefined)) {
         throw new ConfigError(
           `${section}: give both accessKeyId and secretAccessKey (${backendEnvName(type, id, 'accessKeyId')}, ${backendEnvName(type, id, 'secretAccessKey')}), or neither for the AWS SDK's default chain`,

@@ -22,12 +22,38 @@ export interface Location {
   dataCenter: string;
 }
 
+/**
+ * Where a tiered volume's bytes are in its bucket, for readers that go there
+ * directly (the edge, docs/decisions/0010-origin-free-reads.md). The reader
+ * maps `backend` to its own endpoint and credentials; nothing here is a URL.
+ */
+export interface TierLocation {
+  /** The backend's type on origin: `s3`, `r2`, `gcs` or `local`. */
+  kind: string;
+  /** `type.id` as volume servers name the backend (`s3.archive`). */
+  backend: string;
+  /** Absent for `local`. */
+  bucket?: string;
+  /** The `.dat` object. */
+  key: string;
+  /** Its size in bytes. */
+  size: number;
+  /** The sorted, paged needle index beside it (shared/tier-index.ts). */
+  indexKey: string;
+  /** Pages of the index: its header and directory are the first `64 + 16 × indexPages` bytes. */
+  indexPages: number;
+  /** Keys deleted since the index was written, kept current by origin. */
+  deletesKey: string;
+}
+
 /** `GET /dir/lookup?volumeId=|fileId=` → 200. */
 export interface LookupResponse {
   volumeOrFileId: string;
   /** The same as volumeOrFileId, for clients written against older SeaweedFS docs. */
   volumeId: string;
   locations: Location[];
+  /** Present when the volume is tiered and its index is in the bucket: the edge may read from there. */
+  tier?: TierLocation;
 }
 
 /** One volume as a volume server reports it in a heartbeat. */
@@ -51,6 +77,8 @@ export interface HeartbeatVolume {
   compactRevision: number;
   /** The backend holding the `.dat` (`s3.default`) when the volume is tiered. */
   remote?: string;
+  /** Where its bytes are in the bucket, once its index and deletion set are there. */
+  tier?: TierLocation;
   /** Reads over the last 24 hours (heat, for tier policies). */
   readsPerDay: number;
   /** Unix seconds of the last write or delete. */
@@ -114,6 +142,17 @@ export interface RemoteDat {
   superBlock: string;
   /** The local `.dat` was kept (reads stay local while it exists). */
   keepLocalDat: boolean;
+  /** The needle index beside the object (tier-sidecars.ts); absent for volumes tiered before it existed. */
+  indexKey?: string;
+  /** Pages of the index (shared/tier-index.ts): how much of it a reader fetches first. */
+  indexPages?: number;
+  /** The deletion set beside the object. */
+  deletesKey?: string;
+  /**
+   * This replica uploaded the object and writes its deletion set; the other
+   * replicas point at the same object and leave it to this one.
+   */
+  owner?: boolean;
 }
 
 /** One side of a volume move or copy, as a volume server reports it. */

@@ -15,7 +15,7 @@
  */
 import type { RetryPolicy } from './retry.ts';
 
-export type BackendType = 'local' | 's3' | 'gcs';
+export type BackendType = 'local' | 's3' | 'r2' | 'gcs';
 
 export interface TransferOptions {
   /** Bytes moved so far and the total; called often during long transfers, last with `bytes === total`. */
@@ -176,7 +176,21 @@ export interface GcsBackendConfig extends CommonConfig {
   requestTimeoutMs?: number;
 }
 
-export type BackendConfig = LocalBackendConfig | S3BackendConfig | GcsBackendConfig;
+/**
+ * Cloudflare R2 through its S3 API (r2.ts): the S3 fields, with the endpoint
+ * made from the account id and the region `auto` unless given.
+ */
+export interface R2BackendConfig extends Omit<S3BackendConfig, 'type' | 'region'> {
+  type: 'r2';
+  /** The Cloudflare account id (32 hex digits); the endpoint is made from it. */
+  accountId?: string;
+  /** `eu` or `fedramp` for a bucket in a jurisdiction. */
+  jurisdiction?: string;
+  /** `auto` (R2's only region) unless given. */
+  region?: string;
+}
+
+export type BackendConfig = LocalBackendConfig | S3BackendConfig | R2BackendConfig | GcsBackendConfig;
 
 /** The directory `local.default` uses when nothing is configured: beside the volumes. */
 export const DEFAULT_LOCAL_TIER_DIR = 'tier';

@@ -72,7 +72,11 @@ export interface ServerTierStatus {
 export type ServerVolume = VolumeStatusJson;
 
 /** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
-export type MasterVolume = HeartbeatVolume & { locations: string[] };
+export type MasterVolume = HeartbeatVolume & {
+  locations: string[];
+  /** Reads the edge answered without an origin, as the master heard (origin/master/edge-heat.ts). */
+  edgeReadsPerDay?: number;
+};
 
 // ---- requests ----
 
@@ -382,7 +386,10 @@ export async function readCluster(
       size: Math.max(0, ...replicas.map((r) => r.size)),
       readOnly: replicas.length > 0 ? replicas.every((r) => r.readOnly) : mv.readOnly,
       modifiedAt: Math.max(0, ...replicas.map((r) => r.modifiedAt)),
-      readsPerDay: replicas.reduce((sum, r) => sum + r.readsPerDay, 0),
+      // Demand as a whole: what the volume servers served plus what the edge served without them.
+      readsPerDay: replicas.reduce((sum, r) => sum + r.readsPerDay, 0) + (mv.edgeReadsPerDay ?? 0),
+      originReadsPerDay: replicas.reduce((sum, r) => sum + r.readsPerDay, 0),
+      edgeReadsPerDay: mv.edgeReadsPerDay ?? 0,
       ...(tiered.length ? { remote: tiered[0]!.remote } : {}),
       ...(tiered.length > 0 && tiered.length < replicas.length ? { partial: true } : {}),
       ...(opts.firstSeen?.has(mv.id) ? { firstSeenMs: opts.firstSeen.get(mv.id) } : {}),

@@ -35,6 +35,15 @@ export async function createBackend(config: BackendConfig): Promise<TierBackend>
       const { S3Backend } = await import('./s3.ts');
       return new S3Backend(config);
     }
+    case 'r2': {
+      requireString(config, 'bucket');
+      if (!config.endpoint) requireString(config, 'accountId');
+      if ((config.accessKeyId === undefined) !== (config.secretAccessKey === undefined)) {
+        throw new InvalidParamError('backend config: give both accessKeyId and secretAccessKey, or neither');
+      }
+      const { R2Backend } = await import('./r2.ts');
+      return new R2Backend(config);
+    }
     case 'gcs': {
       requireString(config, 'bucket');
       const { GcsBackend } = await import('./gcs.ts');

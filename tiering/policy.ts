@@ -201,8 +201,12 @@ export interface PolicyVolume {
   readOnly: boolean;
   /** Unix seconds of the last write or delete (the heartbeat's `modifiedAt`). */
   modifiedAt: number;
-  /** Reads over the last 24 hours, all replicas together. */
+  /** Reads over the last 24 hours, all replicas together, plus the edge's (below). */
   readsPerDay: number;
+  /** Of which the volume servers served (all replicas together). */
+  originReadsPerDay?: number;
+  /** Of which the edge served with no origin request (cache hits, reads from the bucket). */
+  edgeReadsPerDay?: number;
   /** The backend holding the `.dat` of its tiered replicas; undefined when every replica is local. */
   remote?: string;
   /** Some replicas are tiered and others are not: a move that was interrupted. */
@@ -243,6 +247,11 @@ export interface TierDecision {
 
 const percent = (n: number) => `${Math.floor(n * 10) / 10}%`;
 const reads = (n: number) => `${Math.round(n)} read${Math.round(n) === 1 ? '' : 's'}/day`;
+/** Heat as the policy weighs it, with the edge's share when it has any. */
+const heat = (v: PolicyVolume) =>
+  v.edgeReadsPerDay
+    ? `${reads(v.readsPerDay)} (origin ${Math.round(v.originReadsPerDay ?? v.readsPerDay - v.edgeReadsPerDay)}, edge ${Math.round(v.edgeReadsPerDay)})`
+    : reads(v.readsPerDay);
 
 function decision(
   v: PolicyVolume,
@@ -299,7 +308,7 @@ function uploadConditions(v: PolicyVolume, rule: TierRule, o: EvaluateOptions): 
     out.push({
       name: 'heat',
       ok: cool,
-      text: `${reads(v.readsPerDay)}, ${cool ? 'within' : 'over'} maxReadsPerDay ${rule.maxReadsPerDay}`,
+      text: `${heat(v)}, ${cool ? 'within' : 'over'} maxReadsPerDay ${rule.maxReadsPerDay}`,
     });
   }
   return out;
@@ -332,7 +341,7 @@ export function evaluateVolume(
         {
           name: 'promote',
           ok: true,
-          text: `tiered to ${v.remote} and hot: ${reads(v.readsPerDay)}, over promoteAboveReadsPerDay ${promote}`,
+          text: `tiered to ${v.remote} and hot: ${heat(v)}, over promoteAboveReadsPerDay ${promote}`,
         },
       ]);
     }
@@ -342,7 +351,7 @@ export function evaluateVolume(
       text:
         promote === undefined
           ? `tiered to ${v.remote}; promotion is off`
-          : `tiered to ${v.remote}; ${reads(v.readsPerDay)}, not over promoteAboveReadsPerDay ${promote}`,
+          : `tiered to ${v.remote}; ${heat(v)}, not over promoteAboveReadsPerDay ${promote}`,
     };
     if (v.partial && v.remote === rule.backend) {
       // An interrupted move: replicas should agree, and the one already uploaded decided it.

@@ -188,7 +188,16 @@ export function volumeSecurity(o: VolumeSecurityOptions): VolumeSecurityOptions 
 
 /** A master's: a volume server's, and who may use its write API. */
 export function masterSecurity(
-  o: VolumeSecurityOptions & { whiteList: string[] | undefined; clientKeys: string[] | undefined },
+  o: VolumeSecurityOptions & {
+    whiteList: string[] | undefined;
+    clientKeys: string[] | undefined;
+    edgeHeatKeys?: string[] | undefined;
+  },
 ) {
-  return { ...volumeSecurity(o), whiteList: o.whiteList, clientKeys: o.clientKeys };
+  return {
+    ...volumeSecurity(o),
+    whiteList: o.whiteList,
+    clientKeys: o.clientKeys,
+    ...(o.edgeHeatKeys ? { edgeHeatKeys: o.edgeHeatKeys } : {}),
+  };
 }

@@ -148,14 +148,27 @@ function table(rows: string[][]): string[] {
 function printStatus(snapshot: ClusterSnapshot): void {
   if (snapshot.volumes.length === 0) console.log('no volumes');
   else {
-    const rows = [['VOLUME', 'COLLECTION', 'SIZE', 'SEALED', 'READS/DAY', 'LAST WRITE', 'TIER', 'SERVERS']];
+    const rows = [
+      [
+        'VOLUME',
+        'COLLECTION',
+        'SIZE',
+        'SEALED',
+        'ORIGIN READS/DAY',
+        'EDGE READS/DAY',
+        'LAST WRITE',
+        'TIER',
+        'SERVERS',
+      ],
+    ];
     for (const v of snapshot.volumes) {
       rows.push([
         String(v.id),
         v.collection || '-',
         formatBytes(v.size),
         v.readOnly ? 'yes' : 'no',
-        String(Math.round(v.readsPerDay)),
+        String(Math.round(v.originReadsPerDay ?? v.readsPerDay)),
+        String(Math.round(v.edgeReadsPerDay ?? 0)),
         ago(v.modifiedAt),
         tierState(v),
         v.replicas.map((r) => r.server).join(',') || '-',
@@ -355,6 +368,18 @@ export function registerTierCommand(program: Command): void {
         : `would move none of ${decisions.length} volumes`,
     );
     for (const d of moves) console.log(`  ${describeDecision(d)}`);
+    // Heat as the policies weigh it: the volume servers' reads and the edge's, which no origin saw.
+    console.log('');
+    const heatRows = [['VOLUME', 'ORIGIN READS/DAY', 'EDGE READS/DAY', 'TOTAL']];
+    for (const v of snapshot.volumes) {
+      heatRows.push([
+        String(v.id),
+        String(Math.round(v.originReadsPerDay ?? v.readsPerDay)),
+        String(Math.round(v.edgeReadsPerDay ?? 0)),
+        String(Math.round(v.readsPerDay)),
+      ]);
+    }
+    for (const line of table(heatRows)) console.log(`  ${line}`);
     if (stays.length) {
       console.log('');
       console.log('stay as they are:');

@@ -25,6 +25,8 @@ export const PUBLIC_URL = new RegExp(`^(?:https?://${HOST}(?::${PORT})?|${HOST}:
 
 const name = z.string().regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, ".", "_" or "-", at most 64');
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** An object key Kelp writes (`<collection>_<vid>-<uuid>.dat` and its sidecars): no slashes, no spaces. */
+const objectKey = z.string().regex(/^[A-Za-z0-9_.-]{1,256}$/, 'an object key');
 
 const volume = z.object({
   id: z.number().int().min(1).max(0xffffffff),
@@ -52,6 +54,21 @@ const volume = z.object({
   remote: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,128}$/)
+    .optional(),
+  tier: z
+    .object({
+      kind: z.enum(['s3', 'r2', 'gcs', 'local']),
+      backend: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/),
+      bucket: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,222}$/)
+        .optional(),
+      key: objectKey,
+      size: count,
+      indexKey: objectKey,
+      indexPages: z.number().int().min(0).max(16_777_216),
+      deletesKey: objectKey,
+    })
     .optional(),
   readsPerDay: count,
   modifiedAt: count,

@@ -51,6 +51,7 @@ import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '..
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
 import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
 import { etcdClient } from './etcd-client.ts';
 import { EtcdStateStore } from './etcd-state-store.ts';
@@ -85,6 +86,8 @@ export interface MasterConfig {
   adminKey?: string;
   /** Bearer keys of clients of the write API (assign, /submit, lookup tokens). */
   clientKeys?: string[];
+  /** Bearer keys the edge presents to report its read heat (`POST /edge/heat`, that endpoint only). */
+  edgeHeatKeys?: string[];
   /** CIDRs whose callers count as clients without a key (SeaweedFS's `white_list`). */
   whiteList?: string[];
   /** Run on a non-loopback address without credentials (refused otherwise). */
@@ -226,7 +229,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     log: log.child({ component: 'vacuum' }),
     leading: () => leadership.isLeader(),
   });
-  const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule);
+  const edgeHeat = new EdgeHeat(config.edgeHeatKeys, config.now);
+  const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule, edgeHeat);
 
   /**
    * A token for a looked-up fid goes only to a client that proved who it is
@@ -257,7 +261,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     if (locations.length === 0 || (collection !== null && v?.collection !== collection)) {
       throw new NotFoundError(`volume ${volumeId} not found`);
     }
-    return { volumeOrFileId: raw, volumeId: raw, locations };
+    const tier = topology.tierLocation(volumeId);
+    return { volumeOrFileId: raw, volumeId: raw, locations, ...(tier ? { tier } : {}) };
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
@@ -459,7 +464,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, {
           Version: KELP_VERSION_STRING,
           VolumeSizeLimit: config.volumeSizeLimitBytes,
-          Volumes: volumeStatus(topology),
+          Volumes: volumeStatus(topology, edgeHeat),
         });
       case '/dir/status':
         return sendJson(res, 200, { Version: KELP_VERSION_STRING, Topology: topologyStatus(topology) });
@@ -479,6 +484,9 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
             topology.maxVolumeId(),
           ),
         });
+      case EDGE_HEAT_PATH:
+        if (req.method !== 'POST') throw new MethodNotAllowedError(`${EDGE_HEAT_PATH} takes a POST`);
+        return sendJson(res, 200, { volumes: await edgeHeat.handle(req) });
       case '/col/delete':
         if (req.method !== 'POST' && req.method !== 'DELETE')
           throw new MethodNotAllowedError('/col/delete deletes data: POST or DELETE it, never GET');
@@ -618,11 +626,11 @@ function assignQuery(q: URLSearchParams | null): URLSearchParams {
   return out;
 }
 
-function volumeStatus(topology: Topology) {
+function volumeStatus(topology: Topology, edgeHeat: EdgeHeat) {
   const out = new Map<number, Record<string, unknown> & { locations: string[] }>();
   for (const n of topology.nodes.values()) {
     for (const v of n.volumes.values()) {
-      const e = out.get(v.id) ?? { ...v, locations: [] };
+      const e = out.get(v.id) ?? { ...v, edgeReadsPerDay: edgeHeat.perDay(v.id), locations: [] };
       if (topology.isAlive(n)) e.locations.push(n.url);
       out.set(v.id, e);
     }

@@ -22,6 +22,7 @@ import {
 } from '../http/html.ts';
 import { sendJson } from '../http/respond.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
+import type { EdgeHeat } from './edge-heat.ts';
 import type { Topology } from './topology.ts';
 
 /** Bound on asking one volume server for its tier transfers while rendering. */
@@ -47,10 +48,13 @@ export function clusterVolumeState(copies: HeartbeatVolume[]): string {
 
 export class MasterStatusPage {
   private readonly topology: Topology;
+  /** Reads the edge answered without an origin (edge-heat.ts), shown beside the volume servers' own. */
+  private readonly edgeHeat: EdgeHeat | undefined;
   private readonly self: () => string;
   private readonly schedule: VacuumSchedule;
 
-  constructor(topology: Topology, self: () => string, schedule: VacuumSchedule) {
+  constructor(topology: Topology, self: () => string, schedule: VacuumSchedule, edgeHeat?: EdgeHeat) {
+    this.edgeHeat = edgeHeat;
     this.topology = topology;
     this.self = self;
     this.schedule = schedule;
@@ -143,6 +147,7 @@ export class MasterStatusPage {
         num(v.fileCount),
         num(`${(garbage * 100).toFixed(1)}%`),
         num(copies.reduce((a, c) => a + c.readsPerDay, 0)),
+        num(this.edgeHeat?.perDay(id) ?? 0),
         esc(copies.find((c) => c.remote)?.remote ?? 'local'),
         esc(v.replicaPlacement),
         esc(v.ttl || '-'),
@@ -179,7 +184,8 @@ export class MasterStatusPage {
             'Size',
             'Files',
             'Garbage',
-            'Reads/day',
+            'Origin reads/day',
+            'Edge reads/day',
             'Tier',
             'Replication',
             'TTL',

@@ -4,7 +4,7 @@
  * it drops out of lookups and its volumes stop being writable (a volume is
  * writable only while every copy its placement asks for is alive).
  */
-import type { HeartbeatRequest, HeartbeatVolume, Location } from '../../shared/api.ts';
+import type { HeartbeatRequest, HeartbeatVolume, Location, TierLocation } from '../../shared/api.ts';
 import { copyCount, parsePlacement } from '../../shared/placement.ts';
 
 /** Pulses a node may miss before it counts as dead (docs/format.md §7). */
@@ -124,6 +124,19 @@ export class Topology {
       publicUrl: n.publicUrl,
       dataCenter: n.dataCenter,
     }));
+  }
+
+  /**
+   * Where a tiered volume's bytes are in its bucket, as an alive holder
+   * reports it (docs/decisions/0010-origin-free-reads.md). Replicas share one
+   * object; when they do not (each uploaded its own), any is as good.
+   */
+  tierLocation(volumeId: number): TierLocation | undefined {
+    for (const n of this.aliveNodes()) {
+      const t = n.volumes.get(volumeId)?.tier;
+      if (t) return t;
+    }
+    return undefined;
   }
 
   /** The volume as any alive holder reports it. */

@@ -41,7 +41,8 @@ function digest(s: string): Buffer {
 }
 
 /** Keys compared in constant time (digests of equal length, whatever the lengths of the keys). */
-class KeySet {
+/** Bearer keys, compared in constant time (digests, every key checked). */
+export class KeySet {
   private readonly digests: Buffer[];
   constructor(keys: string[]) {
     this.digests = keys.filter(Boolean).map(digest);

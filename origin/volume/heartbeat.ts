@@ -14,6 +14,13 @@ import { masterList } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
+import { tierLocationOf } from './tier-sidecars.ts';
+import type { Volume } from './volume.ts';
+
+function tierOf(v: Volume, store: Store) {
+  const tier = v.info.remote ? tierLocationOf(v, store.config.backends) : undefined;
+  return tier ? { tier } : {};
+}
 
 export interface HeartbeatOptions {
   /** host:port of the master, or several, comma-separated: each gets every beat. */
@@ -47,6 +54,7 @@ export function heartbeatOf(opts: HeartbeatOptions): HeartbeatRequest {
       ttl: formatTtl(s.ttl),
       compactRevision: s.compactRevision,
       remote: s.remote,
+      ...tierOf(v, opts.store),
       readsPerDay: s.readsPerDay,
       modifiedAt: s.modifiedAt,
       ...(s.moving ? { moving: s.moving } : {}),

@@ -33,6 +33,7 @@ import { type DiskLocation, Store } from './store.ts';
 import type { FsyncPolicy } from './syncer.ts';
 import { BackendRegistry, TierJobs } from './tier.ts';
 import { handleTier, handleTierStatus, type TierContext } from './tier-handler.ts';
+import { TierPeers } from './tier-share.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
 import { VolumeMoves } from './volume-move.ts';
 import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
@@ -201,7 +202,13 @@ export async function startVolumeServer(
     { ...config, backends, onChange: () => heartbeat?.beatNow(), onSync: volumeMetrics?.onSync },
     log.child({ component: 'store' }),
   );
-  const tier = { backends, jobs: new TierJobs(volumeMetrics?.onTierJob) };
+  const tier: TierContext = {
+    backends,
+    jobs: new TierJobs(volumeMetrics?.onTierJob),
+    // Replicas share one tier object (tier-share.ts); `write` is set just below, the replicator later.
+    peers: new TierPeers(() => write.replicator, config.clusterKey),
+    log: log.child({ component: 'tier' }),
+  };
   const replicationLog = log.child({ component: 'replication' });
   const purgers = edgePurgers(config.edgePurge);
   const write: WriteConfig = {

@@ -22,6 +22,8 @@ import { parseVolumeFileName, volumePath } from './files.ts';
 import { sweepDataDir } from './sweep.ts';
 import type { FsyncPolicy, SyncObserver } from './syncer.ts';
 import type { BackendRegistry } from './tier.ts';
+import { finishInterruptedShare } from './tier-share.ts';
+import { deleteTierObjects } from './tier-sidecars.ts';
 import { finishInterruptedCompaction } from './vacuum.ts';
 import { Volume, type VolumeStatus } from './volume.ts';
 import { type RemoteDat, readVolumeInfo } from './volume-info.ts';
@@ -87,6 +89,8 @@ export class Store {
         const parsed = parseVolumeFileName(name);
         if (!parsed) continue;
         if (parsed.ext === 'vif') {
+          // Opened already by its .dat, which an interrupted tier share removed (tier-share.ts).
+          if (store.volumes.has(parsed.volumeId)) continue;
           // Only a tiered volume is found by its .vif: a local one is found by its .dat.
           if (existsSync(volumePath(location.dir, parsed.collection, parsed.volumeId, 'dat'))) continue;
           const info = readVolumeInfo(join(location.dir, name));
@@ -114,6 +118,12 @@ export class Store {
         }
         const volumeConfig = store.volumeConfig(location, parsed.collection, parsed.volumeId);
         finishInterruptedCompaction(volumeConfig, log);
+        finishInterruptedShare(
+          volumeConfig,
+          readVolumeInfo(volumePath(location.dir, parsed.collection, parsed.volumeId, 'vif')).remote !==
+            undefined,
+          log,
+        );
         const volume = Volume.open(volumeConfig);
         for (const repair of volume.repairs)
           log?.warn({ volume: parsed.volumeId }, `volume ${parsed.volumeId}: ${repair}`);
@@ -267,7 +277,8 @@ export class Store {
       removed.push(id);
       if (remote) {
         try {
-          await this.config.backends?.get(remote.backend).delete(remote.key);
+          const backend = this.config.backends?.get(remote.backend);
+          if (backend) await deleteTierObjects(backend, remote);
         } catch (err) {
           this.log?.error(
             { volume: id, err },

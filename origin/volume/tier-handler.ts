@@ -4,6 +4,7 @@
  * `POST /admin/tier/download?volume=` (both start a background job, 202) and
  * `GET /admin/tier/status[?volume=]` (job progress).
  */
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   ConflictError,
@@ -13,12 +14,17 @@ import {
 } from '../../shared/errors.ts';
 import { assertKnownParams, requireU32 } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
+import type { Logger } from '../observability/log.ts';
 import type { Store } from './store.ts';
 import { type BackendRegistry, type TierJobs, tierDownload, tierUpload } from './tier.ts';
+import type { TierPeers } from './tier-share.ts';
 
 export interface TierContext {
   backends: BackendRegistry;
   jobs: TierJobs;
+  /** The volume's other replicas, so they share one object (tier-share.ts). */
+  peers?: TierPeers;
+  log?: Logger;
 }
 
 function parseBool(value: string | null | undefined, name: string): boolean {
@@ -66,7 +72,13 @@ export function handleTier(
         );
       }
       const job = tier.jobs.start(volume.id, 'upload', backend.name, async (progress, signal) => {
-        await tierUpload(volume, backend, { keepLocalDat, onProgress: progress, signal });
+        await tierUpload(volume, backend, {
+          keepLocalDat,
+          onProgress: progress,
+          signal,
+          ...(tier.peers ? { peers: tier.peers } : {}),
+          ...(tier.log ? { log: tier.log } : {}),
+        });
       });
       sendJson(res, 202, job);
       return;
@@ -76,7 +88,7 @@ export function handleTier(
       const volume = store.get(requireU32(query, 'volume'));
       if (!volume.info.remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
       const job = tier.jobs.start(volume.id, 'download', volume.info.remote.backend, (progress, signal) =>
-        tierDownload(volume, tier.backends, progress, signal),
+        tierDownload(volume, tier.backends, progress, signal, tier.peers),
       );
       sendJson(res, 202, job);
       return;

@@ -26,6 +26,8 @@ import { createBackend } from '../../tiering/create-backend.ts';
 export type { TierJob };
 
 import type { Logger } from '../observability/log.ts';
+import { shareFromPeers, type TierPeers } from './tier-share.ts';
+import { deleteTierObjects, publishDeletes, writeSidecars } from './tier-sidecars.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
@@ -182,11 +184,14 @@ export class TierJobs {
 
 export interface TierUploadOptions {
   keepLocalDat: boolean;
+  /** Another replica's object of this volume is adopted instead of uploading one (tier-share.ts). */
+  peers?: TierPeers;
+  log?: Logger;
   onProgress?: (bytes: number, total: number) => void;
   signal?: AbortSignal;
 }
 
-function assertNotCompacting(volume: Volume): void {
+export function assertNotCompacting(volume: Volume): void {
   if (volume.frozen) {
     throw new ConflictError(`volume ${volume.id} is being moved or copied: tier it once that ends`);
   }
@@ -240,6 +245,20 @@ export async function tierUpload(
   let uploaded = false;
   try {
     await volume.syncer.flush();
+    if (opts.peers && !opts.keepLocalDat) {
+      const shared = await shareFromPeers(
+        volume,
+        backend,
+        opts.peers,
+        bucketOf(backend),
+        opts.log,
+        opts.signal,
+      );
+      if (shared) {
+        await publishDeletes(volume, { get: () => backend }).catch(() => {});
+        return shared;
+      }
+    }
     const size = volume.datSize;
     const revision = volume.superBlock.compactionRevision;
     const result = await backend.upload(volume.path('dat'), key, {
@@ -252,6 +271,8 @@ export async function tierUpload(
     }
     const file = backend.openFile(key, result.size);
     await verifyOneNeedle(volume, file);
+    // The index and deletion set the edge reads the object by (tier-sidecars.ts).
+    const sidecars = await writeSidecars(volume, backend, key, opts.signal);
     opts.signal?.throwIfAborted();
     const remote: RemoteDat = {
       backend: backend.name,
@@ -262,6 +283,8 @@ export async function tierUpload(
       mtime: result.mtime.toISOString(),
       superBlock: Buffer.from(encodeSuperBlock(volume.superBlock)).toString('base64'),
       keepLocalDat: opts.keepLocalDat,
+      ...sidecars,
+      owner: true,
     };
     // The commit point. From the checks to the `.vif` nothing awaits, so what was uploaded is the `.dat`.
     assertNotCompacting(volume);
@@ -270,17 +293,20 @@ export async function tierUpload(
     }
     volume.attachRemote(remote, file, !opts.keepLocalDat);
     volume.config.onChange?.();
-    return remote;
   } catch (err) {
-    if (uploaded) await backend.delete(key).catch(() => {});
+    if (uploaded) await deleteTierObjects(backend, { key }).catch(() => {});
     throw err;
   } finally {
     volume.transferring = false;
   }
+  // Deletes that came after the first deletion set was written; until this lands the master is not
+  // told where the object is, so no reader goes there with an older set.
+  await publishDeletes(volume, { get: () => backend }).catch(() => {});
+  return volume.info.remote!;
 }
 
 /** Reads the last needle back through the backend: proof that offsets line up before anything local changes. */
-async function verifyOneNeedle(volume: Volume, file: BackendFile): Promise<void> {
+export async function verifyOneNeedle(volume: Volume, file: BackendFile): Promise<void> {
   let last: { key: bigint; offset: number; size: number } | undefined;
   volume.map.forEach((key, offset, size) => {
     if (size >= 0 && (!last || offset > last.offset)) last = { key, offset, size };
@@ -305,6 +331,7 @@ export async function tierDownload(
   registry: BackendRegistry,
   onProgress?: (bytes: number, total: number) => void,
   signal?: AbortSignal,
+  peers?: TierPeers,
 ): Promise<void> {
   const remote = volume.info.remote;
   if (!remote) throw new NotFoundError(`volume ${volume.id} is not tiered`);
@@ -325,5 +352,7 @@ export async function tierDownload(
   } finally {
     volume.transferring = false;
   }
-  await backend.delete(remote.key);
+  // Shared by the replicas (tier-share.ts): the last one to come back deletes it.
+  if (peers && (await peers.stillReferenced(volume, remote.key))) return;
+  await deleteTierObjects(backend, remote);
 }

@@ -51,6 +51,7 @@ import {
   parseNeedleHeader,
 } from '../../shared/needle-decode.ts';
 import type { Placement } from '../../shared/placement.ts';
+import { ReadHeat } from '../../shared/read-heat.ts';
 import {
   type DecodedSuperBlock,
   decodeSuperBlock,
@@ -1039,35 +1040,6 @@ export class Volume {
     if (this.datFd >= 0) closeSync(this.datFd);
     closeSync(this.idxFd);
     await this.remote?.close();
-  }
-}
-
-/** Reads per hour over the last 24 hours, so heat (not only age) can drive tier policies. */
-export class ReadHeat {
-  private readonly hours = new Float64Array(24);
-  private hour = -1;
-  private readonly now: () => number;
-
-  constructor(now: () => number) {
-    this.now = now;
-  }
-
-  private roll(): void {
-    const h = Math.floor(this.now() / 3_600_000);
-    if (h === this.hour) return;
-    const gap = this.hour < 0 ? 24 : Math.min(24, h - this.hour);
-    for (let i = 1; i <= gap; i++) this.hours[(this.hour + i + 24 * 24) % 24] = 0;
-    this.hour = h;
-  }
-
-  hit(): void {
-    this.roll();
-    this.hours[this.hour % 24]!++;
-  }
-
-  perDay(): number {
-    this.roll();
-    return this.hours.reduce((a, b) => a + b, 0);
   }
 }
 

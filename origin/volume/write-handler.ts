@@ -30,6 +30,7 @@ import { etagOf } from './blob-headers.ts';
 import type { EdgePurgeEvents } from './edge-purge.ts';
 import type { LocalRollback, Replicator } from './replication.ts';
 import type { Store } from './store.ts';
+import { publishDeletes } from './tier-sidecars.ts';
 import { assertChangeId } from './undo-log.ts';
 import type { EntryChange, Volume } from './volume.ts';
 
@@ -324,6 +325,8 @@ export async function handleDelete(
     const d = { fid: fid.delta ? `${base}_${fid.delta}` : base, token, requestId: requestIdOf(req) };
     await config.replicator.delete(peers, fid.volumeId, d, rollbackOf(volume, change));
   }
+  // A tiered volume: acknowledged only once its deletion set in the bucket has the key (tier-sidecars.ts).
+  await publishDeletes(volume, store.config.backends, fid.key);
   if (isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   sendJson(res, 202, { size });
 }

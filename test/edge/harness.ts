@@ -67,6 +67,8 @@ export function startWorker(
   port?: number,
   /** A directory keeping the Cache API's contents across instances (as wrangler dev's --persist-to). */
   cachePersist?: string,
+  /** R2 bucket bindings (Miniflare's local R2), by binding name. */
+  r2Buckets?: string[],
 ): Miniflare {
   return new Miniflare({
     ...convertV4MiniflareOptions({
@@ -80,6 +82,7 @@ export function startWorker(
       host: '127.0.0.1',
       ...(port === undefined ? {} : { port }),
       ...(cachePersist === undefined ? {} : { resourcePersistencePath: cachePersist }),
+      ...(r2Buckets ? { r2Buckets } : {}),
     }),
     logRequests: false,
   });

@@ -4,6 +4,7 @@
  * [[tier.policy]] tables, the [tier] options; and `kelp volume` handing the
  * backends to its volume server without ever printing a secret.
  */
+
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ import {
   VOLUME_OPTIONS,
 } from '../../../origin/config.ts';
 import { backendEnvName, loadBackends, loadTierRules } from '../../../origin/tier-config.ts';
+import { createBackend } from '../../../tiering/create-backend.ts';
 import { freePort, removeTempDirs, startKelp, tempDir } from './harness.ts';
 
 afterAll(removeTempDirs);
@@ -151,13 +153,40 @@ describe('[backend.<type>.<id>] sections', () => {
     expect(configError(() => backendsOf('', { KELP_BACKEND_AZURE_X_BUCKET: 'b' }))).toMatch(/must be one of/);
   });
 
+  it('an R2 backend: account id, keys from the env, region auto (the S3 API underneath)', async () => {
+    const got = backendsOf(
+      '[backend.r2.default]\naccountId = "0123456789abcdef0123456789abcdef"\nbucket = "kelp-tier"\n',
+      {
+        KELP_BACKEND_R2_DEFAULT_ACCESS_KEY_ID: 'AKR2',
+        KELP_BACKEND_R2_DEFAULT_SECRET_ACCESS_KEY: 'r2-secret',
+      },
+    );
+    expect(got).toEqual([
+      {
+        type: 'r2',
+        id: 'default',
+        accountId: '0123456789abcdef0123456789abcdef',
+        bucket: 'kelp-tier',
+        accessKeyId: 'AKR2',
+        secretAccessKey: 'r2-secret',
+      },
+    ]);
+    const backend = await createBackend(got[0]!);
+    expect(backend).toMatchObject({ type: 'r2', name: 'r2.default' });
+    expect(JSON.stringify(backend.describe())).not.toContain('r2-secret');
+    await backend.close();
+    expect(
+      configError(() => backendsOf('[backend.r2.default]\nbucket = "b"\nsecretAccessKey = "s"\n')),
+    ).toMatch(/accessKeyId/);
+  });
+
   it('are checked by every command: an unknown key or type is an error naming what is known', () => {
     const typo = fileWith('[backend.s3.archive]\nbuckett = "b"\n');
     expect(configError(() => resolveOptions(VOLUME_OPTIONS, { cwd: typo.dir }))).toMatch(
       /unknown key "buckett" in \[backend.s3.archive\] \(known there: bucket, region/,
     );
     const type = fileWith('[backend.azure.x]\nbucket = "b"\n');
-    expect(configError(() => loadConfigFile(type.path))).toMatch(/type local, s3, gcs/);
+    expect(configError(() => loadConfigFile(type.path))).toMatch(/type local, s3, r2, gcs/);
   });
 
   it('reach the volume server config of kelp volume and kelp server', () => {

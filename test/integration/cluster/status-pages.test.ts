@@ -100,7 +100,9 @@ describe("the master's status page", () => {
     expect(mine[1]).toBe('photos');
     expect(mine[2]).toBe('writable');
     expect(mine[4]).toBe('1');
-    expect(mine[7]).toBe('local');
+    // Reads/day at origin, then the edge's (docs/decisions/0010-origin-free-reads.md), then the tier.
+    expect(mine[7]).toBe('0');
+    expect(mine[8]).toBe('local');
     const cluster = await rows(page, 'cluster');
     expect(cluster[0]![1]).toBe('2 alive / 2');
     expect((await rows(page, 'collections')).map((r) => r[0])).toContain('photos');

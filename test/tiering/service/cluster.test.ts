@@ -206,7 +206,13 @@ describe('kelp tier serve (the service loop, in-process)', () => {
       // Hot: over PROMOTE_ABOVE reads/day brings it back, byte-identical.
       await readAll();
       await readAll();
-      await until('the download', async () => ((await tierStatus()).remote === null ? true : undefined));
+      // Done as the service saw it, not only detached: the job then still removes the object (and its
+      // index and deletion set), and the service logs the move once its poll sees the end.
+      await until('the download', async () =>
+        logs.some((l) => / download done \(/.test(l)) && (await tierStatus()).remote === null
+          ? true
+          : undefined,
+      );
       expect(existsSync(join(dir, 'data', `photos_${vid}.dat`))).toBe(true);
       await readAll();
       expect(logs.join('\n')).toMatch(
@@ -278,11 +284,11 @@ describe('kelp tier upload / status / download (child processes)', () => {
     const local = await kelp(['tier', 'status']);
     expect(local.code, local.stderr).toBe(0);
     expect(local.stdout).toMatch(
-      /^VOLUME\s+COLLECTION\s+SIZE\s+SEALED\s+READS\/DAY\s+LAST WRITE\s+TIER\s+SERVERS$/m,
+      /^VOLUME\s+COLLECTION\s+SIZE\s+SEALED\s+ORIGIN READS\/DAY\s+EDGE READS\/DAY\s+LAST WRITE\s+TIER\s+SERVERS$/m,
     );
     expect(local.stdout).toMatch(
       new RegExp(
-        `^${vid}\\s+photos\\s+[\\d.]+ KiB\\s+\\w+\\s+\\d+\\s+.+ago\\s+local\\s+${volume.address}$`,
+        `^${vid}\\s+photos\\s+[\\d.]+ KiB\\s+\\w+\\s+\\d+\\s+\\d+\\s+.+ago\\s+local\\s+${volume.address}$`,
         'm',
       ),
     );

@@ -73,12 +73,15 @@ afterAll(async () => {
   await rgw?.stop();
 });
 
-/** Keys of complete objects in the bucket that belong to `volumeId` (`<vid>-<uuid>.dat`). */
+/**
+ * Keys of complete `.dat` objects in the bucket that belong to `volumeId` (`<vid>-<uuid>.dat`); the
+ * index and deletion set beside each are checked in test/edge/tier.test.ts.
+ */
 async function objectsOf(volumeId: number): Promise<string[]> {
   const out = await inspector.client.send(
     new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${volumeId}-` }),
   );
-  return (out.Contents ?? []).map((o) => o.Key!);
+  return (out.Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.dat'));
 }
 
 async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
