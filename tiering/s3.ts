@@ -50,6 +50,7 @@ import {
 } from './backend.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
 import { normalizeEtag, S3EtagHasher, s3PartSize } from './s3-etag.ts';
+import { S3RangeGetter } from './s3-get.ts';
 import { checkRead, isAbortError, isNetworkError, StreamMeter, tap, writeFileAtomic } from './transfer.ts';
 
 export const DEFAULT_S3_UPLOAD_CONCURRENCY = 4;
@@ -115,6 +116,8 @@ export class S3Backend implements TierBackend {
   readonly #retry: RetryPolicy;
   /** `maxAttempts: 1`: retry.ts owns read retries. */
   readonly client: S3Client;
+  /** Ranged reads (S3File): signed by `client`'s signer, sent without its middleware (s3-get.ts). */
+  readonly getter: S3RangeGetter;
   readonly #uploadClient: S3Client;
 
   constructor(config: S3BackendConfig) {
@@ -145,6 +148,11 @@ export class S3Backend implements TierBackend {
     this.#uploadClient = new S3Client({
       ...base,
       maxAttempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS,
+    });
+    this.getter = new S3RangeGetter(this.client, config.endpoint, {
+      bucket: config.bucket,
+      connectTimeoutMs: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
     });
     countRequests(this.client, this.stats);
     countRequests(this.#uploadClient, this.stats);
@@ -300,6 +308,7 @@ export class S3Backend implements TierBackend {
   }
 
   async close(): Promise<void> {
+    this.getter.close();
     this.client.destroy();
     this.#uploadClient.destroy();
   }
@@ -322,34 +331,14 @@ class S3File implements BackendFile {
     if (!checkRead(this.key, this.size, offset, length)) return new Uint8Array(0);
     const backend = this.#backend;
     const what = `${backend.name} read ${this.key} @${offset}+${length}`;
-    const command = new GetObjectCommand({
-      Bucket: backend.bucket,
-      Key: this.key,
-      Range: `bytes=${offset}-${offset + length - 1}`,
-    });
     return withRetry(
       what,
       this.#retry,
       async () => {
+        backend.stats.requests++;
+        backend.stats.reads++;
         try {
-          const res = await backend.client.send(command, signal ? { abortSignal: signal } : {});
-          const body = res.Body as (Readable & { transformToByteArray(): Promise<Uint8Array> }) | undefined;
-          if (!body) throw new UpstreamError(`${what}: response without a body`);
-          if (res.ContentLength !== undefined && res.ContentLength > length) {
-            // A store (or proxy) that ignored the Range: never hand out bytes from the wrong offset.
-            body.destroy();
-            throw new UpstreamError(
-              `${what}: ${res.ContentLength} bytes returned for a ${length}-byte range`,
-            );
-          }
-          const bytes = await body.transformToByteArray();
-          if (bytes.byteLength < length)
-            throw new TruncatedDataError(`${what}: got ${bytes.byteLength} bytes`);
-          if (bytes.byteLength > length) throw new UpstreamError(`${what}: got ${bytes.byteLength} bytes`);
-          const start = res.ContentRange ? /^bytes (\d+)-/.exec(res.ContentRange)?.[1] : undefined;
-          if (start !== undefined && Number(start) !== offset) {
-            throw new UpstreamError(`${what}: store answered range ${res.ContentRange}`);
-          }
+          const bytes = await backend.getter.get(this.key, offset, length, signal);
           backend.stats.bytesRead += length;
           return bytes;
         } catch (err) {
