@@ -77,6 +77,14 @@ export interface BackendFile {
    * with backoff, then `UnavailableError`.
    */
   readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Only where a read can be a plain pread (`local`): `readAt(offset,
+   * into.length)` done on the calling thread, into `into`, in one attempt
+   * (no retry) with the same typed errors. The volume calls it while such
+   * reads are fast (the page cache; origin/volume/read-mode.ts) and `readAt`
+   * otherwise, so a slow disk or mount never holds the event loop.
+   */
+  readAtSync?(offset: number, into: Uint8Array): void;
   /** Releases a held file handle (local); a no-op for object stores. */
   close(): Promise<void>;
 }

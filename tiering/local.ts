@@ -4,9 +4,10 @@
  * production. Objects are plain files named by key; writes go through a temp
  * file, fsync and rename, so a key is either absent or complete.
  */
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { closeSync, createReadStream, open as fsOpen, read as fsRead, openSync, readSync } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { promisify } from 'node:util';
 import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
 import {
   type BackendFile,
@@ -181,8 +182,9 @@ export class LocalBackend implements TierBackend {
 }
 
 /**
- * Holds one file handle, opened on the first read. As with any open file, a
- * delete of the object is not seen by reads through a handle opened before it.
+ * Holds one file descriptor, opened on the first read. As with any open file,
+ * a delete of the object is not seen by reads through a descriptor opened
+ * before it.
  */
 class LocalFile implements BackendFile {
   readonly key: string;
@@ -190,7 +192,8 @@ class LocalFile implements BackendFile {
   readonly #backend: LocalBackend;
   readonly #path: string;
   readonly #retry: RetryPolicy;
-  #handle: Promise<FileHandle> | undefined;
+  #fd: number | undefined;
+  #opening: Promise<number> | undefined;
 
   constructor(backend: LocalBackend, path: string, key: string, size: number, retry: RetryPolicy) {
     this.#backend = backend;
@@ -200,15 +203,31 @@ class LocalFile implements BackendFile {
     this.#retry = retry;
   }
 
-  #open(): Promise<FileHandle> {
-    if (!this.#handle) {
-      const p = open(this.#path, 'r');
-      this.#handle = p;
-      p.catch(() => {
-        if (this.#handle === p) this.#handle = undefined;
+  #open(): Promise<number> {
+    if (this.#fd !== undefined) return Promise.resolve(this.#fd);
+    if (!this.#opening) {
+      const p = openFd(this.#path, 'r').then((fd) => {
+        // A synchronous read may have opened it meanwhile: keep one descriptor.
+        if (this.#fd === undefined) this.#fd = fd;
+        else closeSync(fd);
+        return this.#fd;
       });
+      this.#opening = p;
+      p.then(
+        () => {
+          if (this.#opening === p) this.#opening = undefined;
+        },
+        () => {
+          if (this.#opening === p) this.#opening = undefined;
+        },
+      );
     }
-    return this.#handle;
+    return this.#opening;
+  }
+
+  #count(what: string, bytesRead: number, length: number): void {
+    if (bytesRead !== length) throw new TruncatedDataError(`${what}: got ${bytesRead} bytes`);
+    this.#backend.stats.bytesRead += length;
   }
 
   async readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
@@ -223,13 +242,9 @@ class LocalFile implements BackendFile {
         stats.requests++;
         stats.reads++;
         try {
-          const fh = await this.#open();
-          const buf = new Uint8Array(length);
-          const { bytesRead } = await fh.read(buf, 0, length, offset);
-          if (bytesRead !== length) {
-            throw new TruncatedDataError(`${what}: got ${bytesRead} bytes`);
-          }
-          stats.bytesRead += length;
+          const buf = Buffer.allocUnsafe(length);
+          const { bytesRead } = await preadAsync(await this.#open(), buf, 0, length, offset);
+          this.#count(what, bytesRead, length);
           return buf;
         } catch (err) {
           throw mapFsError(err, what);
@@ -239,9 +254,31 @@ class LocalFile implements BackendFile {
     );
   }
 
+  readAtSync(offset: number, into: Uint8Array): void {
+    const length = into.byteLength;
+    if (!checkRead(this.key, this.size, offset, length)) return;
+    const what = `${this.#backend.name} read ${this.key} @${offset}+${length}`;
+    const stats = this.#backend.stats;
+    stats.requests++;
+    stats.reads++;
+    try {
+      this.#fd ??= openSync(this.#path, 'r');
+      this.#count(what, readSync(this.#fd, into, 0, length, offset), length);
+    } catch (err) {
+      throw mapFsError(err, what);
+    }
+  }
+
   async close(): Promise<void> {
-    const h = this.#handle;
-    this.#handle = undefined;
-    if (h) await (await h.catch(() => undefined))?.close();
+    const opening = this.#opening;
+    this.#opening = undefined;
+    await opening?.catch(() => {});
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) closeSync(fd);
   }
 }
+
+const openFd = promisify(fsOpen);
+/** `fs.read` on the thread pool: cheaper per call than a FileHandle's read. */
+const preadAsync = promisify(fsRead);

@@ -597,7 +597,7 @@ export class Volume {
    * synchronous when the read was.
    */
   readAdaptive(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
-    if (this.isRemote) return this.readRemote(key, cookie);
+    if (this.isRemote) return this.readRemoteAdaptive(key, cookie);
     const entry = this.map.get(key);
     if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
     const recordSize = needleRecordSize(entry.size, this.version);
@@ -808,15 +808,48 @@ export class Volume {
     try {
       return await this.recordFrom(this.remote, key, offset, size);
     } catch (err) {
-      // The index says the needle exists: a missing object is the store's failure, not a 404 a
-      // client (or a cache in front) could take for a deleted blob.
-      if (err instanceof NotFoundError) {
-        throw new UpstreamError(`volume ${this.id}: its object ${r?.backend}/${r?.key} is missing`, {
-          cause: err,
-        });
-      }
-      throw err;
+      throw this.remoteFailure(err);
     }
+  }
+
+  /**
+   * The index says the needle exists: a missing object is the store's failure, not a 404 a client
+   * (or a cache in front) could take for a deleted blob.
+   */
+  private remoteFailure(err: unknown): unknown {
+    if (!(err instanceof NotFoundError)) return err;
+    const r = this.info.remote;
+    return new UpstreamError(`volume ${this.id}: its object ${r?.backend}/${r?.key} is missing`, {
+      cause: err,
+    });
+  }
+
+  /**
+   * readRemote() for the HTTP hot path. A remote file that can be pread (a
+   * `local` tier) is read on the event loop while ReadMode finds such reads
+   * fast, as the volume's own `.dat` is (read-mode.ts), and answered without
+   * a promise; otherwise, and for large records, through `readAt` with its
+   * retries. The CRC is checked either way (decodeNeedle).
+   */
+  private readRemoteAdaptive(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
+    const file = this.remote;
+    if (!file?.readAtSync) return this.readRemote(key, cookie);
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    const recordSize = needleRecordSize(entry.size, this.version);
+    if (recordSize > LARGE_NEEDLE_BYTES || !this.readMode.sync()) return this.readRemote(key, cookie);
+    const bytes = Buffer.allocUnsafe(recordSize);
+    const started = performance.now();
+    try {
+      file.readAtSync(toByteOffset(entry.offset), bytes);
+    } catch (err) {
+      // One attempt only: what a retry may cure (a flaky mount) goes to the retrying path.
+      if (err instanceof UnavailableError) return this.readRemote(key, cookie);
+      throw this.remoteFailure(err);
+    }
+    this.readMode.record(performance.now() - started);
+    this.heat.hit();
+    return this.wholeNeedle(bytes, this.version, key, entry.size, cookie);
   }
 
   /** read() for a tiered volume: the index lookup in RAM, then one ranged GET of the needle record. */
