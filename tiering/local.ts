@@ -4,8 +4,8 @@
  * production. Objects are plain files named by key; writes go through a temp
  * file, fsync and rename, so a key is either absent or complete.
  */
-import { closeSync, createReadStream, open as fsOpen, read as fsRead, openSync, readSync } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { closeSync, constants, open as fsOpen, read as fsRead, openSync, readSync } from 'node:fs';
+import { copyFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
@@ -22,8 +22,16 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import { checkRead, fsyncDir, sweepTempFiles, writeFileAtomic } from './transfer.ts';
+import {
+  checkRead,
+  checkSha256,
+  fsyncDir,
+  fsyncFile,
+  replaceAtomically,
+  sweepTempFiles,
+} from './transfer.ts';
 
 /**
  * How long a temp file in the tier directory must have gone unwritten before
@@ -108,11 +116,7 @@ export class LocalBackend implements TierBackend {
     const dest = objectPath(this.root, key);
     const total = (await stat(localPath)).size;
     this.stats.requests++;
-    const { size, sha256 } = await writeFileAtomic(
-      dest,
-      createReadStream(localPath, opts.signal ? { signal: opts.signal } : {}),
-      { total, exactSize: true, ...opts },
-    );
+    const { size, sha256 } = await copyHashed(localPath, dest, total, opts);
     const written = await stat(dest);
     return { key, size, sha256, verifiedBy: 'fsync+size', mtime: written.mtime };
   }
@@ -126,12 +130,7 @@ export class LocalBackend implements TierBackend {
       async () => {
         this.stats.requests++;
         try {
-          const total = (await stat(src)).size;
-          return await writeFileAtomic(
-            localPath,
-            createReadStream(src, opts.signal ? { signal: opts.signal } : {}),
-            { total, exactSize: true, ...opts },
-          );
+          return await copyHashed(src, localPath, (await stat(src)).size, opts);
         } catch (err) {
           throw mapFsError(err, what);
         }
@@ -179,6 +178,53 @@ export class LocalBackend implements TierBackend {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * Copies `src` to `dest` atomically (replaceAtomically) while a thread hashes
+ * `src` (file-hash.ts): the kernel's copy (copy_file_range, or a reflink
+ * where the filesystem shares extents) and the SHA-256 run at the same time,
+ * instead of one pass of small reads, writes and hashing on the event loop.
+ * The digest is of the bytes the copy read, as a streamed copy's would be;
+ * with `expectedSha256` a mismatch leaves nothing at `dest`. Progress follows
+ * the hash, held below `total` until the copy is in place. An abort takes
+ * effect once the kernel's copy returns (it cannot be interrupted).
+ */
+async function copyHashed(
+  src: string,
+  dest: string,
+  total: number,
+  opts: DownloadOptions,
+): Promise<DownloadResult> {
+  opts.signal?.throwIfAborted();
+  const below = Math.max(0, total - 1);
+  const hasher = new FileHasher(src, {
+    algorithm: 'sha256',
+    total,
+    onProgress: (n) => opts.onProgress?.(Math.min(n, below), total),
+  });
+  const onAbort = () => hasher.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const result = await replaceAtomically(dest, async (tmp) => {
+      await copyFile(src, tmp, constants.COPYFILE_EXCL);
+      opts.signal?.throwIfAborted();
+      const size = (await stat(tmp)).size;
+      if (size !== total) throw new TruncatedDataError(`${dest}: copied ${size} bytes, expected ${total}`);
+      await fsyncFile(tmp);
+      const { digest } = await hasher.result().catch((err: unknown) => {
+        opts.signal?.throwIfAborted();
+        throw err;
+      });
+      checkSha256(dest, digest, opts.expectedSha256);
+      return { size, sha256: digest };
+    });
+    opts.onProgress?.(total, total);
+    return result;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    hasher.cancel();
+  }
 }
 
 /**
