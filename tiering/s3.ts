@@ -13,22 +13,16 @@
  * S3-compatible servers reject the SDK's newer encodings, and the MD5 ETag
  * check gives a server-computed checksum of every byte on all of them.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { open, stat } from 'node:fs/promises';
 import {
   DeleteObjectCommand,
-  GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
   S3Client,
   type S3ClientConfig,
-  type StorageClass,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import {
   ChecksumMismatchError,
-  ConflictError,
   KelpError,
   NotFoundError,
   TruncatedDataError,
@@ -48,10 +42,13 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import { normalizeEtag, S3EtagHasher, s3PartSize } from './s3-etag.ts';
+import { downloadRanges } from './s3-download.ts';
+import { multipartEtag, normalizeEtag, s3PartSize } from './s3-etag.ts';
 import { S3RangeGetter } from './s3-get.ts';
-import { checkRead, isAbortError, isNetworkError, StreamMeter, tap, writeFileAtomic } from './transfer.ts';
+import { uploadFile } from './s3-upload.ts';
+import { checkRead, checkSha256, isAbortError, isNetworkError, replaceAtomically } from './transfer.ts';
 
 export const DEFAULT_S3_UPLOAD_CONCURRENCY = 4;
 export const DEFAULT_S3_UPLOAD_ATTEMPTS = 4;
@@ -114,6 +111,8 @@ export class S3Backend implements TierBackend {
   readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
   readonly #config: S3BackendConfig;
   readonly #retry: RetryPolicy;
+  /** Per part of an upload: the read backoff, `uploadAttempts` attempts. */
+  readonly #uploadRetry: RetryPolicy;
   /** `maxAttempts: 1`: retry.ts owns read retries. */
   readonly client: S3Client;
   /** Ranged reads (S3File): signed by `client`'s signer, sent without its middleware (s3-get.ts). */
@@ -126,6 +125,7 @@ export class S3Backend implements TierBackend {
     this.name = backendName(config);
     this.bucket = config.bucket;
     this.#retry = retryPolicy(config.retry);
+    this.#uploadRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS };
     const base: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.forcePathStyle ?? true,
@@ -174,42 +174,63 @@ export class S3Backend implements TierBackend {
     const what = `${this.name} upload ${key}`;
     const total = (await stat(localPath)).size;
     const partSize = s3PartSize(total, this.#config.partSize);
-    const meter = new StreamMeter(total);
-    const etag = new S3EtagHasher(partSize);
-    const body = Readable.from(
-      tap(createReadStream(localPath), (chunk) => {
-        meter.update(chunk);
-        etag.update(chunk);
-      }),
-      { objectMode: false },
-    );
-    const upload = new Upload({
-      client: this.#uploadClient,
-      params: {
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: total,
-        ContentType: 'application/octet-stream',
-        ...(this.#config.storageClass ? { StorageClass: this.#config.storageClass as StorageClass } : {}),
-      },
-      partSize,
-      queueSize: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
-      leavePartsOnError: false,
-    });
-    upload.on('httpUploadProgress', (p) => opts.onProgress?.(Math.min(p.loaded ?? 0, total), total));
-    const onAbort = () => void upload.abort();
+    const multipart = total > partSize;
+    // Both digests come from threads reading the file alongside the upload (file-hash.ts): the SHA-256
+    // for the `.vif`, and the MD5s the store's ETags are checked against (per part when multipart).
+    const sha = new FileHasher(localPath, { algorithm: 'sha256', total });
+    const md5 =
+      (this.#config.etagIsMd5 ?? true)
+        ? new FileHasher(localPath, { algorithm: 'md5', total, ...(multipart ? { partSize } : {}) })
+        : undefined;
+    let sent = 0;
+    let reported = 0;
+    const onAbort = () => {
+      sha.cancel();
+      md5?.cancel();
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    // Set once the store may hold an object under `key` made by this call: from then on, any failure
-    // (an abort racing the completion, a failed verification) deletes it, so no unverified object stays.
-    let created = false;
+    const hashed = async (h: FileHasher) => {
+      try {
+        return await h.result();
+      } catch (err) {
+        opts.signal?.throwIfAborted();
+        throw err;
+      }
+    };
     try {
       opts.signal?.throwIfAborted();
-      await upload.done();
-      created = true;
+      await uploadFile(this.client, this.#uploadClient, {
+        bucket: this.bucket,
+        key,
+        path: localPath,
+        total,
+        partSize,
+        concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+        retry: this.#uploadRetry,
+        ...(this.#config.storageClass ? { storageClass: this.#config.storageClass } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        mapError: (err) => mapS3Error(err, what),
+        onBytes: (n) => {
+          sent += n;
+          const bytes = Math.min(sent, total);
+          if (bytes <= reported) return;
+          reported = bytes;
+          opts.onProgress?.(bytes, total);
+        },
+        verifyParts: async (etags) => {
+          if (!md5) return;
+          const { digest, parts } = await hashed(md5);
+          const sentMd5 = multipart ? parts.map((p) => p.toString('hex')) : [digest];
+          etags.forEach((etag, i) => {
+            if (etag !== undefined && etag !== sentMd5[i]) {
+              throw new ChecksumMismatchError(
+                `${what}: part ${i + 1} stored with ETag ${etag}, sent MD5 ${sentMd5[i]}`,
+              );
+            }
+          });
+        },
+      });
       opts.signal?.throwIfAborted();
-      if (meter.bytes !== total)
-        throw new ConflictError(`${what}: ${localPath} changed size while uploading`);
       const head = await this.#head(key, what, opts.signal);
       if (!head) throw new UpstreamError(`${what}: the object is missing right after its upload`);
       if (head.ContentLength !== total) {
@@ -217,30 +238,39 @@ export class S3Backend implements TierBackend {
       }
       const stored = normalizeEtag(head.ETag);
       let verifiedBy = 'size';
-      if (this.#config.etagIsMd5 ?? true) {
-        const expected = etag.digest();
-        if (stored !== expected.s3 && stored !== expected.wholeMd5) {
-          throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected.s3}`);
+      if (md5) {
+        const { digest, parts } = await hashed(md5);
+        const expected = multipart ? multipartEtag(parts) : digest;
+        // Some S3-compatible servers (s3rver) give a multipart object the whole file's MD5: also a checksum
+        // of every byte, computed (one more read of the file) only when the store answers in that form.
+        const wholeMd5 =
+          stored !== expected && multipart && stored !== undefined && !stored.includes('-')
+            ? (await hashed(new FileHasher(localPath, { algorithm: 'md5', total }))).digest
+            : undefined;
+        if (stored !== expected && stored !== wholeMd5) {
+          throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected}`);
         }
         verifiedBy = 'md5-etag';
       }
+      const { digest: sha256 } = await hashed(sha);
       opts.onProgress?.(total, total);
       return {
         key,
         size: total,
-        sha256: meter.sha256(),
+        sha256,
         verifiedBy,
         ...(stored ? { etag: stored } : {}),
         mtime: head.LastModified ?? new Date(),
       };
     } catch (err) {
-      body.destroy();
-      // Before completion there is nothing to remove: a failed PutObject stores nothing, and lib-storage
-      // aborts a failed multipart upload. An abort may race the completion, so it deletes too.
-      if (created || isAbortError(err)) await this.delete(key).catch(() => {});
+      // A failed multipart upload was aborted, but a single PutObject or a completed upload may have left
+      // an object that was never verified: delete whatever is under the (fresh, unique) key.
+      await this.delete(key).catch(() => {});
       throw mapS3Error(err, what);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
+      sha.cancel();
+      md5?.cancel();
     }
   }
 
@@ -266,23 +296,51 @@ export class S3Backend implements TierBackend {
 
   async download(key: string, localPath: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
     const what = `${this.name} download ${key}`;
-    return withRetry(
-      what,
-      this.#retry,
-      async () => {
+    const head = await this.#head(key, what, opts.signal);
+    if (!head) throw new NotFoundError(`${what}: no such object`);
+    const total = head.ContentLength ?? 0;
+    let written = 0;
+    let reported = 0;
+    try {
+      return await replaceAtomically(localPath, async (tmp) => {
+        const fh = await open(tmp, 'wx');
+        // The SHA-256 follows the ranges as they land (file-hash.ts): what is checked is what was written.
+        const sha = new FileHasher(tmp, { algorithm: 'sha256', total, available: 0 });
         try {
-          const res = await this.client.send(
-            new GetObjectCommand({ Bucket: this.bucket, Key: key }),
-            opts.signal ? { abortSignal: opts.signal } : {},
-          );
-          const total = res.ContentLength ?? 0;
-          return await writeFileAtomic(localPath, res.Body as Readable, { ...opts, total, exactSize: true });
+          await downloadRanges(this.client, fh, {
+            bucket: this.bucket,
+            key,
+            total,
+            etag: head.ETag,
+            partSize: s3PartSize(total, this.#config.partSize),
+            concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+            retry: this.#retry,
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            mapError: (err) => mapS3Error(err, what),
+            onBytes: (n) => {
+              written += n;
+              const bytes = Math.min(written, total);
+              if (bytes <= reported) return;
+              reported = bytes;
+              opts.onProgress?.(bytes, total);
+            },
+            onPrefix: (n) => sha.advance(n),
+          });
+          await fh.sync();
         } catch (err) {
-          throw mapS3Error(err, what);
+          sha.cancel();
+          throw err;
+        } finally {
+          await fh.close();
         }
-      },
-      opts.signal ? { signal: opts.signal } : {},
-    );
+        const { digest } = await sha.result();
+        checkSha256(localPath, digest, opts.expectedSha256);
+        opts.onProgress?.(total, total);
+        return { size: total, sha256: digest };
+      });
+    } catch (err) {
+      throw mapS3Error(err, what);
+    }
   }
 
   openFile(key: string, size: number): BackendFile {
