@@ -11,13 +11,17 @@
  * SHA-256 thread (file-hash.ts) reads and hashes it while later ranges are
  * still on the wire.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { TruncatedDataError, UpstreamError } from '../shared/errors.ts';
 import { type RetryPolicy, withRetry } from './retry.ts';
 import { parseContentRange } from './s3-get.ts';
 import { isAbortError } from './transfer.ts';
+
+/** Bytes a range's file writer buffers before it holds the socket back. */
+const WRITE_BUFFER_BYTES = 1024 * 1024;
 
 export interface RangedDownload {
   bucket: string;
@@ -39,8 +43,11 @@ export interface RangedDownload {
   mapError(err: unknown): unknown;
 }
 
-/** Writes the object into `fh` (opened for writing, empty); resolves once every range is written. */
-export async function downloadRanges(client: S3Client, fh: FileHandle, d: RangedDownload): Promise<void> {
+/**
+ * Writes the object into the file open as `fd` (for writing, empty; kept open: the caller closes it);
+ * resolves once every range is written.
+ */
+export async function downloadRanges(client: S3Client, fd: number, d: RangedDownload): Promise<void> {
   const count = Math.ceil(d.total / d.partSize);
   const stop = new AbortController();
   const signal = d.signal ? AbortSignal.any([d.signal, stop.signal]) : stop.signal;
@@ -58,7 +65,7 @@ export async function downloadRanges(client: S3Client, fh: FileHandle, d: Ranged
         await withRetry(
           `${d.bucket}/${d.key} bytes ${start}+${length}`,
           d.retry,
-          () => fetchRange(client, fh, d, start, length, signal),
+          () => fetchRange(client, fd, d, start, length, signal),
           { signal },
         );
       } catch (err) {
@@ -78,7 +85,7 @@ export async function downloadRanges(client: S3Client, fh: FileHandle, d: Ranged
 
 async function fetchRange(
   client: S3Client,
-  fh: FileHandle,
+  fd: number,
   d: RangedDownload,
   start: number,
   length: number,
@@ -105,14 +112,21 @@ async function fetchRange(
       throw new UpstreamError(`${d.key} bytes ${start}+${length}: the store answered ${res.ContentRange}`);
     }
     let at = start;
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (at + chunk.byteLength > start + length) {
-        throw new UpstreamError(`${d.key} bytes ${start}+${length}: more bytes than the range`);
-      }
-      await fh.write(chunk, 0, chunk.byteLength, at);
-      at += chunk.byteLength;
-      d.onBytes?.(chunk.byteLength);
-    }
+    // A write stream at the range's offset: writes coalesce (writev) and overlap the socket's reads.
+    await pipeline(
+      body,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          if (at + chunk.byteLength > start + length) {
+            throw new UpstreamError(`${d.key} bytes ${start}+${length}: more bytes than the range`);
+          }
+          at += chunk.byteLength;
+          d.onBytes?.(chunk.byteLength);
+          yield chunk;
+        }
+      },
+      createWriteStream('', { fd, start, autoClose: false, highWaterMark: WRITE_BUFFER_BYTES }),
+    );
     if (at !== start + length) {
       throw new TruncatedDataError(`${d.key} bytes ${start}+${length}: got ${at - start} bytes`);
     }

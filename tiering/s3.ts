@@ -307,7 +307,7 @@ export class S3Backend implements TierBackend {
         // The SHA-256 follows the ranges as they land (file-hash.ts): what is checked is what was written.
         const sha = new FileHasher(tmp, { algorithm: 'sha256', total, available: 0 });
         try {
-          await downloadRanges(this.client, fh, {
+          await downloadRanges(this.client, fh.fd, {
             bucket: this.bucket,
             key,
             total,
