@@ -152,11 +152,24 @@ export interface S3BackendConfig extends CommonConfig {
   forcePathStyle?: boolean;
   /** e.g. `STANDARD_IA`; the store's default when absent (Ceph accepts only classes its placement defines). */
   storageClass?: string;
-  /** Smallest multipart part; grows for large files so a file needs at most 10,000 parts. */
+  /**
+   * Smallest multipart part (16 MiB by default), and the size of each ranged GET
+   * of a download; grows for large files so a file needs at most 10,000 parts.
+   */
   partSize?: number;
-  /** Parts in flight at once. */
+  /**
+   * Parts of an upload, or ranges of a download, in flight at once (4 by
+   * default): each is one request on its own connection, so a link whose
+   * bandwidth × round trip exceeds what one connection carries wants more.
+   * Memory does not grow with the part size: a part streams from (or to) its
+   * range of the file through a 1 MiB buffer.
+   */
   uploadConcurrency?: number;
-  /** Attempts per upload request (the SDK retries parts); reads use `retry`. */
+  /**
+   * Attempts per upload part and per download range (with `retry`'s backoff),
+   * and the SDK's attempts for the requests that open and complete a
+   * multipart upload; reads use `retry`.
+   */
   uploadAttempts?: number;
   /** ETags are MD5s (true except with SSE-KMS or SSE-C): uploads are verified against them. Default true. */
   etagIsMd5?: boolean;

@@ -1,15 +1,23 @@
 /**
- * S3 and S3-compatible stores (AWS, Ceph RGW, …) through @aws-sdk/client-s3.
- * A read is one GetObject with `Range: bytes=off-(off+len-1)`, like SeaweedFS's
- * S3 backend; uploads are lib-storage multipart uploads with parallel parts,
- * verified afterwards by HeadObject against the size and the ETag predicted
- * while the bytes streamed (s3-etag.ts).
+ * S3 and S3-compatible stores (AWS, Ceph RGW, …) through @aws-sdk/client-s3,
+ * except on the hot read path (docs/decisions/0009-tier-read-path.md).
  *
- * Two clients: reads run with `maxAttempts: 1` so retry.ts is the only retry
- * loop on the read path (bounded, and every attempt is counted), while uploads
- * let the SDK retry a failed part rather than restart a multi-GiB transfer.
- * The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16 (Debian
- * bookworm's) accepts a CRC32C but never stores or returns it, other
+ * A read is one SigV4-signed GET with `Range: bytes=off-(off+len-1)`, like
+ * SeaweedFS's S3 backend, sent by s3-get.ts over a keep-alive agent with the
+ * SDK client's own signer and endpoint rules but not its per-request
+ * middleware (a quarter of the CPU). Uploads (s3-upload.ts) are the SDK's
+ * PutObject or multipart commands with parts streamed from their file ranges,
+ * checked part by part and then by HeadObject against the size and the ETag
+ * predicted from MD5s a hash thread computes (file-hash.ts, s3-etag.ts).
+ * Downloads (s3-download.ts) are parallel ranged GetObjects written at their
+ * offsets, the SHA-256 following them.
+ *
+ * Two clients: `client` runs with `maxAttempts: 1`, so retry.ts is the only
+ * retry loop for reads and for upload parts (bounded, every attempt counted;
+ * a stream body cannot be replayed by the SDK anyway), while the small
+ * requests that open, complete and abort a multipart upload keep the SDK's
+ * own retries. The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16
+ * (Debian bookworm's) accepts a CRC32C but never stores or returns it, other
  * S3-compatible servers reject the SDK's newer encodings, and the MD5 ETag
  * check gives a server-computed checksum of every byte on all of them.
  */
@@ -111,8 +119,8 @@ export class S3Backend implements TierBackend {
   readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
   readonly #config: S3BackendConfig;
   readonly #retry: RetryPolicy;
-  /** Per part of an upload: the read backoff, `uploadAttempts` attempts. */
-  readonly #uploadRetry: RetryPolicy;
+  /** Per part of an upload or range of a download: the read backoff, `uploadAttempts` attempts. */
+  readonly #transferRetry: RetryPolicy;
   /** `maxAttempts: 1`: retry.ts owns read retries. */
   readonly client: S3Client;
   /** Ranged reads (S3File): signed by `client`'s signer, sent without its middleware (s3-get.ts). */
@@ -125,7 +133,7 @@ export class S3Backend implements TierBackend {
     this.name = backendName(config);
     this.bucket = config.bucket;
     this.#retry = retryPolicy(config.retry);
-    this.#uploadRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS };
+    this.#transferRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS };
     const base: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.forcePathStyle ?? true,
@@ -206,7 +214,7 @@ export class S3Backend implements TierBackend {
         total,
         partSize,
         concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
-        retry: this.#uploadRetry,
+        retry: this.#transferRetry,
         ...(this.#config.storageClass ? { storageClass: this.#config.storageClass } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
         mapError: (err) => mapS3Error(err, what),
@@ -314,7 +322,7 @@ export class S3Backend implements TierBackend {
             etag: head.ETag,
             partSize: s3PartSize(total, this.#config.partSize),
             concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
-            retry: this.#retry,
+            retry: this.#transferRetry,
             ...(opts.signal ? { signal: opts.signal } : {}),
             mapError: (err) => mapS3Error(err, what),
             onBytes: (n) => {
