@@ -141,7 +141,10 @@ export class S3Backend implements TierBackend {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
         connectionTimeout: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
-        requestTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+        // An idle socket fails the request (a TimeoutError, retried as unavailable). The SDK's `requestTimeout`
+        // bounds a whole request instead (too short for a large part on a slow link), and without
+        // `throwOnRequestTimeout` only logs a warning: a store that stops answering held a transfer forever.
+        socketTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
       },
     };
     if (config.endpoint) base.endpoint = config.endpoint;
