@@ -7,7 +7,17 @@
  * synchronous write at a tracked end offset, so appends never interleave and
  * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { Crc32cHasher, crcFormMatches } from '../../shared/crc.ts';
 import {
   ConflictError,
@@ -58,6 +68,7 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
+import { tempPathFor } from '../../tiering/transfer.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';
 import { fsyncDir, preadExact, pwriteAll, volumePath } from './files.ts';
 import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
@@ -878,9 +889,16 @@ export class Volume {
     if (!dropLocal || this.datFd < 0) return;
     const fd = this.datFd;
     this.datFd = -1;
-    rmSync(this.path('dat'));
+    // Renamed out of the way here, removed later off the event loop: freeing the blocks of a multi-GiB file
+    // takes a while (hundreds of ms per GiB where the disk discards on delete) and would stall every
+    // request. A crash before the removal leaves a temp file that the next start sweeps (sweep.ts).
+    const doomed = tempPathFor(this.path('dat'));
+    renameSync(this.path('dat'), doomed);
     fsyncDir(this.config.dir);
-    const closeOld = () => closeSync(fd);
+    const closeOld = () => {
+      closeSync(fd);
+      rm(doomed, { force: true }).catch(() => {});
+    };
     this.syncer.flush().then(closeOld, closeOld);
   }
 
