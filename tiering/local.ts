@@ -240,6 +240,10 @@ class LocalFile implements BackendFile {
   readonly #retry: RetryPolicy;
   #fd: number | undefined;
   #opening: Promise<number> | undefined;
+  /** Reads on the thread pool not yet back: close() waits for them, so none reads a descriptor reused meanwhile. */
+  #inFlight = 0;
+  #idle: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
 
   constructor(backend: LocalBackend, path: string, key: string, size: number, retry: RetryPolicy) {
     this.#backend = backend;
@@ -287,6 +291,7 @@ class LocalFile implements BackendFile {
         signal?.throwIfAborted();
         stats.requests++;
         stats.reads++;
+        this.#inFlight++;
         try {
           const buf = Buffer.allocUnsafe(length);
           const { bytesRead } = await preadAsync(await this.#open(), buf, 0, length, offset);
@@ -294,6 +299,12 @@ class LocalFile implements BackendFile {
           return buf;
         } catch (err) {
           throw mapFsError(err, what);
+        } finally {
+          if (--this.#inFlight === 0 && this.#drained) {
+            this.#drained();
+            this.#drained = undefined;
+            this.#idle = undefined;
+          }
         }
       },
       signal ? { signal } : {},
@@ -319,6 +330,12 @@ class LocalFile implements BackendFile {
     const opening = this.#opening;
     this.#opening = undefined;
     await opening?.catch(() => {});
+    if (this.#inFlight > 0) {
+      this.#idle ??= new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+      await this.#idle;
+    }
     const fd = this.#fd;
     this.#fd = undefined;
     if (fd !== undefined) closeSync(fd);
