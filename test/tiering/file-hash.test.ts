@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InternalError } from '../../shared/errors.ts';
-import { FileHasher } from '../../tiering/file-hash.ts';
+import { FileHasher, hashThreadsStarted } from '../../tiering/file-hash.ts';
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -57,6 +57,19 @@ describe('FileHasher', () => {
     }
     closeSync(fd);
     expect((await hasher.result()).digest).toBe(sha256(data));
+  });
+
+  it('hands a finished thread the next file instead of starting one (a start costs tens of ms)', async () => {
+    const data = randomBytes(100_000);
+    const path = join(dir, 'reuse.dat');
+    await writeFile(path, data);
+    await new FileHasher(path, { algorithm: 'sha256', total: data.length }).result();
+    const before = hashThreadsStarted();
+    for (const algorithm of ['md5', 'sha256'] as const) {
+      const r = await new FileHasher(path, { algorithm, total: data.length }).result();
+      expect(r.digest).toBe(createHash(algorithm).update(data).digest('hex'));
+    }
+    expect(hashThreadsStarted()).toBe(before);
   });
 
   it('fails, never returns a digest, when the file is shorter than promised', async () => {
