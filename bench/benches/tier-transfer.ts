@@ -15,7 +15,8 @@
  * The volume server is a child process started for the transfers, so its
  * peak RSS growth during each job (sampled from /proc every 20 ms) is the
  * transfer's memory. Each plain/Kelp pair runs KELP_BENCH_TIER_TRANSFER_ROUNDS
- * (default 3) times, alternating; medians, with each round's rate noted.
+ * (default 3) times, which goes first alternating by round (a store filling
+ * up, or a page cache, favours neither); medians, each round's rate noted.
  * S3 is Ceph's RGW on the same cores (bench/lib/s3-store.ts), whose memstore
  * OSD holds what is uploaded in RAM (about 2.5 times its size, and deletes are
  * freed only by RGW's garbage collection hours later): a 1 GiB run is
@@ -42,7 +43,6 @@ import {
   type TierStatus,
   tierDownload,
   tierUpload,
-  vifOf,
 } from '../../test/tiering/volume/harness.ts';
 import { type BackendConfig, createBackend } from '../../tiering/backend.ts';
 import type { S3Backend } from '../../tiering/s3.ts';
@@ -151,12 +151,31 @@ function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?
 
 const rate = (bytes: number, runs: Timed[]) => bytes / MiB / median(runs.map((r) => r.seconds));
 
+/** Runs a plain transfer and Kelp's in alternating order by round, so neither always meets a warmer store. */
+async function pair(round: number, plain: () => Promise<void>, kelp: () => Promise<void>): Promise<void> {
+  if (round % 2 === 0) {
+    await plain();
+    await kelp();
+  } else {
+    await kelp();
+    await plain();
+  }
+}
+
 async function localRows(dir: string, srv: ChildTierServer, size: number): Promise<Row[]> {
   const src = join(dir, `${SOURCE}.dat`);
   const scratch = join(dir, 'plain-copy.bin');
-  const tierDir = join(dir, 'tier');
   // The backend alone, in this process: the copy with its hash thread, fsync and rename, no job around it.
   const alone = await createBackend({ type: 'local', id: 'alone', path: join(dir, 'alone') });
+  const plainCopy = async (into: Timed[]) => {
+    into.push(
+      await time(async () => {
+        await copyFile(src, scratch);
+        await fsync(scratch);
+      }),
+    );
+    rmSync(scratch);
+  };
   const copy: Timed[] = [];
   const streamed: Timed[] = [];
   const backendUp: Timed[] = [];
@@ -177,23 +196,21 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
       }),
     );
     rmSync(scratch);
-    copy.push(
-      await time(async () => {
-        await copyFile(src, scratch);
-        await fsync(scratch);
-      }),
+    await pair(
+      round,
+      () => plainCopy(copy),
+      async () => {
+        up.push(await job(srv, () => tierUpload(srv.base, vid, 'local.default')));
+      },
     );
-    rmSync(scratch);
-    up.push(await job(srv, () => tierUpload(srv.base, vid, 'local.default')));
-    const object = join(tierDir, vifOf(dir, vid)!.remote!.key);
-    copyBack.push(
-      await time(async () => {
-        await copyFile(object, scratch);
-        await fsync(scratch);
-      }),
+    // The way back's plain copy is of the same bytes from the same disk (the object is gone after the job).
+    await pair(
+      round,
+      () => plainCopy(copyBack),
+      async () => {
+        down.push(await job(srv, () => tierDownload(srv.base, vid)));
+      },
     );
-    rmSync(scratch);
-    down.push(await job(srv, () => tierDownload(srv.base, vid)));
   }
   const copyRate = rate(size, copy);
   const backRate = rate(size, copyBack);
@@ -208,7 +225,7 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
       'vs copyFile',
     ),
     row('tier upload job to local.default', size, up, copyRate, '>= 80 %: + verify, .vif, .dat moved out'),
-    row('local: plain copyFile of the object + fsync', size, copyBack),
+    row('local: plain copyFile + fsync, again', size, copyBack),
     row('local backend download alone (sha256 checked)', size, backendDown, backRate, 'vs copyFile'),
     row('tier download job from local.default', size, down, backRate, '>= 80 %: + reopen, object deleted'),
   ];
@@ -225,31 +242,45 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const vid = 20 + round;
+      // The plain object is the same bytes as the tier's; the plain GET reads it, so the order can alternate.
       const key = `plain-${round}.dat`;
-      put.push(
-        await time(() =>
-          client.client.send(
-            new PutObjectCommand({
-              Bucket: BUCKET,
-              Key: key,
-              Body: createReadStream(src),
-              ContentLength: size,
+      await pair(
+        round,
+        async () => {
+          put.push(
+            await time(() =>
+              client.client.send(
+                new PutObjectCommand({
+                  Bucket: BUCKET,
+                  Key: key,
+                  Body: createReadStream(src),
+                  ContentLength: size,
+                }),
+              ),
+            ),
+          );
+        },
+        async () => {
+          up.push(await job(srv, () => tierUpload(srv.base, vid, 's3.default')));
+        },
+      );
+      await pair(
+        round,
+        async () => {
+          get.push(
+            await time(async () => {
+              const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+              await pipeline(res.Body as Readable, createWriteStream(scratch));
+              await fsync(scratch);
             }),
-          ),
-        ),
+          );
+          rmSync(scratch);
+        },
+        async () => {
+          down.push(await job(srv, () => tierDownload(srv.base, vid)));
+        },
       );
       await client.delete(key);
-      up.push(await job(srv, () => tierUpload(srv.base, vid, 's3.default')));
-      const object = vifOf(dir, vid)!.remote!.key;
-      get.push(
-        await time(async () => {
-          const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: object }));
-          await pipeline(res.Body as Readable, createWriteStream(scratch));
-          await fsync(scratch);
-        }),
-      );
-      rmSync(scratch);
-      down.push(await job(srv, () => tierDownload(srv.base, vid)));
     }
   } finally {
     await client.close();
