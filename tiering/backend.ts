@@ -76,6 +76,14 @@ export interface BackendFile {
    * with backoff, then `UnavailableError`.
    */
   readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Only where a read can be a plain pread (`local`): `readAt(offset,
+   * into.length)` done on the calling thread, into `into`, in one attempt
+   * (no retry) with the same typed errors. The volume calls it while such
+   * reads are fast (the page cache; origin/volume/read-mode.ts) and `readAt`
+   * otherwise, so a slow disk or mount never holds the event loop.
+   */
+  readAtSync?(offset: number, into: Uint8Array): void;
   /** Releases a held file handle (local); a no-op for object stores. */
   close(): Promise<void>;
 }
@@ -143,11 +151,24 @@ export interface S3BackendConfig extends CommonConfig {
   forcePathStyle?: boolean;
   /** e.g. `STANDARD_IA`; the store's default when absent (Ceph accepts only classes its placement defines). */
   storageClass?: string;
-  /** Smallest multipart part; grows for large files so a file needs at most 10,000 parts. */
+  /**
+   * Smallest multipart part (16 MiB by default), and the size of each ranged GET
+   * of a download; grows for large files so a file needs at most 10,000 parts.
+   */
   partSize?: number;
-  /** Parts in flight at once. */
+  /**
+   * Parts of an upload, or ranges of a download, in flight at once (4 by
+   * default): each is one request on its own connection, so a link whose
+   * bandwidth × round trip exceeds what one connection carries wants more.
+   * Memory does not grow with the part size: a part streams from (or to) its
+   * range of the file through a 1 MiB buffer.
+   */
   uploadConcurrency?: number;
-  /** Attempts per upload request (the SDK retries parts); reads use `retry`. */
+  /**
+   * Attempts per upload part and per download range (with `retry`'s backoff),
+   * and the SDK's attempts for the requests that open and complete a
+   * multipart upload; reads use `retry`.
+   */
   uploadAttempts?: number;
   /** ETags are MD5s (true except with SSE-KMS or SSE-C): uploads are verified against them. Default true. */
   etagIsMd5?: boolean;

@@ -4,9 +4,10 @@
  * production. Objects are plain files named by key; writes go through a temp
  * file, fsync and rename, so a key is either absent or complete.
  */
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { closeSync, constants, open as fsOpen, read as fsRead, openSync, readSync } from 'node:fs';
+import { copyFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { promisify } from 'node:util';
 import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
 import {
   type BackendFile,
@@ -21,8 +22,16 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import { checkRead, fsyncDir, sweepTempFiles, writeFileAtomic } from './transfer.ts';
+import {
+  checkRead,
+  checkSha256,
+  fsyncDir,
+  fsyncFile,
+  replaceAtomically,
+  sweepTempFiles,
+} from './transfer.ts';
 
 /**
  * How long a temp file in the tier directory must have gone unwritten before
@@ -107,11 +116,7 @@ export class LocalBackend implements TierBackend {
     const dest = objectPath(this.root, key);
     const total = (await stat(localPath)).size;
     this.stats.requests++;
-    const { size, sha256 } = await writeFileAtomic(
-      dest,
-      createReadStream(localPath, opts.signal ? { signal: opts.signal } : {}),
-      { total, exactSize: true, ...opts },
-    );
+    const { size, sha256 } = await copyHashed(localPath, dest, total, opts);
     const written = await stat(dest);
     return { key, size, sha256, verifiedBy: 'fsync+size', mtime: written.mtime };
   }
@@ -125,12 +130,7 @@ export class LocalBackend implements TierBackend {
       async () => {
         this.stats.requests++;
         try {
-          const total = (await stat(src)).size;
-          return await writeFileAtomic(
-            localPath,
-            createReadStream(src, opts.signal ? { signal: opts.signal } : {}),
-            { total, exactSize: true, ...opts },
-          );
+          return await copyHashed(src, localPath, (await stat(src)).size, opts);
         } catch (err) {
           throw mapFsError(err, what);
         }
@@ -181,8 +181,56 @@ export class LocalBackend implements TierBackend {
 }
 
 /**
- * Holds one file handle, opened on the first read. As with any open file, a
- * delete of the object is not seen by reads through a handle opened before it.
+ * Copies `src` to `dest` atomically (replaceAtomically) while a thread hashes
+ * `src` (file-hash.ts): the kernel's copy (copy_file_range, or a reflink
+ * where the filesystem shares extents) and the SHA-256 run at the same time,
+ * instead of one pass of small reads, writes and hashing on the event loop.
+ * The digest is of the bytes the copy read, as a streamed copy's would be;
+ * with `expectedSha256` a mismatch leaves nothing at `dest`. Progress follows
+ * the hash, held below `total` until the copy is in place. An abort takes
+ * effect once the kernel's copy returns (it cannot be interrupted).
+ */
+async function copyHashed(
+  src: string,
+  dest: string,
+  total: number,
+  opts: DownloadOptions,
+): Promise<DownloadResult> {
+  opts.signal?.throwIfAborted();
+  const below = Math.max(0, total - 1);
+  const hasher = new FileHasher(src, {
+    algorithm: 'sha256',
+    total,
+    onProgress: (n) => opts.onProgress?.(Math.min(n, below), total),
+  });
+  const onAbort = () => hasher.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const result = await replaceAtomically(dest, async (tmp) => {
+      await copyFile(src, tmp, constants.COPYFILE_EXCL);
+      opts.signal?.throwIfAborted();
+      const size = (await stat(tmp)).size;
+      if (size !== total) throw new TruncatedDataError(`${dest}: copied ${size} bytes, expected ${total}`);
+      await fsyncFile(tmp);
+      const { digest } = await hasher.result().catch((err: unknown) => {
+        opts.signal?.throwIfAborted();
+        throw err;
+      });
+      checkSha256(dest, digest, opts.expectedSha256);
+      return { size, sha256: digest };
+    });
+    opts.onProgress?.(total, total);
+    return result;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    hasher.cancel();
+  }
+}
+
+/**
+ * Holds one file descriptor, opened on the first read. As with any open file,
+ * a delete of the object is not seen by reads through a descriptor opened
+ * before it.
  */
 class LocalFile implements BackendFile {
   readonly key: string;
@@ -190,7 +238,12 @@ class LocalFile implements BackendFile {
   readonly #backend: LocalBackend;
   readonly #path: string;
   readonly #retry: RetryPolicy;
-  #handle: Promise<FileHandle> | undefined;
+  #fd: number | undefined;
+  #opening: Promise<number> | undefined;
+  /** Reads on the thread pool not yet back: close() waits for them, so none reads a descriptor reused meanwhile. */
+  #inFlight = 0;
+  #idle: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
 
   constructor(backend: LocalBackend, path: string, key: string, size: number, retry: RetryPolicy) {
     this.#backend = backend;
@@ -200,15 +253,31 @@ class LocalFile implements BackendFile {
     this.#retry = retry;
   }
 
-  #open(): Promise<FileHandle> {
-    if (!this.#handle) {
-      const p = open(this.#path, 'r');
-      this.#handle = p;
-      p.catch(() => {
-        if (this.#handle === p) this.#handle = undefined;
+  #open(): Promise<number> {
+    if (this.#fd !== undefined) return Promise.resolve(this.#fd);
+    if (!this.#opening) {
+      const p = openFd(this.#path, 'r').then((fd) => {
+        // A synchronous read may have opened it meanwhile: keep one descriptor.
+        if (this.#fd === undefined) this.#fd = fd;
+        else closeSync(fd);
+        return this.#fd;
       });
+      this.#opening = p;
+      p.then(
+        () => {
+          if (this.#opening === p) this.#opening = undefined;
+        },
+        () => {
+          if (this.#opening === p) this.#opening = undefined;
+        },
+      );
     }
-    return this.#handle;
+    return this.#opening;
+  }
+
+  #count(what: string, bytesRead: number, length: number): void {
+    if (bytesRead !== length) throw new TruncatedDataError(`${what}: got ${bytesRead} bytes`);
+    this.#backend.stats.bytesRead += length;
   }
 
   async readAt(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
@@ -222,26 +291,57 @@ class LocalFile implements BackendFile {
         signal?.throwIfAborted();
         stats.requests++;
         stats.reads++;
+        this.#inFlight++;
         try {
-          const fh = await this.#open();
-          const buf = new Uint8Array(length);
-          const { bytesRead } = await fh.read(buf, 0, length, offset);
-          if (bytesRead !== length) {
-            throw new TruncatedDataError(`${what}: got ${bytesRead} bytes`);
-          }
-          stats.bytesRead += length;
+          const buf = Buffer.allocUnsafe(length);
+          const { bytesRead } = await preadAsync(await this.#open(), buf, 0, length, offset);
+          this.#count(what, bytesRead, length);
           return buf;
         } catch (err) {
           throw mapFsError(err, what);
+        } finally {
+          if (--this.#inFlight === 0 && this.#drained) {
+            this.#drained();
+            this.#drained = undefined;
+            this.#idle = undefined;
+          }
         }
       },
       signal ? { signal } : {},
     );
   }
 
+  readAtSync(offset: number, into: Uint8Array): void {
+    const length = into.byteLength;
+    if (!checkRead(this.key, this.size, offset, length)) return;
+    const what = `${this.#backend.name} read ${this.key} @${offset}+${length}`;
+    const stats = this.#backend.stats;
+    stats.requests++;
+    stats.reads++;
+    try {
+      this.#fd ??= openSync(this.#path, 'r');
+      this.#count(what, readSync(this.#fd, into, 0, length, offset), length);
+    } catch (err) {
+      throw mapFsError(err, what);
+    }
+  }
+
   async close(): Promise<void> {
-    const h = this.#handle;
-    this.#handle = undefined;
-    if (h) await (await h.catch(() => undefined))?.close();
+    const opening = this.#opening;
+    this.#opening = undefined;
+    await opening?.catch(() => {});
+    if (this.#inFlight > 0) {
+      this.#idle ??= new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+      await this.#idle;
+    }
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) closeSync(fd);
   }
 }
+
+const openFd = promisify(fsOpen);
+/** `fs.read` on the thread pool: cheaper per call than a FileHandle's read. */
+const preadAsync = promisify(fsRead);

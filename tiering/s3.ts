@@ -1,34 +1,36 @@
 /**
- * S3 and S3-compatible stores (AWS, Ceph RGW, …) through @aws-sdk/client-s3.
- * A read is one GetObject with `Range: bytes=off-(off+len-1)`, like SeaweedFS's
- * S3 backend; uploads are lib-storage multipart uploads with parallel parts,
- * verified afterwards by HeadObject against the size and the ETag predicted
- * while the bytes streamed (s3-etag.ts).
+ * S3 and S3-compatible stores (AWS, Ceph RGW, …) through @aws-sdk/client-s3,
+ * except on the hot read path (docs/decisions/0009-tier-read-path.md).
  *
- * Two clients: reads run with `maxAttempts: 1` so retry.ts is the only retry
- * loop on the read path (bounded, and every attempt is counted), while uploads
- * let the SDK retry a failed part rather than restart a multi-GiB transfer.
- * The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16 (Debian
- * bookworm's) accepts a CRC32C but never stores or returns it, other
+ * A read is one SigV4-signed GET with `Range: bytes=off-(off+len-1)`, like
+ * SeaweedFS's S3 backend, sent by s3-get.ts over a keep-alive agent with the
+ * SDK client's own signer and endpoint rules but not its per-request
+ * middleware (a quarter of the CPU). Uploads (s3-upload.ts) are the SDK's
+ * PutObject or multipart commands with parts streamed from their file ranges,
+ * checked part by part and then by HeadObject against the size and the ETag
+ * predicted from MD5s a hash thread computes (file-hash.ts, s3-etag.ts).
+ * Downloads (s3-download.ts) are parallel ranged GetObjects written at their
+ * offsets, the SHA-256 following them.
+ *
+ * Two clients: `client` runs with `maxAttempts: 1`, so retry.ts is the only
+ * retry loop for reads and for upload parts (bounded, every attempt counted;
+ * a stream body cannot be replayed by the SDK anyway), while the small
+ * requests that open, complete and abort a multipart upload keep the SDK's
+ * own retries. The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16
+ * (Debian bookworm's) accepts a CRC32C but never stores or returns it, other
  * S3-compatible servers reject the SDK's newer encodings, and the MD5 ETag
  * check gives a server-computed checksum of every byte on all of them.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { open, stat } from 'node:fs/promises';
 import {
   DeleteObjectCommand,
-  GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
   S3Client,
   type S3ClientConfig,
-  type StorageClass,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import {
   ChecksumMismatchError,
-  ConflictError,
   KelpError,
   NotFoundError,
   TruncatedDataError,
@@ -48,9 +50,13 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import { normalizeEtag, S3EtagHasher, s3PartSize } from './s3-etag.ts';
-import { checkRead, isAbortError, isNetworkError, StreamMeter, tap, writeFileAtomic } from './transfer.ts';
+import { downloadRanges } from './s3-download.ts';
+import { multipartEtag, normalizeEtag, s3PartSize } from './s3-etag.ts';
+import { S3RangeGetter } from './s3-get.ts';
+import { uploadFile } from './s3-upload.ts';
+import { checkRead, checkSha256, isAbortError, isNetworkError, replaceAtomically } from './transfer.ts';
 
 export const DEFAULT_S3_UPLOAD_CONCURRENCY = 4;
 export const DEFAULT_S3_UPLOAD_ATTEMPTS = 4;
@@ -113,8 +119,12 @@ export class S3Backend implements TierBackend {
   readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
   readonly #config: S3BackendConfig;
   readonly #retry: RetryPolicy;
+  /** Per part of an upload or range of a download: the read backoff, `uploadAttempts` attempts. */
+  readonly #transferRetry: RetryPolicy;
   /** `maxAttempts: 1`: retry.ts owns read retries. */
   readonly client: S3Client;
+  /** Ranged reads (S3File): signed by `client`'s signer, sent without its middleware (s3-get.ts). */
+  readonly getter: S3RangeGetter;
   readonly #uploadClient: S3Client;
 
   constructor(config: S3BackendConfig) {
@@ -123,6 +133,7 @@ export class S3Backend implements TierBackend {
     this.name = backendName(config);
     this.bucket = config.bucket;
     this.#retry = retryPolicy(config.retry);
+    this.#transferRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS };
     const base: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.forcePathStyle ?? true,
@@ -130,7 +141,10 @@ export class S3Backend implements TierBackend {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
         connectionTimeout: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
-        requestTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+        // An idle socket fails the request (a TimeoutError, retried as unavailable). The SDK's `requestTimeout`
+        // bounds a whole request instead (too short for a large part on a slow link), and without
+        // `throwOnRequestTimeout` only logs a warning: a store that stops answering held a transfer forever.
+        socketTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
       },
     };
     if (config.endpoint) base.endpoint = config.endpoint;
@@ -145,6 +159,11 @@ export class S3Backend implements TierBackend {
     this.#uploadClient = new S3Client({
       ...base,
       maxAttempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS,
+    });
+    this.getter = new S3RangeGetter(this.client, config.endpoint, {
+      bucket: config.bucket,
+      connectTimeoutMs: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
     });
     countRequests(this.client, this.stats);
     countRequests(this.#uploadClient, this.stats);
@@ -166,42 +185,63 @@ export class S3Backend implements TierBackend {
     const what = `${this.name} upload ${key}`;
     const total = (await stat(localPath)).size;
     const partSize = s3PartSize(total, this.#config.partSize);
-    const meter = new StreamMeter(total);
-    const etag = new S3EtagHasher(partSize);
-    const body = Readable.from(
-      tap(createReadStream(localPath), (chunk) => {
-        meter.update(chunk);
-        etag.update(chunk);
-      }),
-      { objectMode: false },
-    );
-    const upload = new Upload({
-      client: this.#uploadClient,
-      params: {
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: total,
-        ContentType: 'application/octet-stream',
-        ...(this.#config.storageClass ? { StorageClass: this.#config.storageClass as StorageClass } : {}),
-      },
-      partSize,
-      queueSize: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
-      leavePartsOnError: false,
-    });
-    upload.on('httpUploadProgress', (p) => opts.onProgress?.(Math.min(p.loaded ?? 0, total), total));
-    const onAbort = () => void upload.abort();
+    const multipart = total > partSize;
+    // Both digests come from threads reading the file alongside the upload (file-hash.ts): the SHA-256
+    // for the `.vif`, and the MD5s the store's ETags are checked against (per part when multipart).
+    const sha = new FileHasher(localPath, { algorithm: 'sha256', total });
+    const md5 =
+      (this.#config.etagIsMd5 ?? true)
+        ? new FileHasher(localPath, { algorithm: 'md5', total, ...(multipart ? { partSize } : {}) })
+        : undefined;
+    let sent = 0;
+    let reported = 0;
+    const onAbort = () => {
+      sha.cancel();
+      md5?.cancel();
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    // Set once the store may hold an object under `key` made by this call: from then on, any failure
-    // (an abort racing the completion, a failed verification) deletes it, so no unverified object stays.
-    let created = false;
+    const hashed = async (h: FileHasher) => {
+      try {
+        return await h.result();
+      } catch (err) {
+        opts.signal?.throwIfAborted();
+        throw err;
+      }
+    };
     try {
       opts.signal?.throwIfAborted();
-      await upload.done();
-      created = true;
+      await uploadFile(this.client, this.#uploadClient, {
+        bucket: this.bucket,
+        key,
+        path: localPath,
+        total,
+        partSize,
+        concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+        retry: this.#transferRetry,
+        ...(this.#config.storageClass ? { storageClass: this.#config.storageClass } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        mapError: (err) => mapS3Error(err, what),
+        onBytes: (n) => {
+          sent += n;
+          const bytes = Math.min(sent, total);
+          if (bytes <= reported) return;
+          reported = bytes;
+          opts.onProgress?.(bytes, total);
+        },
+        verifyParts: async (etags) => {
+          if (!md5) return;
+          const { digest, parts } = await hashed(md5);
+          const sentMd5 = multipart ? parts.map((p) => p.toString('hex')) : [digest];
+          etags.forEach((etag, i) => {
+            if (etag !== undefined && etag !== sentMd5[i]) {
+              throw new ChecksumMismatchError(
+                `${what}: part ${i + 1} stored with ETag ${etag}, sent MD5 ${sentMd5[i]}`,
+              );
+            }
+          });
+        },
+      });
       opts.signal?.throwIfAborted();
-      if (meter.bytes !== total)
-        throw new ConflictError(`${what}: ${localPath} changed size while uploading`);
       const head = await this.#head(key, what, opts.signal);
       if (!head) throw new UpstreamError(`${what}: the object is missing right after its upload`);
       if (head.ContentLength !== total) {
@@ -209,30 +249,39 @@ export class S3Backend implements TierBackend {
       }
       const stored = normalizeEtag(head.ETag);
       let verifiedBy = 'size';
-      if (this.#config.etagIsMd5 ?? true) {
-        const expected = etag.digest();
-        if (stored !== expected.s3 && stored !== expected.wholeMd5) {
-          throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected.s3}`);
+      if (md5) {
+        const { digest, parts } = await hashed(md5);
+        const expected = multipart ? multipartEtag(parts) : digest;
+        // Some S3-compatible servers (s3rver) give a multipart object the whole file's MD5: also a checksum
+        // of every byte, computed (one more read of the file) only when the store answers in that form.
+        const wholeMd5 =
+          stored !== expected && multipart && stored !== undefined && !stored.includes('-')
+            ? (await hashed(new FileHasher(localPath, { algorithm: 'md5', total }))).digest
+            : undefined;
+        if (stored !== expected && stored !== wholeMd5) {
+          throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected}`);
         }
         verifiedBy = 'md5-etag';
       }
+      const { digest: sha256 } = await hashed(sha);
       opts.onProgress?.(total, total);
       return {
         key,
         size: total,
-        sha256: meter.sha256(),
+        sha256,
         verifiedBy,
         ...(stored ? { etag: stored } : {}),
         mtime: head.LastModified ?? new Date(),
       };
     } catch (err) {
-      body.destroy();
-      // Before completion there is nothing to remove: a failed PutObject stores nothing, and lib-storage
-      // aborts a failed multipart upload. An abort may race the completion, so it deletes too.
-      if (created || isAbortError(err)) await this.delete(key).catch(() => {});
+      // A failed multipart upload was aborted, but a single PutObject or a completed upload may have left
+      // an object that was never verified: delete whatever is under the (fresh, unique) key.
+      await this.delete(key).catch(() => {});
       throw mapS3Error(err, what);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
+      sha.cancel();
+      md5?.cancel();
     }
   }
 
@@ -258,23 +307,51 @@ export class S3Backend implements TierBackend {
 
   async download(key: string, localPath: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
     const what = `${this.name} download ${key}`;
-    return withRetry(
-      what,
-      this.#retry,
-      async () => {
+    const head = await this.#head(key, what, opts.signal);
+    if (!head) throw new NotFoundError(`${what}: no such object`);
+    const total = head.ContentLength ?? 0;
+    let written = 0;
+    let reported = 0;
+    try {
+      return await replaceAtomically(localPath, async (tmp) => {
+        const fh = await open(tmp, 'wx');
+        // The SHA-256 follows the ranges as they land (file-hash.ts): what is checked is what was written.
+        const sha = new FileHasher(tmp, { algorithm: 'sha256', total, available: 0 });
         try {
-          const res = await this.client.send(
-            new GetObjectCommand({ Bucket: this.bucket, Key: key }),
-            opts.signal ? { abortSignal: opts.signal } : {},
-          );
-          const total = res.ContentLength ?? 0;
-          return await writeFileAtomic(localPath, res.Body as Readable, { ...opts, total, exactSize: true });
+          await downloadRanges(this.client, fh.fd, {
+            bucket: this.bucket,
+            key,
+            total,
+            etag: head.ETag,
+            partSize: s3PartSize(total, this.#config.partSize),
+            concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+            retry: this.#transferRetry,
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            mapError: (err) => mapS3Error(err, what),
+            onBytes: (n) => {
+              written += n;
+              const bytes = Math.min(written, total);
+              if (bytes <= reported) return;
+              reported = bytes;
+              opts.onProgress?.(bytes, total);
+            },
+            onPrefix: (n) => sha.advance(n),
+          });
+          await fh.sync();
         } catch (err) {
-          throw mapS3Error(err, what);
+          sha.cancel();
+          throw err;
+        } finally {
+          await fh.close();
         }
-      },
-      opts.signal ? { signal: opts.signal } : {},
-    );
+        const { digest } = await sha.result();
+        checkSha256(localPath, digest, opts.expectedSha256);
+        opts.onProgress?.(total, total);
+        return { size: total, sha256: digest };
+      });
+    } catch (err) {
+      throw mapS3Error(err, what);
+    }
   }
 
   openFile(key: string, size: number): BackendFile {
@@ -300,6 +377,7 @@ export class S3Backend implements TierBackend {
   }
 
   async close(): Promise<void> {
+    this.getter.close();
     this.client.destroy();
     this.#uploadClient.destroy();
   }
@@ -322,34 +400,14 @@ class S3File implements BackendFile {
     if (!checkRead(this.key, this.size, offset, length)) return new Uint8Array(0);
     const backend = this.#backend;
     const what = `${backend.name} read ${this.key} @${offset}+${length}`;
-    const command = new GetObjectCommand({
-      Bucket: backend.bucket,
-      Key: this.key,
-      Range: `bytes=${offset}-${offset + length - 1}`,
-    });
     return withRetry(
       what,
       this.#retry,
       async () => {
+        backend.stats.requests++;
+        backend.stats.reads++;
         try {
-          const res = await backend.client.send(command, signal ? { abortSignal: signal } : {});
-          const body = res.Body as (Readable & { transformToByteArray(): Promise<Uint8Array> }) | undefined;
-          if (!body) throw new UpstreamError(`${what}: response without a body`);
-          if (res.ContentLength !== undefined && res.ContentLength > length) {
-            // A store (or proxy) that ignored the Range: never hand out bytes from the wrong offset.
-            body.destroy();
-            throw new UpstreamError(
-              `${what}: ${res.ContentLength} bytes returned for a ${length}-byte range`,
-            );
-          }
-          const bytes = await body.transformToByteArray();
-          if (bytes.byteLength < length)
-            throw new TruncatedDataError(`${what}: got ${bytes.byteLength} bytes`);
-          if (bytes.byteLength > length) throw new UpstreamError(`${what}: got ${bytes.byteLength} bytes`);
-          const start = res.ContentRange ? /^bytes (\d+)-/.exec(res.ContentRange)?.[1] : undefined;
-          if (start !== undefined && Number(start) !== offset) {
-            throw new UpstreamError(`${what}: store answered range ${res.ContentRange}`);
-          }
+          const bytes = await backend.getter.get(this.key, offset, length, signal);
           backend.stats.bytesRead += length;
           return bytes;
         } catch (err) {

@@ -82,12 +82,9 @@ export async function writeFileAtomic(
   source: AsyncIterable<Uint8Array>,
   opts: AtomicWriteOptions,
 ): Promise<{ size: number; sha256: string }> {
-  const dir = dirname(dest);
-  await mkdir(dir, { recursive: true });
-  const tmp = tempPathFor(dest);
-  const meter = new StreamMeter(opts.total, opts.onProgress);
-  const fh = await open(tmp, 'wx');
-  try {
+  return replaceAtomically(dest, async (tmp) => {
+    const meter = new StreamMeter(opts.total, opts.onProgress);
+    const fh = await open(tmp, 'wx');
     try {
       for await (const chunk of source) {
         opts.signal?.throwIfAborted();
@@ -102,15 +99,47 @@ export async function writeFileAtomic(
     if (opts.exactSize && meter.bytes !== opts.total) {
       throw new TruncatedDataError(`${dest}: got ${meter.bytes} bytes, expected ${opts.total}`);
     }
-    if (opts.expectedSha256 !== undefined && sha256 !== opts.expectedSha256.toLowerCase()) {
-      throw new ChecksumMismatchError(`${dest}: sha256 ${sha256} does not match ${opts.expectedSha256}`);
-    }
+    checkSha256(dest, sha256, opts.expectedSha256);
+    return { size: meter.bytes, sha256 };
+  });
+}
+
+/** A download's SHA-256 against the `.vif`'s, when there is one. */
+export function checkSha256(dest: string, sha256: string, expected: string | undefined): void {
+  if (expected !== undefined && sha256 !== expected.toLowerCase()) {
+    throw new ChecksumMismatchError(`${dest}: sha256 ${sha256} does not match ${expected}`);
+  }
+}
+
+/**
+ * Puts a file at `dest` atomically. `fill` creates the temp file it is given
+ * (beside `dest`, named by tempPathFor), writes it, fsyncs and checks it; the
+ * temp file is then renamed into place and the directory fsynced. Any failure
+ * removes the temp file: `dest` is either absent or complete, even across a
+ * crash (what a crash leaves, sweepTempFiles removes).
+ */
+export async function replaceAtomically<T>(dest: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  const dir = dirname(dest);
+  await mkdir(dir, { recursive: true });
+  const tmp = tempPathFor(dest);
+  try {
+    const result = await fill(tmp);
     await rename(tmp, dest);
     await fsyncDir(dir);
-    return { size: meter.bytes, sha256 };
+    return result;
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/** fsync of a file written through another descriptor (or by the kernel, as copyFile does). */
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

@@ -72,11 +72,7 @@ export function handleRead(
       { fid, name, ext, download },
       config,
     );
-  if (volume.isRemote) {
-    return volume
-      .readRemote(fid.key, fid.cookie)
-      .then((found) => respond(req, res, volume, found, name, ext, download, config));
-  }
+  // Tiered volumes too: readAdaptive reads them through their backend.
   const found = volume.readAdaptive(fid.key, fid.cookie);
   if (found instanceof Promise) {
     return found.then((f) => respond(req, res, volume, f, name, ext, download, config));

@@ -7,7 +7,17 @@
  * synchronous write at a tracked end offset, so appends never interleave and
  * need no lock. Only the wait for durability (syncer.ts) is asynchronous.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { VolumeStatusJson } from '../../shared/api.ts';
 import { Crc32cHasher, crc32c, crcFormMatches } from '../../shared/crc.ts';
 import {
@@ -60,6 +70,7 @@ import {
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
 import type { BackendFile } from '../../tiering/backend.ts';
+import { tempPathFor } from '../../tiering/transfer.ts';
 import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
 import { takeCleanMark, writeCleanMark } from './clean-shutdown.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';
@@ -670,7 +681,7 @@ export class Volume {
    * synchronous when the read was.
    */
   readAdaptive(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
-    if (this.isRemote) return this.readRemote(key, cookie);
+    if (this.isRemote) return this.readRemoteAdaptive(key, cookie);
     const entry = this.map.get(key);
     if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
     const recordSize = needleRecordSize(entry.size, this.version);
@@ -890,15 +901,48 @@ export class Volume {
     try {
       return await this.recordFrom(this.remote, key, offset, size);
     } catch (err) {
-      // The index says the needle exists: a missing object is the store's failure, not a 404 a
-      // client (or a cache in front) could take for a deleted blob.
-      if (err instanceof NotFoundError) {
-        throw new UpstreamError(`volume ${this.id}: its object ${r?.backend}/${r?.key} is missing`, {
-          cause: err,
-        });
-      }
-      throw err;
+      throw this.remoteFailure(err);
     }
+  }
+
+  /**
+   * The index says the needle exists: a missing object is the store's failure, not a 404 a client
+   * (or a cache in front) could take for a deleted blob.
+   */
+  private remoteFailure(err: unknown): unknown {
+    if (!(err instanceof NotFoundError)) return err;
+    const r = this.info.remote;
+    return new UpstreamError(`volume ${this.id}: its object ${r?.backend}/${r?.key} is missing`, {
+      cause: err,
+    });
+  }
+
+  /**
+   * readRemote() for the HTTP hot path. A remote file that can be pread (a
+   * `local` tier) is read on the event loop while ReadMode finds such reads
+   * fast, as the volume's own `.dat` is (read-mode.ts), and answered without
+   * a promise; otherwise, and for large records, through `readAt` with its
+   * retries. The CRC is checked either way (decodeNeedle).
+   */
+  private readRemoteAdaptive(key: bigint, cookie: number): ReadResult | Promise<ReadResult> {
+    const file = this.remote;
+    if (!file?.readAtSync) return this.readRemote(key, cookie);
+    const entry = this.map.get(key);
+    if (entry === undefined || entry.size < 0) throw new NotFoundError('not found');
+    const recordSize = needleRecordSize(entry.size, this.version);
+    if (recordSize > LARGE_NEEDLE_BYTES || !this.readMode.sync()) return this.readRemote(key, cookie);
+    const bytes = Buffer.allocUnsafe(recordSize);
+    const started = performance.now();
+    try {
+      file.readAtSync(toByteOffset(entry.offset), bytes);
+    } catch (err) {
+      // One attempt only: what a retry may cure (a flaky mount) goes to the retrying path.
+      if (err instanceof UnavailableError) return this.readRemote(key, cookie);
+      throw this.remoteFailure(err);
+    }
+    this.readMode.record(performance.now() - started);
+    this.heat.hit();
+    return this.wholeNeedle(bytes, this.version, key, entry.size, cookie);
   }
 
   /** read() for a tiered volume: the index lookup in RAM, then one ranged GET of the needle record. */
@@ -927,9 +971,16 @@ export class Volume {
     if (!dropLocal || this.datFd < 0) return;
     const fd = this.datFd;
     this.datFd = -1;
-    rmSync(this.path('dat'));
+    // Renamed out of the way here, removed later off the event loop: freeing the blocks of a multi-GiB file
+    // takes a while (hundreds of ms per GiB where the disk discards on delete) and would stall every
+    // request. A crash before the removal leaves a temp file that the next start sweeps (sweep.ts).
+    const doomed = tempPathFor(this.path('dat'));
+    renameSync(this.path('dat'), doomed);
     fsyncDir(this.config.dir);
-    const closeOld = () => closeSync(fd);
+    const closeOld = () => {
+      closeSync(fd);
+      rm(doomed, { force: true }).catch(() => {});
+    };
     this.syncer.flush().then(closeOld, closeOld);
   }
 

@@ -6,11 +6,14 @@
 # beast runs with tcp_nodelay=1: without it every small ranged GET waited about 40 ms (Nagle against
 # delayed ACKs on loopback), 20 times the 2 ms it takes with it.
 # Needs: apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw
-# Env: D (state dir, required), PORT (rgw), MON_PORT, ACCESS_KEY, SECRET_KEY.
+# Env: D (state dir, required), PORT (rgw), MON_PORT, ACCESS_KEY, SECRET_KEY, MEMSTORE_BYTES (the OSD's
+# capacity, held in RAM; default 1 GiB. RGW frees a deleted object's data only at its next garbage collection,
+# hours later, so what a run uploads adds up).
 set -euo pipefail
 : "${D:?D must name a fresh state directory}"
 PORT=${PORT:-7480}; MON_PORT=${MON_PORT:-6789}
 ACCESS_KEY=${ACCESS_KEY:-TESTKEY}; SECRET_KEY=${SECRET_KEY:-TESTSECRET}
+MEMSTORE_BYTES=${MEMSTORE_BYTES:-1073741824}
 rm -rf "$D"; mkdir -p "$D"/{run,log,mon-a,osd-0}
 FSID=$(cat /proc/sys/kernel/random/uuid)
 cat > "$D/ceph.conf" <<CONF
@@ -28,7 +31,7 @@ osd pool default pgp num = 8
 mon allow pool size one = true
 mon warn on pool no redundancy = false
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = $MEMSTORE_BYTES
 run dir = $D/run
 log file = $D/log/\$name.log
 admin socket = $D/run/\$name.asok

@@ -79,7 +79,12 @@ async function stopDaemons(dir: string): Promise<void> {
   killAll(pids.filter(alive), 'SIGKILL');
 }
 
-export async function startCephRgw(): Promise<CephRgw> {
+export interface CephRgwOptions {
+  /** The memstore OSD's capacity (held in RAM); 1 GiB unless a caller stores more (benches). */
+  memstoreBytes?: number;
+}
+
+export async function startCephRgw(opts: CephRgwOptions = {}): Promise<CephRgw> {
   assertCephInstalled();
   const root = await mkdtemp(join(tmpdir(), 'kelp-ceph-'));
   const dir = join(root, 'ceph');
@@ -103,6 +108,7 @@ export async function startCephRgw(): Promise<CephRgw> {
             MON_PORT: String(monPort),
             ACCESS_KEY: accessKeyId,
             SECRET_KEY: secretAccessKey,
+            ...(opts.memstoreBytes ? { MEMSTORE_BYTES: String(opts.memstoreBytes) } : {}),
           },
           timeout: START_TIMEOUT_MS,
         },

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChecksumMismatchError, UpstreamError } from '../../shared/errors.ts';
 import type { S3BackendConfig } from '../../tiering/backend.ts';
@@ -99,6 +99,65 @@ describe('S3 on Ceph RGW: store specifics', () => {
     await expect(backend.upload(path, key)).rejects.toBeInstanceOf(ChecksumMismatchError);
     backend.client.middlewareStack.remove('corruptEtag');
     expect(await backend.stat(key)).toBeUndefined();
+    await backend.close();
+  });
+
+  it('a part the store received other than sent fails the upload before it is completed, and leaves nothing', async () => {
+    const backend = (await createBackend(config(rgw.endpoint))) as S3Backend;
+    // As if the second part had been damaged on the way: its UploadPart answers another ETag.
+    backend.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const input = args.input as { PartNumber?: number };
+        if (context.commandName === 'UploadPartCommand' && input.PartNumber === 2) {
+          (result.output as { ETag?: string }).ETag = `"${'0'.repeat(32)}"`;
+        }
+        return result;
+      },
+      { step: 'initialize', name: 'corruptPartEtag' },
+    );
+    const path = join(dir, 'bad-part.dat');
+    await writeFile(path, randomBytes(2 * TEST_PART_SIZE + 1));
+    const key = `kelp-test/${randomUUID()}.dat`;
+    const err = await backend.upload(path, key).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ChecksumMismatchError);
+    expect((err as Error).message).toContain('part 2');
+    expect(await backend.stat(key)).toBeUndefined();
+    const pending = await backend.client.send(
+      new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }),
+    );
+    expect(pending.Uploads ?? [], 'the multipart upload was aborted').toEqual([]);
+    await backend.close();
+  });
+
+  it("reads signed with a clock far off are corrected from the store's Date and retried once", async () => {
+    const backend = (await createBackend(config(rgw.endpoint))) as S3Backend;
+    const path = join(dir, 'skew.dat');
+    const data = randomBytes(4000);
+    await writeFile(path, data);
+    const key = `kelp-test/${randomUUID()}.dat`;
+    await backend.upload(path, key);
+    // Two hours behind: far beyond the 15 minutes S3 (and Ceph) accept.
+    backend.client.config.systemClockOffset = -2 * 3600 * 1000;
+    const requests = backend.stats.requests;
+    const got = await backend.openFile(key, data.length).readAt(1000, 100);
+    expect(Buffer.from(got).equals(data.subarray(1000, 1100))).toBe(true);
+    expect(backend.stats.requests - requests, 'one refused, one accepted').toBe(2);
+    expect(Math.abs(backend.client.config.systemClockOffset)).toBeLessThan(60_000);
+    await backend.delete(key);
+    await backend.close();
+  });
+
+  it('a read with a wrong secret is an upstream error (403), answered at once without retries', async () => {
+    const backend = await createBackend(config(rgw.endpoint, { secretAccessKey: 'not-the-secret' }));
+    const requests = backend.stats.requests;
+    const err = await backend
+      .openFile('kelp-test/any.dat', 100)
+      .readAt(0, 10)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as Error).message).toContain('SignatureDoesNotMatch');
+    expect(backend.stats.requests - requests).toBe(1);
     await backend.close();
   });
 

@@ -1,7 +1,10 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseFid } from '../../../shared/fid.ts';
+import { toByteOffset } from '../../../shared/idx.ts';
+import { NEEDLE_DATA_OFFSET } from '../../../shared/needle.ts';
 import type { LocalBackendConfig } from '../../../tiering/backend.ts';
 import { createBackend } from '../../../tiering/create-backend.ts';
 import {
@@ -172,6 +175,40 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
     expect((await waitForJob(srv.base, 6)).job).toMatchObject({ state: 'failed' });
     expect(vifOf(dir, 6)?.remote).toEqual(remote);
     expect(existsSync(datPath(dir, 6))).toBe(false);
+  });
+
+  it('a byte changed in the tiered object is a CRC error on either read path (event loop, thread pool), never other bytes', async () => {
+    const dir = tempDir();
+    const srv = await start(dir);
+    await assignVolume(srv.base, 7);
+    const blobs = (await fillVolume(srv.base, 7, { small: 60 })).filter((b) => !b.text);
+    const { remote } = await tierUpload(srv.base, 7, 'local.default');
+    const volume = srv.server.store.get(7);
+    const victim = blobs[20]!;
+    const entry = volume.map.get(parseFid(victim.fid).key)!;
+    // In place, as a failing disk would: the server holds the object open, so a replaced file would go unseen.
+    const at = toByteOffset(entry.offset) + NEEDLE_DATA_OFFSET + 50;
+    const flip = () => {
+      const fd = openSync(join(dir, 'tier', remote!.key), 'r+');
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, at);
+      b[0]! ^= 0x5a;
+      writeSync(fd, b, 0, 1, at);
+      closeSync(fd);
+    };
+    flip();
+    const others = blobs.filter((b) => b !== victim);
+    for (const pooled of [false, true]) {
+      // false: the record is pread on the event loop (readAtSync); true: through readAt on the thread pool.
+      volume.readMode.pooled = pooled;
+      volume.readMode.slowFraction = pooled ? 1 : 0;
+      const r = await http(srv.base, `/${victim.fid}`);
+      expect(r.status, `pooled=${pooled}`).toBe(500);
+      expect(JSON.parse(r.body.toString())).toMatchObject({ code: 'checksum_mismatch' });
+      await expectAllReadBack(srv.base, others);
+    }
+    flip();
+    await expectAllReadBack(srv.base, blobs);
   });
 
   it('an empty volume (a superblock and nothing else) tiers, reopens and comes back writable', async () => {

@@ -1,0 +1,334 @@
+/**
+ * Tier transfers (issue 15, item 4): uploading a sealed volume of
+ * KELP_BENCH_TIER_TRANSFER_MIB (default 256) MiB to a tier and downloading it
+ * back, through the volume server's `/admin/tier/*` jobs (hashing,
+ * verification, the `.vif` commit, fsyncs and the removal of the source
+ * included; timed by the job's own start and finish), against the plain
+ * transfer of the same file:
+ *
+ * - `local.default`: `fs.copyFile` + fsync, the fastest plain copy, both ways
+ *   (a streamed copy + fsync, and the local backend's transfer alone without
+ *   the job around it, are shown too);
+ * - S3: one PutObject of the file as a stream, and one GetObject streamed
+ *   to a file + fsync, with the same SDK client.
+ *
+ * The volume server is a child process started for the transfers, so its
+ * peak RSS growth during each job (sampled from /proc every 20 ms) is the
+ * transfer's memory. Each plain/Kelp pair runs KELP_BENCH_TIER_TRANSFER_ROUNDS
+ * (default 3) times, which goes first alternating by round (a store filling
+ * up, or a page cache, favours neither); medians, each round's rate noted.
+ * S3 is Ceph's RGW on the same cores (bench/lib/s3-store.ts), whose memstore
+ * OSD holds what is uploaded in RAM (about 2.5 times its size, and deletes are
+ * freed only by RGW's garbage collection hours later): a 1 GiB run is
+ * `KELP_BENCH_TIER_TRANSFER_MIB=1024 KELP_BENCH_TIER_TRANSFER_ROUNDS=1`.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  assignVolume,
+  type ChildTierServer,
+  http,
+  newFid,
+  pool,
+  putBlob,
+  sealVolume,
+  startChildTierServer,
+  startTierServer,
+  type TierStatus,
+  tierDownload,
+  tierUpload,
+} from '../../test/tiering/volume/harness.ts';
+import type { BackendConfig } from '../../tiering/backend.ts';
+import { createBackend } from '../../tiering/create-backend.ts';
+import type { S3Backend } from '../../tiering/s3.ts';
+import { type S3Store, startS3Store } from '../lib/s3-store.ts';
+import { median, type Row } from '../lib/table.ts';
+import type { Bench } from '../run.ts';
+
+const MiB = 1024 * 1024;
+const SIZE_MIB = Number(process.env.KELP_BENCH_TIER_TRANSFER_MIB ?? 256);
+const ROUNDS = Number(process.env.KELP_BENCH_TIER_TRANSFER_ROUNDS ?? 3);
+const NEEDLE_BYTES = 4 * MiB;
+const BUCKET = 'kelp-bench-transfer';
+const BENCH = 'tier-transfer';
+const RSS_SAMPLE_MS = 20;
+/** Volume ids: 1 the filled volume; copies of it per round, 10+ for local.default and 20+ for S3. */
+const SOURCE = 1;
+
+const backendsOf = (s3: S3Store | undefined): BackendConfig[] => (s3 ? [s3.config] : []);
+
+function copyVolume(dir: string, from: number, to: number): void {
+  for (const ext of ['dat', 'idx']) copyFileSync(join(dir, `${from}.${ext}`), join(dir, `${to}.${ext}`));
+}
+
+/** Fills volume 1 with SIZE_MIB of 4 MiB needles (each a rotation of one random block) and seals it. */
+async function fill(dir: string): Promise<void> {
+  const srv = await startTierServer(dir);
+  try {
+    await assignVolume(srv.base, SOURCE);
+    const block = randomBytes(NEEDLE_BYTES);
+    const blobs = Array.from({ length: Math.ceil((SIZE_MIB * MiB) / NEEDLE_BYTES) }, (_, i) => ({
+      fid: newFid(SOURCE),
+      bytes: Buffer.concat([
+        block.subarray((i * 4099) % NEEDLE_BYTES),
+        block.subarray(0, (i * 4099) % NEEDLE_BYTES),
+      ]),
+      text: false,
+    }));
+    await pool(blobs, 4, (b) => putBlob(srv.base, b));
+    await sealVolume(srv.base, SOURCE);
+  } finally {
+    await srv.stop();
+  }
+}
+
+/** Resident set of a process, in bytes (Linux /proc, as the benches are). */
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+interface Timed {
+  seconds: number;
+  /** Peak RSS growth of the volume server during the job, for Kelp's transfers. */
+  rssGrowth?: number;
+}
+
+async function time(fn: () => Promise<unknown>): Promise<Timed> {
+  const t = performance.now();
+  await fn();
+  return { seconds: (performance.now() - t) / 1000 };
+}
+
+/** Runs a tier job on the child server, timed by the job itself, sampling the server's RSS meanwhile. */
+async function job(srv: ChildTierServer, run: () => Promise<TierStatus>): Promise<Timed> {
+  const pid = srv.child.pid!;
+  const before = rssOf(pid);
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssOf(pid));
+  }, RSS_SAMPLE_MS);
+  try {
+    const s = await run();
+    peak = Math.max(peak, rssOf(pid));
+    const j = s.job!;
+    return { seconds: (j.finishedAt! - j.startedAt) / 1000, rssGrowth: peak - before };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+async function fsync(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  await fh.sync();
+  await fh.close();
+}
+
+function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?: string): Row {
+  const seconds = median(runs.map((r) => r.seconds));
+  const mibps = bytes / MiB / seconds;
+  const rss = runs.map((r) => r.rssGrowth).filter((r): r is number => r !== undefined);
+  const spread =
+    runs.length > 1
+      ? `; ${runs.map((r) => (bytes / MiB / r.seconds).toFixed(0)).join(' / ')} MiB/s per round`
+      : '';
+  return {
+    bench: BENCH,
+    subject,
+    ratio: base === undefined ? undefined : mibps / base,
+    goal: goal ?? 'baseline',
+    note:
+      `${mibps.toFixed(0)} MiB/s (${(bytes / MiB).toFixed(0)} MiB in ${seconds.toFixed(2)} s)` +
+      (rss.length ? `; volume server RSS +${(Math.max(...rss) / MiB).toFixed(0)} MiB at peak` : '') +
+      spread,
+  };
+}
+
+const rate = (bytes: number, runs: Timed[]) => bytes / MiB / median(runs.map((r) => r.seconds));
+
+/** Runs a plain transfer and Kelp's in alternating order by round, so neither always meets a warmer store. */
+async function pair(round: number, plain: () => Promise<void>, kelp: () => Promise<void>): Promise<void> {
+  if (round % 2 === 0) {
+    await plain();
+    await kelp();
+  } else {
+    await kelp();
+    await plain();
+  }
+}
+
+async function localRows(dir: string, srv: ChildTierServer, size: number): Promise<Row[]> {
+  const src = join(dir, `${SOURCE}.dat`);
+  const scratch = join(dir, 'plain-copy.bin');
+  // The backend alone, in this process: the copy with its hash thread, fsync and rename, no job around it.
+  const alone = await createBackend({ type: 'local', id: 'alone', path: join(dir, 'alone') });
+  const plainCopy = async (into: Timed[]) => {
+    into.push(
+      await time(async () => {
+        await copyFile(src, scratch);
+        await fsync(scratch);
+      }),
+    );
+    rmSync(scratch);
+  };
+  const copy: Timed[] = [];
+  const streamed: Timed[] = [];
+  const backendUp: Timed[] = [];
+  const up: Timed[] = [];
+  const copyBack: Timed[] = [];
+  const backendDown: Timed[] = [];
+  const down: Timed[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const vid = 10 + round;
+    backendUp.push(await time(() => alone.upload(src, 'alone.dat')));
+    backendDown.push(await time(() => alone.download('alone.dat', scratch)));
+    rmSync(scratch);
+    await alone.delete('alone.dat');
+    streamed.push(
+      await time(async () => {
+        await pipeline(createReadStream(src), createWriteStream(scratch));
+        await fsync(scratch);
+      }),
+    );
+    rmSync(scratch);
+    await pair(
+      round,
+      () => plainCopy(copy),
+      async () => {
+        up.push(await job(srv, () => tierUpload(srv.base, vid, 'local.default')));
+      },
+    );
+    // The way back's plain copy is of the same bytes from the same disk (the object is gone after the job).
+    await pair(
+      round,
+      () => plainCopy(copyBack),
+      async () => {
+        down.push(await job(srv, () => tierDownload(srv.base, vid)));
+      },
+    );
+  }
+  const copyRate = rate(size, copy);
+  const backRate = rate(size, copyBack);
+  return [
+    row('local: plain copyFile + fsync', size, copy),
+    row('local: plain streamed copy + fsync (for reference)', size, streamed, copyRate, 'vs copyFile'),
+    row(
+      'local backend upload alone (copy, sha256 thread, fsync, rename)',
+      size,
+      backendUp,
+      copyRate,
+      'vs copyFile',
+    ),
+    row('tier upload job to local.default', size, up, copyRate, '>= 80 %: + verify, .vif, .dat moved out'),
+    row('local: plain copyFile + fsync, again', size, copyBack),
+    row('local backend download alone (sha256 checked)', size, backendDown, backRate, 'vs copyFile'),
+    row('tier download job from local.default', size, down, backRate, '>= 80 %: + reopen, object deleted'),
+  ];
+}
+
+async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: number): Promise<Row[]> {
+  const src = join(dir, `${SOURCE}.dat`);
+  const scratch = join(dir, 'plain-get.bin');
+  const client = (await createBackend(s3.config)) as S3Backend;
+  const put: Timed[] = [];
+  const up: Timed[] = [];
+  const get: Timed[] = [];
+  const down: Timed[] = [];
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const vid = 20 + round;
+      // The plain object is the same bytes as the tier's; the plain GET reads it, so the order can alternate.
+      const key = `plain-${round}.dat`;
+      await pair(
+        round,
+        async () => {
+          put.push(
+            await time(() =>
+              client.client.send(
+                new PutObjectCommand({
+                  Bucket: BUCKET,
+                  Key: key,
+                  Body: createReadStream(src),
+                  ContentLength: size,
+                }),
+              ),
+            ),
+          );
+        },
+        async () => {
+          up.push(await job(srv, () => tierUpload(srv.base, vid, 's3.default')));
+        },
+      );
+      await pair(
+        round,
+        async () => {
+          get.push(
+            await time(async () => {
+              const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+              await pipeline(res.Body as Readable, createWriteStream(scratch));
+              await fsync(scratch);
+            }),
+          );
+          rmSync(scratch);
+        },
+        async () => {
+          down.push(await job(srv, () => tierDownload(srv.base, vid)));
+        },
+      );
+      await client.delete(key);
+    }
+  } finally {
+    await client.close();
+  }
+  return [
+    row(`${s3.label}: one plain PutObject (file stream)`, size, put),
+    row(`tier upload job to ${s3.label}`, size, up, rate(size, put), '>= 80 %: multipart, md5 + sha256'),
+    row(`${s3.label}: one plain GetObject to a file + fsync`, size, get),
+    row(`tier download job from ${s3.label}`, size, down, rate(size, get), '>= 80 %: ranged GETs, sha256'),
+  ];
+}
+
+const bench: Bench = {
+  name: BENCH,
+  description: `tier upload and download of a ${SIZE_MIB} MiB volume vs plain copies / PutObject / GetObject`,
+  async run() {
+    const scratch = await mkdtemp(join(tmpdir(), 'kelp-bench-transfer-'));
+    let s3: S3Store | undefined;
+    let srv: ChildTierServer | undefined;
+    try {
+      const dir = join(scratch, 'volumes');
+      const started = performance.now();
+      await fill(dir);
+      const size = statSync(join(dir, `${SOURCE}.dat`)).size;
+      console.error(
+        `  filled ${(size / MiB).toFixed(0)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      );
+      s3 = await startS3Store({
+        bucket: BUCKET,
+        dir: scratch,
+        memstoreBytes: 2 * ROUNDS * size + 512 * MiB,
+      });
+      for (let round = 0; round < ROUNDS; round++) {
+        copyVolume(dir, SOURCE, 10 + round);
+        if (s3) copyVolume(dir, SOURCE, 20 + round);
+      }
+      srv = await startChildTierServer(dir, backendsOf(s3));
+      // One read, so the server has loaded what a first request loads before anything is timed.
+      await http(srv.base, '/status');
+      const rows = await localRows(dir, srv, size);
+      if (s3) rows.push(...(await s3Rows(dir, srv, s3, size)));
+      return rows;
+    } finally {
+      await srv?.stop();
+      await s3?.stop();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  },
+};
+export default bench;

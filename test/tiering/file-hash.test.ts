@@ -1,0 +1,91 @@
+/**
+ * The hash thread of tier transfers (tiering/file-hash.ts): digests of a
+ * complete file, of a file still being written (it must never read past what
+ * the writer said is final), and failures: a file shorter than promised, a
+ * cancelled hash.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InternalError } from '../../shared/errors.ts';
+import { FileHasher, hashThreadsStarted } from '../../tiering/file-hash.ts';
+
+const MiB = 1024 * 1024;
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('FileHasher', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kelp-file-hash-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hashes a complete file, reporting progress on the way', async () => {
+    const data = randomBytes(9 * MiB + 17);
+    const path = join(dir, 'whole.dat');
+    await writeFile(path, data);
+    const progress: number[] = [];
+    const r = await new FileHasher(path, {
+      algorithm: 'sha256',
+      total: data.length,
+      onProgress: (n) => progress.push(n),
+    }).result();
+    expect(r.digest).toBe(sha256(data));
+    expect(r.parts).toEqual([]);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((n, i) => n > (progress[i - 1] ?? 0) && n <= data.length)).toBe(true);
+  });
+
+  it('follows a writer: hashes only what advance() has made final, and the whole once it is', async () => {
+    const data = randomBytes(6 * MiB + 5);
+    const path = join(dir, 'growing.dat');
+    const fd = openSync(path, 'w');
+    const hasher = new FileHasher(path, { algorithm: 'sha256', total: data.length, available: 0 });
+    // Written in pieces, each announced after it is on disk: a read past the announced end would meet
+    // the end of the file and fail the hash, so success means the thread waited each time.
+    for (let at = 0; at < data.length; ) {
+      const n = Math.min(data.length - at, 1 + Math.floor(Math.random() * 2 * MiB));
+      writeSync(fd, data, at, n, at);
+      at += n;
+      hasher.advance(at);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    closeSync(fd);
+    expect((await hasher.result()).digest).toBe(sha256(data));
+  });
+
+  it('hands a finished thread the next file instead of starting one (a start costs tens of ms)', async () => {
+    const data = randomBytes(100_000);
+    const path = join(dir, 'reuse.dat');
+    await writeFile(path, data);
+    await new FileHasher(path, { algorithm: 'sha256', total: data.length }).result();
+    const before = hashThreadsStarted();
+    for (const algorithm of ['md5', 'sha256'] as const) {
+      const r = await new FileHasher(path, { algorithm, total: data.length }).result();
+      expect(r.digest).toBe(createHash(algorithm).update(data).digest('hex'));
+    }
+    expect(hashThreadsStarted()).toBe(before);
+  });
+
+  it('fails, never returns a digest, when the file is shorter than promised', async () => {
+    const path = join(dir, 'short.dat');
+    await writeFile(path, randomBytes(1000));
+    await expect(new FileHasher(path, { algorithm: 'md5', total: 1001 }).result()).rejects.toBeInstanceOf(
+      InternalError,
+    );
+  });
+
+  it('a cancelled hash rejects instead of waiting for bytes that never come', async () => {
+    const path = join(dir, 'cancelled.dat');
+    await writeFile(path, randomBytes(MiB));
+    // Waiting for bytes that never come: only cancel() ends it.
+    const hasher = new FileHasher(path, { algorithm: 'sha256', total: MiB, available: 0 });
+    hasher.cancel();
+    await expect(hasher.result()).rejects.toBeInstanceOf(InternalError);
+  });
+});

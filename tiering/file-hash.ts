@@ -1,0 +1,156 @@
+/**
+ * Hashing a file off the main thread, in parallel with its transfer: a worker
+ * thread (file-hash-worker.ts) reads the file itself and hashes it in order,
+ * so a tier transfer's SHA-256 and MD5s cost the volume server's event loop
+ * nothing and overlap the copy or the network (docs/decisions/0009). Where the
+ * file is still being written (a download), the writer says how much of it is
+ * final with `advance` and the hash follows it.
+ *
+ * A thread hashes one file at a time; a transfer that needs two digests (S3:
+ * SHA-256 for the `.vif`, MD5 per part for the ETag) uses two, which on a
+ * machine with the cores hash at the same time. Starting a thread costs
+ * 30-100 ms (a fifth of a 256 MiB local copy), so finished threads wait, up
+ * to IDLE_HASH_THREADS of them for HASH_THREAD_IDLE_MS, for the next file;
+ * an idle thread does not keep the process alive. Memory is one read buffer
+ * per thread.
+ */
+import { Worker } from 'node:worker_threads';
+import { InternalError } from '../shared/errors.ts';
+
+const WORKER = new URL('./file-hash-worker.ts', import.meta.url);
+/** Threads kept after their file, for the next transfer's hashes (an S3 upload takes two). */
+export const IDLE_HASH_THREADS = 2;
+/** How long a finished thread waits for another file before it ends. */
+export const HASH_THREAD_IDLE_MS = 30_000;
+
+const idle: { worker: Worker; timer: NodeJS.Timeout }[] = [];
+let started = 0;
+
+/** Hash threads started by this process so far (tests check that finished ones are reused). */
+export function hashThreadsStarted(): number {
+  return started;
+}
+
+function takeThread(): Worker {
+  const kept = idle.pop();
+  if (!kept) {
+    started++;
+    return new Worker(WORKER);
+  }
+  clearTimeout(kept.timer);
+  kept.worker.ref();
+  return kept.worker;
+}
+
+function returnThread(worker: Worker): void {
+  worker.removeAllListeners('message');
+  worker.removeAllListeners('error');
+  worker.removeAllListeners('exit');
+  if (idle.length >= IDLE_HASH_THREADS) {
+    void worker.terminate();
+    return;
+  }
+  worker.unref();
+  const entry = {
+    worker,
+    timer: setTimeout(() => {
+      idle.splice(idle.indexOf(entry), 1);
+      void worker.terminate();
+    }, HASH_THREAD_IDLE_MS).unref(),
+  };
+  // A kept thread that dies (it should not) is dropped, not handed out.
+  worker.once('exit', () => {
+    const at = idle.indexOf(entry);
+    if (at >= 0) {
+      clearTimeout(entry.timer);
+      idle.splice(at, 1);
+    }
+  });
+  idle.push(entry);
+}
+
+export interface FileHashOptions {
+  algorithm: 'sha256' | 'md5';
+  /** The bytes to hash: [0, total). */
+  total: number;
+  /** Bytes already final at the start; `total` (the default) for a file that is complete. */
+  available?: number;
+  /** Also digest each `partSize` bytes on their own (the parts of an S3 multipart upload). */
+  partSize?: number;
+  /** Bytes hashed so far, every few MiB. */
+  onProgress?(bytes: number): void;
+}
+
+export interface FileHashResult {
+  /** Hex digest of the whole range. */
+  digest: string;
+  /** With `partSize`: each part's binary digest, in order. */
+  parts: Buffer[];
+}
+
+export class FileHasher {
+  readonly #worker: Worker;
+  readonly #result: Promise<FileHashResult>;
+  #settled = false;
+  #reject: (err: unknown) => void = () => {};
+
+  constructor(path: string, opts: FileHashOptions) {
+    this.#worker = takeThread();
+    const worker = this.#worker;
+    this.#result = new Promise<FileHashResult>((resolve, reject) => {
+      this.#reject = reject;
+      worker.on(
+        'message',
+        (m: { progress?: number; digest?: string; parts?: Uint8Array[]; error?: string }) => {
+          if (m.progress !== undefined) {
+            opts.onProgress?.(m.progress);
+            return;
+          }
+          this.#settled = true;
+          if (m.error !== undefined) {
+            // A thread whose job failed is not trusted with another.
+            void worker.terminate();
+            reject(new InternalError(`hashing ${path}: ${m.error}`));
+          } else {
+            returnThread(worker);
+            resolve({ digest: m.digest!, parts: (m.parts ?? []).map((p) => Buffer.from(p)) });
+          }
+        },
+      );
+      worker.once('error', (err) => {
+        this.#settled = true;
+        reject(err);
+      });
+      worker.once('exit', (code) => {
+        if (!this.#settled) reject(new InternalError(`hashing ${path}: the hash thread exited (${code})`));
+      });
+    });
+    // A hasher cancelled or abandoned after a failed transfer must not surface as an unhandled rejection.
+    this.#result.catch(() => {});
+    worker.postMessage({
+      type: 'job',
+      path,
+      algorithm: opts.algorithm,
+      total: opts.total,
+      available: opts.available ?? opts.total,
+      partSize: opts.partSize ?? 0,
+    });
+  }
+
+  /** Bytes [0, available) of the file are written and final. */
+  advance(available: number): void {
+    if (!this.#settled) this.#worker.postMessage({ type: 'advance', available });
+  }
+
+  result(): Promise<FileHashResult> {
+    return this.#result;
+  }
+
+  /** Stops the hash (a failed or aborted transfer): its thread ends, and `result()` rejects. */
+  cancel(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    void this.#worker.terminate();
+    this.#reject(new InternalError('hashing cancelled'));
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Sending a file to S3 as the SDK's commands, part by part straight from
+ * disk (docs/decisions/0009). Each part's body is a read stream of its range
+ * of the file, so memory is a stream buffer per part in flight whatever the
+ * part size, and a failed part is sent again from its range rather than from
+ * a copy held in memory (lib-storage buffers every part, and over http the
+ * SDK then hashes each buffered part again to sign it). A file that fits in
+ * one part is one PutObject.
+ *
+ * Parts go `concurrency` at a time, each attempt counted and bounded by the
+ * retry policy (a stream body cannot be replayed by the SDK's own retries).
+ * `verifyParts` sees every part's ETag before the upload is completed, so a
+ * part the store received wrong is never assembled into the object.
+ */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  type S3Client,
+  type StorageClass,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { ConflictError, UpstreamError } from '../shared/errors.ts';
+import { type RetryPolicy, withRetry } from './retry.ts';
+import { normalizeEtag } from './s3-etag.ts';
+import { isAbortError } from './transfer.ts';
+
+/** One read of a part's range: large enough for few syscalls, small enough that parts in flight stay cheap. */
+export const PART_READ_CHUNK_BYTES = 1024 * 1024;
+
+export interface FileUpload {
+  bucket: string;
+  key: string;
+  path: string;
+  /** The file's size when the upload started: each part must read exactly its share of it. */
+  total: number;
+  partSize: number;
+  /** Parts in flight at once. */
+  concurrency: number;
+  /** Attempts and backoff per part (and for a single PutObject). */
+  retry: RetryPolicy;
+  storageClass?: string;
+  signal?: AbortSignal;
+  /** Bytes read from the file for the store, as they go (a retried part counts again). */
+  onBytes?(n: number): void;
+  /** Maps a failure of one request (SDK error, socket) to a typed one; UnavailableError is retried. */
+  mapError(err: unknown): unknown;
+  /** Sees the part ETags (unquoted, lower-case; one for a single PutObject) before the object is completed. */
+  verifyParts?(etags: (string | undefined)[]): Promise<void>;
+}
+
+export interface FileUploadResult {
+  /** Whether it went as a multipart upload (its ETag then has the `-N` form). */
+  multipart: boolean;
+  parts: number;
+}
+
+/**
+ * Sends `upload.path` to `upload.key`. `client` sends the bodies (one attempt
+ * per call: the retries are ours); `control` sends the small requests that
+ * open, complete and abort a multipart upload, with the SDK's own retries.
+ * On failure a multipart upload is aborted (nothing stays under the key); a
+ * single PutObject that failed stored nothing.
+ */
+export async function uploadFile(
+  client: S3Client,
+  control: S3Client,
+  upload: FileUpload,
+): Promise<FileUploadResult> {
+  const { bucket, key, signal } = upload;
+  const sendOpts = signal ? { abortSignal: signal } : {};
+  const storage = upload.storageClass ? { StorageClass: upload.storageClass as StorageClass } : {};
+  if (upload.total <= upload.partSize) {
+    const etag = await sendRange(upload, 0, upload.total, async (body) => {
+      const res = await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentLength: upload.total,
+          ContentType: 'application/octet-stream',
+          ...storage,
+        }),
+        sendOpts,
+      );
+      return res.ETag;
+    });
+    await upload.verifyParts?.([normalizeEtag(etag)]);
+    return { multipart: false, parts: 1 };
+  }
+  const created = await control.send(
+    new CreateMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      ContentType: 'application/octet-stream',
+      ...storage,
+    }),
+    sendOpts,
+  );
+  const uploadId = created.UploadId;
+  if (!uploadId) throw new UpstreamError(`${bucket}/${key}: CreateMultipartUpload returned no UploadId`);
+  const count = Math.ceil(upload.total / upload.partSize);
+  const etags: (string | undefined)[] = new Array(count);
+  try {
+    // The first failure stops the other lanes: no new parts, and the ones in flight are aborted.
+    const stop = new AbortController();
+    const laneUpload = { ...upload, signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal };
+    let failure: { err: unknown } | undefined;
+    let next = 0;
+    const lane = async () => {
+      // Each lane takes the next part until none is left: at most `count` iterations in all.
+      while (next < count && !failure) {
+        const index = next++;
+        const start = index * upload.partSize;
+        const length = Math.min(upload.partSize, upload.total - start);
+        try {
+          etags[index] = await sendRange(laneUpload, start, length, async (body) => {
+            const res = await client.send(
+              new UploadPartCommand({
+                Bucket: bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: index + 1,
+                Body: body,
+                ContentLength: length,
+              }),
+              { abortSignal: laneUpload.signal },
+            );
+            return res.ETag;
+          });
+        } catch (err) {
+          failure ??= { err };
+          stop.abort(err);
+        }
+      }
+    };
+    // Every lane settles before anything else happens: no part is in flight at the abort below.
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(upload.concurrency, count)) }, lane));
+    if (failure) throw signal?.aborted ? signal.reason : failure.err;
+    signal?.throwIfAborted();
+    await upload.verifyParts?.(etags.map((e) => normalizeEtag(e)));
+    signal?.throwIfAborted();
+    await control.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+      }),
+      sendOpts,
+    );
+    return { multipart: true, parts: count };
+  } catch (err) {
+    // Not under the transfer's signal: an aborted transfer still removes its parts.
+    await control
+      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+      .catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Sends bytes [start, start + length) of the file through `send`, in a fresh
+ * read stream per attempt; a stream that ends short means the file shrank
+ * under the upload (ConflictError, not retried).
+ */
+function sendRange(
+  upload: FileUpload,
+  start: number,
+  length: number,
+  send: (body: Readable) => Promise<string | undefined>,
+): Promise<string | undefined> {
+  const what = `${upload.bucket}/${upload.key} bytes ${start}+${length}`;
+  return withRetry(
+    what,
+    upload.retry,
+    async () => {
+      upload.signal?.throwIfAborted();
+      const body = Readable.from(rangeOf(upload, start, length), { objectMode: false });
+      try {
+        return await send(body);
+      } catch (err) {
+        if (isAbortError(err) && upload.signal?.aborted) throw upload.signal.reason;
+        throw upload.mapError(err);
+      } finally {
+        body.destroy();
+      }
+    },
+    upload.signal ? { signal: upload.signal } : {},
+  );
+}
+
+async function* rangeOf(upload: FileUpload, start: number, length: number): AsyncGenerator<Buffer> {
+  if (length === 0) return;
+  let got = 0;
+  for await (const chunk of createReadStream(upload.path, {
+    start,
+    end: start + length - 1,
+    highWaterMark: PART_READ_CHUNK_BYTES,
+  }) as AsyncIterable<Buffer>) {
+    got += chunk.byteLength;
+    upload.onBytes?.(chunk.byteLength);
+    yield chunk;
+  }
+  if (got !== length) {
+    throw new ConflictError(
+      `${upload.path} changed size while uploading (${got} of ${length} bytes at ${start})`,
+    );
+  }
+}
