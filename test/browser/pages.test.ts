@@ -14,24 +14,24 @@
  * browser downloads are never used.
  */
 
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Response as PwResponse } from 'playwright-core';
+import type { Browser, Response as PwResponse } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterServer, startMaster } from '../../origin/master/server.ts';
 import { silentLogger } from '../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../origin/volume/server.ts';
 import type { AssignResponse } from '../../shared/api.ts';
+import { launchChromium } from '../support/browser.ts';
 import { freePort } from '../support/ports.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts/browser');
 const WRANGLER_START_MS = 90_000;
 const TEXT = 'Grüße aus Köln: ½ € ✓ Ελληνικά Кириллица — “quoted”\n';
@@ -45,18 +45,6 @@ let site: Server;
 let siteUrl: string;
 let browser: Browser;
 const wranglerLog: string[] = [];
-
-/** Debian's Chromium, installed when missing (as root only; otherwise the test says what to run). */
-function ensureChromium(): void {
-  if (existsSync(CHROMIUM)) return;
-  if (process.getuid?.() !== 0) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  console.log('installing Debian chromium: apt-get update && apt-get install -y chromium');
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', 'chromium'], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-}
 
 async function waitForHealth(url: string): Promise<void> {
   const deadline = Date.now() + WRANGLER_START_MS;
@@ -86,7 +74,6 @@ async function upload(data: Uint8Array, name: string, type: string): Promise<str
 }
 
 beforeAll(async () => {
-  ensureChromium();
   work = mkdtempSync(join(tmpdir(), 'kelp-browser-'));
   master = await startMaster({
     host: '127.0.0.1',
@@ -138,19 +125,8 @@ beforeAll(async () => {
   wrangler.stderr?.on('data', (c) => wranglerLog.push(String(c)));
   await waitForHealth(`${edge}/healthz`);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--headless',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  // Debian's Chromium (npm test installs it: test/support/system-packages.ts).
+  browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
