@@ -9,9 +9,9 @@
  * cache headers every edge response carries. A screenshot of the page is kept
  * in test-artifacts/browser/.
  *
- * Chromium comes from Debian (`apt-get install -y chromium`, done here when it
- * is missing and we are root; .ci/run installs it too); Playwright's own
- * browser downloads are never used.
+ * Chromium comes from Debian (npm test's setup installs it when missing,
+ * test/support/system-packages.ts); Playwright's own browser downloads are
+ * never used.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
