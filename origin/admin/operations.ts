@@ -113,26 +113,13 @@ export async function runActions(
     try {
       switch (a.kind) {
         case 'move':
-          await moveVolume(
-            client,
-            { volumeId: a.volumeId, source: a.from, target: a.to, mode: 'move' },
-            opts.move,
-          );
-          break;
         case 'replicate':
-          await moveVolume(
-            client,
-            { volumeId: a.volumeId, source: a.from, target: a.to, mode: 'copy' },
-            opts.move,
-          );
+        case 'resume': {
+          // A replication is a copy that keeps its source; a resumed one goes on as it began.
+          const mode = a.kind === 'resume' ? a.mode : a.kind === 'move' ? 'move' : 'copy';
+          await moveVolume(client, { volumeId: a.volumeId, source: a.from, target: a.to, mode }, opts.move);
           break;
-        case 'resume':
-          await moveVolume(
-            client,
-            { volumeId: a.volumeId, source: a.from, target: a.to, mode: a.mode },
-            opts.move,
-          );
-          break;
+        }
         case 'remove':
           await client.deleteVolume(a.from, a.volumeId, { extra: true });
           break;
