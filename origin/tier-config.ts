@@ -6,7 +6,7 @@
  *                           `type.id` (s3.archive); type local, s3 or gcs.
  *                           `local.default` exists with no configuration (a
  *                           folder beside the data, origin/volume/tier.ts).
- *   [[tier.policy]]         the rules of `kelp tier serve` / `plan` (tiering/policy.ts).
+ *   [[tier.policy]]         the rules of `kelp tier serve` / `plan` (tiering/service/policy.ts).
  *
  * Any backend field can also come from the environment as
  * KELP_BACKEND_<TYPE>_<ID>_<FIELD> (KELP_BACKEND_S3_ARCHIVE_SECRET_ACCESS_KEY),
@@ -20,8 +20,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KelpError } from '../shared/errors.ts';
-import type { BackendConfig, BackendType } from '../tiering/backend.ts';
-import { parseRules, RULE_FIELDS, type TierRule } from '../tiering/policy.ts';
+import type { BackendConfig, BackendType } from '../tiering/backends/backend.ts';
+import { parseRules, RULE_FIELDS, type TierRule } from '../tiering/service/policy.ts';
 import { ConfigError } from './config-error.ts';
 
 type Kind = 'string' | 'integer' | 'boolean';
@@ -40,7 +40,7 @@ const RETRY_FIELDS: Record<string, BackendField> = {
   'retry.maxDelayMs': { kind: 'integer', description: 'largest backoff delay', default: '1000' },
 };
 
-/** Every key of a `[backend.<type>.<id>]` section (the fields of tiering/backend.ts's configs). */
+/** Every key of a `[backend.<type>.<id>]` section (the fields of tiering/backends/backend.ts's configs). */
 export const BACKEND_FIELDS: Record<BackendType, Record<string, BackendField>> = {
   local: {
     path: {

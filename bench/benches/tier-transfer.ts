@@ -44,9 +44,9 @@ import {
   tierDownload,
   tierUpload,
 } from '../../test/tiering/volume/harness.ts';
-import type { BackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import type { S3Backend } from '../../tiering/s3.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';
 import { median, type Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';

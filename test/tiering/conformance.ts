@@ -19,8 +19,8 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import type { BackendType, TierBackend, UploadResult } from '../../tiering/backend.ts';
-import type { RetryPolicy } from '../../tiering/retry.ts';
+import type { BackendType, TierBackend, UploadResult } from '../../tiering/backends/backend.ts';
+import type { RetryPolicy } from '../../tiering/backends/retry.ts';
 import { startTcpProxy } from './tcp-proxy.ts';
 
 const MiB = 1024 * 1024;

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileHasher } from '../../tiering/file-hash.ts';
+import { FileHasher } from '../../tiering/backends/file-hash.ts';
 import {
   DEFAULT_S3_PART_SIZE,
   multipartEtag,
@@ -11,7 +11,7 @@ import {
   S3_MAX_PARTS,
   S3_MIN_PART_SIZE,
   s3PartSize,
-} from '../../tiering/s3-etag.ts';
+} from '../../tiering/backends/s3-etag.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest();
 

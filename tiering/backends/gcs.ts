@@ -17,7 +17,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Bucket, type FileMetadata, Storage, type StorageOptions } from '@google-cloud/storage';
-import { Crc32cHasher } from '../shared/crc.ts';
+import { Crc32cHasher } from '../../shared/crc.ts';
 import {
   ChecksumMismatchError,
   ConflictError,
@@ -26,7 +26,7 @@ import {
   TruncatedDataError,
   UnavailableError,
   UpstreamError,
-} from '../shared/errors.ts';
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../shared/errors.ts';
+import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../../shared/errors.ts';
 
 /**
  * Validates a read against the size recorded for the object. Returns false

@@ -8,7 +8,12 @@ import { closeSync, constants, open as fsOpen, read as fsRead, openSync, readSyn
 import { copyFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
-import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
+import {
+  InvalidParamError,
+  NotFoundError,
+  TruncatedDataError,
+  UnavailableError,
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,

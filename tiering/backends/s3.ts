@@ -36,7 +36,7 @@ import {
   TruncatedDataError,
   UnavailableError,
   UpstreamError,
-} from '../shared/errors.ts';
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,

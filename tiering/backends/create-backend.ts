@@ -3,7 +3,7 @@
  * interface and config types, which every backend imports) so that no
  * backend module imports the module that loads it: no import cycle.
  */
-import { InvalidParamError } from '../shared/errors.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
 import type { BackendConfig, TierBackend } from './backend.ts';
 
 function requireString(config: object, field: string): void {

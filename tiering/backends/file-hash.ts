@@ -15,7 +15,7 @@
  * per thread.
  */
 import { Worker } from 'node:worker_threads';
-import { InternalError } from '../shared/errors.ts';
+import { InternalError } from '../../shared/errors.ts';
 
 const WORKER = new URL('./file-hash-worker.ts', import.meta.url);
 /** Threads kept after their file, for the next transfer's hashes (an S3 upload takes two). */

@@ -13,7 +13,7 @@
  * as on S3. And the lookup tells the edge the bucket is R2 (`kind: "r2"`), so it
  * reads it through the binding instead of signing S3 requests.
  */
-import { InvalidParamError } from '../shared/errors.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
 import type {
   BackendFile,
   BackendStats,
