@@ -8,7 +8,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { COMMAND_OPTIONS, defaultText, type OptionSpec } from '../origin/config.ts';
-import { BACKEND_FIELDS } from '../origin/tier-config.ts';
+import { envSuffix } from '../origin/tier-config.ts';
+import type { FieldInfo } from '../tiering/backends/config-schema.ts';
+import { BACKEND_KINDS } from '../tiering/backends/registry.ts';
 import { RULE_FIELDS } from '../tiering/service/policy.ts';
 
 export const DOC_PATH = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
@@ -41,6 +43,14 @@ function literal(text: string | undefined): string {
   return /[ '(`]/.test(text) ? text : `\`${text}\``;
 }
 
+/** A backend field's default as the docs say it: its text, else its value, else whether it is required. */
+function backendDefault(f: FieldInfo): string {
+  const value = f.default ?? f.meta.loaderDefault;
+  if (f.meta.defaultText !== undefined) return literal(f.meta.defaultText);
+  if (value !== undefined) return literal(String(value));
+  return f.required ? '(required)' : '';
+}
+
 export function renderTables(): string {
   const out: string[] = [];
   // Commands sharing one schema (kelp tier upload, download, ...) share one table.
@@ -66,15 +76,12 @@ export function renderTables(): string {
       '',
     );
   }
-  for (const [type, fields] of Object.entries(BACKEND_FIELDS)) {
-    const rows = Object.entries(fields).map(([key, f]) => [
-      `\`${key}\``,
-      `\`KELP_BACKEND_${type.toUpperCase()}_<ID>_${key
-        .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
-        .replace(/\./g, '_')
-        .toUpperCase()}\``,
-      cell(f.required ? '(required)' : literal(f.default)),
-      cell(f.description),
+  for (const [type, { fields }] of Object.entries(BACKEND_KINDS)) {
+    const rows = fields.map((f) => [
+      `\`${f.key}\``,
+      `\`KELP_BACKEND_${type.toUpperCase()}_<ID>_${envSuffix(f.key)}\``,
+      cell(backendDefault(f)),
+      cell(f.meta.description),
     ]);
     out.push(`### [backend.${type}.<id>]`, '', ...table(['key', 'env var', 'default', 'meaning'], rows), '');
   }

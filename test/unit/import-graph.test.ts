@@ -82,7 +82,7 @@ describe('import graph', () => {
     expect(graph.get(join(root, 'origin/volume/server.ts'))).toContain(
       join(root, 'origin/volume/read-handler.ts'),
     );
-    expect(graph.get(join(root, 'tiering/backends/create-backend.ts'))).toContain(
+    expect(graph.get(join(root, 'tiering/backends/registry.ts'))).toContain(
       join(root, 'tiering/backends/s3.ts'),
     );
   });
