@@ -186,11 +186,17 @@ export class S3Backend implements TierBackend {
     const partSize = s3PartSize(total, this.#config.partSize ?? DEFAULTS.partSize);
     const multipart = total > partSize;
     // Both digests come from threads reading the file alongside the upload (file-hash.ts): the SHA-256
-    // for the `.vif`, and the MD5s the store's ETags are checked against (per part when multipart).
+    // for the `.vif`, and the MD5s the store's ETags are checked against: per part when multipart, and
+    // then only per part (the object's ETag is the MD5 of the parts' MD5s; a whole-file MD5 would double
+    // the slowest hash of the upload for nothing).
     const sha = new FileHasher(localPath, { algorithm: 'sha256', total });
     const md5 =
       (this.#config.etagIsMd5 ?? DEFAULTS.etagIsMd5)
-        ? new FileHasher(localPath, { algorithm: 'md5', total, ...(multipart ? { partSize } : {}) })
+        ? new FileHasher(localPath, {
+            algorithm: 'md5',
+            total,
+            ...(multipart ? { partSize, partsOnly: true } : {}),
+          })
         : undefined;
     let sent = 0;
     let reported = 0;
