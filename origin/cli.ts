@@ -6,7 +6,7 @@
  */
 import { Command } from 'commander';
 import { KelpError } from '../shared/errors.ts';
-import { TierRequestError } from '../tiering/client.ts';
+import { TierRequestError } from '../tiering/service/client.ts';
 import { registerAdminCommand } from './commands/admin.ts';
 import { ClientError } from './commands/client.ts';
 import { registerDeleteCommand } from './commands/delete.ts';

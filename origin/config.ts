@@ -18,7 +18,7 @@ import { KelpError } from '../shared/errors.ts';
 import { formatPlacement, parsePlacement } from '../shared/placement.ts';
 import { MAX_RESIZE_SIDE, parseResizeParams, type ResizeParams } from '../shared/resize.ts';
 import { formatTtl, parseTtl } from '../shared/ttl.ts';
-import { parseDuration } from '../tiering/duration.ts';
+import { parseDuration } from '../tiering/service/duration.ts';
 import { ConfigError } from './config-error.ts';
 import { MAX_UPLOAD_BYTES } from './http/body.ts';
 import { DEFAULT_DRAIN_SECONDS } from './http/drain.ts';
@@ -131,7 +131,7 @@ const baseUrlValue: Parse<string> = (raw) => {
   return s;
 };
 const ttl = checked((s) => formatTtl(parseTtl(s)));
-/** "60s", "5m" → milliseconds (tiering/policy.ts's units). */
+/** "60s", "5m" → milliseconds (tiering/service/policy.ts's units). */
 const durationMs: Parse<number> = (raw) => {
   let ms: number;
   try {

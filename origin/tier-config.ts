@@ -6,7 +6,7 @@
  *                           `type.id` (s3.archive); type local, s3 or gcs.
  *                           `local.default` exists with no configuration (a
  *                           folder beside the data, origin/volume/tier.ts).
- *   [[tier.policy]]         the rules of `kelp tier serve` / `plan` (tiering/policy.ts).
+ *   [[tier.policy]]         the rules of `kelp tier serve` / `plan` (tiering/service/policy.ts).
  *
  * Any backend field can also come from the environment as
  * KELP_BACKEND_<TYPE>_<ID>_<FIELD> (KELP_BACKEND_S3_ARCHIVE_SECRET_ACCESS_KEY),
@@ -20,126 +20,18 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KelpError } from '../shared/errors.ts';
-import type { BackendConfig, BackendType } from '../tiering/backend.ts';
-import { parseRules, RULE_FIELDS, type TierRule } from '../tiering/policy.ts';
+import type { BackendConfig, BackendType } from '../tiering/backends/backend.ts';
+import type { FieldInfo } from '../tiering/backends/config-schema.ts';
+import { BACKEND_KINDS, BACKEND_TYPES } from '../tiering/backends/registry.ts';
+import { parseRules, RULE_FIELDS, type TierRule } from '../tiering/service/policy.ts';
 import { ConfigError } from './config-error.ts';
 
-type Kind = 'string' | 'integer' | 'boolean';
-
-export interface BackendField {
-  kind: Kind;
-  description: string;
-  /** How the default reads in docs. */
-  default?: string;
-  required?: boolean;
-}
-
-const RETRY_FIELDS: Record<string, BackendField> = {
-  'retry.attempts': { kind: 'integer', description: 'attempts of a read, stat or delete', default: '4' },
-  'retry.baseDelayMs': { kind: 'integer', description: 'first backoff delay (doubles)', default: '100' },
-  'retry.maxDelayMs': { kind: 'integer', description: 'largest backoff delay', default: '1000' },
-};
-
-/** Every key of a `[backend.<type>.<id>]` section (the fields of tiering/backend.ts's configs). */
-export const BACKEND_FIELDS: Record<BackendType, Record<string, BackendField>> = {
-  local: {
-    path: {
-      kind: 'string',
-      description: 'directory of the objects (relative paths: from the working directory)',
-      required: true,
-      default: '`<first data dir>/tier` for local.default',
-    },
-    ...RETRY_FIELDS,
-  },
-  s3: {
-    bucket: { kind: 'string', description: 'bucket', required: true },
-    region: { kind: 'string', description: 'region', default: 'us-east-1' },
-    endpoint: {
-      kind: 'string',
-      description: 'any S3-compatible endpoint, e.g. http://127.0.0.1:7480',
-      default: 'AWS',
-    },
-    accessKeyId: {
-      kind: 'string',
-      description: 'access key id (better in the env)',
-      default: "the AWS SDK's chain",
-    },
-    secretAccessKey: {
-      kind: 'string',
-      description: 'secret key (better in the env or a file)',
-      default: 'SDK chain',
-    },
-    secretAccessKeyFile: { kind: 'string', description: 'file holding the secret key' },
-    sessionToken: { kind: 'string', description: 'session token of temporary credentials' },
-    forcePathStyle: { kind: 'boolean', description: 'endpoint/bucket/key URLs', default: 'true' },
-    storageClass: { kind: 'string', description: 'e.g. STANDARD_IA', default: "the store's" },
-    partSize: { kind: 'integer', description: 'smallest multipart part, bytes', default: '16 MiB' },
-    uploadConcurrency: { kind: 'integer', description: 'parts in flight', default: '4' },
-    uploadAttempts: { kind: 'integer', description: 'attempts per upload request', default: '4' },
-    etagIsMd5: {
-      kind: 'boolean',
-      description: 'verify uploads against ETags (false with SSE-KMS)',
-      default: 'true',
-    },
-    connectTimeoutMs: { kind: 'integer', description: 'connect timeout, ms', default: '3000' },
-    requestTimeoutMs: { kind: 'integer', description: 'request timeout, ms', default: '30000' },
-    ...RETRY_FIELDS,
-  },
-  r2: {
-    bucket: { kind: 'string', description: 'bucket', required: true },
-    accountId: {
-      kind: 'string',
-      description: 'Cloudflare account id (the endpoint is made from it)',
-      default: '(required without endpoint)',
-    },
-    jurisdiction: { kind: 'string', description: 'eu or fedramp, for a bucket in a jurisdiction' },
-    endpoint: {
-      kind: 'string',
-      description: "R2's S3 endpoint, or any S3 server standing in for it",
-      default: 'https://<accountId>.r2.cloudflarestorage.com',
-    },
-    region: { kind: 'string', description: 'region', default: 'auto' },
-    accessKeyId: { kind: 'string', description: 'R2 API token access key id (better in the env)' },
-    secretAccessKey: { kind: 'string', description: 'R2 API token secret (better in the env or a file)' },
-    secretAccessKeyFile: { kind: 'string', description: 'file holding the secret key' },
-    forcePathStyle: { kind: 'boolean', description: 'endpoint/bucket/key URLs', default: 'true' },
-    storageClass: { kind: 'string', description: 'STANDARD or STANDARD_IA', default: 'STANDARD' },
-    partSize: { kind: 'integer', description: 'multipart part, bytes (all parts equal)', default: '16 MiB' },
-    uploadConcurrency: { kind: 'integer', description: 'parts in flight', default: '4' },
-    uploadAttempts: { kind: 'integer', description: 'attempts per upload request', default: '4' },
-    connectTimeoutMs: { kind: 'integer', description: 'connect timeout, ms', default: '3000' },
-    requestTimeoutMs: { kind: 'integer', description: 'request timeout, ms', default: '30000' },
-    ...RETRY_FIELDS,
-  },
-  gcs: {
-    bucket: { kind: 'string', description: 'bucket', required: true },
-    projectId: { kind: 'string', description: 'project' },
-    apiEndpoint: {
-      kind: 'string',
-      description: 'e.g. an emulator, http://127.0.0.1:9199',
-      default: "Google's",
-    },
-    keyFile: {
-      kind: 'string',
-      description: 'service account key file',
-      default: 'Application Default Credentials',
-    },
-    resumable: { kind: 'boolean', description: 'resumable uploads', default: 'true' },
-    chunkSize: {
-      kind: 'integer',
-      description: 'resumable chunk, a multiple of 256 KiB',
-      default: 'one request',
-    },
-    uploadAttempts: { kind: 'integer', description: 'attempts per upload', default: '4' },
-    requestTimeoutMs: { kind: 'integer', description: 'request timeout, ms', default: '30000' },
-    ...RETRY_FIELDS,
-  },
-};
-
-const TYPES = Object.keys(BACKEND_FIELDS) as BackendType[];
+/** The keys of each kind's `[backend.<type>.<id>]` section, by key: each backend declares them (registry.ts). */
+const FIELDS = Object.fromEntries(
+  BACKEND_TYPES.map((type) => [type, new Map(BACKEND_KINDS[type].fields.map((f) => [f.key, f]))]),
+) as Record<BackendType, Map<string, FieldInfo>>;
+const TYPES = BACKEND_TYPES;
 const POLICY_KEY = 'tier.policy';
-/** S3's region when none is given: S3-compatible stores mostly ignore it, the SDK needs one. */
-export const DEFAULT_S3_REGION = 'us-east-1';
 
 /** For loadConfigFile: is `key` (dotted) one of the tier sections' keys? */
 export function isTierKey(key: string): boolean {
@@ -172,15 +64,16 @@ export function checkTierKey(key: string, value: unknown, file: string): void {
       `${file}: unknown section for "${key}": backends are [backend.<type>.<id>] with type ${TYPES.join(', ')}`,
     );
   }
-  if (!Object.hasOwn(BACKEND_FIELDS[type as BackendType], field)) {
+  const known = FIELDS[type as BackendType];
+  if (!known.has(field)) {
     throw new ConfigError(
-      `${file}: unknown key "${field}" in [backend.${type}.${id}] (known there: ${Object.keys(BACKEND_FIELDS[type as BackendType]).join(', ')})`,
+      `${file}: unknown key "${field}" in [backend.${type}.${id}] (known there: ${[...known.keys()].join(', ')})`,
     );
   }
 }
 
-/** `secretAccessKey` → `SECRET_ACCESS_KEY`, `retry.attempts` → `RETRY_ATTEMPTS`. */
-function envSuffix(field: string): string {
+/** `secretAccessKey` → `SECRET_ACCESS_KEY`, `retry.attempts` → `RETRY_ATTEMPTS`: how a field ends its env var. */
+export function envSuffix(field: string): string {
   return field
     .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
     .replace(/\./g, '_')
@@ -199,7 +92,7 @@ export function backendEnvName(type: BackendType, id: string, field: string): st
   return `${BACKEND_ENV_PREFIX}${type.toUpperCase()}_${envId(id)}_${envSuffix(field)}`;
 }
 
-function parseField(f: BackendField, raw: unknown, where: string): string | number | boolean {
+function parseField(f: FieldInfo, raw: unknown, where: string): string | number | boolean {
   switch (f.kind) {
     case 'string':
       if (typeof raw === 'string' && raw.trim() !== '') return raw.trim();
@@ -250,12 +143,12 @@ export function loadBackends(
       );
     const tail = rest.slice(type.length + 1);
     // The longest field name that ends it; what stands before is the id.
-    const field = Object.keys(BACKEND_FIELDS[type])
+    const field = [...FIELDS[type].keys()]
       .filter((f) => tail.endsWith(`_${envSuffix(f)}`))
       .sort((a, b) => envSuffix(b).length - envSuffix(a).length)[0];
     if (!field) {
       throw new ConfigError(
-        `${name}: no field of a ${type} backend ends it (fields: ${Object.keys(BACKEND_FIELDS[type]).join(', ')})`,
+        `${name}: no field of a ${type} backend ends it (fields: ${[...FIELDS[type].keys()].join(', ')})`,
       );
     }
     const idPart = tail.slice(0, tail.length - envSuffix(field).length - 1);
@@ -271,52 +164,52 @@ export function loadBackends(
     const dot = name.indexOf('.');
     const type = name.slice(0, dot) as BackendType;
     const id = name.slice(dot + 1);
-    const spec = BACKEND_FIELDS[type];
+    const spec = FIELDS[type];
     const values: Record<string, unknown> = {};
-    for (const [field, [value, from]] of fields) values[field] = parseField(spec[field]!, value, from);
+    for (const [field, [value, from]] of fields) values[field] = parseField(spec.get(field)!, value, from);
     const section = `[backend.${name}]`;
-    for (const [field, f] of Object.entries(spec)) {
-      if (f.required && values[field] === undefined && !(type === 'local' && id === 'default')) {
-        throw new ConfigError(`${section}: "${field}" is required (or ${backendEnvName(type, id, field)})`);
+    // local.default without a path: the volume server's own default (beside the data).
+    if (type === 'local' && id === 'default' && values.path === undefined) continue;
+    for (const f of spec.values()) {
+      if (!f.required || values[f.key] !== undefined) continue;
+      if (f.meta.loaderDefault !== undefined) values[f.key] = f.meta.loaderDefault;
+      else
+        throw new ConfigError(`${section}: "${f.key}" is required (or ${backendEnvName(type, id, f.key)})`);
+    }
+    for (const f of spec.values()) {
+      if (!f.meta.path || values[f.key] === undefined) continue;
+      const path = resolve(cwd, values[f.key] as string);
+      if (f.meta.secretFileOf === undefined) values[f.key] = path;
+      else {
+        // A file holding a secret: its content, unless the secret itself was given too.
+        values[f.meta.secretFileOf] ??= readSecret(path, f.key, section);
+        delete values[f.key];
       }
     }
-    const retry: Record<string, number> = {};
+    const pair = BACKEND_KINDS[type].bothOrNeither;
+    if (pair && (values[pair[0]] === undefined) !== (values[pair[1]] === undefined)) {
+      throw new ConfigError(
+        `${section}: give both ${pair[0]} and ${pair[1]} (${backendEnvName(type, id, pair[0])}, ${backendEnvName(type, id, pair[1])}), or neither for the AWS SDK's default chain`,
+      );
+    }
+    // Dotted keys (`retry.attempts`) become the nested objects the backend config has.
     for (const k of Object.keys(values)) {
-      if (!k.startsWith('retry.')) continue;
-      retry[k.slice('retry.'.length)] = values[k] as number;
+      const dot = k.indexOf('.');
+      if (dot < 0) continue;
+      const group = k.slice(0, dot);
+      values[group] = { ...(values[group] as object | undefined), [k.slice(dot + 1)]: values[k] };
       delete values[k];
     }
-    if (Object.keys(retry).length) values.retry = retry;
-    if (type === 'local') {
-      // local.default without a path: the volume server's own default (beside the data).
-      if (values.path === undefined) continue;
-      values.path = resolve(cwd, values.path as string);
-    }
-    if (type === 's3' || type === 'r2') {
-      if (values.secretAccessKeyFile !== undefined) {
-        const path = resolve(cwd, values.secretAccessKeyFile as string);
-        if (values.secretAccessKey === undefined) values.secretAccessKey = readSecret(path, section);
-        delete values.secretAccessKeyFile;
-      }
-      if (type === 's3') values.region ??= DEFAULT_S3_REGION;
-      if ((values.accessKeyId === undefined) !== (values.secretAccessKey === undefined)) {
-        throw new ConfigError(
-          `${section}: give both accessKeyId and secretAccessKey (${backendEnvName(type, id, 'accessKeyId')}, ${backendEnvName(type, id, 'secretAccessKey')}), or neither for the AWS SDK's default chain`,
-        );
-      }
-    }
-    if (type === 'gcs' && values.keyFile !== undefined)
-      values.keyFile = resolve(cwd, values.keyFile as string);
     out.push({ type, id, ...values } as BackendConfig);
   }
   return out.sort((a, b) => `${a.type}.${a.id}`.localeCompare(`${b.type}.${b.id}`));
 }
 
-function readSecret(path: string, section: string): string {
+function readSecret(path: string, field: string, section: string): string {
   try {
     return readFileSync(path, 'utf8').trim();
   } catch (err) {
-    throw new ConfigError(`${section}: cannot read secretAccessKeyFile ${path}: ${(err as Error).message}`);
+    throw new ConfigError(`${section}: cannot read ${field} ${path}: ${(err as Error).message}`);
   }
 }
 

@@ -14,9 +14,9 @@
  */
 import type { Server } from 'node:http';
 import { NotFoundError } from '../shared/errors.ts';
-import type { BackendConfig, TierBackend } from '../tiering/backend.ts';
-import { createBackend } from '../tiering/create-backend.ts';
-import { normalizeBackendName, type TierRule } from '../tiering/policy.ts';
+import type { BackendConfig, TierBackend } from '../tiering/backends/backend.ts';
+import { createBackend } from '../tiering/backends/create-backend.ts';
+import { normalizeBackendName, type TierRule } from '../tiering/service/policy.ts';
 import { Health } from './http/health.ts';
 import { closeServer, listen } from './http/listen.ts';
 import { createInstrumentedServer } from './observability/http-metrics.ts';

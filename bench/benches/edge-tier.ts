@@ -33,8 +33,8 @@ import {
 } from '../../test/edge/harness.ts';
 import { type CephRgw, startCephRgw } from '../../test/tiering/ceph-rgw.ts';
 import { sealVolume, tierUpload } from '../../test/tiering/volume/harness.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import type { S3Backend } from '../../tiering/s3.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { compare } from '../lib/compare.ts';
 import type { Row } from '../lib/table.ts';
 import type { Bench, BenchContext } from '../run.ts';

@@ -47,7 +47,7 @@ import {
   startTierServer,
   tierUpload,
 } from '../../test/tiering/volume/harness.ts';
-import type { BackendConfig } from '../../tiering/backend.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { type Contender, compare } from '../lib/compare.ts';
 import { type Started, startServer } from '../lib/process.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';

@@ -44,9 +44,9 @@ import {
   tierDownload,
   tierUpload,
 } from '../../test/tiering/volume/harness.ts';
-import type { BackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import type { S3Backend } from '../../tiering/s3.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';
 import { median, type Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';
@@ -94,22 +94,39 @@ function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/**
+ * CPU time a process has used, in ms (utime + stime of /proc/<pid>/stat, all its threads: the hash
+ * threads too), at the kernel's USER_HZ of 100. The machine's load stretches wall-clock rates; CPU per
+ * transfer moves far less with it, so the notes give both.
+ */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat(5), counted from the state (field 3) at index 0.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+}
+const USER_HZ = 100;
+
 interface Timed {
   seconds: number;
+  /** CPU the transfer cost its process (the bench for a plain one, the volume server for a job). */
+  cpuMs?: number;
   /** Peak RSS growth of the volume server during the job, for Kelp's transfers. */
   rssGrowth?: number;
 }
 
 async function time(fn: () => Promise<unknown>): Promise<Timed> {
   const t = performance.now();
+  const cpu = cpuMsOf(process.pid);
   await fn();
-  return { seconds: (performance.now() - t) / 1000 };
+  return { seconds: (performance.now() - t) / 1000, cpuMs: cpuMsOf(process.pid) - cpu };
 }
 
 /** Runs a tier job on the child server, timed by the job itself, sampling the server's RSS meanwhile. */
 async function job(srv: ChildTierServer, run: () => Promise<TierStatus>): Promise<Timed> {
   const pid = srv.child.pid!;
   const before = rssOf(pid);
+  const cpu = cpuMsOf(pid);
   let peak = before;
   const sampler = setInterval(() => {
     peak = Math.max(peak, rssOf(pid));
@@ -118,7 +135,11 @@ async function job(srv: ChildTierServer, run: () => Promise<TierStatus>): Promis
     const s = await run();
     peak = Math.max(peak, rssOf(pid));
     const j = s.job!;
-    return { seconds: (j.finishedAt! - j.startedAt) / 1000, rssGrowth: peak - before };
+    return {
+      seconds: (j.finishedAt! - j.startedAt) / 1000,
+      rssGrowth: peak - before,
+      cpuMs: cpuMsOf(pid) - cpu,
+    };
   } finally {
     clearInterval(sampler);
   }
@@ -134,6 +155,7 @@ function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?
   const seconds = median(runs.map((r) => r.seconds));
   const mibps = bytes / MiB / seconds;
   const rss = runs.map((r) => r.rssGrowth).filter((r): r is number => r !== undefined);
+  const cpu = runs.map((r) => r.cpuMs).filter((r): r is number => r !== undefined);
   const spread =
     runs.length > 1
       ? `; ${runs.map((r) => (bytes / MiB / r.seconds).toFixed(0)).join(' / ')} MiB/s per round`
@@ -146,6 +168,7 @@ function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?
     note:
       `${mibps.toFixed(0)} MiB/s (${(bytes / MiB).toFixed(0)} MiB in ${seconds.toFixed(2)} s)` +
       (rss.length ? `; volume server RSS +${(Math.max(...rss) / MiB).toFixed(0)} MiB at peak` : '') +
+      (cpu.length ? `; CPU ${median(cpu).toFixed(0)} ms (median)` : '') +
       spread,
   };
 }

@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { assertCephInstalled, startCephRgw } from '../../test/tiering/ceph-rgw.ts';
-import type { S3BackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import type { S3Backend } from '../../tiering/s3.ts';
+import type { S3BackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { S3Backend } from '../../tiering/backends/s3.ts';
 
 export interface S3Store {
   label: string;

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { ResizeParams } from '../../shared/resize.ts';
-import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backend.ts';
+import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backends/backend.ts';
 import {
   CONFIG_ENV,
   ConfigError,

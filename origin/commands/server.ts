@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { BackendConfig } from '../../tiering/backend.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { masterList } from '../http/masters.ts';
 import { type MasterConfig, startMaster } from '../master/server.ts';

@@ -6,8 +6,8 @@
  * flash one.
  */
 import cliProgress from 'cli-progress';
-import type { TierJob } from '../../tiering/client.ts';
-import { formatBytes } from '../../tiering/service.ts';
+import type { TierJob } from '../../tiering/service/client.ts';
+import { formatBytes } from '../../tiering/service/service.ts';
 
 export const PROGRESS_AFTER_MS = 1_000;
 

@@ -1,8 +1,8 @@
 /**
  * `kelp tier upload | download | compact | status | plan | serve`: cloud tiers by hand
  * and by policy. Each finds the cluster through the master (`--master`,
- * [tier] master) and talks to the volume servers over HTTP (tiering/client.ts),
- * as the tiering service does; `serve` runs that service (tiering/service.ts).
+ * [tier] master) and talks to the volume servers over HTTP (tiering/service/client.ts),
+ * as the tiering service does; `serve` runs that service (tiering/service/service.ts).
  */
 import type { Command } from 'commander';
 import { ConflictError, InvalidFidError } from '../../shared/errors.ts';
@@ -15,11 +15,16 @@ import {
   TierClient,
   type TierJob,
   TierRequestError,
-} from '../../tiering/client.ts';
-import { compactVolume, DEFAULT_COMPACT_THRESHOLD } from '../../tiering/compact.ts';
-import { formatDuration } from '../../tiering/duration.ts';
-import { DEFAULT_RULE, describeRule, normalizeBackendName, type TierRule } from '../../tiering/policy.ts';
-import { describeDecision, formatBytes, planCluster, TierService } from '../../tiering/service.ts';
+} from '../../tiering/service/client.ts';
+import { compactVolume, DEFAULT_COMPACT_THRESHOLD } from '../../tiering/service/compact.ts';
+import { formatDuration } from '../../tiering/service/duration.ts';
+import {
+  DEFAULT_RULE,
+  describeRule,
+  normalizeBackendName,
+  type TierRule,
+} from '../../tiering/service/policy.ts';
+import { describeDecision, formatBytes, planCluster, TierService } from '../../tiering/service/service.ts';
 import { ConfigError, TIER_OPTIONS, TIER_SERVE_OPTIONS } from '../config.ts';
 import { loadTierRules } from '../tier-config.ts';
 import { startTierServer } from '../tier-server.ts';

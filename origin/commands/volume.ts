@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { BackendConfig } from '../../tiering/backend.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
 import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
 import { startLogging } from './logging.ts';

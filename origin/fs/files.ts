@@ -1,8 +1,10 @@
 /**
  * Synchronous positioned file I/O and directory fsync: the few primitives the
- * volume, its recovery and vacuum, and the master's state file share.
+ * volume, its recovery and vacuum, the master's state file and the tier
+ * backends' transfers (tiering/backends/transfer.ts) share.
  */
 import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { TruncatedDataError } from '../../shared/errors.ts';
 
 /** Reads exactly `length` bytes at `position`, or throws TruncatedDataError. */
@@ -45,5 +47,19 @@ export function fsyncDir(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * `fsyncDir` on the thread pool, for the tier transfers (tiering/backends/):
+ * they run while the volume server answers reads, and a directory fsync on a
+ * busy disk can take milliseconds the event loop should not wait through.
+ */
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

@@ -460,7 +460,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, { count: grown.length, volumeIds: grown });
       }
       case '/vol/status':
-        // The size limit too: tier policies judge fullness against it (tiering/policy.ts).
+        // The size limit too: tier policies judge fullness against it (tiering/service/policy.ts).
         return sendJson(res, 200, {
           Version: KELP_VERSION_STRING,
           VolumeSizeLimit: config.volumeSizeLimitBytes,

@@ -3,7 +3,7 @@
  * the moves they made. The transfers themselves are counted where they run,
  * on the volume servers (kelp_tier_transfer_*).
  */
-import type { RoundOutcome } from '../../tiering/service.ts';
+import type { RoundOutcome } from '../../tiering/service/service.ts';
 import {
   collectedCounter,
   collectedGauge,

@@ -6,7 +6,7 @@
  * replicator, tier jobs, resizer and backends are given.
  */
 import type { TierJob } from '../../shared/api.ts';
-import type { TierBackend } from '../../tiering/backend.ts';
+import type { TierBackend } from '../../tiering/backends/backend.ts';
 import type { ReplicationObserver } from '../volume/replication.ts';
 import type { ResizeObserver, Resizer } from '../volume/resize.ts';
 import type { Store } from '../volume/store.ts';

@@ -5,7 +5,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
 import { parseFidPath } from '../../shared/fid.ts';
-import type { BackendConfig } from '../../tiering/backend.ts';
+import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';

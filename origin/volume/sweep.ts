@@ -3,7 +3,7 @@
  * process left behind that nothing would ever read or remove.
  * - `.spool/`: bodies of uploads in flight (upload.ts).
  * - `.<stem>.dat.<pid>.<random>.tmp`: a tier download's `.dat` before its rename
- *   (tiering/transfer.ts), which can be as large as a volume.
+ *   (tiering/backends/transfer.ts), which can be as large as a volume.
  * - `.cpd`/`.cpx`/`.cpc` of a volume that is no longer here (removed while
  *   it was being compacted); those of a volume that is here are finished or
  *   discarded before it opens (vacuum.ts, finishInterruptedCompaction).
@@ -16,11 +16,11 @@
  * data directory (two on the same volumes would corrupt them anyway) and the
  * sweep runs before it serves, so no transfer of its own is running yet. The
  * local tier's folder, which may be shared, is swept by its backend with an
- * age rule (tiering/local.ts); the sweep here does not descend into it.
+ * age rule (tiering/backends/local.ts); the sweep here does not descend into it.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { sweepTempFiles } from '../../tiering/transfer.ts';
+import { sweepTempFiles } from '../../tiering/backends/transfer.ts';
 import { clearSpoolDir } from '../http/upload.ts';
 import type { Logger } from '../observability/log.ts';
 

@@ -30,7 +30,7 @@ import { ConflictError } from '../../shared/errors.ts';
 import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE, writeIdxEntry } from '../../shared/idx.ts';
 import { copyCount } from '../../shared/placement.ts';
 import { decodeTierIndexHeader, tierIndexEntries, tierIndexSize } from '../../shared/tier-index.ts';
-import type { TierBackend } from '../../tiering/backend.ts';
+import type { TierBackend } from '../../tiering/backends/backend.ts';
 import { fsyncDir } from '../fs/files.ts';
 import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';

@@ -31,7 +31,7 @@ import {
   sidecarKeys,
 } from '../../shared/tier-index.ts';
 import { encodeTtl } from '../../shared/ttl.ts';
-import type { TierBackend } from '../../tiering/backend.ts';
+import type { TierBackend } from '../../tiering/backends/backend.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 

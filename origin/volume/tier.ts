@@ -20,8 +20,8 @@ import {
   type BackendFile,
   DEFAULT_LOCAL_TIER_DIR,
   type TierBackend,
-} from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
+} from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
 
 export type { TierJob };
 

@@ -69,8 +69,8 @@ import {
   superBlockSize,
 } from '../../shared/superblock.ts';
 import { isEmptyTtl, type Ttl, ttlToSeconds } from '../../shared/ttl.ts';
-import type { BackendFile } from '../../tiering/backend.ts';
-import { tempPathFor } from '../../tiering/transfer.ts';
+import type { BackendFile } from '../../tiering/backends/backend.ts';
+import { tempPathFor } from '../../tiering/backends/transfer.ts';
 import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
 import { takeCleanMark, writeCleanMark } from './clean-shutdown.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';

@@ -7,11 +7,11 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import { type BackendConfig, backendName, redactConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import { crc32cBase64, mapGcsError } from '../../tiering/gcs.ts';
-import { mapFsError } from '../../tiering/local.ts';
-import { mapS3Error } from '../../tiering/s3.ts';
+import { type BackendConfig, backendName, redactConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import { crc32cBase64, mapGcsError } from '../../tiering/backends/gcs.ts';
+import { mapFsError } from '../../tiering/backends/local.ts';
+import { mapS3Error } from '../../tiering/backends/s3.ts';
 
 const s3: BackendConfig = {
   type: 's3',

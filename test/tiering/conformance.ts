@@ -19,8 +19,8 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import type { BackendType, TierBackend, UploadResult } from '../../tiering/backend.ts';
-import type { RetryPolicy } from '../../tiering/retry.ts';
+import type { BackendType, TierBackend, UploadResult } from '../../tiering/backends/backend.ts';
+import type { RetryPolicy } from '../../tiering/backends/retry.ts';
 import { startTcpProxy } from './tcp-proxy.ts';
 
 const MiB = 1024 * 1024;
@@ -221,6 +221,29 @@ export function describeBackend(name: string, caps: BackendCaps, setup: () => Pr
       );
       expect(err).toBeInstanceOf(ChecksumMismatchError);
       expect(await readdir(outDir)).toEqual([]);
+    });
+
+    it('a download of an object one byte off, or one byte short, of the recorded SHA-256 fails and leaves nothing', async () => {
+      // The object at rest differs from what the `.vif` recorded: stored here by uploading the changed bytes.
+      const flipped = Buffer.from(data);
+      flipped[flipped.length >> 1]! ^= 0x01;
+      const cases: [string, Buffer][] = [
+        ['flipped', flipped],
+        ['short', data.subarray(0, data.length - 1)],
+      ];
+      for (const [name, bytes] of cases) {
+        const k = newKey();
+        const path = join(dir, `${name}.dat`);
+        await writeFile(path, bytes);
+        await b.upload(path, k);
+        const outDir = join(dir, `back-${name}`);
+        const err = await rejection(
+          b.download(k, join(outDir, 'volume.dat'), { expectedSha256: uploaded?.sha256 }),
+        );
+        expect(err, name).toBeInstanceOf(ChecksumMismatchError);
+        expect(await readdir(outDir)).toEqual([]);
+        await b.delete(k);
+      }
     });
 
     it('an aborted upload leaves no object under its key', async () => {

@@ -1,5 +1,5 @@
 /**
- * The hash thread of tier transfers (tiering/file-hash.ts): digests of a
+ * The hash thread of tier transfers (tiering/backends/file-hash.ts): digests of a
  * complete file, of a file still being written (it must never read past what
  * the writer said is final), and failures: a file shorter than promised, a
  * cancelled hash.
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InternalError } from '../../shared/errors.ts';
-import { FileHasher, hashThreadsStarted } from '../../tiering/file-hash.ts';
+import { FileHasher, hashThreadsStarted } from '../../tiering/backends/file-hash.ts';
 
 const MiB = 1024 * 1024;
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

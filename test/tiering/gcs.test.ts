@@ -1,5 +1,5 @@
-import type { GcsBackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
+import type { GcsBackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
 import { describeBackend } from './conformance.ts';
 import { type GcsEmulator, startGcsEmulator } from './gcs-emulator.ts';
 

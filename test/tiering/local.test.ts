@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidParamError } from '../../shared/errors.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import { objectPath } from '../../tiering/local.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import { objectPath } from '../../tiering/backends/local.ts';
 import { describeBackend } from './conformance.ts';
 
 // A directory has no server to take down, so the outage test is not registered here.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NotFoundError, UnavailableError } from '../../shared/errors.ts';
-import { backoffDelay, READ_RETRY, retryPolicy, withRetry } from '../../tiering/retry.ts';
+import { backoffDelay, READ_RETRY, retryPolicy, withRetry } from '../../tiering/backends/retry.ts';
 
 const fast = { attempts: 4, baseDelayMs: 1, maxDelayMs: 4 };
 

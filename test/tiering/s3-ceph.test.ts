@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChecksumMismatchError, UpstreamError } from '../../shared/errors.ts';
-import type { S3BackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
-import type { S3Backend } from '../../tiering/s3.ts';
+import type { S3BackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { type CephRgw, startCephRgw } from './ceph-rgw.ts';
 import { describeBackend, TEST_PART_SIZE } from './conformance.ts';
 

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileHasher } from '../../tiering/file-hash.ts';
+import { FileHasher } from '../../tiering/backends/file-hash.ts';
 import {
   DEFAULT_S3_PART_SIZE,
   multipartEtag,
@@ -11,7 +11,7 @@ import {
   S3_MAX_PARTS,
   S3_MIN_PART_SIZE,
   s3PartSize,
-} from '../../tiering/s3-etag.ts';
+} from '../../tiering/backends/s3-etag.ts';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest();
 
@@ -44,16 +44,29 @@ describe('multipartEtag with the part MD5s of the hash thread', () => {
     const data = randomBytes(size);
     const path = join(dir, `${size}.dat`);
     await writeFile(path, data);
-    // As S3Backend.upload asks: parts only when the file takes more than one.
+    // As S3Backend.upload asks: the parts' MD5s only when the file takes more than one part, else the whole's.
     const multipart = size > partSize;
     const { digest, parts } = await new FileHasher(path, {
       algorithm: 'md5',
       total: size,
-      ...(multipart ? { partSize } : {}),
+      ...(multipart ? { partSize, partsOnly: true } : {}),
     }).result();
     expect(multipart ? multipartEtag(parts) : digest).toBe(referenceEtag(data, partSize));
-    expect(digest).toBe(md5(data).toString('hex'));
-    if (multipart) expect(parts).toHaveLength(Math.ceil(size / partSize));
+    if (multipart) {
+      expect(parts).toHaveLength(Math.ceil(size / partSize));
+      expect(parts.map((p) => p.toString('hex'))).toEqual(
+        Array.from({ length: parts.length }, (_, i) =>
+          md5(data.subarray(i * partSize, (i + 1) * partSize)).toString('hex'),
+        ),
+      );
+      expect(digest).toBe('');
+      // Asked for the whole too, the same thread gives it beside the same parts.
+      const both = await new FileHasher(path, { algorithm: 'md5', total: size, partSize }).result();
+      expect(both.digest).toBe(md5(data).toString('hex'));
+      expect(both.parts).toEqual(parts);
+    } else {
+      expect(digest).toBe(md5(data).toString('hex'));
+    }
   });
 });
 

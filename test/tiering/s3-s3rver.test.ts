@@ -4,8 +4,8 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { S3BackendConfig } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
+import type { S3BackendConfig } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
 import { describeBackend, TEST_PART_SIZE } from './conformance.ts';
 
 // s3rver, a fake S3 on the filesystem (0.5 s to start): the quick loop beside Ceph, never instead of it. It gives

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../shared/errors.ts';
-import type { TierBackend } from '../../tiering/backend.ts';
-import { createBackend } from '../../tiering/create-backend.ts';
+import type { TierBackend } from '../../tiering/backends/backend.ts';
+import { createBackend } from '../../tiering/backends/create-backend.ts';
 
 const SILENCE_MS = 300;
 const ATTEMPTS = 2;

@@ -82,7 +82,9 @@ describe('import graph', () => {
     expect(graph.get(join(root, 'origin/volume/server.ts'))).toContain(
       join(root, 'origin/volume/read-handler.ts'),
     );
-    expect(graph.get(join(root, 'tiering/create-backend.ts'))).toContain(join(root, 'tiering/s3.ts'));
+    expect(graph.get(join(root, 'tiering/backends/registry.ts'))).toContain(
+      join(root, 'tiering/backends/s3.ts'),
+    );
   });
 
   it('has no import cycle', () => {
@@ -107,6 +109,19 @@ describe('import graph', () => {
     const offenders = [...graph]
       .filter(([file]) => file.startsWith(join(root, 'origin/master/')))
       .flatMap(([file, deps]) => deps.filter((d) => d.startsWith(volumeDir)).map((d) => `${file} -> ${d}`));
+    expect(offenders).toEqual([]);
+  });
+
+  it('tiering/backends/ (the library) and tiering/service/ (the control plane) do not import each other', () => {
+    const rooms = ['tiering/backends/', 'tiering/service/'].map((d) => join(root, d));
+    const offenders = [...graph].flatMap(([file, deps]) =>
+      rooms.flatMap((room, i) => {
+        const other = rooms[1 - i]!;
+        return file.startsWith(room)
+          ? deps.filter((d) => d.startsWith(other)).map((d) => `${file} -> ${d}`)
+          : [];
+      }),
+    );
     expect(offenders).toEqual([]);
   });
 });

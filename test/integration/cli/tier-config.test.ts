@@ -19,7 +19,7 @@ import {
   VOLUME_OPTIONS,
 } from '../../../origin/config.ts';
 import { backendEnvName, loadBackends, loadTierRules } from '../../../origin/tier-config.ts';
-import { createBackend } from '../../../tiering/create-backend.ts';
+import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import { freePort, removeTempDirs, startKelp, tempDir } from './harness.ts';
 
 afterAll(removeTempDirs);

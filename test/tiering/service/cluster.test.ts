@@ -17,9 +17,9 @@ import { type MasterServer, startMaster } from '../../../origin/master/server.ts
 import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
-import { TierClient, type VolumeTierStatus } from '../../../tiering/client.ts';
-import { parseRules, type TierDecision } from '../../../tiering/policy.ts';
-import { TierService } from '../../../tiering/service.ts';
+import { TierClient, type VolumeTierStatus } from '../../../tiering/service/client.ts';
+import { parseRules, type TierDecision } from '../../../tiering/service/policy.ts';
+import { TierService } from '../../../tiering/service/service.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
 
 const CLI = new URL('../../../origin/cli.ts', import.meta.url).pathname;

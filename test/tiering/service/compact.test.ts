@@ -15,8 +15,8 @@ import { type MasterServer, startMaster } from '../../../origin/master/server.ts
 import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import { formatFid } from '../../../shared/fid.ts';
-import { DEFAULT_LOCAL_TIER_DIR } from '../../../tiering/backend.ts';
-import type { RemoteDat, VolumeTierStatus } from '../../../tiering/client.ts';
+import { DEFAULT_LOCAL_TIER_DIR } from '../../../tiering/backends/backend.ts';
+import type { RemoteDat, VolumeTierStatus } from '../../../tiering/service/client.ts';
 
 const CLI = new URL('../../../origin/cli.ts', import.meta.url).pathname;
 const BLOBS = 40;

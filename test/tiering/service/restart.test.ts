@@ -10,9 +10,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCluster, TierClient, type TierJob } from '../../../tiering/client.ts';
-import { parseRules } from '../../../tiering/policy.ts';
-import { planCluster, TierService } from '../../../tiering/service.ts';
+import { readCluster, TierClient, type TierJob } from '../../../tiering/service/client.ts';
+import { parseRules } from '../../../tiering/service/policy.ts';
+import { planCluster, TierService } from '../../../tiering/service/service.ts';
 import { captureLogs } from '../../helpers/log-capture.ts';
 
 const RULES = parseRules([{ backend: 's3.cold', minFullPercent: 50, quietFor: '1h' }]);

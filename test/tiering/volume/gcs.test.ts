@@ -1,6 +1,6 @@
 import { afterAll, beforeAll } from 'vitest';
-import type { GcsBackendConfig } from '../../../tiering/backend.ts';
-import { createBackend } from '../../../tiering/create-backend.ts';
+import type { GcsBackendConfig } from '../../../tiering/backends/backend.ts';
+import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import { type GcsEmulator, startGcsEmulator } from '../gcs-emulator.ts';
 import { describeTieredVolume } from './suite.ts';
 

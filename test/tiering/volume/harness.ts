@@ -4,7 +4,7 @@
  * over HTTP, the `/admin/tier/*` endpoints driven to completion, and reads
  * checked byte for byte on a keep-alive agent.
  *
- * Counting backend requests: every backend keeps `stats` (tiering/backend.ts:
+ * Counting backend requests: every backend keeps `stats` (tiering/backends/backend.ts:
  * an SDK middleware for S3 that sees every attempt on the wire, a counter
  * around each ranged request for GCS and local). The volume server's own
  * registry is reachable as `server.store.config.backends`, so a test reads
@@ -23,7 +23,7 @@ import { startVolumeServer, type VolumeServer } from '../../../origin/volume/ser
 import type { TierJob } from '../../../origin/volume/tier.ts';
 import type { VolumeInfo } from '../../../origin/volume/volume-info.ts';
 import { formatFid } from '../../../shared/fid.ts';
-import type { BackendConfig, BackendStats } from '../../../tiering/backend.ts';
+import type { BackendConfig, BackendStats } from '../../../tiering/backends/backend.ts';
 import { spawnUntilReady } from '../../support/process.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/volume-server.ts', import.meta.url));

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseFid } from '../../../shared/fid.ts';
 import { toByteOffset } from '../../../shared/idx.ts';
 import { NEEDLE_DATA_OFFSET } from '../../../shared/needle.ts';
-import type { LocalBackendConfig } from '../../../tiering/backend.ts';
-import { createBackend } from '../../../tiering/create-backend.ts';
+import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
+import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import {
   assignVolume,
   datPath,

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RemoteDat } from '../../../origin/volume/volume-info.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { needleRecordSize } from '../../../shared/needle.ts';
-import type { BackendConfig, TierBackend } from '../../../tiering/backend.ts';
+import type { BackendConfig, TierBackend } from '../../../tiering/backends/backend.ts';
 import {
   assignVolume,
   type Blob,

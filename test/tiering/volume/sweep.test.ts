@@ -25,7 +25,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TIER_TEMP_FILE_MAX_IDLE_MS } from '../../../tiering/local.ts';
+import { TIER_TEMP_FILE_MAX_IDLE_MS } from '../../../tiering/backends/local.ts';
 import {
   assignVolume,
   type Blob,
@@ -46,7 +46,7 @@ import {
   vifOf,
 } from './harness.ts';
 
-/** Names as a transfer's temp file has them (tiering/transfer.ts): `.<name>.<pid>.<random>.tmp`. */
+/** Names as a transfer's temp file has them (tiering/backends/transfer.ts): `.<name>.<pid>.<random>.tmp`. */
 const TEMP = /^\..+\.\d+\.[0-9a-z]+\.tmp$/;
 
 /**

@@ -1,7 +1,7 @@
-/** tiering/duration.ts: durations of tier rules and intervals. */
+/** tiering/service/duration.ts: durations of tier rules and intervals. */
 import { describe, expect, it } from 'vitest';
 import { InvalidParamError } from '../../../shared/errors.ts';
-import { formatDuration, parseDuration } from '../../../tiering/duration.ts';
+import { formatDuration, parseDuration } from '../../../tiering/service/duration.ts';
 
 const H = 3_600_000;
 const D = 24 * H;

@@ -1,5 +1,5 @@
 /**
- * tiering/policy.ts: each condition of a rule on its own (full, quiet, age,
+ * tiering/service/policy.ts: each condition of a rule on its own (full, quiet, age,
  * heat), promotion of a hot tiered volume, unknown backends, rule matching by
  * collection, and the parsing of `[[tier.policy]]` tables and durations.
  */
@@ -16,7 +16,7 @@ import {
   parseRules,
   ruleFor,
   type TierRule,
-} from '../../../tiering/policy.ts';
+} from '../../../tiering/service/policy.ts';
 
 const H = 3_600_000;
 const D = 24 * H;

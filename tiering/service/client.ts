@@ -18,11 +18,11 @@ import type {
   VacuumReport,
   VolumeServerStatus,
   VolumeStatusJson,
-} from '../shared/api.ts';
+} from '../../shared/api.ts';
 
 export type { TierJob, VacuumReport };
 
-import { errorFromBody, type KelpError, NotFoundError } from '../shared/errors.ts';
+import { errorFromBody, type KelpError, NotFoundError } from '../../shared/errors.ts';
 import type { PolicyVolume } from './policy.ts';
 
 /** Bound on every request: a hung server fails the round, it does not stall the service. */

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../shared/errors.ts';
+import { fsyncDirAsync } from '../../origin/fs/files.ts';
+import { ChecksumMismatchError, InternalError, TruncatedDataError } from '../../shared/errors.ts';
 
 /**
  * Validates a read against the size recorded for the object. Returns false
@@ -125,7 +126,7 @@ export async function replaceAtomically<T>(dest: string, fill: (tmp: string) => 
   try {
     const result = await fill(tmp);
     await rename(tmp, dest);
-    await fsyncDir(dir);
+    await fsyncDirAsync(dir);
     return result;
   } catch (err) {
     await rm(tmp, { force: true });
@@ -192,16 +193,6 @@ export function sweepTempFiles(dir: string, opts: { minAgeMs: number; recursive?
     }
   }
   return removed;
-}
-
-/** Makes a rename or unlink in `dir` durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

@@ -36,7 +36,7 @@ import {
   TruncatedDataError,
   UnavailableError,
   UpstreamError,
-} from '../shared/errors.ts';
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,
@@ -50,19 +50,18 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { configDefaults } from './config-schema.ts';
 import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
+import { S3_CONFIG } from './s3-config.ts';
 import { downloadRanges } from './s3-download.ts';
 import { multipartEtag, normalizeEtag, s3PartSize } from './s3-etag.ts';
 import { S3RangeGetter } from './s3-get.ts';
 import { uploadFile } from './s3-upload.ts';
 import { checkRead, checkSha256, isAbortError, isNetworkError, replaceAtomically } from './transfer.ts';
 
-export const DEFAULT_S3_UPLOAD_CONCURRENCY = 4;
-export const DEFAULT_S3_UPLOAD_ATTEMPTS = 4;
-export const DEFAULT_S3_CONNECT_TIMEOUT_MS = 3_000;
-/** Socket idle time before a request is given up (and retried). */
-export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 30_000;
+/** What a config leaves out (s3-config.ts declares them). */
+const DEFAULTS = configDefaults(S3_CONFIG);
 
 const UNAVAILABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'RequestTimeout', 'InternalError']);
 
@@ -133,18 +132,18 @@ export class S3Backend implements TierBackend {
     this.name = backendName(config);
     this.bucket = config.bucket;
     this.#retry = retryPolicy(config.retry);
-    this.#transferRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS };
+    this.#transferRetry = { ...this.#retry, attempts: config.uploadAttempts ?? DEFAULTS.uploadAttempts };
     const base: S3ClientConfig = {
       region: config.region,
-      forcePathStyle: config.forcePathStyle ?? true,
+      forcePathStyle: config.forcePathStyle ?? DEFAULTS.forcePathStyle,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
-        connectionTimeout: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+        connectionTimeout: config.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
         // An idle socket fails the request (a TimeoutError, retried as unavailable). The SDK's `requestTimeout`
         // bounds a whole request instead (too short for a large part on a slow link), and without
         // `throwOnRequestTimeout` only logs a warning: a store that stops answering held a transfer forever.
-        socketTimeout: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+        socketTimeout: config.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
       },
     };
     if (config.endpoint) base.endpoint = config.endpoint;
@@ -158,12 +157,12 @@ export class S3Backend implements TierBackend {
     this.client = new S3Client({ ...base, maxAttempts: 1 });
     this.#uploadClient = new S3Client({
       ...base,
-      maxAttempts: config.uploadAttempts ?? DEFAULT_S3_UPLOAD_ATTEMPTS,
+      maxAttempts: config.uploadAttempts ?? DEFAULTS.uploadAttempts,
     });
     this.getter = new S3RangeGetter(this.client, config.endpoint, {
       bucket: config.bucket,
-      connectTimeoutMs: config.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
-      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+      connectTimeoutMs: config.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
     });
     countRequests(this.client, this.stats);
     countRequests(this.#uploadClient, this.stats);
@@ -184,14 +183,20 @@ export class S3Backend implements TierBackend {
   async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {
     const what = `${this.name} upload ${key}`;
     const total = (await stat(localPath)).size;
-    const partSize = s3PartSize(total, this.#config.partSize);
+    const partSize = s3PartSize(total, this.#config.partSize ?? DEFAULTS.partSize);
     const multipart = total > partSize;
     // Both digests come from threads reading the file alongside the upload (file-hash.ts): the SHA-256
-    // for the `.vif`, and the MD5s the store's ETags are checked against (per part when multipart).
+    // for the `.vif`, and the MD5s the store's ETags are checked against: per part when multipart, and
+    // then only per part (the object's ETag is the MD5 of the parts' MD5s; a whole-file MD5 would double
+    // the slowest hash of the upload for nothing).
     const sha = new FileHasher(localPath, { algorithm: 'sha256', total });
     const md5 =
-      (this.#config.etagIsMd5 ?? true)
-        ? new FileHasher(localPath, { algorithm: 'md5', total, ...(multipart ? { partSize } : {}) })
+      (this.#config.etagIsMd5 ?? DEFAULTS.etagIsMd5)
+        ? new FileHasher(localPath, {
+            algorithm: 'md5',
+            total,
+            ...(multipart ? { partSize, partsOnly: true } : {}),
+          })
         : undefined;
     let sent = 0;
     let reported = 0;
@@ -216,7 +221,7 @@ export class S3Backend implements TierBackend {
         path: localPath,
         total,
         partSize,
-        concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+        concurrency: this.#config.uploadConcurrency ?? DEFAULTS.uploadConcurrency,
         retry: this.#transferRetry,
         ...(this.#config.storageClass ? { storageClass: this.#config.storageClass } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
@@ -323,8 +328,8 @@ export class S3Backend implements TierBackend {
             key,
             total,
             etag: head.ETag,
-            partSize: s3PartSize(total, this.#config.partSize),
-            concurrency: this.#config.uploadConcurrency ?? DEFAULT_S3_UPLOAD_CONCURRENCY,
+            partSize: s3PartSize(total, this.#config.partSize ?? DEFAULTS.partSize),
+            concurrency: this.#config.uploadConcurrency ?? DEFAULTS.uploadConcurrency,
             retry: this.#transferRetry,
             ...(opts.signal ? { signal: opts.signal } : {}),
             mapError: (err) => mapS3Error(err, what),

@@ -5,7 +5,7 @@
  * the last attempt the caller gets an `UnavailableError` (a 503 with
  * Retry-After), never a hang: the attempts and delays are bounded.
  */
-import { UnavailableError } from '../shared/errors.ts';
+import { UnavailableError } from '../../shared/errors.ts';
 
 export interface RetryPolicy {
   /** Total attempts, the first included. */

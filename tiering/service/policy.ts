@@ -23,7 +23,7 @@
  * above `promoteAboveReadsPerDay`. That threshold must be above
  * `maxReadsPerDay`, so a volume cannot flap between the two.
  */
-import { InvalidParamError } from '../shared/errors.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
 import { formatDuration, parseDuration } from './duration.ts';
 
 // ---- rules ----

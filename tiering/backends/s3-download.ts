@@ -15,7 +15,7 @@ import { createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { TruncatedDataError, UpstreamError } from '../shared/errors.ts';
+import { TruncatedDataError, UpstreamError } from '../../shared/errors.ts';
 import { type RetryPolicy, withRetry } from './retry.ts';
 import { parseContentRange } from './s3-get.ts';
 import { isAbortError } from './transfer.ts';

@@ -4,7 +4,7 @@
  * M = 30 days, y = 365 days, as SeaweedFS counts them) plus seconds; unlike a
  * TTL, a duration is not limited to a count that fits in a byte.
  */
-import { InvalidParamError } from '../shared/errors.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
 
 const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
   s: 1_000,

@@ -8,7 +8,13 @@ import { closeSync, constants, open as fsOpen, read as fsRead, openSync, readSyn
 import { copyFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
-import { InvalidParamError, NotFoundError, TruncatedDataError, UnavailableError } from '../shared/errors.ts';
+import { fsyncDirAsync } from '../../origin/fs/files.ts';
+import {
+  InvalidParamError,
+  NotFoundError,
+  TruncatedDataError,
+  UnavailableError,
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,
@@ -24,14 +30,7 @@ import {
 } from './backend.ts';
 import { FileHasher } from './file-hash.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
-import {
-  checkRead,
-  checkSha256,
-  fsyncDir,
-  fsyncFile,
-  replaceAtomically,
-  sweepTempFiles,
-} from './transfer.ts';
+import { checkRead, checkSha256, fsyncFile, replaceAtomically, sweepTempFiles } from './transfer.ts';
 
 /**
  * How long a temp file in the tier directory must have gone unwritten before
@@ -170,7 +169,7 @@ export class LocalBackend implements TierBackend {
       this.stats.requests++;
       try {
         await rm(path, { force: true });
-        await fsyncDir(this.root).catch(() => {});
+        await fsyncDirAsync(this.root).catch(() => {});
       } catch (err) {
         throw mapFsError(err, what);
       }

@@ -18,7 +18,7 @@
  * `backend`), whatever its garbage; a replica already compacted is under the
  * threshold and left alone.
  */
-import { ConflictError } from '../shared/errors.ts';
+import { ConflictError } from '../../shared/errors.ts';
 import type { RemoteDat, TierClient, TierJob, VacuumReport } from './client.ts';
 import { TierRequestError } from './client.ts';
 

@@ -13,9 +13,11 @@
  * inside the backend, see retry.ts, and surfaced as a 503), and fewer bytes than
  * the index promises is `TruncatedDataError`: never a wrong byte.
  */
-import type { RetryPolicy } from './retry.ts';
-
-export type BackendType = 'local' | 's3' | 'r2' | 'gcs';
+import { configFields } from './config-schema.ts';
+import { GCS_CONFIG, type GcsBackendConfig } from './gcs-config.ts';
+import { LOCAL_CONFIG, type LocalBackendConfig } from './local-config.ts';
+import { R2_CONFIG, type R2BackendConfig } from './r2-config.ts';
+import { S3_CONFIG, type S3BackendConfig } from './s3-config.ts';
 
 export interface TransferOptions {
   /** Bytes moved so far and the total; called often during long transfers, last with `bytes === total`. */
@@ -124,99 +126,24 @@ export interface TierBackend {
 
 // ---- configuration ----
 
-interface CommonConfig {
-  /** `default` unless several backends of one type are configured. */
-  id: string;
-  /** Backoff for reads, stats and deletes; defaults to `READ_RETRY` (retry.ts). */
-  retry?: Partial<RetryPolicy>;
-}
-
-export interface LocalBackendConfig extends CommonConfig {
-  type: 'local';
-  /** Directory holding the objects, created on first use. */
-  path: string;
-}
-
-export interface S3BackendConfig extends CommonConfig {
-  type: 's3';
-  /** Any S3-compatible endpoint (`http://127.0.0.1:7480`); AWS when absent. */
-  endpoint?: string;
-  region: string;
-  bucket: string;
-  /** From the config file or env; the SDK's default chain when absent. */
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  sessionToken?: string;
-  /** Path-style URLs (`endpoint/bucket/key`), as most S3-compatible servers need. Default true. */
-  forcePathStyle?: boolean;
-  /** e.g. `STANDARD_IA`; the store's default when absent (Ceph accepts only classes its placement defines). */
-  storageClass?: string;
-  /**
-   * Smallest multipart part (16 MiB by default), and the size of each ranged GET
-   * of a download; grows for large files so a file needs at most 10,000 parts.
-   */
-  partSize?: number;
-  /**
-   * Parts of an upload, or ranges of a download, in flight at once (4 by
-   * default): each is one request on its own connection, so a link whose
-   * bandwidth × round trip exceeds what one connection carries wants more.
-   * Memory does not grow with the part size: a part streams from (or to) its
-   * range of the file through a 1 MiB buffer.
-   */
-  uploadConcurrency?: number;
-  /**
-   * Attempts per upload part and per download range (with `retry`'s backoff),
-   * and the SDK's attempts for the requests that open and complete a
-   * multipart upload; reads use `retry`.
-   */
-  uploadAttempts?: number;
-  /** ETags are MD5s (true except with SSE-KMS or SSE-C): uploads are verified against them. Default true. */
-  etagIsMd5?: boolean;
-  connectTimeoutMs?: number;
-  requestTimeoutMs?: number;
-}
-
-export interface GcsBackendConfig extends CommonConfig {
-  type: 'gcs';
-  bucket: string;
-  projectId?: string;
-  /** e.g. an emulator at `http://127.0.0.1:9199`; Google's when absent. */
-  apiEndpoint?: string;
-  /** Service account key file; Application Default Credentials when absent. */
-  keyFile?: string;
-  /** Resumable uploads (default true). */
-  resumable?: boolean;
-  /**
-   * Send resumable uploads in chunks of this many bytes (a multiple of 256 KiB)
-   * instead of one request. The Firebase emulator rejects multi-chunk uploads,
-   * so the default is one request.
-   */
-  chunkSize?: number;
-  /** Attempts per upload (the client library's own retry); reads use `retry`. */
-  uploadAttempts?: number;
-  requestTimeoutMs?: number;
-}
-
-/**
- * Cloudflare R2 through its S3 API (r2.ts): the S3 fields, with the endpoint
- * made from the account id and the region `auto` unless given.
- */
-export interface R2BackendConfig extends Omit<S3BackendConfig, 'type' | 'region'> {
-  type: 'r2';
-  /** The Cloudflare account id (32 hex digits); the endpoint is made from it. */
-  accountId?: string;
-  /** `eu` or `fedramp` for a bucket in a jurisdiction. */
-  jurisdiction?: string;
-  /** `auto` (R2's only region) unless given. */
-  region?: string;
-}
+// Each kind declares its config once, in its own module (registry.ts lists them).
+export type { GcsBackendConfig, LocalBackendConfig, R2BackendConfig, S3BackendConfig };
 
 export type BackendConfig = LocalBackendConfig | S3BackendConfig | R2BackendConfig | GcsBackendConfig;
+
+export type BackendType = BackendConfig['type'];
 
 /** The directory `local.default` uses when nothing is configured: beside the volumes. */
 export const DEFAULT_LOCAL_TIER_DIR = 'tier';
 
-const SECRET_FIELDS = new Set(['secretAccessKey', 'sessionToken']);
+/** The fields each kind's config module marks `secret`. */
+const SECRET_FIELDS = new Set(
+  [LOCAL_CONFIG, S3_CONFIG, R2_CONFIG, GCS_CONFIG].flatMap((schema) =>
+    configFields(schema)
+      .filter((f) => f.meta.secret)
+      .map((f) => f.key),
+  ),
+);
 
 /** A config as it may be logged: secrets replaced, the access key id shortened. */
 export function redactConfig(config: BackendConfig): Record<string, unknown> {

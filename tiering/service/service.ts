@@ -18,7 +18,7 @@
  * at most once per interval, so no rule can make it flap faster than that.
  */
 import { type Logger, pino } from 'pino';
-import { ConflictError } from '../shared/errors.ts';
+import { ConflictError } from '../../shared/errors.ts';
 import {
   type ClusterSnapshot,
   type ClusterVolume,

@@ -23,7 +23,7 @@ import {
   type StorageClass,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { ConflictError, UpstreamError } from '../shared/errors.ts';
+import { ConflictError, UpstreamError } from '../../shared/errors.ts';
 import { type RetryPolicy, withRetry } from './retry.ts';
 import { normalizeEtag } from './s3-etag.ts';
 import { isAbortError } from './transfer.ts';

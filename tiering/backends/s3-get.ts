@@ -17,7 +17,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { TruncatedDataError, UnavailableError, UpstreamError } from '../shared/errors.ts';
+import { TruncatedDataError, UnavailableError, UpstreamError } from '../../shared/errors.ts';
 
 /** Sockets kept per store for reads: more concurrent reads than this queue for a free one. */
 export const S3_READ_MAX_SOCKETS = 64;

@@ -17,7 +17,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Bucket, type FileMetadata, Storage, type StorageOptions } from '@google-cloud/storage';
-import { Crc32cHasher } from '../shared/crc.ts';
+import { Crc32cHasher } from '../../shared/crc.ts';
 import {
   ChecksumMismatchError,
   ConflictError,
@@ -26,7 +26,7 @@ import {
   TruncatedDataError,
   UnavailableError,
   UpstreamError,
-} from '../shared/errors.ts';
+} from '../../shared/errors.ts';
 import {
   type BackendFile,
   type BackendStats,
@@ -40,12 +40,13 @@ import {
   type TransferOptions,
   type UploadResult,
 } from './backend.ts';
+import { configDefaults } from './config-schema.ts';
+import { GCS_CONFIG } from './gcs-config.ts';
 import { type RetryPolicy, retryPolicy, withRetry } from './retry.ts';
 import { checkRead, isAbortError, isNetworkError, StreamMeter, writeFileAtomic } from './transfer.ts';
 
-export const DEFAULT_GCS_UPLOAD_ATTEMPTS = 4;
-/** Per request; a read that takes longer is abandoned and retried. */
-export const DEFAULT_GCS_REQUEST_TIMEOUT_MS = 30_000;
+/** What a config leaves out (gcs-config.ts declares them). */
+const DEFAULTS = configDefaults(GCS_CONFIG);
 
 /** A library failure as a KelpError; bugs (no status, not a network failure) pass through untouched. */
 export function mapGcsError(err: unknown, what: string): unknown {
@@ -90,7 +91,7 @@ export class GcsBackend implements TierBackend {
     this.id = config.id;
     this.name = backendName(config);
     this.#retry = retryPolicy(config.retry);
-    this.timeoutMs = config.requestTimeoutMs ?? DEFAULT_GCS_REQUEST_TIMEOUT_MS;
+    this.timeoutMs = config.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
     const base: StorageOptions = { timeout: this.timeoutMs };
     if (config.projectId) base.projectId = config.projectId;
     if (config.keyFile) base.keyFilename = config.keyFile;
@@ -104,7 +105,7 @@ export class GcsBackend implements TierBackend {
       ...base,
       retryOptions: {
         autoRetry: true,
-        maxRetries: (config.uploadAttempts ?? DEFAULT_GCS_UPLOAD_ATTEMPTS) - 1,
+        maxRetries: (config.uploadAttempts ?? DEFAULTS.uploadAttempts) - 1,
       },
     }).bucket(config.bucket);
   }
@@ -128,7 +129,7 @@ export class GcsBackend implements TierBackend {
     const crc = new Crc32cHasher();
     const md5 = createHash('md5');
     const file = this.#uploads.file(key);
-    const resumable = this.#config.resumable ?? true;
+    const resumable = this.#config.resumable ?? DEFAULTS.resumable;
     const sink = file.createWriteStream({
       resumable,
       ...(resumable && this.#config.chunkSize ? { chunkSize: this.#config.chunkSize } : {}),

@@ -15,7 +15,7 @@
  * per thread.
  */
 import { Worker } from 'node:worker_threads';
-import { InternalError } from '../shared/errors.ts';
+import { InternalError } from '../../shared/errors.ts';
 
 const WORKER = new URL('./file-hash-worker.ts', import.meta.url);
 /** Threads kept after their file, for the next transfer's hashes (an S3 upload takes two). */
@@ -77,12 +77,18 @@ export interface FileHashOptions {
   available?: number;
   /** Also digest each `partSize` bytes on their own (the parts of an S3 multipart upload). */
   partSize?: number;
+  /**
+   * With `partSize`: the parts' digests only, not the whole range's. A second
+   * digest of every byte costs as much CPU again (MD5: the slowest hash a
+   * transfer runs), and a multipart upload checks its parts, not the whole.
+   */
+  partsOnly?: boolean;
   /** Bytes hashed so far, every few MiB. */
   onProgress?(bytes: number): void;
 }
 
 export interface FileHashResult {
-  /** Hex digest of the whole range. */
+  /** Hex digest of the whole range; `''` with `partsOnly`. */
   digest: string;
   /** With `partSize`: each part's binary digest, in order. */
   parts: Buffer[];
@@ -134,6 +140,7 @@ export class FileHasher {
       total: opts.total,
       available: opts.available ?? opts.total,
       partSize: opts.partSize ?? 0,
+      partsOnly: (opts.partsOnly ?? false) && (opts.partSize ?? 0) > 0,
     });
   }
 

@@ -26,6 +26,8 @@ interface Job {
   available: number;
   /** Digest each part of this many bytes too (S3 multipart ETags); 0 for none. */
   partSize: number;
+  /** With partSize: no digest of the whole range (it costs as much again); `digest` is ''. */
+  partsOnly: boolean;
 }
 
 type Message = ({ type: 'job' } & Job) | { type: 'advance'; available: number };
@@ -49,7 +51,7 @@ parentPort!.on('message', (m: Message) => {
 });
 
 async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
-  const whole = createHash(job.algorithm);
+  const whole = job.partsOnly ? undefined : createHash(job.algorithm);
   const parts: Uint8Array[] = [];
   let part: Hash | undefined = job.partSize > 0 ? createHash(job.algorithm) : undefined;
   let inPart = 0;
@@ -72,7 +74,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
       const n = readSync(fd, buf, 0, want, hashed);
       if (n === 0) throw new Error(`${job.path} ends at ${hashed} bytes, ${job.total} expected`);
       const chunk = buf.subarray(0, n);
-      whole.update(chunk);
+      whole?.update(chunk);
       if (part) {
         part.update(chunk);
         inPart += n;
@@ -91,7 +93,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
       }
     }
     if (part && (inPart > 0 || parts.length === 0)) parts.push(part.digest());
-    return { digest: whole.digest('hex'), parts };
+    return { digest: whole?.digest('hex') ?? '', parts };
   } finally {
     closeSync(fd);
   }

@@ -13,7 +13,7 @@
  * as on S3. And the lookup tells the edge the bucket is R2 (`kind: "r2"`), so it
  * reads it through the binding instead of signing S3 requests.
  */
-import { InvalidParamError } from '../shared/errors.ts';
+import { InvalidParamError } from '../../shared/errors.ts';
 import type {
   BackendFile,
   BackendStats,
@@ -26,6 +26,7 @@ import type {
   UploadResult,
 } from './backend.ts';
 import { backendName, redactConfig } from './backend.ts';
+import { R2_REGION } from './r2-config.ts';
 import { S3Backend } from './s3.ts';
 
 /** R2's S3 endpoint for an account (and jurisdiction, e.g. `eu`). */
@@ -38,9 +39,6 @@ export function r2Endpoint(accountId: string, jurisdiction?: string): string {
   const j = jurisdiction ? `.${jurisdiction}` : '';
   return `https://${accountId}${j}.r2.cloudflarestorage.com`;
 }
-
-/** R2 only knows the region `auto`; every SDK request is signed for it. */
-export const R2_REGION = 'auto';
 
 export class R2Backend implements TierBackend {
   readonly type = 'r2';
