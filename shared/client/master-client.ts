@@ -181,11 +181,14 @@ export class MasterClient {
     }
     if (best) return best;
     if (declined) throw declined;
-    throw new UnavailableError(
-      `no master could answer:\n  ${failures.map((f) => f.message).join('\n  ')}`,
-      failures.find((f) => f.retryAfter)?.retryAfter ?? 1,
-      { cause: failures[failures.length - 1] },
-    );
+    // One master asked once: its failure says it all.
+    const why =
+      failures.length === 1
+        ? failures[0]!.message
+        : `no master could answer:\n  ${failures.map((f) => f.message).join('\n  ')}`;
+    throw new UnavailableError(why, failures.find((f) => f.retryAfter)?.retryAfter ?? 1, {
+      cause: failures[failures.length - 1],
+    });
   }
 }
 
