@@ -63,6 +63,11 @@ export class VolumeClient {
     );
   }
 
+  /** `GET` of any path, its body for the caller to stream (a volume move pulls a `.dat` this way). */
+  get(server: string, pathAndQuery: string, o: RequestOptions = {}): Promise<Response> {
+    return send(`${baseUrl(server)}${pathAndQuery}`, o, this.opts);
+  }
+
   /** `DELETE /<fid>` with the fid's delete token; the server replicates it. */
   delete(server: string, fid: string, o: { token?: string } = {}): Promise<DeleteResponse> {
     return this.json<DeleteResponse>(server, `/${fid}`, { method: 'DELETE', headers: tokenHeaders(o.token) });
