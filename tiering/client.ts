@@ -22,6 +22,7 @@ import type {
 
 export type { MasterVolume, ServerTierStatus, TierJob, VacuumReport, VolumeTierStatus };
 
+import { type AuthHeaders, signWith } from '../shared/client/http.ts';
 import { MasterClient } from '../shared/client/master-client.ts';
 import { VACUUM_TIMEOUT_MS, VolumeClient } from '../shared/client/volume-client.ts';
 import { KelpError, NoAnswerError, NotFoundError } from '../shared/errors.ts';
@@ -66,7 +67,7 @@ export type ServerVolume = VolumeStatusJson;
  * Credentials of a request, supplied by whoever runs the client (the cluster
  * signature or an admin key live on origin's side; tiering/ imports no origin code).
  */
-export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+export type { AuthHeaders };
 
 const NO_AUTH: AuthHeaders = () => ({});
 
@@ -117,7 +118,7 @@ export class TierClient {
     this.master = this.masters[0] ?? master;
     this.volumeClient = new VolumeClient({
       timeoutMs: REQUEST_TIMEOUT_MS,
-      sign: (method, url, headers) => ({ ...headers, ...auth(method, url) }),
+      sign: signWith(auth),
     });
   }
 

@@ -13,6 +13,7 @@ import type {
   VolumeServerStatus,
   VolumeStatusJson,
 } from '../../shared/api.ts';
+import { type AuthHeaders, signWith } from '../../shared/client/http.ts';
 import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { KelpError, UpstreamError } from '../../shared/errors.ts';
 import type { Topology } from '../master/topology.ts';
@@ -73,7 +74,7 @@ export function holdersById(view: ClusterView): Map<number, { node: AdminNode; v
 }
 
 /** The credentials of one call (the cluster signature, or the admin key). */
-export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+export type { AuthHeaders };
 
 /** One volume as a volume server's `/status` lists it. */
 export type ServerVolume = VolumeStatusJson;
@@ -85,7 +86,7 @@ export class VolumeServerClient {
   constructor(auth: AuthHeaders) {
     this.client = new VolumeClient({
       timeoutMs: CALL_TIMEOUT_MS,
-      sign: (method, url, headers) => ({ ...headers, ...auth(method, url) }),
+      sign: signWith(auth),
     });
   }
 

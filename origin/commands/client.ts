@@ -3,10 +3,11 @@
  * shared client (shared/client/), with the CLI's own rule on top, a failure is
  * a ClientError that says who failed and why (printed as is, exit 1).
  */
+
+import { type AuthHeaders, signWith } from '../../shared/client/http.ts';
 import { MasterClient } from '../../shared/client/master-client.ts';
 import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { KelpError } from '../../shared/errors.ts';
-import type { AuthHeaders } from '../../tiering/client.ts';
 
 /** A failed request: printed as is by the CLI (exit 1). */
 export class ClientError extends Error {
@@ -42,22 +43,16 @@ export async function cli<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Credentials as the shared client's sign hook. */
-function signWith(auth: AuthHeaders | undefined) {
-  return auth
-    ? (method: string, url: string, h: Record<string, string>) => ({ ...h, ...auth(method, url) })
-    : undefined;
-}
-
 /** The masters of `--master a:9333,b:9333`, tried in order, waiting out an election. */
 export function masters(spec: string, auth?: AuthHeaders): MasterClient {
   if (spec.split(',').every((m) => m.trim() === '')) throw new ClientError('no master given');
-  const sign = signWith(auth);
-  return new MasterClient(spec, { rounds: MASTER_ROUNDS, ...(sign ? { sign } : {}) });
+  return new MasterClient(spec, { rounds: MASTER_ROUNDS, ...(auth ? { sign: signWith(auth) } : {}) });
 }
 
-/** Volume servers, as the client sends to them directly. */
-export function volumes(auth?: AuthHeaders): VolumeClient {
-  const sign = signWith(auth);
-  return new VolumeClient(sign ? { sign } : {});
+/**
+ * Volume servers, as the client sends to them directly: no credentials of its
+ * own, a blob call carries the fid's token the master signed.
+ */
+export function volumes(): VolumeClient {
+  return new VolumeClient();
 }

@@ -31,6 +31,18 @@ export type SignRequest = (
   body?: string | Uint8Array,
 ) => Record<string, string> | Promise<Record<string, string>>;
 
+/**
+ * Credentials that depend on the method and URL only (an admin key, a cluster
+ * signature of a bodiless call): the simpler form of SignRequest that origin's
+ * credential helpers return.
+ */
+export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+
+/** AuthHeaders as a SignRequest: the request's own headers, plus the credentials. */
+export function signWith(auth: AuthHeaders): SignRequest {
+  return (method, url, headers) => ({ ...headers, ...auth(method, url) });
+}
+
 /** What a client is built with: its default timeout and its credentials. */
 export interface ClientOptions {
   /** Override of DEFAULT_REQUEST_TIMEOUT_MS for every call of the client. */
