@@ -12,6 +12,8 @@
  * carried are kept for the next one, up to HEAT_MAX_VOLUMES volumes. An
  * isolate that is evicted loses what it had not sent.
  */
+import { MasterClient } from '../shared/client/master-client.ts';
+import { KelpError } from '../shared/errors.ts';
 import type { EdgeConfig } from './env.ts';
 
 export const HEAT_PATH = '/edge/heat';
@@ -27,23 +29,19 @@ let flushing = false;
 
 async function report(config: EdgeConfig, reads: Map<number, number>): Promise<boolean> {
   const body = JSON.stringify({ reads: Object.fromEntries([...reads].map(([id, n]) => [String(id), n])) });
-  for (const master of config.masters) {
-    try {
-      const res = await fetch(`${master}${HEAT_PATH}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${config.heatKey}` },
-        body,
-        signal: AbortSignal.timeout(config.originTimeoutMs),
-      });
-      await res.body?.cancel();
-      if (res.ok) return true;
-      // Refused (a wrong key, a bad report): another master would say the same.
-      if (res.status < 500) return true;
-    } catch {
-      // Down: the next master.
-    }
+  // The shared client's failover: a master that is down or says "not now" passes the report to the next.
+  const masters = new MasterClient(config.masters, {
+    timeoutMs: config.originTimeoutMs,
+    sign: (_method, _url, headers) => ({ ...headers, authorization: `Bearer ${config.heatKey}` }),
+  });
+  try {
+    await masters.json(HEAT_PATH, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    return true;
+  } catch (err) {
+    if (!(err instanceof KelpError)) throw err;
+    // Refused (a wrong key, a bad report): another master, or the same one later, would say the same.
+    return err.status < 500;
   }
-  return false;
 }
 
 /**

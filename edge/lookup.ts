@@ -13,9 +13,9 @@
  * deleted) is a miss there, never other bytes.
  */
 import type { Location, LookupResponse, TierLocation } from '../shared/api.ts';
-import { NotFoundError, UnavailableError } from '../shared/errors.ts';
+import { KelpError, NotFoundError, UnavailableError } from '../shared/errors.ts';
 import type { EdgeConfig } from './env.ts';
-import { REQUEST_ID_HEADER } from './request-id.ts';
+import { masterClient } from './masters.ts';
 
 /** Entries kept in isolate memory. */
 export const LOOKUP_CACHE_ENTRIES = 10_000;
@@ -43,25 +43,20 @@ async function cacheApi(): Promise<Cache | undefined> {
   return typeof caches === 'undefined' ? undefined : caches.default;
 }
 
+/**
+ * The masters' answer (the shared client's failover: a master that is down or
+ * says "not now", or knows no location yet, passes to the next). What the
+ * public sees of a failure is "not found" or "unavailable", never a master's
+ * address or message: those stay in the cause.
+ */
 async function askMasters(volumeId: number, config: EdgeConfig): Promise<LookupResponse> {
-  let lastError: unknown;
-  for (const master of config.masters) {
-    try {
-      const res = await fetch(`${master}/dir/lookup?volumeId=${volumeId}`, {
-        headers: config.requestId ? { [REQUEST_ID_HEADER]: config.requestId } : {},
-        signal: AbortSignal.timeout(config.originTimeoutMs),
-      });
-      if (res.status === 404) throw new NotFoundError(`volume ${volumeId} not found`);
-      if (!res.ok) throw new UnavailableError(`master ${master} answered ${res.status}`);
-      const body = (await res.json()) as LookupResponse;
-      if (!body.locations?.length) throw new NotFoundError(`volume ${volumeId} not found`);
-      return body;
-    } catch (err) {
-      if (err instanceof NotFoundError) throw err;
-      lastError = err;
-    }
+  try {
+    return await masterClient(config).lookupVolume(volumeId);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new NotFoundError(`volume ${volumeId} not found`, { cause: err });
+    if (!(err instanceof KelpError)) throw err;
+    throw new UnavailableError('no master answered the lookup', 1, { cause: err });
   }
-  throw new UnavailableError('no master answered the lookup', 1, { cause: lastError });
 }
 
 /** Locations of the volume: memory, then the colo's Cache API, then the master. */

@@ -9,19 +9,23 @@
  */
 import {
   BadRequestError,
+  ForbiddenError,
   InvalidParamError,
+  KelpError,
   NotFoundError,
   PayloadTooLargeError,
+  UnauthorizedError,
   UnavailableError,
   UpstreamError,
 } from '../shared/errors.ts';
 import { formatFid, type ParsedFid, parseFidPath } from '../shared/fid.ts';
-import { bearer, bearerToken, requireWriteKey } from './auth.ts';
+import { bearer, requireWriteKey } from './auth.ts';
 import { purgeFile } from './cache.ts';
 import { type EdgeConfig, type Env, edgeConfig } from './env.ts';
 import { forgetConfirmed } from './freshness.ts';
+import { masterClient, masterHeaders } from './masters.ts';
 import { fetchFromReplicas } from './origin.ts';
-import { forRequest, REQUEST_ID_HEADER } from './request-id.ts';
+import { forRequest } from './request-id.ts';
 import { UploadBody } from './upload-body.ts';
 
 /** Room for the multipart framing around a file of the largest allowed size. */
@@ -30,13 +34,6 @@ const MULTIPART_SLACK_BYTES = 64 * 1024;
 /** An upload may take this many lookup timeouts (the master spools it, then forwards it). */
 const SUBMIT_TIMEOUT_FACTOR = 6;
 
-/** The Worker's credential for the master, when it has one. */
-function masterAuth(config: EdgeConfig, h: Headers = new Headers()): Headers {
-  if (config.masterClientKey) h.set('authorization', bearer(config.masterClientKey));
-  if (config.requestId) h.set(REQUEST_ID_HEADER, config.requestId);
-  return h;
-}
-
 /** What the master needs of the upload; never the caller's Authorization (or cookies). */
 function submitHeaders(request: Request, config: EdgeConfig): Headers {
   const h = new Headers();
@@ -44,7 +41,7 @@ function submitHeaders(request: Request, config: EdgeConfig): Headers {
     const v = request.headers.get(name);
     if (v !== null) h.set(name, v);
   }
-  return masterAuth(config, h);
+  return masterHeaders(config, true, h);
 }
 
 /** Origin refusing the Worker is the edge's misconfiguration, not the caller's: a 502 that says what to fix. */
@@ -148,31 +145,17 @@ function tokenFileId(fid: ParsedFid): string {
  * when the master signs none (an open cluster).
  */
 async function deleteToken(fid: ParsedFid, config: EdgeConfig): Promise<string | undefined> {
-  let lastError: unknown;
-  for (const master of config.masters) {
-    let res: Response;
-    try {
-      // A formatted fid is digits, hex, a comma and an underscore: nothing to escape in a query.
-      res = await fetch(`${master}/dir/lookup?fileId=${tokenFileId(fid)}`, {
-        headers: masterAuth(config),
-        signal: AbortSignal.timeout(config.originTimeoutMs),
-      });
-    } catch (err) {
-      lastError = err;
-      continue;
+  try {
+    return (await masterClient(config, { withKey: true }).lookupFile(tokenFileId(fid))).token;
+  } catch (err) {
+    if (err instanceof NotFoundError)
+      throw new NotFoundError(`volume ${fid.volumeId} not found`, { cause: err });
+    if (err instanceof UnauthorizedError || err instanceof ForbiddenError) {
+      throw refusedEdge('the master', err.status, "set MASTER_CLIENT_KEY to one of the master's client keys");
     }
-    await res.body?.cancel();
-    if (res.status === 404) throw new NotFoundError(`volume ${fid.volumeId} not found`);
-    if (res.status === 401 || res.status === 403) {
-      throw refusedEdge('the master', res.status, "set MASTER_CLIENT_KEY to one of the master's client keys");
-    }
-    if (!res.ok) {
-      lastError = new UpstreamError(`master ${master} answered ${res.status}`);
-      continue;
-    }
-    return bearerToken(res.headers.get('authorization'));
+    if (!(err instanceof KelpError)) throw err;
+    throw new UnavailableError('no master answered the delete-token lookup', 1, { cause: err });
   }
-  throw new UnavailableError('no master answered the delete-token lookup', 1, { cause: lastError });
 }
 
 export async function handleDelete(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {

@@ -13,7 +13,8 @@
  * on the store.
  */
 import type { Server } from 'node:http';
-import { NotFoundError } from '../shared/errors.ts';
+import { MasterClient } from '../shared/client/master-client.ts';
+import { KelpError, NotFoundError } from '../shared/errors.ts';
 import type { BackendConfig, TierBackend } from '../tiering/backends/backend.ts';
 import { createBackend } from '../tiering/backends/create-backend.ts';
 import { normalizeBackendName, type TierRule } from '../tiering/service/policy.ts';
@@ -119,15 +120,17 @@ export async function startTierServer(o: TierServerOptions): Promise<TierServer>
   const metrics = o.metrics ? new ServerMetrics() : undefined;
   const serviceMetrics = metrics ? new TierServiceMetrics(metrics) : undefined;
   const backends = backendCheck(o);
+  const masters = new MasterClient(o.master, { timeoutMs: PROBE_TIMEOUT_MS });
   const health = new Health()
     .add('master', async () => {
-      const res = await fetch(`http://${o.master}/cluster/status`, {
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
-      await res.body?.cancel();
-      return res.ok
-        ? { ok: true, detail: `${o.master} answers` }
-        : { ok: false, detail: `master answered ${res.status}` };
+      // Any of the masters given (`a:9333,b:9333`) will do: each answers /cluster/status.
+      try {
+        const { master } = await masters.json('/cluster/status');
+        return { ok: true, detail: `${master.replace(/^https?:\/\//, '')} answers` };
+      } catch (err) {
+        if (!(err instanceof KelpError)) throw err;
+        return { ok: false, detail: err.message };
+      }
     })
     .add('backends', backends.check);
   const server = createInstrumentedServer(

@@ -230,3 +230,35 @@ export interface VacuumReport {
   /** Needles dropped because their bytes failed the CRC (they could never be served). */
   corruptSkipped: number;
 }
+
+/** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
+export type MasterVolume = HeartbeatVolume & {
+  locations: string[];
+  /** Reads the edge answered without an origin, as the master heard (origin/master/edge-heat.ts). */
+  edgeReadsPerDay?: number;
+};
+
+/** The master's `GET /vol/status` → 200 (the fields a client reads). */
+export interface MasterVolumesResponse {
+  /** Bytes at which volumes seal themselves; absent from masters that predate it. */
+  VolumeSizeLimit?: number;
+  Volumes: MasterVolume[];
+}
+
+/** A volume server's `GET /admin/tier/status?volume=N` → 200. */
+export interface VolumeTierStatus {
+  volume: number;
+  remote: RemoteDat | null;
+  job: TierJob | null;
+}
+
+/** A volume server's `GET /admin/tier/status` → 200. */
+export interface ServerTierStatus {
+  backends: string[];
+  jobs: TierJob[];
+}
+
+/** `DELETE /<fid>` on a volume server → 202: the size of what was deleted. */
+export interface DeleteResponse {
+  size: number;
+}

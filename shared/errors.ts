@@ -156,7 +156,16 @@ export class InternalError extends KelpError {
 /** A peer (replica, master, cloud backend) failed or timed out. */
 export class UpstreamError extends KelpError {
   readonly status = 502;
-  readonly code = 'upstream_failed';
+  readonly code: string = 'upstream_failed';
+}
+
+/**
+ * A peer did not answer at all: the connection was refused or reset, or no
+ * answer came in time. Unlike an UpstreamError read back from a 502 body, it
+ * says nothing was heard, so a client may ask another master or replica.
+ */
+export class NoAnswerError extends UpstreamError {
+  override readonly code = 'no_answer';
 }
 
 /** Temporarily unable to serve: growing volumes, backend down, queue full. */
@@ -240,6 +249,7 @@ const ERROR_TABLE: readonly ErrorFactory[] = [
   (m) => new UnsupportedVersionError(m),
   (m) => new InternalError(m),
   (m) => new UpstreamError(m),
+  (m) => new NoAnswerError(m),
   (m) => new UnavailableError(m),
   (m) => new NotLeaderError(m),
   (m) => new InsufficientStorageError(m),

@@ -13,6 +13,7 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
+import { parseContentRange } from '../../shared/range.ts';
 import type { Conditional, TierCost, TierReader } from './reader.ts';
 
 export interface S3ReaderConfig {
@@ -83,8 +84,7 @@ export class S3Reader implements TierReader {
       await res.body?.cancel();
       throw new UpstreamError(`${what}: HTTP ${res.status} to a ranged GET`);
     }
-    const start = /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1];
-    if (res.status === 206 && Number(start) !== offset) {
+    if (res.status === 206 && parseContentRange(res.headers.get('content-range'))?.start !== offset) {
       await res.body?.cancel();
       throw new CorruptDataError(`${what}: answered range ${res.headers.get('content-range')}`);
     }

@@ -13,7 +13,9 @@ import type {
   VolumeServerStatus,
   VolumeStatusJson,
 } from '../../shared/api.ts';
-import { errorFromBody, UpstreamError } from '../../shared/errors.ts';
+import { type AuthHeaders, signWith } from '../../shared/client/http.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
+import { KelpError, UpstreamError } from '../../shared/errors.ts';
 import type { Topology } from '../master/topology.ts';
 import type { CopyReport, VolumeSnapshot } from '../volume/volume-move.ts';
 
@@ -72,45 +74,35 @@ export function holdersById(view: ClusterView): Map<number, { node: AdminNode; v
 }
 
 /** The credentials of one call (the cluster signature, or the admin key). */
-export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+export type { AuthHeaders };
 
 /** One volume as a volume server's `/status` lists it. */
 export type ServerVolume = VolumeStatusJson;
 
 /** Calls to volume servers' admin endpoints; every failure an UpstreamError naming the call. */
 export class VolumeServerClient {
-  private readonly auth: AuthHeaders;
+  private readonly client: VolumeClient;
 
   constructor(auth: AuthHeaders) {
-    this.auth = auth;
+    this.client = new VolumeClient({
+      timeoutMs: CALL_TIMEOUT_MS,
+      sign: signWith(auth),
+    });
   }
 
+  /** One call through the shared client; its failure (no answer, or the server's error as `cause`) an UpstreamError. */
   private async call<T>(
     server: string,
     method: string,
     pathAndQuery: string,
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<T> {
-    const url = `http://${server}${pathAndQuery}`;
-    let res: Response;
     try {
-      res = await fetch(url, {
-        method,
-        headers: this.auth(method, url),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
+      return await this.client.json<T>(server, pathAndQuery, { method, timeoutMs });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      throw new UpstreamError(`${method} ${url}: ${cause?.code ?? (err as Error).message}`, { cause: err });
+      if (!(err instanceof KelpError)) throw err;
+      throw new UpstreamError(err.message, { cause: err });
     }
-    const text = await res.text();
-    if (!res.ok) {
-      const serverError = errorFromBody(res.status, text, { fallback: res.statusText });
-      throw new UpstreamError(`${method} ${url}: ${res.status} ${serverError.message}`, {
-        cause: serverError,
-      });
-    }
-    return JSON.parse(text) as T;
   }
 
   /** The server's volumes, live (fresher than the master's heartbeat copy). */

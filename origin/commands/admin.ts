@@ -23,7 +23,7 @@ import { ADMIN_OPTIONS, type AdminOptions, ConfigError } from '../config.ts';
 import { bytes } from '../http/html.ts';
 import { clusterVolumeState } from '../master/status-page.ts';
 import { stepProgress } from './admin-progress.ts';
-import { ClientError, failureReason, request, requestJson } from './client.ts';
+import { cli, LONG_CALL_TIMEOUT_MS, masters } from './client.ts';
 import { adminAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -46,8 +46,7 @@ function hostPortFlag(raw: unknown, name: string): string {
 
 /** The cluster as the master sees it (`GET /vol/list`, an admin call). */
 async function readView(o: AdminOptions): Promise<ClusterView> {
-  const url = `http://${o.master}/vol/list`;
-  return (await requestJson<ClusterView>(url, { headers: adminAuth(o)('GET', url) })).body;
+  return (await cli(() => masters(o.master, adminAuth(o)).json<ClusterView>('/vol/list'))).body;
 }
 
 function table(rows: string[][]): string[] {
@@ -311,9 +310,13 @@ export function registerAdminCommand(program: Command): void {
       );
       return;
     }
-    const url = `http://${o.master}/col/delete?collection=${encodeURIComponent(name)}`;
-    const res = await request(url, { method: 'POST', headers: adminAuth(o)('POST', url) });
-    if (res.status !== 204) throw new ClientError(`POST ${url}: ${await failureReason(res)}`);
+    await cli(() =>
+      masters(o.master, adminAuth(o)).json(`/col/delete?collection=${encodeURIComponent(name)}`, {
+        method: 'POST',
+        expect: [204],
+        timeoutMs: LONG_CALL_TIMEOUT_MS,
+      }),
+    );
     console.log(`deleted collection ${name} (volumes ${ids.join(', ') || 'none'})`);
   });
 }

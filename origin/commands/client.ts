@@ -1,6 +1,13 @@
-/** HTTP calls of `kelp upload` / `kelp download`: JSON answers, errors that say who failed and why. */
-import { errorFromBody } from '../../shared/errors.ts';
-import { masterList, tryNextMaster } from '../http/masters.ts';
+/**
+ * The cluster as `kelp upload`, `download`, `delete` and `admin` call it: the
+ * shared client (shared/client/), with the CLI's own rule on top, a failure is
+ * a ClientError that says who failed and why (printed as is, exit 1).
+ */
+
+import { type AuthHeaders, signWith } from '../../shared/client/http.ts';
+import { MasterClient } from '../../shared/client/master-client.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
+import { KelpError } from '../../shared/errors.ts';
 
 /** A failed request: printed as is by the CLI (exit 1). */
 export class ClientError extends Error {
@@ -10,80 +17,42 @@ export class ClientError extends Error {
   }
 }
 
-/** `host:port` or a URL → a base URL without a trailing slash. */
-export function baseUrl(hostOrUrl: string): string {
-  return (hostOrUrl.includes('://') ? hostOrUrl : `http://${hostOrUrl}`).replace(/\/+$/, '');
-}
-
-/** The status and the `{error}` of a Kelp error body, else the start of the body or the status line. */
-async function reason(res: Response): Promise<string> {
-  return `${res.status} ${errorFromBody(res.status, await res.text(), { fallback: res.statusText }).message}`;
-}
-
-export async function request(url: string, init: RequestInit = {}): Promise<Response> {
-  try {
-    return await fetch(url, init);
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new ClientError(`${init.method ?? 'GET'} ${url}: ${cause?.code ?? cause?.message ?? String(err)}`, {
-      cause: err,
-    });
-  }
-}
-
-/** A request whose 2xx answer is JSON; anything else is a ClientError. */
-export async function requestJson<T>(
-  url: string,
-  init: RequestInit = {},
-): Promise<{ body: T; res: Response }> {
-  const res = await request(url, init);
-  if (!res.ok) throw new ClientError(`${init.method ?? 'GET'} ${url}: ${await reason(res)}`);
-  return { body: (await res.json()) as T, res };
-}
-
-export { reason as failureReason };
-
-/** Rounds over the whole list of masters while none can answer (a leader being elected). */
-export const MASTER_ROUNDS = 20;
-/** Pause between rounds: the rounds span a leader's lease TTL and more. */
-export const MASTER_ROUND_PAUSE_MS = 500;
+export { baseUrl } from '../../shared/client/http.ts';
 
 /**
- * A JSON call to the cluster's masters (`a:9333,b:9333`), tried in order: a
- * master that is down or cannot answer now (502/503/504, e.g. no leader yet)
- * passes the call to the next, and while one of them answers "not now" the
- * list is tried again for a few seconds. Any other answer is final.
+ * Rounds over the whole list of masters while none can answer (a leader being
+ * elected): with MASTER_ROUND_PAUSE_MS between them, about 10 s, longer than a
+ * leader's lease.
  */
-export async function requestMasters<T>(
-  masters: string,
-  pathAndQuery: string,
-  init: RequestInit = {},
-): Promise<{ body: T; res: Response }> {
-  const list = masterList(masters);
-  if (list.length === 0) throw new ClientError('no master given');
-  const failures: string[] = [];
-  // Another round only when a master answered "not now": all of them down is not worth the wait.
-  let answered = true;
-  for (let round = 0; round < MASTER_ROUNDS && answered; round++) {
-    if (round > 0) await new Promise((r) => setTimeout(r, MASTER_ROUND_PAUSE_MS));
-    failures.length = 0;
-    answered = false;
-    for (const master of list) {
-      const url = `${baseUrl(master)}${pathAndQuery}`;
-      let res: Response;
-      try {
-        res = await request(url, init);
-      } catch (err) {
-        if (!(err instanceof ClientError)) throw err;
-        failures.push(err.message);
-        continue;
-      }
-      if (res.ok) return { body: (await res.json()) as T, res };
-      const why = `${init.method ?? 'GET'} ${url}: ${await reason(res)}`;
-      if (!tryNextMaster(res.status)) throw new ClientError(why);
-      failures.push(why);
-      answered = true;
-    }
+export const MASTER_ROUNDS = 20;
+
+/**
+ * Bound on a call whose answer comes only once a whole file is sent (an
+ * upload) or a volume is compacted: the shared client's default is for calls
+ * that answer at once.
+ */
+export const LONG_CALL_TIMEOUT_MS = 60 * 60_000;
+
+/** The KelpError of a failed call as the CLI's ClientError (its message names the call and the answer). */
+export async function cli<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof KelpError) throw new ClientError(err.message, { cause: err });
+    throw err;
   }
-  throw new ClientError(`no master could answer:\n  ${failures.join('\n  ')}`);
+}
+
+/** The masters of `--master a:9333,b:9333`, tried in order, waiting out an election. */
+export function masters(spec: string, auth?: AuthHeaders): MasterClient {
+  if (spec.split(',').every((m) => m.trim() === '')) throw new ClientError('no master given');
+  return new MasterClient(spec, { rounds: MASTER_ROUNDS, ...(auth ? { sign: signWith(auth) } : {}) });
+}
+
+/**
+ * Volume servers, as the client sends to them directly: no credentials of its
+ * own, a blob call carries the fid's token the master signed.
+ */
+export function volumes(): VolumeClient {
+  return new VolumeClient();
 }

@@ -1,5 +1,5 @@
 /** The credentials a `kelp` client command presents (docs/security.md). */
-import type { AuthHeaders } from '../../tiering/service/client.ts';
+import type { AuthHeaders } from '../../shared/client/http.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 
 /**

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import type { LookupResponse } from '../../shared/api.ts';
-import { InvalidFidError } from '../../shared/errors.ts';
+import { InvalidFidError, KelpError } from '../../shared/errors.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { DELETE_OPTIONS, type DeleteOptions } from '../config.ts';
-import { baseUrl, ClientError, failureReason, request, requestMasters } from './client.ts';
+import { ClientError, cli, masters, volumes } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -26,23 +25,16 @@ export async function deleteFile(fid: string, o: DeleteOptions): Promise<DeleteL
     throw err;
   }
   // The master signs a delete token only for an authenticated client (docs/security.md).
-  const { body: found, res } = await requestMasters<LookupResponse>(o.master, `/dir/lookup?fileId=${fid}`, {
-    headers: clientAuth(o.key),
-  });
-  const auth = res.headers.get('authorization');
-  const headers: Record<string, string> = auth ? { Authorization: auth } : {};
+  const { lookup, token } = await cli(() => masters(o.master, () => clientAuth(o.key)).lookupFile(fid));
   const failures: string[] = [];
-  for (const loc of found.locations) {
-    const url = `${baseUrl(loc.url || loc.publicUrl)}/${fid}`;
+  for (const loc of lookup.locations) {
     try {
-      const got = await request(url, { method: 'DELETE', headers });
-      if (got.ok) return { fid, size: ((await got.json()) as { size: number }).size };
-      const why = await failureReason(got);
-      // A 4xx is the answer (not found, unauthorized): another replica would say the same.
-      if (got.status < 500) throw new ClientError(`${fid}: ${why}`);
-      failures.push(`${url}: ${why}`);
+      const { size } = await volumes().delete(loc.url || loc.publicUrl, fid, token ? { token } : {});
+      return { fid, size };
     } catch (err) {
-      if (!(err instanceof ClientError) || err.message.startsWith(`${fid}:`)) throw err;
+      if (!(err instanceof KelpError)) throw err;
+      // A 4xx is the answer (not found, unauthorized): another replica would say the same.
+      if (err.status < 500) throw new ClientError(`${fid}: ${err.message}`);
       failures.push(err.message);
     }
   }

@@ -3,11 +3,10 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
-import type { LookupResponse } from '../../shared/api.ts';
-import { InvalidFidError } from '../../shared/errors.ts';
+import { InvalidFidError, KelpError } from '../../shared/errors.ts';
 import { parseFid } from '../../shared/fid.ts';
 import { DOWNLOAD_OPTIONS, type DownloadOptions } from '../config.ts';
-import { baseUrl, ClientError, failureReason, request, requestMasters } from './client.ts';
+import { ClientError, cli, masters, volumes } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -23,23 +22,16 @@ export async function openDownload(fid: string, o: DownloadOptions): Promise<Res
     if (err instanceof InvalidFidError) throw new ClientError(err.message);
     throw err;
   }
-  const { body: found, res } = await requestMasters<LookupResponse>(
-    o.master,
-    `/dir/lookup?fileId=${fid}&read=yes`,
-    { headers: clientAuth(o.key) },
-  );
   // A master with a read key signs a read token for an authenticated client; volume servers that want one find it here.
-  const auth = res.headers.get('authorization');
-  const headers: Record<string, string> = auth ? { Authorization: auth } : {};
+  const { lookup, token } = await cli(() =>
+    masters(o.master, () => clientAuth(o.key)).lookupFile(fid, { read: true }),
+  );
   const failures: string[] = [];
-  for (const loc of found.locations) {
-    const url = `${baseUrl(loc.publicUrl || loc.url)}/${fid}`;
+  for (const loc of lookup.locations) {
     try {
-      const got = await request(url, { headers });
-      if (got.ok) return got;
-      failures.push(`${url}: ${await failureReason(got)}`);
+      return await volumes().read(loc.publicUrl || loc.url, fid, token ? { token } : {});
     } catch (err) {
-      if (!(err instanceof ClientError)) throw err;
+      if (!(err instanceof KelpError)) throw err;
       failures.push(err.message);
     }
   }

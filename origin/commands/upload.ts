@@ -1,9 +1,8 @@
 import { openAsBlob, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import type { AssignResponse, UploadResponse } from '../../shared/api.ts';
 import { UPLOAD_OPTIONS, type UploadOptions } from '../config.ts';
-import { baseUrl, ClientError, requestJson, requestMasters } from './client.ts';
+import { ClientError, cli, LONG_CALL_TIMEOUT_MS, masters, volumes } from './client.ts';
 import { clientAuth } from './credentials.ts';
 import { addOptions, resolveFlags } from './options.ts';
 
@@ -23,23 +22,17 @@ export async function uploadFile(path: string, o: UploadOptions): Promise<Upload
   if (o.collection) q.set('collection', o.collection);
   if (o.replication) q.set('replication', o.replication);
   if (o.ttl) q.set('ttl', o.ttl);
-  const { body: assigned } = await requestMasters<AssignResponse>(o.master, `/dir/assign?${q}`, {
-    method: 'POST',
-    headers: clientAuth(o.key),
-  });
+  const assigned = await cli(() => masters(o.master, () => clientAuth(o.key)).assign(q));
   const form = new FormData();
   const name = basename(path);
   form.append('file', await openAsBlob(path), name);
-  const headers: Record<string, string> = {};
-  if (assigned.auth) headers.Authorization = `Bearer ${assigned.auth}`;
-  const ttl = o.ttl ? `?ttl=${encodeURIComponent(o.ttl)}` : '';
-  const { body: stored } = await requestJson<UploadResponse>(
-    `${baseUrl(assigned.url)}/${assigned.fid}${ttl}`,
-    {
-      method: 'POST',
-      headers,
-      body: form,
-    },
+  // The answer comes once the whole file is stored: the long bound, not the default.
+  const stored = await cli(() =>
+    volumes().upload(assigned.url, assigned.fid, form, {
+      ...(assigned.auth ? { token: assigned.auth } : {}),
+      ...(o.ttl ? { ttl: o.ttl } : {}),
+      timeoutMs: LONG_CALL_TIMEOUT_MS,
+    }),
   );
   return {
     fileName: name,

@@ -7,8 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TruncatedDataError } from '../../shared/errors.ts';
-import { OCTET_STREAM } from './mime.ts';
-import { type ByteRange, contentRange } from './range.ts';
+import { OCTET_STREAM } from '../../shared/mime.ts';
+import { type ByteRange, contentRange } from '../../shared/range.ts';
 
 /** Returns exactly the bytes of `range` (inclusive ends). */
 export type ReadRange = (range: ByteRange) => Uint8Array | Promise<Uint8Array>;

@@ -2,7 +2,8 @@
  * A list of masters, as every client of a cluster with several masters takes
  * it (`--master a:9333,b:9333,c:9333`): any master answers lookups and status,
  * and a master that does not lead forwards assigns to the one that does, so a
- * client tries the masters in order and moves on when one is down.
+ * client tries the masters in order and moves on when one is down
+ * (shared/client/master-client.ts holds those rules).
  */
 
 /** `"a:1, b:2"` → `["a:1", "b:2"]`; `""` or undefined → `[]`. */
@@ -10,13 +11,4 @@ export function masterList(spec: string | readonly string[] | undefined): string
   if (spec === undefined) return [];
   const items = typeof spec === 'string' ? spec.split(',') : spec;
   return items.map((s) => s.trim()).filter(Boolean);
-}
-
-/**
- * Whether a master's answer means "try the next one": it is restarting, has
- * no leader yet, or cannot reach the leader (502, 503, 504). Any other answer
- * is the cluster's and would be the same elsewhere.
- */
-export function tryNextMaster(status: number): boolean {
-  return status === 502 || status === 503 || status === 504;
 }

@@ -4,7 +4,8 @@
  * volumes on them. "xyz" = x copies in other data centers, y in other racks of
  * the same data center, z on other nodes of the same rack (docs/format.md §7).
  */
-import { NoSpaceError, UpstreamError } from '../../shared/errors.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
+import { KelpError, NoSpaceError, UpstreamError } from '../../shared/errors.ts';
 import { copyCount, type Placement, parsePlacement } from '../../shared/placement.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { MasterStateStore } from './state-store.ts';
@@ -75,25 +76,30 @@ export function planPlacement(
 /** Asks a volume server to create a volume (its `/admin/assign_volume`). */
 export type AllocateVolume = (node: DataNode, volumeId: number, layout: LayoutKey) => Promise<void>;
 
+/** A volume server that does not create a volume in this long fails the growth. */
+export const ALLOCATE_TIMEOUT_MS = 10_000;
+
 /** `/admin/assign_volume` over HTTP, signed as a cluster member's call when a cluster key is set. */
-export const allocateOverHttp =
-  (clusterKey?: string): AllocateVolume =>
-  async (node, volumeId, layout) => {
+export const allocateOverHttp = (clusterKey?: string): AllocateVolume => {
+  const volumes = new VolumeClient({
+    timeoutMs: ALLOCATE_TIMEOUT_MS,
+    sign: (method, url, headers, body) => withClusterAuth(clusterKey, method, url, headers, body),
+  });
+  return async (node, volumeId, layout) => {
     const q = new URLSearchParams({
       volume: String(volumeId),
       collection: layout.collection,
       replication: layout.replication,
       ttl: layout.ttl,
     });
-    const url = `http://${node.url}/admin/assign_volume?${q}`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: withClusterAuth(clusterKey, 'POST', url),
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (!res.ok)
-      throw new UpstreamError(`${node.url} refused volume ${volumeId}: ${res.status} ${await res.text()}`);
+    try {
+      await volumes.json(node.url, `/admin/assign_volume?${q}`, { method: 'POST' });
+    } catch (err) {
+      if (!(err instanceof KelpError)) throw err;
+      throw new UpstreamError(`${node.url} refused volume ${volumeId}: ${err.message}`, { cause: err });
+    }
   };
+};
 
 export class VolumeGrowth {
   private readonly topology: Topology;

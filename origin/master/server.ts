@@ -5,10 +5,12 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { parseCollection } from '../../shared/collection.ts';
 import {
   BadRequestError,
   InvalidFidError,
+  KelpError,
   MethodNotAllowedError,
   NotFoundError,
   UnavailableError,
@@ -120,6 +122,8 @@ export interface MasterConfig {
 export const MAX_NODES = 10_000;
 /** How long /cluster/status waits for the state store (etcd) before it answers from heartbeats. */
 const STATUS_STATE_TIMEOUT_MS = 500;
+/** A volume server that has not deleted a collection's volumes in this long fails the `/col/delete`. */
+const DELETE_COLLECTION_TIMEOUT_MS = 60_000;
 /** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
 export const FORGET_AFTER_PULSES = 12;
 
@@ -396,6 +400,10 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     };
   };
 
+  /** Volume servers' admin endpoints, signed as a cluster member. */
+  const volumeAdmin = new VolumeClient({
+    sign: (method, url, headers, body) => withClusterAuth(config.clusterKey, method, url, headers, body),
+  });
   const deleteCollection = async (q: URLSearchParams | null, requestId?: string): Promise<void> => {
     const collection = parseCollection(param(q, 'collection'));
     if (!collection) throw new BadRequestError('collection is required');
@@ -404,14 +412,22 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       .filter((n) => [...n.volumes.values()].some((v) => v.collection === collection));
     await Promise.all(
       holders.map(async (n) => {
-        const url = `http://${n.url}/admin/delete_collection?collection=${encodeURIComponent(collection)}`;
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: withClusterAuth(config.clusterKey, 'POST', url, requestIdHeader(requestId)),
-          signal: AbortSignal.timeout(60_000),
-        });
-        if (!res.ok)
-          throw new UpstreamError(`${n.url} could not delete collection ${collection}: ${res.status}`);
+        try {
+          await volumeAdmin.json(
+            n.url,
+            `/admin/delete_collection?collection=${encodeURIComponent(collection)}`,
+            {
+              method: 'POST',
+              headers: requestIdHeader(requestId),
+              timeoutMs: DELETE_COLLECTION_TIMEOUT_MS,
+            },
+          );
+        } catch (err) {
+          if (!(err instanceof KelpError)) throw err;
+          throw new UpstreamError(`${n.url} could not delete collection ${collection}: ${err.message}`, {
+            cause: err,
+          });
+        }
         for (const [id, v] of n.volumes) if (v.collection === collection) topology.removeVolume(n.url, id);
       }),
     );

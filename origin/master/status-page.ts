@@ -8,6 +8,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { HeartbeatVolume, TierJob } from '../../shared/api.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { type ClusterView, clusterViewOf, holdersById } from '../admin/cluster.ts';
 import type { VacuumSchedule } from '../admin/vacuum-schedule.ts';
 import {
@@ -27,6 +28,7 @@ import type { Topology } from './topology.ts';
 
 /** Bound on asking one volume server for its tier transfers while rendering. */
 const TIER_STATUS_TIMEOUT_MS = 1_000;
+const TIER_STATUS_CLIENT = new VolumeClient({ timeoutMs: TIER_STATUS_TIMEOUT_MS });
 
 function num(v: unknown): string {
   return `<span class="num">${esc(v)}</span>`;
@@ -65,13 +67,10 @@ export class MasterStatusPage {
     const all = await Promise.all(
       alive.map(async (n) => {
         try {
-          const res = await fetch(`http://${n.url}/admin/tier/status`, {
-            signal: AbortSignal.timeout(TIER_STATUS_TIMEOUT_MS),
-          });
-          if (!res.ok) return [];
-          const body = (await res.json()) as { jobs?: TierJob[] };
+          const body = await TIER_STATUS_CLIENT.tierStatus(n.url);
           return (body.jobs ?? []).map((job) => ({ server: n.url, job }));
         } catch {
+          // A server that does not answer in time shows no transfer: the page is not held up by it.
           return [];
         }
       }),

@@ -8,6 +8,7 @@
  * is down is retried on the next pulse; the server keeps serving meanwhile.
  */
 import type { HeartbeatRequest, HeartbeatResponse } from '../../shared/api.ts';
+import { MasterClient } from '../../shared/client/master-client.ts';
 import { formatPlacement } from '../../shared/placement.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { masterList } from '../http/masters.ts';
@@ -16,6 +17,9 @@ import { withClusterAuth } from '../security/cluster-auth.ts';
 import type { Store } from './store.ts';
 import { tierLocationOf } from './tier-sidecars.ts';
 import type { Volume } from './volume.ts';
+
+/** Shortest wait for a master's answer to a beat, however short the pulse. */
+export const MIN_BEAT_TIMEOUT_MS = 2_000;
 
 function tierOf(v: Volume, store: Store) {
   const tier = v.info.remote ? tierLocationOf(v, store.config.backends) : undefined;
@@ -90,9 +94,20 @@ export class HeartbeatClient {
   private again = false;
   private stopped = false;
 
+  /** One client per master: a beat goes to each of them, it is not failover. */
+  private readonly clients = new Map<string, MasterClient>();
+
   constructor(opts: HeartbeatOptions) {
     this.opts = opts;
     this.masters = masterList(opts.master);
+    for (const m of this.masters) {
+      this.clients.set(
+        m,
+        new MasterClient([m], {
+          sign: (method, url, headers, body) => withClusterAuth(opts.clusterKey, method, url, headers, body),
+        }),
+      );
+    }
   }
 
   start(): void {
@@ -135,21 +150,13 @@ export class HeartbeatClient {
 
   private async sendTo(master: string, body: string): Promise<void> {
     try {
-      const url = `http://${master}/heartbeat`;
-      const res = await fetch(url, {
+      const { body: reply } = await this.clients.get(master)!.json<HeartbeatResponse>('/heartbeat', {
         method: 'POST',
-        headers: withClusterAuth(
-          this.opts.clusterKey,
-          'POST',
-          url,
-          { 'Content-Type': 'application/json' },
-          body,
-        ),
+        headers: { 'Content-Type': 'application/json' },
         body,
-        signal: AbortSignal.timeout(Math.max(2000, this.opts.pulseSeconds * 1000)),
+        // A beat may take up to a pulse: the master is busy, not gone.
+        timeoutMs: Math.max(MIN_BEAT_TIMEOUT_MS, this.opts.pulseSeconds * 1000),
       });
-      if (!res.ok) throw new Error(`master answered ${res.status}`);
-      const reply = (await res.json()) as HeartbeatResponse;
       if (reply.pulseSeconds > 0) this.opts.pulseSeconds = reply.pulseSeconds;
       if (reply.volumeSizeLimit > 0) this.opts.store.setSizeLimit(reply.volumeSizeLimit);
       if (reply.leader) this.leader = reply.leader;

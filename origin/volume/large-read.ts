@@ -14,9 +14,9 @@ import { createGunzip } from 'node:zlib';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
 import { assertChecksum } from '../../shared/needle-decode.ts';
+import { contentRange, parseRange } from '../../shared/range.ts';
 import { byteRangesBody } from '../http/byteranges.ts';
 import { acceptsGzip } from '../http/encoding.ts';
-import { contentRange, parseRange } from '../http/range.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
 const PAGE_BYTES = 1024 * 1024;

@@ -10,17 +10,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { blobHeaders } from '../../shared/blob-headers.ts';
+import { isNotModified } from '../../shared/conditional.ts';
 import { InvalidParamError } from '../../shared/errors.ts';
 import { type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
 import { isTrueParam } from '../../shared/query.ts';
+import { contentRange, parseRange } from '../../shared/range.ts';
 import { canonicalResizeQuery, parseResizeParams, type ResizeParams } from '../../shared/resize.ts';
 import { verifyResizeSignature } from '../../shared/resize-signature.ts';
-
 import { byteRangesBody } from '../http/byteranges.ts';
-import { isNotModified } from '../http/conditional.ts';
 import { acceptsGzip } from '../http/encoding.ts';
-import { contentRange, parseRange } from '../http/range.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import type { ReadConfig } from './blob-headers.ts';
 import { serveLargeNeedle } from './large-read.ts';

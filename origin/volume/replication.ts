@@ -16,11 +16,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
-import { UnavailableError, UpstreamError } from '../../shared/errors.ts';
+import { MasterClient } from '../../shared/client/master-client.ts';
+import { KelpError, NotFoundError, UnavailableError, UpstreamError } from '../../shared/errors.ts';
 import { FLAG_GZIP, type NeedleMeta } from '../../shared/needle.ts';
 import { formatTtl } from '../../shared/ttl.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
-import { masterList } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { requestIdHeader } from '../observability/request-id.ts';
 import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
@@ -28,6 +28,8 @@ import { UndoLog } from './undo-log.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
+/** A master that does not answer a lookup in this long is passed over for the next. */
+const LOOKUP_TIMEOUT_MS = 5_000;
 /** A replica that does not answer in this long fails the write. */
 const REPLICA_TIMEOUT_MS = 30_000;
 /** An undo is small: a replica that does not answer it in this long is reported, not waited for. */
@@ -80,7 +82,7 @@ interface Change {
 }
 
 export class Replicator {
-  private readonly masters: string[];
+  private readonly masters: MasterClient;
   private readonly self: Set<string>;
   private readonly cache = new Map<number, { at: number; urls: string[] }>();
   private readonly log: Logger | undefined;
@@ -98,7 +100,7 @@ export class Replicator {
     clusterKey?: string,
     observe?: ReplicationObserver,
   ) {
-    this.masters = masterList(master);
+    this.masters = new MasterClient(master ?? '', { timeoutMs: LOOKUP_TIMEOUT_MS });
     this.self = new Set(selfUrls);
     this.log = log;
     this.observe = observe;
@@ -131,32 +133,27 @@ export class Replicator {
    * have heard from every server yet, one that is down is skipped).
    */
   private async lookup(volumeId: number, copies: number): Promise<string[]> {
-    if (this.masters.length === 0) {
+    if (this.masters.masters.length === 0) {
       this.observe?.('locate', 0, 0, 0);
       throw new UnavailableError(`volume ${volumeId} is replicated but no master is configured`);
     }
-    let best: string[] | undefined;
-    let lastError: unknown;
-    for (const master of this.masters) {
-      try {
-        const res = await fetch(`http://${master}/dir/lookup?volumeId=${volumeId}`, {
-          signal: AbortSignal.timeout(5_000),
-        });
-        const body = res.ok
-          ? ((await res.json()) as { locations: Array<{ url: string }> })
-          : { locations: [] };
-        const urls = body.locations.map((l) => l.url).filter((u) => !this.self.has(u));
-        if (urls.length >= copies - 1) return urls;
-        if (!best || urls.length > best.length) best = urls;
-      } catch (err) {
-        lastError = err;
-      }
+    const others = (urls: string[]) => urls.filter((u) => !this.self.has(u));
+    try {
+      const found = await this.masters.lookupVolume(volumeId, {
+        enough: (l) => others(l.locations.map((loc) => loc.url)).length >= copies - 1,
+      });
+      return others(found.locations.map((l) => l.url));
+    } catch (err) {
+      // No master knows a live copy: too few are alive (peers() says so).
+      if (err instanceof NotFoundError) return [];
+      if (!(err instanceof KelpError)) throw err;
+      this.observe?.('locate', 0, 0, 0);
+      throw new UnavailableError(
+        `cannot reach any master (${this.masters.masters.join(', ')}) to find replicas`,
+        1,
+        { cause: err },
+      );
     }
-    if (best) return best;
-    this.observe?.('locate', 0, 0, 0);
-    throw new UnavailableError(`cannot reach any master (${this.masters.join(', ')}) to find replicas`, 1, {
-      cause: lastError,
-    });
   }
 
   /**

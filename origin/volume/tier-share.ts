@@ -26,7 +26,8 @@
  * points at it; a replica that cannot tell (a peer down) keeps it.
  */
 import { closeSync, existsSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { ConflictError } from '../../shared/errors.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
+import { ConflictError, KelpError } from '../../shared/errors.ts';
 import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE, writeIdxEntry } from '../../shared/idx.ts';
 import { copyCount } from '../../shared/placement.ts';
 import { decodeTierIndexHeader, tierIndexEntries, tierIndexSize } from '../../shared/tier-index.ts';
@@ -46,11 +47,15 @@ const PEER_TIMEOUT_MS = 10_000;
 /** The other replicas of a volume and what each says of its tier state. */
 export class TierPeers {
   private readonly replicator: () => Replicator;
-  private readonly clusterKey: string | undefined;
+  /** Peers' `/admin/tier/status`, signed as a cluster member. */
+  private readonly peers: VolumeClient;
 
   constructor(replicator: () => Replicator, clusterKey: string | undefined) {
     this.replicator = replicator;
-    this.clusterKey = clusterKey;
+    this.peers = new VolumeClient({
+      timeoutMs: PEER_TIMEOUT_MS,
+      sign: (method, url, headers) => withClusterAuth(clusterKey, method, url, headers),
+    });
   }
 
   /**
@@ -63,15 +68,11 @@ export class TierPeers {
     const peers = await this.replicator().peers(volume.id, copies);
     return Promise.all(
       peers.map(async (peer) => {
-        const url = `http://${peer}/admin/tier/status?volume=${volume.id}`;
         try {
-          const res = await fetch(url, {
-            headers: withClusterAuth(this.clusterKey, 'GET', url),
-            signal: AbortSignal.timeout(PEER_TIMEOUT_MS),
-          });
-          if (!res.ok) return { peer, remote: undefined };
-          return { peer, remote: ((await res.json()) as { remote: RemoteDat | null }).remote };
-        } catch {
+          return { peer, remote: (await this.peers.volumeTierStatus(peer, volume.id)).remote };
+        } catch (err) {
+          // No answer, or an error answer: this peer cannot tell.
+          if (!(err instanceof KelpError)) throw err;
           return { peer, remote: undefined };
         }
       }),

@@ -22,7 +22,14 @@ import { createHash } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ConflictError, CorruptDataError, InvalidParamError, UpstreamError } from '../../shared/errors.ts';
+import { VolumeClient } from '../../shared/client/volume-client.ts';
+import {
+  ConflictError,
+  CorruptDataError,
+  InvalidParamError,
+  KelpError,
+  UpstreamError,
+} from '../../shared/errors.ts';
 import { IDX_ENTRY_SIZE } from '../../shared/idx.ts';
 import { needleRecordSize } from '../../shared/needle.ts';
 import { decodeNeedle } from '../../shared/needle-decode.ts';
@@ -94,13 +101,17 @@ function sha256File(path: string, length: number): string {
 
 export class VolumeMoves {
   private readonly store: Store;
-  private readonly creds: PeerCredentials;
+  /** The source volume server, as a peer: signed with the cluster key, else the admin key. */
+  private readonly peers: VolumeClient;
   private readonly staged = new Map<number, Staged>();
   private readonly copying = new Set<number>();
 
   constructor(store: Store, creds: PeerCredentials) {
     this.store = store;
-    this.creds = creds;
+    this.peers = new VolumeClient({
+      timeoutMs: CALL_TIMEOUT_MS,
+      sign: (method, url, headers) => ({ ...headers, ...peerHeaders(creds, method, url) }),
+    });
   }
 
   /** Step 1, on the source. Idempotent for the same peer and mode. */
@@ -164,34 +175,31 @@ export class VolumeMoves {
     return { path: volume.path(ext), length: ext === 'dat' ? snap.datSize : snap.idxSize };
   }
 
-  private async call<T>(url: string): Promise<T> {
-    let res: Response;
+  private async call<T>(source: string, pathAndQuery: string): Promise<T> {
     try {
-      res = await fetch(url, {
-        headers: peerHeaders(this.creds, 'GET', url),
-        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
-      });
+      return await this.peers.json<T>(source, pathAndQuery);
     } catch (err) {
-      throw new UpstreamError(`cannot reach ${url}`, { cause: err });
+      if (!(err instanceof KelpError)) throw err;
+      throw new UpstreamError(err.message, { cause: err });
     }
-    const text = await res.text();
-    if (!res.ok) throw new UpstreamError(`${url}: ${res.status} ${text.slice(0, 300)}`);
-    return JSON.parse(text) as T;
   }
 
-  /** Streams `length` bytes of the source's file into `path`; returns how many arrived. */
-  private async pull(url: string, path: string): Promise<number> {
+  /**
+   * Streams the source's file into `path`; returns how many bytes arrived.
+   * COPY_TIMEOUT_MS bounds the whole copy, not only the wait for its headers.
+   */
+  private async pull(source: string, pathAndQuery: string, path: string): Promise<number> {
     let res: Response;
     try {
-      res = await fetch(url, {
-        headers: peerHeaders(this.creds, 'GET', url),
+      res = await this.peers.get(source, pathAndQuery, {
+        timeoutMs: COPY_TIMEOUT_MS,
         signal: AbortSignal.timeout(COPY_TIMEOUT_MS),
       });
     } catch (err) {
-      throw new UpstreamError(`cannot reach ${url}`, { cause: err });
+      if (!(err instanceof KelpError)) throw err;
+      throw new UpstreamError(err.message, { cause: err });
     }
-    if (!res.ok || !res.body)
-      throw new UpstreamError(`${url}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    if (!res.body) throw new UpstreamError(`${source}${pathAndQuery}: no body`);
     const out = createWriteStream(path, { flags: 'w', flush: true });
     await pipeline(Readable.fromWeb(res.body as never), out);
     return out.bytesWritten;
@@ -204,15 +212,15 @@ export class VolumeMoves {
       throw new ConflictError(`volume ${volumeId} is being copied here already`);
     this.copying.add(volumeId);
     this.staged.delete(volumeId);
-    const base = `http://${source}/admin/volume`;
+    const base = '/admin/volume';
     let location: DiskLocation | undefined;
     let snapshot: VolumeSnapshot | undefined;
     try {
-      snapshot = await this.call<VolumeSnapshot>(`${base}/snapshot?volume=${volumeId}`);
+      snapshot = await this.call<VolumeSnapshot>(source, `${base}/snapshot?volume=${volumeId}`);
       location = this.store.locationForNewVolume();
       const p = (ext: string) => volumePath(location!.dir, snapshot!.collection, volumeId, ext);
-      const idxBytes = await this.pull(`${base}/file?volume=${volumeId}&ext=idx`, p('mvx'));
-      const datBytes = await this.pull(`${base}/file?volume=${volumeId}&ext=dat`, p('mvd'));
+      const idxBytes = await this.pull(source, `${base}/file?volume=${volumeId}&ext=idx`, p('mvx'));
+      const datBytes = await this.pull(source, `${base}/file?volume=${volumeId}&ext=dat`, p('mvd'));
       verifyStaged(p('mvd'), p('mvx'), snapshot, { idxBytes, datBytes });
       fsyncDir(location.dir);
       this.staged.set(volumeId, { location, snapshot, source, mode });

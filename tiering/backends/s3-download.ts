@@ -16,8 +16,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { TruncatedDataError, UpstreamError } from '../../shared/errors.ts';
+import { parseContentRange } from '../../shared/range.ts';
 import { type RetryPolicy, withRetry } from './retry.ts';
-import { parseContentRange } from './s3-get.ts';
 import { isAbortError } from './transfer.ts';
 
 /** Bytes a range's file writer buffers before it holds the socket back. */

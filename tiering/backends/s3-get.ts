@@ -18,6 +18,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { TruncatedDataError, UnavailableError, UpstreamError } from '../../shared/errors.ts';
+import { parseContentRange } from '../../shared/range.ts';
 
 /** Sockets kept per store for reads: more concurrent reads than this queue for a free one. */
 export const S3_READ_MAX_SOCKETS = 64;
@@ -85,15 +86,6 @@ export function encodeS3Key(key: string): string {
       ),
     )
     .join('/');
-}
-
-/** `bytes 100-199/5000` → its first offset, last offset and total (`*` as undefined). */
-export function parseContentRange(
-  header: string | undefined,
-): { start: number; end: number; total: number | undefined } | undefined {
-  const m = header ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim()) : null;
-  if (!m) return undefined;
-  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
 }
 
 export class S3RangeGetter {

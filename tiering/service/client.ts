@@ -11,24 +11,27 @@
  * the servers know.
  */
 import type {
-  HeartbeatVolume,
-  LookupResponse,
+  MasterVolume,
   RemoteDat,
+  ServerTierStatus,
   TierJob,
   VacuumReport,
-  VolumeServerStatus,
   VolumeStatusJson,
+  VolumeTierStatus,
 } from '../../shared/api.ts';
 
-export type { TierJob, VacuumReport };
+export type { MasterVolume, ServerTierStatus, TierJob, VacuumReport, VolumeTierStatus };
 
-import { errorFromBody, type KelpError, NotFoundError } from '../../shared/errors.ts';
+import { type AuthHeaders, signWith } from '../../shared/client/http.ts';
+import { MasterClient } from '../../shared/client/master-client.ts';
+import { VACUUM_TIMEOUT_MS, VolumeClient } from '../../shared/client/volume-client.ts';
+import { KelpError, NoAnswerError, NotFoundError } from '../../shared/errors.ts';
 import type { PolicyVolume } from './policy.ts';
+
+export { VACUUM_TIMEOUT_MS };
 
 /** Bound on every request: a hung server fails the round, it does not stall the service. */
 export const REQUEST_TIMEOUT_MS = 10_000;
-/** Bound on a vacuum, answered only once the volume is compacted (GiBs copied on disk). */
-export const VACUUM_TIMEOUT_MS = 60 * 60_000;
 /** Between two polls of a running transfer. */
 export const JOB_POLL_MS = 1_000;
 /** Failed polls in a row before a transfer is given up on (it may go on; the next round waits for it). */
@@ -55,71 +58,28 @@ export class TierRequestError extends Error {
 
 export type { RemoteDat };
 
-/** `GET /admin/tier/status?volume=N`. */
-export interface VolumeTierStatus {
-  volume: number;
-  remote: RemoteDat | null;
-  job: TierJob | null;
-}
-
-/** `GET /admin/tier/status`. */
-export interface ServerTierStatus {
-  backends: string[];
-  jobs: TierJob[];
-}
-
 /** One volume of a volume server's `GET /status`. */
 export type ServerVolume = VolumeStatusJson;
 
-/** One volume of the master's `GET /vol/status`: the heartbeat fields and its alive locations. */
-export type MasterVolume = HeartbeatVolume & {
-  locations: string[];
-  /** Reads the edge answered without an origin, as the master heard (origin/master/edge-heat.ts). */
-  edgeReadsPerDay?: number;
-};
-
-// ---- requests ----
-
-function baseUrl(hostOrUrl: string): string {
-  return (hostOrUrl.includes('://') ? hostOrUrl : `http://${hostOrUrl}`).replace(/\/+$/, '');
-}
+// ---- requests (shared/client: timeouts, failover over the masters, error bodies) ----
 
 /**
  * Credentials of a request, supplied by whoever runs the client (the cluster
  * signature or an admin key live on origin's side; tiering/ imports no origin code).
  */
-export type AuthHeaders = (method: string, url: string) => Record<string, string>;
+export type { AuthHeaders };
 
 const NO_AUTH: AuthHeaders = () => ({});
 
-async function call<T>(
-  url: string,
-  init: { method?: string; signal?: AbortSignal; timeoutMs?: number; auth?: AuthHeaders } = {},
-  expect: number[] = [200],
-): Promise<T> {
-  const method = init.method ?? 'GET';
-  const timeout = AbortSignal.timeout(init.timeoutMs ?? REQUEST_TIMEOUT_MS);
-  const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
-  let res: Response;
+/** A call of the shared client, its failure as the TierRequestError the callers of this file catch. */
+async function call<T>(request: () => Promise<T>): Promise<T> {
   try {
-    res = await fetch(url, { method, signal, headers: (init.auth ?? NO_AUTH)(method, url) });
+    return await request();
   } catch (err) {
-    if (init.signal?.aborted) throw init.signal.reason;
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const why = timeout.aborted ? 'timed out' : (cause?.code ?? cause?.message ?? String(err));
-    throw new TierRequestError(`${method} ${url}: ${why}`, undefined, { cause: err });
-  }
-  const text = await res.text();
-  if (!expect.includes(res.status)) {
-    const serverError = errorFromBody(res.status, text, { fallback: res.statusText });
-    throw new TierRequestError(`${method} ${url}: ${res.status} ${serverError.message}`, res.status, {
-      serverError,
-    });
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (err) {
-    throw new TierRequestError(`${method} ${url}: the answer is not JSON`, res.status, { cause: err });
+    if (!(err instanceof KelpError)) throw err;
+    // No answer at all has no status; an answer's error is kept for callers to branch on its class.
+    if (err instanceof NoAnswerError) throw new TierRequestError(err.message, undefined, { cause: err });
+    throw new TierRequestError(err.message, err.status, { cause: err, serverError: err });
   }
 }
 
@@ -149,51 +109,29 @@ export class TierClient {
   readonly master: string;
   /** Every master given (`a:9333,b:9333`), asked in order: any of them knows the volumes. */
   readonly masters: string[];
-  private readonly auth: AuthHeaders;
+  private readonly masterClient: MasterClient;
+  private readonly volumeClient: VolumeClient;
 
   constructor(master: string, auth: AuthHeaders = NO_AUTH) {
-    this.masters = master
-      .split(',')
-      .map((m) => m.trim())
-      .filter(Boolean)
-      .map(baseUrl);
-    this.master = this.masters[0] ?? baseUrl(master);
-    this.auth = auth;
-  }
-
-  /**
-   * A read from the masters in order: one that is down or cannot answer now
-   * (502/503/504) passes it to the next; any other answer is final.
-   */
-  private async fromMasters<T>(pathAndQuery: string, signal?: AbortSignal): Promise<T> {
-    let last: unknown;
-    for (const master of this.masters) {
-      try {
-        return await call<T>(`${master}${pathAndQuery}`, { signal });
-      } catch (err) {
-        // No status: it did not answer at all.
-        if (!(err instanceof TierRequestError)) throw err;
-        if (err.status !== undefined && ![502, 503, 504].includes(err.status)) throw err;
-        last = err;
-      }
-    }
-    throw last;
+    this.masterClient = new MasterClient(master, { timeoutMs: REQUEST_TIMEOUT_MS });
+    this.masters = this.masterClient.masters;
+    this.master = this.masters[0] ?? master;
+    this.volumeClient = new VolumeClient({
+      timeoutMs: REQUEST_TIMEOUT_MS,
+      sign: signWith(auth),
+    });
   }
 
   /** Every volume the master knows, with the size limit at which volumes seal. */
   async volumes(signal?: AbortSignal): Promise<{ volumeSizeLimit: number; volumes: MasterVolume[] }> {
-    const body = await this.fromMasters<{ VolumeSizeLimit?: number; Volumes: MasterVolume[] }>(
-      '/vol/status',
-      signal,
-    );
-    return { volumeSizeLimit: body.VolumeSizeLimit ?? 0, volumes: body.Volumes };
+    return call(() => this.masterClient.volumes(signal ? { signal } : {}));
   }
 
   /** The alive servers (`host:port`) holding volume `id`; a 404 is an empty list. */
   async locations(volumeId: number, signal?: AbortSignal): Promise<string[]> {
     try {
-      const body = await this.fromMasters<LookupResponse>(`/dir/lookup?volumeId=${volumeId}`, signal);
-      return body.locations.map((l) => l.url);
+      const found = await call(() => this.masterClient.lookupVolume(volumeId, signal ? { signal } : {}));
+      return found.locations.map((l) => l.url);
     } catch (err) {
       if (err instanceof TierRequestError && err.serverError instanceof NotFoundError) return [];
       throw err;
@@ -201,15 +139,15 @@ export class TierClient {
   }
 
   async serverVolumes(server: string, signal?: AbortSignal): Promise<ServerVolume[]> {
-    return (await call<VolumeServerStatus>(`${baseUrl(server)}/status`, { signal })).Volumes;
+    return (await call(() => this.volumeClient.status(server, signal))).Volumes;
   }
 
   async serverTier(server: string, signal?: AbortSignal): Promise<ServerTierStatus> {
-    return call<ServerTierStatus>(`${baseUrl(server)}/admin/tier/status`, { signal });
+    return call(() => this.volumeClient.tierStatus(server, signal));
   }
 
   async volumeTier(server: string, volumeId: number, signal?: AbortSignal): Promise<VolumeTierStatus> {
-    return call<VolumeTierStatus>(`${baseUrl(server)}/admin/tier/status?volume=${volumeId}`, { signal });
+    return call(() => this.volumeClient.volumeTierStatus(server, volumeId, signal));
   }
 
   /** Starts an upload on `server` (202 and the job); a transfer already running there is a 409 TierRequestError. */
@@ -220,20 +158,11 @@ export class TierClient {
     keepLocalDat: boolean,
     signal?: AbortSignal,
   ): Promise<TierJob> {
-    const q = new URLSearchParams({ volume: String(volumeId), backend, keepLocalDat: String(keepLocalDat) });
-    return call<TierJob>(
-      `${baseUrl(server)}/admin/tier/upload?${q}`,
-      { method: 'POST', signal, auth: this.auth },
-      [202],
-    );
+    return call(() => this.volumeClient.startTierUpload(server, volumeId, backend, keepLocalDat, signal));
   }
 
   async startDownload(server: string, volumeId: number, signal?: AbortSignal): Promise<TierJob> {
-    return call<TierJob>(
-      `${baseUrl(server)}/admin/tier/download?volume=${volumeId}`,
-      { method: 'POST', signal, auth: this.auth },
-      [202],
-    );
+    return call(() => this.volumeClient.startTierDownload(server, volumeId, signal));
   }
 
   /**
@@ -246,24 +175,12 @@ export class TierClient {
     volumeId: number,
     opts: { garbageThreshold?: number; force?: boolean; signal?: AbortSignal } = {},
   ): Promise<VacuumReport> {
-    const q = new URLSearchParams({ volume: String(volumeId) });
-    if (opts.garbageThreshold !== undefined) q.set('garbageThreshold', String(opts.garbageThreshold));
-    if (opts.force) q.set('force', 'true');
-    return call<VacuumReport>(`${baseUrl(server)}/admin/vacuum?${q}`, {
-      method: 'POST',
-      signal: opts.signal,
-      timeoutMs: VACUUM_TIMEOUT_MS,
-      auth: this.auth,
-    });
+    return call(() => this.volumeClient.vacuum(server, volumeId, opts));
   }
 
   /** Seals volume `volumeId` on `server` (`POST /admin/readonly`, persisted in its `.vif`). */
   async setReadOnly(server: string, volumeId: number, signal?: AbortSignal): Promise<void> {
-    await call(`${baseUrl(server)}/admin/readonly?volume=${volumeId}`, {
-      method: 'POST',
-      signal,
-      auth: this.auth,
-    });
+    await call(() => this.volumeClient.setReadOnly(server, volumeId, signal));
   }
 
   /**

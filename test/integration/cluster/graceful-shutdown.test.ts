@@ -173,4 +173,15 @@ describe('POST /cluster/leave', () => {
     expect(m.topology.nodes.has(v.url)).toBe(false);
     expect((await fetch(`${m.base}/dir/lookup?volumeId=1`)).status).toBe(404);
   });
+
+  it('is sent to every master of a list, each keeping its own topology', async () => {
+    const CLUSTER = 'graceful-test-cluster-key-several-0123456';
+    const [a, b] = [await master({ clusterKey: CLUSTER }), await master({ clusterKey: CLUSTER })];
+    const v = await volume(`${a.address},${b.address}`, { clusterKey: CLUSTER });
+    await Promise.all([waitForNodes(a, 1), waitForNodes(b, 1)]);
+    await v.server.shutdown(0);
+    // At once, not after missed pulses: both were told.
+    expect(a.topology.nodes.has(v.url)).toBe(false);
+    expect(b.topology.nodes.has(v.url)).toBe(false);
+  });
 });

@@ -172,7 +172,9 @@ describe('kelp tier serve', () => {
 
   it('is not ready when the object store does not answer, nor when the master is gone', async () => {
     const m = await master();
-    const t = await tierServe(m.address, `http://127.0.0.1:${await freePort()}`);
+    // A list of masters, the first down: the one that answers makes the check pass.
+    const dead = `127.0.0.1:${await freePort()}`;
+    const t = await tierServe(`${dead},${m.address}`, `http://127.0.0.1:${await freePort()}`);
     const r = await readyz(t.base);
     expect(r.status).toBe(503);
     expect(r.body.checks.backends?.ok).toBe(false);

@@ -2,8 +2,8 @@ import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { byteRangesBody } from '../../../../origin/http/byteranges.ts';
-import type { ByteRange } from '../../../../origin/http/range.ts';
 import { TruncatedDataError } from '../../../../shared/errors.ts';
+import type { ByteRange } from '../../../../shared/range.ts';
 
 const blob = new TextEncoder().encode('0123456789abcdefghij');
 const read = (r: ByteRange) => blob.subarray(r.start, r.end + 1);

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  httpDate,
-  ifNoneMatchMatches,
-  isNotModified,
-  parseHttpDate,
-} from '../../../../origin/http/conditional.ts';
+import { httpDate, ifNoneMatchMatches, isNotModified, parseHttpDate } from '../../../shared/conditional.ts';
 
 const ETAG = '"3b4c5d6e"';
 const LM = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT

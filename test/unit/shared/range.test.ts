@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { contentRange, MAX_RANGES, parseRange, rangesLength } from '../../../../origin/http/range.ts';
-import { RangeNotSatisfiableError } from '../../../../shared/errors.ts';
+import { RangeNotSatisfiableError } from '../../../shared/errors.ts';
+import {
+  contentRange,
+  MAX_RANGES,
+  parseContentRange,
+  parseRange,
+  rangesLength,
+} from '../../../shared/range.ts';
 
 function unsatisfiable(header: string, size: number): RangeNotSatisfiableError {
   try {
@@ -140,5 +146,22 @@ describe('parseRange', () => {
 describe('contentRange', () => {
   it('formats a satisfied range', () => {
     expect(contentRange({ start: 0, end: 0 }, 10)).toBe('bytes 0-0/10');
+  });
+});
+
+describe('parseContentRange', () => {
+  it('reads back what contentRange writes, and an unknown total', () => {
+    expect(parseContentRange(contentRange({ start: 100, end: 199 }, 5000))).toEqual({
+      start: 100,
+      end: 199,
+      total: 5000,
+    });
+    expect(parseContentRange(' bytes 0-9/* ')).toEqual({ start: 0, end: 9, total: undefined });
+  });
+
+  it('is undefined for anything but one satisfied byte range', () => {
+    for (const h of [undefined, null, '', 'bytes */5000', 'items 0-9/10', 'bytes 0-/10', 'bytes 5-9']) {
+      expect(parseContentRange(h)).toBeUndefined();
+    }
   });
 });

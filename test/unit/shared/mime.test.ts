@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { essence, isCompressible, isInlineSafe, mimeFromExtension } from '../../../../origin/http/mime.ts';
+import { essence, isCompressible, isInlineSafe, mimeFromExtension } from '../../../shared/mime.ts';
 
 describe('mimeFromExtension', () => {
   it('maps common web extensions, with or without a dot, in any case', () => {

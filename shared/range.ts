@@ -4,7 +4,7 @@
  * not honour yields `null`, which RFC 9110 lets a server answer with a plain
  * 200 of the whole representation (a Range header is only ever a hint).
  */
-import { RangeNotSatisfiableError } from '../../shared/errors.ts';
+import { RangeNotSatisfiableError } from './errors.ts';
 
 /** An inclusive byte range, as in `Content-Range: bytes start-end/size`. */
 export interface ByteRange {
@@ -118,6 +118,19 @@ export function rangesLength(ranges: readonly ByteRange[]): number {
   let n = 0;
   for (const r of ranges) n += r.end - r.start + 1;
   return n;
+}
+
+/**
+ * A `Content-Range` answer (`bytes 100-199/5000`) read back: its first and
+ * last offsets and the total (`*` as undefined); undefined when it is not one
+ * satisfied byte range. Readers of ranged GETs check it against what they asked.
+ */
+export function parseContentRange(
+  header: string | null | undefined,
+): { start: number; end: number; total: number | undefined } | undefined {
+  const m = header ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim()) : null;
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
 }
 
 /** `Content-Range` value for one satisfied range. */
