@@ -68,7 +68,8 @@ async function startReplicated(dir: string, clusterKey?: string): Promise<Starte
       locations: Array<{ url: string }>;
     };
     const port = Number(lookup.locations[0]!.url.split(':')[1]);
-    return { port, volumeId, stop };
+    const pids = [master, ...volumes].map((s) => s.child?.pid).filter((p) => p !== undefined);
+    return { port, volumeId, stop, pids };
   } catch (err) {
     await stop();
     throw err;
