@@ -24,7 +24,10 @@ const BENCH_CLUSTER_KEY = 'bench-cluster-key';
 const JOIN_POLLS = 300;
 
 /** A master and two volume servers, one volume "001" grown on both; resolves to the primary's port. */
-export async function startReplicated(dir: string, clusterKey?: string): Promise<Started & { volumeId: number; replicas: string[] }> {
+export async function startReplicated(
+  dir: string,
+  clusterKey?: string,
+): Promise<Started & { volumeId: number; replicas: string[] }> {
   const env: Record<string, string> = clusterKey ? { KELP_CLUSTER_KEY: clusterKey } : {};
   const master = await startServer(
     [CLI, 'master', '--ip', '127.0.0.1', '--port', '0', '--mdir', `${dir}/m`, '--pulseSeconds', '1'],
