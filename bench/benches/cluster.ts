@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compare } from '../lib/compare.ts';
 import { scratchDir } from '../lib/kelp.ts';
+import { benchNodeFlags } from '../lib/node-flags.ts';
 import { type Started, startServer } from '../lib/process.ts';
 import type { Bench } from '../run.ts';
 
@@ -24,7 +25,19 @@ const READ_BLOBS = 10_000;
 /** `kelp server` on free ports; resolves once its volume server has joined the master. */
 export async function startCluster(dir: string): Promise<{ master: Started; volumePort: number }> {
   const master = await startServer(
-    [CLI, 'server', '--dir', dir, '--master.port', '0', '--volume.port', '0', '--volume.fsync', 'batch'],
+    [
+      ...benchNodeFlags(),
+      CLI,
+      'server',
+      '--dir',
+      dir,
+      '--master.port',
+      '0',
+      '--volume.port',
+      '0',
+      '--volume.fsync',
+      'batch',
+    ],
     { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/ },
   );
   for (let i = 0; i < 100; i++) {

@@ -24,7 +24,10 @@ const BENCH_CLUSTER_KEY = 'bench-cluster-key';
 const JOIN_POLLS = 300;
 
 /** A master and two volume servers, one volume "001" grown on both; resolves to the primary's port. */
-async function startReplicated(dir: string, clusterKey?: string): Promise<Started & { volumeId: number }> {
+export async function startReplicated(
+  dir: string,
+  clusterKey?: string,
+): Promise<Started & { volumeId: number; replicas: string[] }> {
   const env: Record<string, string> = clusterKey ? { KELP_CLUSTER_KEY: clusterKey } : {};
   const master = await startServer(
     [CLI, 'master', '--ip', '127.0.0.1', '--port', '0', '--mdir', `${dir}/m`, '--pulseSeconds', '1'],
@@ -68,7 +71,8 @@ async function startReplicated(dir: string, clusterKey?: string): Promise<Starte
       locations: Array<{ url: string }>;
     };
     const port = Number(lookup.locations[0]!.url.split(':')[1]);
-    return { port, volumeId, stop };
+    const pids = [master, ...volumes].map((s) => s.child?.pid).filter((p) => p !== undefined);
+    return { port, volumeId, stop, pids, replicas: lookup.locations.map((l) => l.url) };
   } catch (err) {
     await stop();
     throw err;

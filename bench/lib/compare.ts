@@ -39,12 +39,16 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
       for (const i of order) {
         const c = contenders[i]!;
         const port = started[i]!.port;
-        const pid = started[i]!.child?.pid;
-        const before = cpuSeconds(pid);
+        const pids = started[i]!.pids ?? [started[i]!.child?.pid];
+        const cpuNow = () => {
+          const each = pids.map(cpuSeconds);
+          return each.includes(undefined) ? undefined : (each as number[]).reduce((a, b) => a + b, 0);
+        };
+        const before = cpuNow();
         const r = c.drive
           ? await c.drive(port, opts.connections, opts.durationSec)
           : await runWrk({ ...c.load(port), connections: opts.connections, durationSec: opts.durationSec });
-        const after = cpuSeconds(pid);
+        const after = cpuNow();
         results[i]!.push(r);
         if (before === undefined || after === undefined) cpu[i]!.known = false;
         else {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatFid } from '../../shared/fid.ts';
+import { benchNodeFlags } from './node-flags.ts';
 import { type Started, startServer } from './process.ts';
 
 const CLI = fileURLToPath(new URL('../../origin/cli.ts', import.meta.url));
@@ -29,7 +30,7 @@ export function scratchDir(label: string): { dir: string; remove(): void } {
  * flags (e.g. `--cpu-prof`) come from KELP_BENCH_NODE_FLAGS.
  */
 export function startKelpVolume(dir: string, fsync: FsyncPolicy, extraArgs: string[] = []): Promise<Started> {
-  const nodeFlags = (process.env.KELP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const nodeFlags = benchNodeFlags();
   const args = [
     'volume',
     '--ip',

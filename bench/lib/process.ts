@@ -3,6 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 export interface Started {
   /** The server's process; absent for a server the bench runs some other way (e.g. workerd via Miniflare). */
   child?: ChildProcess;
+  /** Every process serving the contender, when there are several (a cluster): its CPU is their sum. */
+  pids?: number[];
   port: number;
   stop(): Promise<void>;
 }

@@ -16,19 +16,26 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 import { asStorageError } from '../fs/no-space.ts';
 import { declaredLength, readBody } from './body.ts';
 import { FilePartTypes } from './part-types.ts';
+import { parseSimpleMultipart } from './simple-multipart.ts';
 
 /** Bodies larger than this are spooled to disk instead of kept in memory (issue 3 item 9). */
 export const SPOOL_THRESHOLD_BYTES = 1024 * 1024;
 
 /** Slack for multipart framing on top of the file size limit when checking Content-Length. */
 export const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
+/**
+ * Multipart bodies of known length up to this are read whole before they are
+ * parsed (a part this size stays in memory anyway): the common single-file
+ * form is then taken apart without busboy.
+ */
+const IN_MEMORY_MULTIPART_MAX_BYTES = SPOOL_THRESHOLD_BYTES + MULTIPART_OVERHEAD_BYTES;
 /** Pair headers: `Kelp-*` and SeaweedFS's `Seaweed-*`, stored without the prefix. */
 const PAIR_PREFIXES = ['kelp-', 'seaweed-'];
 const MAX_PAIRS_JSON_BYTES = 0xffff;
@@ -157,7 +164,7 @@ export async function parseUpload(
   const pairs = pairsFrom(req);
   const md5 = typeof req.headers['content-md5'] === 'string' ? req.headers['content-md5'] : undefined;
   if (/^multipart\/form-data/i.test(type)) {
-    return { ...(await firstFilePart(req, limit, spoolDir, md5 !== undefined)), pairs };
+    return { ...(await multipartFile(req, type, limit, spoolDir, md5 !== undefined)), pairs };
   }
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit) {
@@ -300,6 +307,46 @@ function collect(source: Readable, limit: number, spoolDir: string, wantMd5: boo
     source.on('error', onError);
     source.on('close', onClose);
   });
+}
+
+/**
+ * The first file part of a multipart body. A small body of known length is
+ * read whole and, when it is the common single-file form, taken apart in
+ * memory (simple-multipart.ts); any other body goes through busboy (from the
+ * buffer already read, or streamed, spooling a large part).
+ */
+async function multipartFile(
+  req: IncomingMessage,
+  type: string,
+  limit: number,
+  spoolDir: string,
+  wantMd5: boolean,
+): Promise<UploadBody & Omit<UploadInfo, 'pairs'>> {
+  const declared = declaredLength(req);
+  if (declared === undefined || declared > IN_MEMORY_MULTIPART_MAX_BYTES) {
+    return firstFilePart(req, limit, spoolDir, wantMd5);
+  }
+  if (declared > limit + MULTIPART_OVERHEAD_BYTES) {
+    throw new PayloadTooLargeError(`request body exceeds ${limit} bytes`);
+  }
+  const body = await readBody(req, limit + MULTIPART_OVERHEAD_BYTES);
+  const part = parseSimpleMultipart(body, type);
+  // Over the limit (413) or the spool threshold (spooled): busboy's path decides, as for any body.
+  if (!part || part.data.length > limit || part.data.length > SPOOL_THRESHOLD_BYTES) {
+    return firstFilePart(bufferedRequest(body, req), limit, spoolDir, wantMd5);
+  }
+  return { data: part.data, name: part.name, mime: mimeOf(part.mime), gzipped: false };
+}
+
+/**
+ * A body already read, as a request busboy can be piped from: its headers,
+ * complete (so its end is not taken for an abort).
+ */
+export function bufferedRequest(body: Buffer, req: IncomingMessage): IncomingMessage {
+  return Object.assign(Readable.from([body], { objectMode: false }), {
+    headers: req.headers,
+    complete: true,
+  }) as unknown as IncomingMessage;
 }
 
 function firstFilePart(

@@ -202,8 +202,14 @@ export class Replicator {
     change: Change,
     send: (peer: string) => Promise<number>,
     rollback: LocalRollback,
+    local: Promise<unknown> = Promise.resolve(),
   ): Promise<void> {
-    const results = await Promise.allSettled(peers.map(send));
+    const [own, ...results] = await Promise.allSettled([local, ...peers.map(send)]);
+    if (own!.status === 'rejected') {
+      // This server did not take the change: nothing of it to roll back here, and no replica may keep it.
+      await this.withdraw(op, volumeId, peers, change, own!.reason);
+      throw own!.reason;
+    }
     // Per peer: why it failed, or undefined when it acknowledged the change.
     const why = results.map((r) =>
       r.status === 'rejected'
@@ -230,6 +236,36 @@ export class Replicator {
         (kept.length
           ? `the change could not be taken back on: ${kept.join('; ')}`
           : 'the change was taken back'),
+    );
+  }
+
+  /**
+   * The primary's own copy of a change failed while it was being sent: every
+   * peer is asked to undo it (those that failed too, as in takeBack). The
+   * local error is what the client hears; a replica that keeps the change is
+   * logged and counted.
+   */
+  private async withdraw(
+    op: 'write' | 'delete',
+    volumeId: number,
+    peers: string[],
+    change: Change,
+    reason: unknown,
+  ): Promise<void> {
+    const undone = await Promise.allSettled(peers.map((peer) => this.undo(peer, change)));
+    const kept = peers.flatMap((peer, i) => {
+      const r = undone[i]!;
+      return r.status === 'rejected' ? [`${peer}: ${(r.reason as Error).message}`] : [];
+    });
+    this.observe?.(op, peers.length, 0, kept.length);
+    for (const k of kept)
+      this.log?.error(
+        { change: change.id, fid: change.fid, reqId: change.requestId },
+        `replicated change ${change.id} to ${change.fid} failed on this server and may be kept on ${k}`,
+      );
+    this.log?.warn(
+      { op, volume: volumeId, fid: change.fid, change: change.id, reqId: change.requestId, kept },
+      `${op} of ${change.fid} failed on this server (${(reason as Error).message}); withdrawn from ${peers.length - kept.length} of ${peers.length} replicas`,
     );
   }
 
@@ -281,8 +317,27 @@ export class Replicator {
     }
   }
 
-  /** Fans out a write the primary stored; `peers` as peers() gave them before it was stored. */
-  async write(peers: string[], volumeId: number, w: ReplicaWrite, rollback: LocalRollback): Promise<void> {
+  /**
+   * Fans out a write the primary has appended, while its own copy becomes
+   * durable: `local` settles when it has (or has failed), and `rollback` takes
+   * that copy back. The replicas' round trip (their append and fsync) overlaps
+   * the primary's fsync instead of following it, so a replicated write waits
+   * for the slower of the two rather than their sum. `peers` as peers() gave
+   * them before the write.
+   *
+   * Whatever fails, the client hears of it only once the change is taken back
+   * (decision 0004): a failed replica rolls back the primary's copy and undoes
+   * the others; a failed local write (a full disk, a failed fsync, a write the
+   * volume refused) undoes the change on every replica and throws the local
+   * error, as it would have without replicas.
+   */
+  async write(
+    peers: string[],
+    volumeId: number,
+    w: ReplicaWrite,
+    local: Promise<unknown>,
+    rollback: LocalRollback,
+  ): Promise<void> {
     const headers: Record<string, string> = { 'Content-Type': mimeOf(w.meta) || 'application/octet-stream' };
     if (w.meta.flags & FLAG_GZIP) headers['Content-Encoding'] = 'gzip';
     if (w.meta.name?.length) {
@@ -321,6 +376,7 @@ export class Replicator {
         return res.status;
       },
       rollback,
+      local,
     );
   }
 

@@ -114,6 +114,11 @@ function rollbackOf(volume: Volume, change: EntryChange | undefined): LocalRollb
   };
 }
 
+/** rollbackOf for a write still becoming durable: its change is known once it has. */
+function rollbackWhenApplied(volume: Volume, applying: Promise<{ change?: EntryChange }>): LocalRollback {
+  return async () => rollbackOf(volume, (await applying).change)();
+}
+
 /** Uploads take the comma form only (docs/format.md §1), optionally with an extension. */
 function uploadFid(pathname: string) {
   const parsed = parseFidPath(pathname);
@@ -228,13 +233,14 @@ async function storeUpload(
     : volume.writeStreamed({ key: fid.key, cookie: fid.cookie, spool: upload.spool!, meta });
   // In the same tick as the write starts: an undo of it can then never miss it.
   if (changeId) undoLog.applied(changeId, volume, fid, applying);
-  const result = await applying;
   if (fanOut) {
+    // Sent while this copy's fsync runs (the append itself happened in the call above).
     // A spooled body streams from its file to each replica (the file outlives this call).
     const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
     const w = { fid: pathname.slice(1), data: body, meta, token, requestId: requestIdOf(res.req) };
-    await config.replicator.write(peers, fid.volumeId, w, rollbackOf(volume, result.change));
+    await config.replicator.write(peers, fid.volumeId, w, applying, rollbackWhenApplied(volume, applying));
   }
+  const result = await applying;
   // An overwrite changes what the edge may hold; the client-facing server (not each replica) says so.
   if (overwrite && !result.unchanged && isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   const eTag = etagOf(result.checksum);

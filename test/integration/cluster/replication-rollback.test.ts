@@ -14,6 +14,7 @@ import { statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpStatusOf, ReadOnlyVolumeError } from '../../../shared/errors.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import {
   assignOk,
@@ -280,6 +281,25 @@ describe('issue 10 finding 6: a failed fan-out leaves no replica serving the fai
 
     const back = await restart(replica, p.vid, 2);
     await expectServes([p.primary, back], fid, old);
+  });
+
+  it('(f) a write the primary refuses after the fan-out started (read-only there): its error, and the replica withdraws its copy', async () => {
+    // The fan-out runs beside the primary's own append and fsync (decision 0004, "in parallel"),
+    // so a replica may take a write the primary then fails: it must be undone there.
+    const p = await place('001');
+    const [replica] = p.replicas as [ChildVolume];
+    const made = await fetch(`${p.primary.base}/admin/readonly?volume=${p.vid}`, { method: 'POST' });
+    expect(made.status).toBe(200);
+    const replicaBefore = datSize(replica, p.vid);
+    const fid = p.fid(1);
+    const res = await upload(p.primary.url, fid, randomBytes(7_000));
+    const body = (await res.json()) as { code?: string };
+    expect(res.status).toBe(httpStatusOf(new ReadOnlyVolumeError('')));
+    expect(body.code).toBe(new ReadOnlyVolumeError('').code);
+    // The replica did store it (its .dat grew by the needle and its undo), and serves none of it.
+    expect(datSize(replica, p.vid)).toBeGreaterThan(replicaBefore + 7_000);
+    await expectGone([p.primary, replica], fid);
+    await fetch(`${p.primary.base}/admin/writable?volume=${p.vid}`, { method: 'POST' });
   });
 
   it('replica traffic: undo is a type=replicate request only, and a change id it has not seen is refused later', async () => {
