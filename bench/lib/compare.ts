@@ -39,7 +39,7 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
       for (const i of order) {
         const c = contenders[i]!;
         const port = started[i]!.port;
-        const pid = started[i]!.child?.pid;
+        const pid = started[i]!.child?.pid ?? started[i]!.pid;
         const before = cpuSeconds(pid);
         const r = c.drive
           ? await c.drive(port, opts.connections, opts.durationSec)

@@ -3,6 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 export interface Started {
   /** The server's process; absent for a server the bench runs some other way (e.g. workerd via Miniflare). */
   child?: ChildProcess;
+  /** The server's pid when there is no `child` (found another way, e.g. cpu.ts's pidListeningOn). */
+  pid?: number;
   port: number;
   stop(): Promise<void>;
 }
