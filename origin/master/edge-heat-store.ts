@@ -22,6 +22,24 @@ import type { MasterStateStore } from './state-store.ts';
 /** Default of `edgeHeatPersistInterval`: a lost interval is a twelfth of an hourly bucket. */
 export const DEFAULT_EDGE_HEAT_PERSIST_MS = 5 * 60_000;
 
+/** How long a stopping master waits for its last save. */
+export const STOP_SAVE_TIMEOUT_MS = 2_000;
+/** A tick the store has not answered in this long is left behind (the next one runs; both are idempotent). */
+const TICK_TIMEOUT_MS = 10_000;
+
+/** `work`, or nothing once `ms` have passed. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([work.then(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface EdgeHeatStoreOptions {
   heat: EdgeHeat;
   store: MasterStateStore;
@@ -58,14 +76,16 @@ export class EdgeHeatStore {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.running;
-    if (this.opts.intervalMs > 0 && this.opts.leadership.isLeader()) await this.tick();
+    if (this.opts.intervalMs <= 0) return;
+    const last = this.running.then(() => (this.opts.leadership.isLeader() ? this.tick() : undefined));
+    // A store that does not answer must not hold up a shutdown: the heat is advice.
+    await within(last, STOP_SAVE_TIMEOUT_MS);
   }
 
   /** One tick at a time: a slow store is not asked again while it still answers the last one. */
   private kick(): void {
     if (this.opts.intervalMs <= 0) return;
-    this.running = this.running.then(() => this.tick());
+    this.running = this.running.then(() => within(this.tick(), TICK_TIMEOUT_MS));
   }
 
   private async tick(): Promise<void> {
