@@ -11,6 +11,8 @@ import { handlePublicRead } from './read.ts';
 import { errorResponse } from './respond.ts';
 import { handleDelete, handleSubmit } from './write.ts';
 
+const HEALTH_PATH = '/healthz';
+
 const router = AutoRouter<IRequest, [Env, ExecutionContext]>({
   catch: (err) => errorResponse(err),
   missing: (req) =>
@@ -18,11 +20,29 @@ const router = AutoRouter<IRequest, [Env, ExecutionContext]>({
 });
 
 router
-  .get('/healthz', () => new Response('ok\n', { headers: { 'content-type': 'text/plain' } }))
+  .get(HEALTH_PATH, () => new Response('ok\n', { headers: { 'content-type': 'text/plain' } }))
   .post('/submit', (req, env) => handleSubmit(req, env))
   .post(PURGE_PATH, (req, env, ctx) => handlePurge(req, env, ctx))
   .get('*', (req, env, ctx) => handlePublicRead(req, env, ctx))
   .head('*', (req, env, ctx) => handlePublicRead(req, env, ctx))
   .delete('*', (req, env, ctx) => handleDelete(req, env, ctx));
 
-export default { fetch: router.fetch } satisfies ExportedHandler<Env>;
+/**
+ * Public reads, the hot path, go to their handler directly: the router would
+ * parse the URL and its query once more, wrap the request in a Proxy and await
+ * its before/finally steps, per read (docs/decisions/0010-origin-free-reads.md,
+ * "Warm read cost"). Every other path still goes through it.
+ */
+async function fetchHandler(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const method = request.method;
+  if ((method === 'GET' || method === 'HEAD') && !request.url.includes(HEALTH_PATH)) {
+    try {
+      return await handlePublicRead(request, env, ctx);
+    } catch (err) {
+      return errorResponse(err);
+    }
+  }
+  return router.fetch(request, env, ctx);
+}
+
+export default { fetch: fetchHandler } satisfies ExportedHandler<Env>;

@@ -73,8 +73,9 @@ interface Read {
  * edge's bookkeeping removed, a browser lifetime no longer than the edge's own
  * bound (and never past the blob's TTL), Vary: Accept on negotiated formats.
  */
-function respond(res: Response, state: CacheState, read: Read): Response {
-  const out = new Response(read.head ? null : res.body, res);
+function respond(res: Response, state: CacheState, read: Read, owned = false): Response {
+  // A response this Worker built itself (a tier answer passed through) is changed in place, not copied.
+  const out = owned && !read.head ? res : new Response(read.head ? null : res.body, res);
   const h = out.headers;
   for (const name of INTERNAL_HEADERS) h.delete(name);
   h.set('x-kelp-cache', state);
@@ -111,14 +112,19 @@ function confirmedBy(res: Response, startedAt: number): number {
   return tier > 0 ? Math.min(tier, startedAt) : startedAt;
 }
 
-/** A GET for `url` carrying the client's Range and conditional headers. */
-function matchRequest(url: string, request: Request): Request {
-  const headers = new Headers();
+/**
+ * A GET for `url` carrying the client's Range and conditional headers; the
+ * bare URL when it sent none (most reads: no Request to build per read).
+ */
+function matchRequest(url: string, request: Request): Request | string {
+  let headers: Headers | undefined;
   for (const name of MATCH_HEADERS) {
     const v = request.headers.get(name);
-    if (v !== null) headers.set(name, v);
+    if (v === null) continue;
+    headers ??= new Headers();
+    headers.set(name, v);
   }
-  return new Request(url, { headers });
+  return headers ? new Request(url, { headers }) : url;
 }
 
 /**
@@ -314,7 +320,8 @@ async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
     await origin.body?.cancel();
     return rangedBypass(read);
   }
-  return respond(origin, 'BYPASS', read);
+  // A tier answer (read.tierCost set) was made by tier-read.ts, its headers mutable: no copy.
+  return respond(origin, 'BYPASS', read, read.tierCost !== undefined);
 }
 
 /** The client's Range asked of the origin directly (the object is not cached). */
@@ -335,10 +342,10 @@ export async function handlePublicRead(request: Request, env: Env, ctx: Executio
   const url = new URL(request.url);
   // Both throw 400-class errors before any origin call.
   const { fid, ext, name } = parseFidPath(url.pathname);
-  const params = parseResizeParams(url.searchParams, {
-    maxSide: config.maxResizeSide,
-    presets: config.resizePresets,
-  });
+  // No query (most reads): nothing to parse.
+  const params = url.search
+    ? parseResizeParams(url.searchParams, { maxSide: config.maxResizeSide, presets: config.resizePresets })
+    : null;
   const resize = canonicalResizeQuery(params);
   const preset = url.searchParams.get('preset');
   const sig = url.searchParams.get('sig');

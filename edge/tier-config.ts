@@ -11,18 +11,18 @@
  * `TIER_<NAME>_ACCESS_KEY_ID` and `TIER_<NAME>_SECRET_ACCESS_KEY`, NAME being
  * the backend name upper-cased with `.` and `-` as `_` (TIER_S3_ARCHIVE_...);
  * read-only keys scoped to the one bucket (docs/security.md). GCS goes through
- * its XML API, which takes SigV4 with HMAC keys (endpoint
- * `https://storage.googleapis.com`, region `auto` unless given).
+ * its XML API, which takes SigV4 with HMAC keys (tier-backends/gcs.ts:
+ * endpoint `https://storage.googleapis.com`, region `auto` unless given).
  * A backend missing here is read through the origin, as before.
  */
 import { InternalError } from '../shared/errors.ts';
+import { gcsReader } from './tier-backends/gcs.ts';
 import { type R2Binding, R2Reader } from './tier-backends/r2.ts';
 import type { TierReader } from './tier-backends/reader.ts';
 import { S3Reader } from './tier-backends/s3.ts';
 
 /** A bucket read that takes longer is given up (the read goes to the origin). */
 export const DEFAULT_TIER_TIMEOUT_MS = 5_000;
-const GCS_ENDPOINT = 'https://storage.googleapis.com';
 
 interface RawBackend {
   kind?: unknown;
@@ -88,14 +88,27 @@ export function parseTierBackends(env: TierEnv, timeoutMs: number): Map<string, 
     if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') {
       throw new InternalError(`TIER_BACKENDS: ${name} needs the secrets ${idName} and ${secretName}`);
     }
-    const endpoint =
-      b.kind === 'gcs' ? ((b.endpoint as string) ?? GCS_ENDPOINT) : str(b.endpoint, `${name}.endpoint`);
+    if (b.kind === 'gcs') {
+      out.set(
+        name,
+        gcsReader({
+          bucket,
+          accessKeyId,
+          secretAccessKey,
+          ...(b.endpoint !== undefined ? { endpoint: str(b.endpoint, `${name}.endpoint`) } : {}),
+          ...(typeof b.region === 'string' ? { region: b.region } : {}),
+          pathStyle: b.pathStyle !== false,
+          timeoutMs,
+        }),
+      );
+      continue;
+    }
     out.set(
       name,
       new S3Reader({
         kind: b.kind,
-        endpoint,
-        region: typeof b.region === 'string' ? b.region : b.kind === 'gcs' ? 'auto' : 'us-east-1',
+        endpoint: str(b.endpoint, `${name}.endpoint`),
+        region: typeof b.region === 'string' ? b.region : 'us-east-1',
         bucket,
         accessKeyId,
         secretAccessKey,

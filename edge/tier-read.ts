@@ -124,10 +124,14 @@ async function immutableRange(
   return bytes;
 }
 
-async function directoryOf(read: TierRead, reader: TierReader, loc: TierLocation, cost: TierCost) {
+/** Header and page directory of the index, read when isolate memory lacks them. */
+async function readDirectory(
+  read: TierRead,
+  reader: TierReader,
+  loc: TierLocation,
+  cost: TierCost,
+): Promise<TierDirectory> {
   const id = `${reader.bucket}/${loc.indexKey}`;
-  const hit = lruGet(directories, id);
-  if (hit) return hit;
   const dir = await singleFlight(
     `dir:${id}`,
     async () =>
@@ -143,7 +147,8 @@ async function directoryOf(read: TierRead, reader: TierReader, loc: TierLocation
   return dir;
 }
 
-async function pageBytes(
+/** Page `page` of the index, read (and CRC-checked) when isolate memory lacks it. */
+async function readPage(
   read: TierRead,
   reader: TierReader,
   loc: TierLocation,
@@ -152,8 +157,6 @@ async function pageBytes(
   cost: TierCost,
 ): Promise<Uint8Array> {
   const id = `${reader.bucket}/${loc.indexKey}#${page}`;
-  const hit = lruGet(pages, id);
-  if (hit) return hit;
   const { offset, length } = pageRange(dir.header, page);
   const bytes = await immutableRange(read, reader, loc.indexKey, offset, length, cost);
   verifyPage(dir, page, bytes);
@@ -190,18 +193,53 @@ async function refreshDeletes(reader: TierReader, loc: TierLocation, cost: TierC
  * served while a refresh runs in the background; past all of it, it is
  * refreshed first. `notBefore` forces a set confirmed after that instant.
  */
-async function deletionsOf(read: TierRead, reader: TierReader, loc: TierLocation, cost: TierCost) {
+type KnownDeletes = { set: DeletionSet; etag: string; confirmedAt: number };
+
+/**
+ * The deletion set if isolate memory holds one within the fresh period
+ * (refreshed in the background past half of it), else undefined: a plain
+ * value, no promise, so a warm read does not wait a turn for what it has.
+ */
+function freshDeletions(
+  read: TierRead,
+  reader: TierReader,
+  loc: TierLocation,
+  cost: TierCost,
+): KnownDeletes | undefined {
   const id = `${reader.bucket}/${loc.deletesKey}`;
   const known = lruGet(deletionSets, id);
+  if (!known) return undefined;
   const { freshMs, originTimeoutMs } = read.config;
-  const age = known ? Date.now() - known.confirmedAt : Number.POSITIVE_INFINITY;
-  const refresh = () =>
-    singleFlight(`del:${id}`, () => refreshDeletes(reader, loc, cost, read.fid.volumeId), originTimeoutMs);
-  if (known && age < freshMs) {
-    if (age >= freshMs * EARLY_REFRESH_FRACTION) read.ctx.waitUntil(refresh().catch(() => {}));
-    return known;
+  const age = Date.now() - known.confirmedAt;
+  if (age >= freshMs) return undefined;
+  if (age >= freshMs * EARLY_REFRESH_FRACTION) {
+    // Counted in this read's cost: it is sent (and counted) before the answer's headers are made.
+    read.ctx.waitUntil(
+      singleFlight(
+        `del:${id}`,
+        () => refreshDeletes(reader, loc, cost, read.fid.volumeId),
+        originTimeoutMs,
+      ).catch(() => {}),
+    );
   }
-  return refresh();
+  return known;
+}
+
+/** The deletion set, confirmed no longer than the fresh period ago (read first when it is older). */
+function deletionsOf(
+  read: TierRead,
+  reader: TierReader,
+  loc: TierLocation,
+  cost: TierCost,
+): KnownDeletes | Promise<KnownDeletes> {
+  return (
+    freshDeletions(read, reader, loc, cost) ??
+    singleFlight(
+      `del:${reader.bucket}/${loc.deletesKey}`,
+      () => refreshDeletes(reader, loc, cost, read.fid.volumeId),
+      read.config.originTimeoutMs,
+    )
+  );
 }
 
 function notFound(confirmedAt: number): Response {
@@ -274,10 +312,13 @@ async function answer(
   cost: TierCost,
 ): Promise<Response> {
   const { fid, config } = read;
-  const [deletes, dir] = await Promise.all([
-    deletionsOf(read, reader, loc, cost),
-    directoryOf(read, reader, loc, cost),
-  ]);
+  // Warm, all three are in isolate memory and nothing here waits: the needle's GET is the one await.
+  const knownDeletes = deletionsOf(read, reader, loc, cost);
+  const knownDir = lruGet(directories, `${reader.bucket}/${loc.indexKey}`);
+  const [deletes, dir] =
+    knownDir && !(knownDeletes instanceof Promise)
+      ? [knownDeletes, knownDir]
+      : await Promise.all([knownDeletes, knownDir ?? readDirectory(read, reader, loc, cost)]);
   const confirmedAt = deletes.confirmedAt;
   if (isDeleted(deletes.set, fid.key)) return notFound(confirmedAt);
   // A purge this isolate heard of after the index was written can only be a delete (a tiered volume takes
@@ -286,7 +327,10 @@ async function answer(
   if (purgedInMemory(read.key) > dir.header.createdAt) return notFound(confirmedAt);
   const page = pageOf(dir, fid.key);
   if (page < 0) return notFound(confirmedAt);
-  const entry = findInPage(dir, page, await pageBytes(read, reader, loc, dir, page, cost), fid.key);
+  const pageBytes =
+    lruGet(pages, `${reader.bucket}/${loc.indexKey}#${page}`) ??
+    (await readPage(read, reader, loc, dir, page, cost));
+  const entry = findInPage(dir, page, pageBytes, fid.key);
   if (!entry) return notFound(confirmedAt);
   const version = dir.header.needleVersion;
   const recordSize = needleRecordSize(entry.size, version);

@@ -359,6 +359,13 @@ const MASTER_FIELDS = {
     ratio,
     MASTER_DEFAULTS.garbageThreshold,
   ),
+  edgeHeatPersistInterval: field(
+    '<duration>',
+    'how often the leader saves the edge read heat in its state store (followers load it at the same pace); 0 = never',
+    intervalOrOff,
+    MASTER_DEFAULTS.edgeHeatPersistMs,
+    '5m',
+  ),
   metrics: METRICS,
   drainSeconds: DRAIN_SECONDS,
 };
@@ -631,6 +638,7 @@ export const SERVER_OPTIONS = {
     ),
     'master.vacuumInterval': MASTER_FIELDS.vacuumInterval,
     'master.garbageThreshold': MASTER_FIELDS.garbageThreshold,
+    'master.edgeHeatPersistInterval': MASTER_FIELDS.edgeHeatPersistInterval,
     'volume.port': volumePort,
     'volume.max': field('<count>', 'most volumes in DIR', positive, 8),
     'volume.dataCenter': dataCenter,

@@ -35,4 +35,27 @@ export class ReadHeat {
     this.roll();
     return this.hours.reduce((a, b) => a + b, 0);
   }
+
+  /** The current hour (hours since the epoch) and the 24 counts, newest first: what a snapshot keeps. */
+  recent(): { hour: number; counts: number[] } {
+    this.roll();
+    const counts = Array.from({ length: 24 }, (_, i) => this.hours[(this.hour - i + 24 * 24) % 24]!);
+    return { hour: this.hour, counts };
+  }
+
+  /**
+   * Takes in counts kept by `recent()` (perhaps by another process), hour by
+   * hour, keeping the larger of the two: both saw the same stream of reports,
+   * so the larger is the truer, and taking one in twice changes nothing.
+   */
+  mergeMax(hour: number, counts: readonly number[]): void {
+    this.roll();
+    for (let i = 0; i < Math.min(24, counts.length); i++) {
+      const h = hour - i;
+      if (h > this.hour || h <= this.hour - 24) continue;
+      const at = (h + 24 * 24) % 24;
+      const c = counts[i]!;
+      if (Number.isFinite(c) && c > this.hours[at]!) this.hours[at] = c;
+    }
+  }
 }

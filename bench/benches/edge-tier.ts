@@ -36,6 +36,7 @@ import { sealVolume, tierUpload } from '../../test/tiering/volume/harness.ts';
 import { createBackend } from '../../tiering/backends/create-backend.ts';
 import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { compare } from '../lib/compare.ts';
+import { pidListeningOn } from '../lib/cpu.ts';
 import type { Row } from '../lib/table.ts';
 import type { Bench, BenchContext } from '../run.ts';
 
@@ -180,7 +181,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
         [
           {
             subject: `bare Worker: one ranged get, ${label}`,
-            start: async () => ({ port: barePort, stop: async () => {} }),
+            start: async () => ({ port: barePort, pid: pidListeningOn(barePort), stop: async () => {} }),
             load: (p) => ({
               url: `http://127.0.0.1:${p}`,
               script: RANDOM_PATH,
@@ -189,7 +190,11 @@ async function run(ctx: BenchContext): Promise<Row[]> {
           },
           {
             subject: `bare Worker: Cache API miss, then one ranged get, ${label}`,
-            start: async () => ({ port: matchingPort, stop: async () => {} }),
+            start: async () => ({
+              port: matchingPort,
+              pid: pidListeningOn(matchingPort),
+              stop: async () => {},
+            }),
             load: (p) => ({
               url: `http://127.0.0.1:${p}`,
               script: RANDOM_PATH,
@@ -198,7 +203,7 @@ async function run(ctx: BenchContext): Promise<Row[]> {
           },
           {
             subject: `Kelp Worker: warm origin-free read, ${label}`,
-            start: async () => ({ port: kelpPort, stop: async () => {} }),
+            start: async () => ({ port: kelpPort, pid: pidListeningOn(kelpPort), stop: async () => {} }),
             load: (p) => ({
               url: `http://127.0.0.1:${p}`,
               script: RANDOM_PATH,

@@ -39,7 +39,7 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
       for (const i of order) {
         const c = contenders[i]!;
         const port = started[i]!.port;
-        const pids = started[i]!.pids ?? [started[i]!.child?.pid];
+        const pids = started[i]!.pids ?? [started[i]!.child?.pid ?? started[i]!.pid];
         const cpuNow = () => {
           const each = pids.map(cpuSeconds);
           return each.includes(undefined) ? undefined : (each as number[]).reduce((a, b) => a + b, 0);

@@ -5,6 +5,8 @@ export interface Started {
   child?: ChildProcess;
   /** Every process serving the contender, when there are several (a cluster): its CPU is their sum. */
   pids?: number[];
+  /** The server's pid when there is no `child` (found another way, e.g. cpu.ts's pidListeningOn). */
+  pid?: number;
   port: number;
   stop(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 /**
- * S3 and S3-compatible stores (AWS, Ceph RGW, R2's S3 API, GCS's XML API)
+ * S3 and S3-compatible stores (AWS, Ceph RGW, R2's S3 API; GCS's XML API through gcs.ts)
  * through SigV4-signed `fetch` (aws4fetch): a ranged GET per read, a GET with
  * If-None-Match for the deletion set. Keys are read-only and scoped to the
  * bucket (docs/security.md); the endpoint comes from the Worker's own config,
@@ -26,6 +26,8 @@ export interface S3ReaderConfig {
   secretAccessKey: string;
   /** `endpoint/bucket/key` (default) or `bucket.endpoint/key`. */
   pathStyle: boolean;
+  /** Sent as X-Amz-Content-Sha256 when set (GCS, gcs.ts); aws4fetch's UNSIGNED-PAYLOAD otherwise. */
+  payloadSha256?: string;
   timeoutMs: number;
 }
 
@@ -61,7 +63,10 @@ export class S3Reader implements TierReader {
     cost.requests++;
     let res: Response;
     try {
-      const req = await this.#client.sign(this.#url(key), { method: 'GET', headers });
+      const signed = this.#config.payloadSha256
+        ? { ...headers, 'x-amz-content-sha256': this.#config.payloadSha256 }
+        : headers;
+      const req = await this.#client.sign(this.#url(key), { method: 'GET', headers: signed });
       res = await fetch(req, { signal: AbortSignal.timeout(this.#config.timeoutMs), redirect: 'manual' });
     } catch (err) {
       throw new UnavailableError(`${what}: ${(err as Error).message}`, 1, { cause: err });

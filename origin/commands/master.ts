@@ -16,6 +16,7 @@ export function masterConfig(o: MasterOptions): Partial<MasterConfig> {
     pulseSeconds: o.pulseSeconds,
     vacuumIntervalMs: o.vacuumInterval,
     garbageThreshold: o.garbageThreshold,
+    edgeHeatPersistMs: o.edgeHeatPersistInterval,
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,

@@ -40,6 +40,7 @@ export function serverConfigs(
     pulseSeconds: o['master.pulseSeconds'],
     vacuumIntervalMs: o['master.vacuumInterval'],
     garbageThreshold: o['master.garbageThreshold'],
+    edgeHeatPersistMs: o['master.edgeHeatPersistInterval'],
     ...masterSecurity(o),
     etcd: o.etcd,
     etcdPrefix: o.etcdPrefix,

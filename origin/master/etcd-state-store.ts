@@ -30,6 +30,8 @@ export const ETCD_CALL_TIMEOUT_MS = 2_000;
 export class EtcdStateStore implements MasterStateStore {
   private readonly client: Etcd3;
   private readonly key: string;
+  /** The edge heat snapshot (edge-heat-store.ts), beside the state. */
+  private readonly heatKey: string;
   private readonly leadership: EtcdLeadership;
   /** Updates of this process, one after another (each is a read and a transaction). */
   private queue: Promise<unknown> = Promise.resolve();
@@ -37,6 +39,7 @@ export class EtcdStateStore implements MasterStateStore {
   constructor(client: Etcd3, prefix: string, leadership: EtcdLeadership) {
     this.client = client;
     this.key = `${prefix.replace(/\/+$/, '')}/state`;
+    this.heatKey = `${prefix.replace(/\/+$/, '')}/edge-heat`;
     this.leadership = leadership;
   }
 
@@ -48,6 +51,29 @@ export class EtcdStateStore implements MasterStateStore {
     const run = this.queue.then(() => this.updateNow(change));
     this.queue = run.catch(() => {});
     return run;
+  }
+
+  async loadEdgeHeat(): Promise<string | undefined> {
+    try {
+      return (await this.client.get(this.heatKey).string()) ?? undefined;
+    } catch (err) {
+      throw new UnavailableError('etcd did not answer; retry shortly', 1, { cause: err });
+    }
+  }
+
+  /** Fenced by the term like the state: a deposed leader's older counts do not overwrite the new leader's. */
+  async saveEdgeHeat(snapshot: string): Promise<void> {
+    const term = this.leadership.currentTerm();
+    let res: Awaited<ReturnType<ReturnType<Etcd3['if']>['commit']>>;
+    try {
+      res = await this.client
+        .if(term.key, 'Create', '==', term.revision)
+        .then(this.client.put(this.heatKey).value(snapshot))
+        .commit();
+    } catch (err) {
+      throw new UnavailableError('etcd did not answer; retry shortly', 1, { cause: err });
+    }
+    if (!res.succeeded) throw new NotLeaderError('this master is no longer the leader', 1);
   }
 
   private async read(): Promise<{ state: MasterState; modRevision: string }> {

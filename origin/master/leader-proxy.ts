@@ -8,6 +8,8 @@
  *   admin operations (/vol/vacuum, move...)  forwarded: one orchestrator at a time (/vol/list answered here)
  *   /dir/lookup?fileId= that earns a token    forwarded (only the leader knows which keys it issued)
  *   /submit                                   stored by this master, its fid assigned by the leader
+ *   POST /edge/heat                           forwarded with its body (the key checked here first), so
+ *                                             the leader's tier policy sees every report (edge-heat.ts)
  *   other lookups, heartbeats, status         answered here, from this master's own topology
  *
  * A forwarded call is signed with the cluster key (the follower vouches for a
@@ -91,14 +93,17 @@ export class LeaderProxy {
         access.requireAdmin(req, url);
     }
     const timeoutMs = ADMIN_PATHS.has(pathname) ? ADMIN_FORWARD_TIMEOUT_MS : FORWARD_TIMEOUT_MS;
-    const answer = await this.forward(req, req.method ?? 'GET', url, timeoutMs);
-    const headers: Record<string, string> = {};
-    for (const h of RELAYED) {
-      const v = answer.headers[h];
-      if (typeof v === 'string') headers[h] = v;
-    }
-    res.writeHead(answer.status, headers);
-    res.end(answer.body);
+    relay(res, await this.forward(req, req.method ?? 'GET', url, timeoutMs));
+    return true;
+  }
+
+  /**
+   * A POST whose body this master read (and whose caller it checked) sent on
+   * to the leader, the answer relayed; false when this master leads.
+   */
+  async routeWithBody(req: IncomingMessage, res: ServerResponse, body: Uint8Array): Promise<boolean> {
+    if (this.opts.leadership.isLeader()) return false;
+    relay(res, await this.forward(req, 'POST', req.url ?? '/', FORWARD_TIMEOUT_MS, body));
     return true;
   }
 
@@ -125,6 +130,7 @@ export class LeaderProxy {
     method: string,
     pathAndQuery: string,
     timeoutMs = FORWARD_TIMEOUT_MS,
+    body?: Uint8Array,
   ): Promise<PeerResponse> {
     const { leadership, clusterKey } = this.opts;
     if (req.headers[FORWARDED_HEADER] !== undefined) {
@@ -137,14 +143,30 @@ export class LeaderProxy {
     const url = `http://${leader}${pathAndQuery}`;
     const headers: Record<string, string> = { [FORWARDED_HEADER]: leadership.self };
     if (req.headers.authorization) headers.authorization = req.headers.authorization;
+    if (body) {
+      headers['content-type'] = req.headers['content-type'] ?? 'application/json';
+      headers['content-length'] = String(body.length);
+    }
     try {
       return await peerRequest(url, {
         method,
         headers: withClusterAuth(clusterKey, method, url, headers),
         timeoutMs,
+        ...(body ? { body } : {}),
       });
     } catch (err) {
       throw new UnavailableError(`the leader ${leader} did not answer; retry shortly`, 1, { cause: err });
     }
   }
+}
+
+/** The leader's answer, as the caller's. */
+function relay(res: ServerResponse, answer: PeerResponse): void {
+  const headers: Record<string, string> = {};
+  for (const h of RELAYED) {
+    const v = answer.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  res.writeHead(answer.status, headers);
+  res.end(answer.body);
 }

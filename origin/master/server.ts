@@ -54,6 +54,7 @@ import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
+import { DEFAULT_EDGE_HEAT_PERSIST_MS, EdgeHeatStore } from './edge-heat-store.ts';
 import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
 import { etcdClient } from './etcd-client.ts';
 import { EtcdStateStore } from './etcd-state-store.ts';
@@ -105,6 +106,8 @@ export interface MasterConfig {
   vacuumIntervalMs: number;
   /** Garbage ratio at which the scheduled vacuum compacts a volume. */
   garbageThreshold: number;
+  /** How often the leader saves the edge heat in the state store (followers load it); 0 = never. */
+  edgeHeatPersistMs: number;
   now: () => number;
   stateStore?: MasterStateStore;
   allocate?: AllocateVolume;
@@ -139,6 +142,7 @@ export const MASTER_DEFAULTS = {
   leaseSeconds: LEASE_SECONDS,
   vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
   garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
+  edgeHeatPersistMs: DEFAULT_EDGE_HEAT_PERSIST_MS,
   now: Date.now,
   metrics: true,
   drainSeconds: DEFAULT_DRAIN_SECONDS,
@@ -234,6 +238,13 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     leading: () => leadership.isLeader(),
   });
   const edgeHeat = new EdgeHeat(config.edgeHeatKeys, config.now);
+  const edgeHeatStore = new EdgeHeatStore({
+    heat: edgeHeat,
+    store: state,
+    leadership,
+    intervalMs: config.edgeHeatPersistMs,
+    log: log.child({ component: 'edge-heat' }),
+  });
   const statusPage = new MasterStatusPage(topology, () => self, vacuumSchedule, edgeHeat);
 
   /**
@@ -500,9 +511,13 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
             topology.maxVolumeId(),
           ),
         });
-      case EDGE_HEAT_PATH:
+      case EDGE_HEAT_PATH: {
         if (req.method !== 'POST') throw new MethodNotAllowedError(`${EDGE_HEAT_PATH} takes a POST`);
-        return sendJson(res, 200, { volumes: await edgeHeat.handle(req) });
+        const report = await edgeHeat.readReport(req);
+        // A follower's policy reads nothing: the leader's does, so it hears every report.
+        if (await proxy.routeWithBody(req, res, report)) return;
+        return sendJson(res, 200, { volumes: edgeHeat.apply(report) });
+      }
       case '/col/delete':
         if (req.method !== 'POST' && req.method !== 'DELETE')
           throw new MethodNotAllowedError('/col/delete deletes data: POST or DELETE it, never GET');
@@ -565,6 +580,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const pruner = setInterval(() => topology.prune(FORGET_AFTER_PULSES), config.pulseSeconds * 1000);
   pruner.unref();
   vacuumSchedule.start();
+  edgeHeatStore.start();
   return {
     server,
     topology,
@@ -577,6 +593,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       health.markStopping();
       clearInterval(pruner);
       await vacuumSchedule.stop();
+      await edgeHeatStore.stop();
       // Leadership first: the lease is revoked and another master elected while this one drains.
       await leadership.close();
       await closeServer(server);
@@ -586,6 +603,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       health.markStopping();
       clearInterval(pruner);
       await vacuumSchedule.stop();
+      await edgeHeatStore.stop();
       // Leadership first: the lease is revoked and another master elected while this one drains.
       await leadership.close();
       log.info(`shutting down: draining requests for up to ${Math.round(drainMs / 1000)} s`);

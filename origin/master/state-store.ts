@@ -27,6 +27,14 @@ export interface MasterStateStore {
    * moves the counters.
    */
   update(change: (current: MasterState) => MasterState): Promise<MasterState>;
+  /**
+   * The edge heat snapshot last saved (edge-heat-store.ts), undefined when
+   * none was. Heat is advice for tier policies: it is kept beside the state,
+   * not in it, and written far less often than it changes.
+   */
+  loadEdgeHeat(): Promise<string | undefined>;
+  /** Replaces the snapshot; a shared store rejects with NotLeaderError when this master no longer leads. */
+  saveEdgeHeat(snapshot: string): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -64,12 +72,29 @@ export function decodeState(text: string): MasterState {
 /** JSON in `<mdir>/master-state.json`, replaced atomically (write, fsync, rename, fsync dir). */
 export class FileStateStore implements MasterStateStore {
   readonly path: string;
+  readonly heatPath: string;
   private readonly dir: string;
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true });
     this.dir = dir;
     this.path = join(dir, 'master-state.json');
+    this.heatPath = join(dir, 'edge-heat.json');
+  }
+
+  async loadEdgeHeat(): Promise<string | undefined> {
+    return existsSync(this.heatPath) ? readFileSync(this.heatPath, 'utf8') : undefined;
+  }
+
+  /**
+   * Replaced by a rename so it is never torn; not fsync'd: heat is advice, and
+   * a power cut costing the last interval's counts costs the policy nothing it
+   * would not rebuild within the hour.
+   */
+  async saveEdgeHeat(snapshot: string): Promise<void> {
+    const tmp = `${this.heatPath}.tmp`;
+    writeFileSync(tmp, snapshot);
+    renameSync(tmp, this.heatPath);
   }
 
   async load(): Promise<MasterState> {
@@ -103,6 +128,13 @@ export class FileStateStore implements MasterStateStore {
 /** For tests and throwaway clusters: nothing survives a restart. */
 export class MemoryStateStore implements MasterStateStore {
   private state: MasterState = { ...EMPTY_STATE };
+  private heat: string | undefined;
+  async loadEdgeHeat(): Promise<string | undefined> {
+    return this.heat;
+  }
+  async saveEdgeHeat(snapshot: string): Promise<void> {
+    this.heat = snapshot;
+  }
   async load(): Promise<MasterState> {
     return { ...this.state };
   }

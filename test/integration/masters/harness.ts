@@ -53,20 +53,34 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 /** `kelp ARGS` as a process, once it printed a line matching `ready` (its port in group 1). */
-export async function kelpProcess(args: string[], ready: RegExp): Promise<KelpProcess> {
+export async function kelpProcess(
+  args: string[],
+  ready: RegExp,
+  env: Record<string, string> = {},
+): Promise<KelpProcess> {
   const p = await spawnUntilReady([CLI, ...args], {
     what: `kelp ${args[0]}`,
     ready,
     timeoutMs: START_TIMEOUT_MS,
-    env: cleanEnv(),
+    env: { ...cleanEnv(), ...env },
     onSpawn: (kill) => stoppers.push(kill),
   });
   const address = `127.0.0.1:${p.match[1]!}`;
   return { address, base: `http://${address}`, child: p.child, output: p.output, kill: p.kill, stop: p.stop };
 }
 
-/** `kelp master --etcd ...` on a given port (a restart keeps its address), 1-second pulses. */
-export function masterProcess(opts: { port: number; etcd: string[]; prefix: string; mdir?: string }) {
+/**
+ * `kelp master --etcd ...` on a given port (a restart keeps its address), 1-second pulses; `args` and
+ * `env` (KELP_* variables) add to that.
+ */
+export function masterProcess(opts: {
+  port: number;
+  etcd: string[];
+  prefix: string;
+  mdir?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}) {
   return kelpProcess(
     [
       'master',
@@ -82,8 +96,10 @@ export function masterProcess(opts: { port: number; etcd: string[]; prefix: stri
       opts.prefix,
       '--pulseSeconds',
       '1',
+      ...(opts.args ?? []),
     ],
     /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/,
+    opts.env,
   );
 }
 

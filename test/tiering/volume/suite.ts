@@ -13,10 +13,12 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tierLocationOf } from '../../../origin/volume/tier-sidecars.ts';
 import type { RemoteDat } from '../../../origin/volume/volume-info.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { needleRecordSize } from '../../../shared/needle.ts';
 import type { BackendConfig, TierBackend } from '../../../tiering/backends/backend.ts';
+import { waitFor } from '../../support/wait.ts';
 import {
   assignVolume,
   type Blob,
@@ -126,6 +128,24 @@ export function describeTieredVolume(name: string, target: () => TierTarget): vo
         200,
       );
       expect(status.Volumes.find((v) => v.id === VID)).toMatchObject({ remote: t.backend, readOnly: true });
+    });
+
+    it("publishes where the edge finds it (the lookup's tier location): kind, bucket, the object, its index and deletion set", async () => {
+      const backends = srv.server.store.config.backends;
+      // Published once the deletion set is in the bucket (written in the background at upload).
+      const loc = await waitFor('the tier location', () =>
+        tierLocationOf(srv.server.store.get(VID), backends),
+      );
+      const kind = t.backend.slice(0, t.backend.indexOf('.'));
+      expect(loc).toMatchObject({ kind, backend: t.backend, key: remote.key, size: datSize });
+      const bucket = backends?.get(t.backend).describe().bucket;
+      // The edge refuses a location naming another bucket than its own config's (edge/tier-read.ts).
+      if (kind === 'local') expect(loc.bucket).toBeUndefined();
+      else expect(loc.bucket).toBe(bucket);
+      expect((await inspector.stat(loc.indexKey))?.size).toBe(
+        64 + 16 * loc.indexPages + 4096 * loc.indexPages,
+      );
+      expect((await inspector.stat(loc.deletesKey))?.size).toBeGreaterThan(0);
     });
 
     it('reads every needle back byte-identical, each with exactly one backend GET of exactly its record', async () => {
