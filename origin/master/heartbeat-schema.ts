@@ -9,6 +9,7 @@ import type { HeartbeatRequest } from '../../shared/api.ts';
 import { COLLECTION_PATTERN } from '../../shared/collection.ts';
 import { BadRequestError } from '../../shared/errors.ts';
 import { parseTtl } from '../../shared/ttl.ts';
+import { HOST_PORT, PUBLIC_URL } from '../http/address.ts';
 
 /** Most volumes one volume server may report (SeaweedFS's default is 8 per disk). */
 export const MAX_VOLUMES_PER_NODE = 4096;
@@ -16,12 +17,7 @@ export const MAX_VOLUMES_PER_NODE = 4096;
 export const MAX_HEARTBEAT_BYTES = 2 * 1024 * 1024;
 export const MAX_FILE_KEY = 2n ** 64n - 1n;
 
-const HOST = String.raw`(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])`;
-const PORT = String.raw`(?:[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])`;
-/** `host:port`: how servers reach each other. */
-export const HOST_PORT = new RegExp(`^${HOST}:${PORT}$`);
-/** A public address: `host:port`, or an http(s) URL of a host with no path, query or credentials. */
-export const PUBLIC_URL = new RegExp(`^(?:https?://${HOST}(?::${PORT})?|${HOST}:${PORT})$`);
+export { HOST_PORT, PUBLIC_URL };
 
 const name = z.string().regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, ".", "_" or "-", at most 64');
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

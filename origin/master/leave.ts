@@ -12,13 +12,14 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { BadRequestError } from '../../shared/errors.ts';
+import { HOST_PORT } from '../http/address.ts';
 import { readBody } from '../http/body.ts';
+import { LEAVE_PATH } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { assertBody, sha256Hex, verifyClusterRequest } from '../security/cluster-auth.ts';
-import { HOST_PORT } from './heartbeat-schema.ts';
 import type { Topology } from './topology.ts';
 
-export const LEAVE_PATH = '/cluster/leave';
+export { LEAVE_PATH };
 /** A leave is one address: anything longer is not one. */
 export const MAX_LEAVE_BYTES = 1024;
 

@@ -19,11 +19,10 @@ import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { clusterViewOf } from '../admin/cluster.ts';
 import { ADMIN_PATHS, AdminEndpoints, masterAuth } from '../admin/endpoints.ts';
-import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
-import { DEFAULT_VACUUM_INTERVAL_MS, VacuumSchedule } from '../admin/vacuum-schedule.ts';
-import { declaredLength, MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
+import { VacuumSchedule } from '../admin/vacuum-schedule.ts';
+import { declaredLength, readBody } from '../http/body.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
-import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
+import { type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { splitUrl } from '../http/params.ts';
@@ -51,8 +50,9 @@ import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '..
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { MASTER_DEFAULTS } from './defaults.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
-import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
+import { EtcdLeadership, type Leadership, SoloLeadership } from './election.ts';
 import { etcdClient } from './etcd-client.ts';
 import { EtcdStateStore } from './etcd-state-store.ts';
 import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
@@ -123,22 +123,8 @@ const STATUS_STATE_TIMEOUT_MS = 500;
 /** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
 export const FORGET_AFTER_PULSES = 12;
 
-export const MASTER_DEFAULTS = {
-  host: '127.0.0.1',
-  port: 9333,
-  mdir: './data/master',
-  pulseSeconds: 5,
-  volumeSizeLimitBytes: 30 * 1024 * 1024 * 1024,
-  defaultReplication: '000',
-  maxUploadBytes: MAX_UPLOAD_BYTES,
-  etcdPrefix: 'kelp',
-  leaseSeconds: LEASE_SECONDS,
-  vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
-  garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
-  now: Date.now,
-  metrics: true,
-  drainSeconds: DEFAULT_DRAIN_SECONDS,
-};
+/** Re-exported: the defaults live apart so config.ts can read them without loading the master. */
+export { MASTER_DEFAULTS };
 
 export interface MasterServer {
   server: Server;

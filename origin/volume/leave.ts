@@ -3,7 +3,7 @@
  * one signed POST, bounded in time, best effort: a master that is down
  * learns of it by the missed pulses instead.
  */
-import { LEAVE_PATH } from '../master/leave.ts';
+import { LEAVE_PATH } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 
