@@ -1104,5 +1104,6 @@ export function loadIdx(idxFd: number, idxSize: number): NeedleMap {
   for (let at = 0; at < idxSize; at += IDX_LOAD_CHUNK) {
     loadNeedleMapFromIdx(preadExact(idxFd, Math.min(IDX_LOAD_CHUNK, idxSize - at), at), map);
   }
+  map.compact(); // a server holds many volumes: none keeps room for entries it has not written
   return map;
 }
