@@ -78,26 +78,39 @@ const volume = z.object({
     .optional(),
 });
 
-const heartbeat = z.object({
-  url: z.string().regex(HOST_PORT, 'host:port'),
-  publicUrl: z
-    .string()
-    .max(300)
-    .regex(PUBLIC_URL, 'host:port or an http(s) URL with no path')
-    .or(z.literal('')),
-  dataCenter: name,
-  rack: name,
-  maxVolumeCount: z.number().int().min(0).max(MAX_VOLUMES_PER_NODE),
-  maxFileKey: z
-    .string()
-    .regex(/^\d{1,20}$/, 'a decimal u64')
-    // Refinements run even after the regex failed: check the digits again before BigInt.
-    .refine((s) => /^\d{1,20}$/.test(s) && BigInt(s) <= MAX_FILE_KEY, 'inside the 64-bit key space'),
-  volumes: z
-    .array(volume)
-    .max(MAX_VOLUMES_PER_NODE)
-    .refine((vs) => new Set(vs.map((v) => v.id)).size === vs.length, 'each volume once'),
-});
+const volumeId = z.number().int().min(1).max(0xffffffff);
+
+const heartbeat = z
+  .object({
+    url: z.string().regex(HOST_PORT, 'host:port'),
+    publicUrl: z
+      .string()
+      .max(300)
+      .regex(PUBLIC_URL, 'host:port or an http(s) URL with no path')
+      .or(z.literal('')),
+    dataCenter: name,
+    rack: name,
+    maxVolumeCount: z.number().int().min(0).max(MAX_VOLUMES_PER_NODE),
+    maxFileKey: z
+      .string()
+      .regex(/^\d{1,20}$/, 'a decimal u64')
+      // Refinements run even after the regex failed: check the digits again before BigInt.
+      .refine((s) => /^\d{1,20}$/.test(s) && BigInt(s) <= MAX_FILE_KEY, 'inside the 64-bit key space'),
+    volumes: z
+      .array(volume)
+      .max(MAX_VOLUMES_PER_NODE)
+      .refine((vs) => new Set(vs.map((v) => v.id)).size === vs.length, 'each volume once'),
+    /** A master's session (a UUID): present on a delta beat. */
+    deltaOf: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,64}$/, 'a master session')
+      .optional(),
+    deletedVolumes: z.array(volumeId).max(MAX_VOLUMES_PER_NODE).optional(),
+  })
+  .refine((hb) => hb.deletedVolumes === undefined || hb.deltaOf !== undefined, {
+    message: 'deletedVolumes only in a delta (with deltaOf)',
+    path: ['deletedVolumes'],
+  });
 
 /** The heartbeat, or BadRequestError (400) naming the first field at fault. */
 export function parseHeartbeat(body: string): HeartbeatRequest {

@@ -2,6 +2,7 @@
  * The master: assigns file ids, knows which volume servers hold which volume
  * (from their heartbeats), grows volumes, and answers lookups (docs/format.md §7).
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
@@ -151,6 +152,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
   const log = (config.logger ?? rootLogger()).child({ component: 'master' });
   const startedAt = config.now();
+  /** Heartbeat deltas name it: a restarted master (a new session) is sent full lists again. */
+  const session = randomUUID();
   const access = new Access(config);
   const missing = [
     ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
@@ -260,6 +263,16 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     if (signed) assertBody(signed, sha256Hex(bytes));
     const hb = parseHeartbeat(bytes.toString());
     const known = topology.nodes.get(hb.url);
+    const reply: HeartbeatResponse = {
+      volumeSizeLimit: config.volumeSizeLimitBytes,
+      pulseSeconds: config.pulseSeconds,
+      leader: leadership.leader() ?? '',
+      session,
+    };
+    // A delta is applied only on the state it was made against: this master's, with the node known.
+    if (hb.deltaOf !== undefined && (hb.deltaOf !== session || !known)) {
+      return { ...reply, fullListWanted: true };
+    }
     if (!known && topology.nodes.size >= MAX_NODES) {
       throw new UnavailableError(
         `this master tracks ${MAX_NODES} volume servers already`,
@@ -279,11 +292,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         { url: hb.url },
         `volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
-    return {
-      volumeSizeLimit: config.volumeSizeLimitBytes,
-      pulseSeconds: config.pulseSeconds,
-      leader: leadership.leader() ?? '',
-    };
+    return reply;
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {

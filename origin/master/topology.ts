@@ -5,7 +5,9 @@
  * writable only while every copy its placement asks for is alive).
  */
 import type { HeartbeatRequest, HeartbeatVolume, Location, TierLocation } from '../../shared/api.ts';
+import { BadRequestError } from '../../shared/errors.ts';
 import { copyCount, parsePlacement } from '../../shared/placement.ts';
+import { MAX_VOLUMES_PER_NODE } from './heartbeat-schema.ts';
 
 /** Pulses a node may miss before it counts as dead (docs/format.md §7). */
 export const MISSED_PULSES_DEAD = 3;
@@ -56,9 +58,15 @@ export class Topology {
     this.now = opts.now;
   }
 
-  /** Records a heartbeat; returns the ids of volumes this node did not report before. */
+  /**
+   * Records a heartbeat; returns the ids of volumes this node did not report
+   * before. A delta (`deltaOf`) is applied to the node as known: the caller
+   * checked that it is known and that the delta is relative to this master's
+   * session.
+   */
   heartbeat(hb: HeartbeatRequest): number[] {
     const known = this.nodes.get(hb.url);
+    if (hb.deltaOf !== undefined && known) return this.#applyDelta(known, hb);
     const before = new Set(known?.volumes.keys() ?? []);
     const node: DataNode = {
       url: hb.url,
@@ -79,6 +87,40 @@ export class Topology {
     this.nodes.set(hb.url, node);
     for (const v of hb.volumes) this.pending.delete(v.id);
     return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
+  }
+
+  /**
+   * A delta on the node as this master knows it: O(volumes in the delta),
+   * where a full list rebuilds the node's map. Volumes growth created and the
+   * node has not reported yet stay as they are (a full list, at most
+   * FULL_BEAT_EVERY pulses away, settles them).
+   */
+  #applyDelta(node: DataNode, hb: HeartbeatRequest): number[] {
+    const deleted = hb.deletedVolumes ?? [];
+    let grows = 0;
+    for (const v of hb.volumes) if (!node.volumes.has(v.id)) grows++;
+    for (const id of deleted) if (node.volumes.has(id)) grows--;
+    // Checked before any change: a delta cannot grow a node past what a full list may hold.
+    if (node.volumes.size + grows > MAX_VOLUMES_PER_NODE) {
+      throw new BadRequestError(`malformed heartbeat: more than ${MAX_VOLUMES_PER_NODE} volumes`);
+    }
+    const fresh: number[] = [];
+    for (const v of hb.volumes) {
+      if (!node.volumes.has(v.id)) fresh.push(v.id);
+      node.volumes.set(v.id, v);
+    }
+    for (const id of deleted) {
+      node.volumes.delete(id);
+      this.unreported.get(hb.url)?.delete(id);
+    }
+    node.publicUrl = hb.publicUrl || hb.url;
+    node.dataCenter = hb.dataCenter || 'DefaultDataCenter';
+    node.rack = hb.rack || 'DefaultRack';
+    node.maxVolumeCount = hb.maxVolumeCount;
+    node.lastSeen = this.now();
+    // Sizes the node did not resend are unchanged since its last beat: current as of now.
+    for (const id of this.pending.keys()) if (node.volumes.has(id)) this.pending.delete(id);
+    return fresh;
   }
 
   /** A volume the master just created on the node: known at once, before the node's next heartbeat. */
