@@ -49,7 +49,7 @@ export async function handleLeave(req: IncomingMessage, ctx: LeaveContext): Prom
   const parsed = leave.safeParse(raw);
   if (!parsed.success) throw new BadRequestError('a leave is JSON: {"url":"host:port"}');
   const { url } = parsed.data;
-  const removed = ctx.topology.nodes.delete(url);
+  const removed = ctx.topology.removeNode(url);
   if (removed) ctx.log.info({ url }, `volume server ${url} left the cluster`);
   return { removed };
 }

@@ -51,6 +51,13 @@ export class Topology {
    * hide it (lookups would miss a replica, writes would fail for want of copies).
    */
   private readonly unreported = new Map<string, Map<number, { v: HeartbeatVolume; at: number }>>();
+  /**
+   * Urls of the nodes that hold each volume, kept with every change to a
+   * node's volumes: a lookup reads its holders here, O(copies), instead of
+   * scanning every node (up to MAX_NODES) three times. Checked against the
+   * node on use, so an entry left by a node dropped from `nodes` is harmless.
+   */
+  readonly #holderUrls = new Map<number, Set<string>>();
 
   constructor(opts: { pulseSeconds: number; volumeSizeLimit: number; now: () => number }) {
     this.pulseSeconds = opts.pulseSeconds;
@@ -84,6 +91,8 @@ export class Topology {
       else if (!node.volumes.has(id)) node.volumes.set(id, v);
     }
     if (fresh?.size === 0) this.unreported.delete(hb.url);
+    for (const id of before) if (!node.volumes.has(id)) this.#unindex(id, hb.url);
+    for (const id of node.volumes.keys()) this.#index(id, hb.url);
     this.nodes.set(hb.url, node);
     for (const v of hb.volumes) this.pending.delete(v.id);
     return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
@@ -108,9 +117,11 @@ export class Topology {
     for (const v of hb.volumes) {
       if (!node.volumes.has(v.id)) fresh.push(v.id);
       node.volumes.set(v.id, v);
+      this.#index(v.id, node.url);
     }
     for (const id of deleted) {
       node.volumes.delete(id);
+      this.#unindex(id, node.url);
       this.unreported.get(hb.url)?.delete(id);
     }
     node.publicUrl = hb.publicUrl || hb.url;
@@ -125,7 +136,11 @@ export class Topology {
 
   /** A volume the master just created on the node: known at once, before the node's next heartbeat. */
   addVolume(url: string, v: HeartbeatVolume): void {
-    this.nodes.get(url)?.volumes.set(v.id, v);
+    const node = this.nodes.get(url);
+    if (node) {
+      node.volumes.set(v.id, v);
+      this.#index(v.id, url);
+    }
     const fresh = this.unreported.get(url) ?? new Map<number, { v: HeartbeatVolume; at: number }>();
     fresh.set(v.id, { v, at: this.now() });
     this.unreported.set(url, fresh);
@@ -134,6 +149,7 @@ export class Topology {
   /** Forgets volumes deleted at the master's request (they must not linger as "unreported"). */
   removeVolume(url: string, volumeId: number): void {
     this.nodes.get(url)?.volumes.delete(volumeId);
+    this.#unindex(volumeId, url);
     this.unreported.get(url)?.delete(volumeId);
   }
 
@@ -155,9 +171,33 @@ export class Topology {
     return Math.max(0, node.maxVolumeCount - node.volumes.size);
   }
 
-  /** Alive nodes holding the volume. */
+  /** Forgets a node (it left, or was dead too long) and its volumes. */
+  removeNode(url: string): boolean {
+    const node = this.nodes.get(url);
+    if (!node) return false;
+    for (const id of node.volumes.keys()) this.#unindex(id, url);
+    return this.nodes.delete(url);
+  }
+
+  #index(volumeId: number, url: string): void {
+    const urls = this.#holderUrls.get(volumeId);
+    if (urls) urls.add(url);
+    else this.#holderUrls.set(volumeId, new Set([url]));
+  }
+
+  #unindex(volumeId: number, url: string): void {
+    const urls = this.#holderUrls.get(volumeId);
+    if (urls?.delete(url) && urls.size === 0) this.#holderUrls.delete(volumeId);
+  }
+
+  /** Alive nodes holding the volume: O(copies), from the index. */
   holders(volumeId: number): DataNode[] {
-    return this.aliveNodes().filter((n) => n.volumes.has(volumeId));
+    const out: DataNode[] = [];
+    for (const url of this.#holderUrls.get(volumeId) ?? []) {
+      const n = this.nodes.get(url);
+      if (n !== undefined && this.isAlive(n) && n.volumes.has(volumeId)) out.push(n);
+    }
+    return out;
   }
 
   locations(volumeId: number): Location[] {
@@ -174,7 +214,7 @@ export class Topology {
    * object; when they do not (each uploaded its own), any is as good.
    */
   tierLocation(volumeId: number): TierLocation | undefined {
-    for (const n of this.aliveNodes()) {
+    for (const n of this.holders(volumeId)) {
       const t = n.volumes.get(volumeId)?.tier;
       if (t) return t;
     }
@@ -183,7 +223,7 @@ export class Topology {
 
   /** The volume as any alive holder reports it. */
   volume(volumeId: number): HeartbeatVolume | undefined {
-    for (const n of this.aliveNodes()) {
+    for (const n of this.holders(volumeId)) {
       const v = n.volumes.get(volumeId);
       if (v) return v;
     }
@@ -243,6 +283,6 @@ export class Topology {
   /** Forget nodes dead for a long time (their volumes are long out of lookups already). */
   prune(forgetAfterPulses = 100): void {
     const limit = forgetAfterPulses * this.pulseSeconds * 1000;
-    for (const [url, n] of this.nodes) if (this.now() - n.lastSeen > limit) this.nodes.delete(url);
+    for (const [url, n] of this.nodes) if (this.now() - n.lastSeen > limit) this.removeNode(url);
   }
 }
