@@ -343,12 +343,12 @@ export function loadNeedleMapFromIdx(
 }
 
 /**
- * Bytes of `.idx` read at a time while loading (65,536 entries), into one
+ * Bytes of `.idx` read at a time while loading (16,384 entries), into one
  * buffer every load reuses: a fresh buffer per read left tens of MiB of
  * freed memory in the allocator's arenas after a start-up of 10^7 needles,
  * counted in RSS for the life of the process (issue 15).
  */
-export const IDX_LOAD_BYTES = 1024 * 1024;
+export const IDX_LOAD_BYTES = 256 * 1024;
 let idxScratch: Buffer | undefined;
 
 /**

@@ -1,12 +1,17 @@
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRIES } from '../../../../origin/volume/needle-chunk.ts';
 import {
   CompactNeedleMap,
+  IDX_LOAD_BYTES,
   loadNeedleMapFromIdx,
+  loadNeedleMapFromIdxFile,
   type NeedleValue,
 } from '../../../../origin/volume/needle-map.ts';
 import { IDX_ENTRY_SIZE, replayIdx, TOMBSTONE_FILE_SIZE } from '../../../../shared/idx.ts';
+import { removeTempDirs, tempDir } from '../../../support/temp-dirs.ts';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -429,5 +434,39 @@ describe('loadNeedleMapFromIdx', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('loadNeedleMapFromIdxFile', () => {
+  it('reads an .idx many buffers long into the same map as one replay of its bytes, compacted', () => {
+    const perBuffer = IDX_LOAD_BYTES / IDX_ENTRY_SIZE;
+    const n = Math.floor(3.5 * perBuffer) + 1000; // the last chunk partly filled
+    const rows: [bigint, number, number][] = [];
+    for (let i = 0; i < n; i++) {
+      // Mostly new keys; every 7th overwrites an older one, every 11th deletes one (across buffers).
+      const key = i % 7 === 6 ? BigInt(i - perBuffer) : BigInt(i + 1);
+      rows.push([key < 1n ? 1n : key, i + 1, i % 11 === 10 ? 0xffffffff : 100 + (i % 50)]);
+    }
+    const bytes = idxBytes(rows);
+    const path = join(tempDir('kelp-idx-'), '1.idx');
+    writeFileSync(path, bytes);
+    const fd = openSync(path, 'r');
+    try {
+      const map = loadNeedleMapFromIdxFile(fd, bytes.length);
+      const whole = loadNeedleMapFromIdx(bytes).map;
+      expect(entries(map)).toEqual(entries(whole));
+      expect(map.fileCount).toBe(whole.fileCount);
+      expect(map.deletedBytes).toBe(whole.deletedBytes);
+      // Compacted: no chunk keeps room beyond its entries (12 B each, plus the per-chunk estimate).
+      const before = whole.memoryBytes();
+      whole.compact();
+      expect(map.memoryBytes()).toBe(whole.memoryBytes());
+      expect(map.memoryBytes()).toBeLessThan(before);
+      // A file shorter than the size asked for is an error, not a short map.
+      expect(() => loadNeedleMapFromIdxFile(fd, bytes.length + IDX_ENTRY_SIZE)).toThrow(/ends at/);
+    } finally {
+      closeSync(fd);
+      removeTempDirs();
+    }
   });
 });
