@@ -92,7 +92,7 @@ export class Topology {
     }
     if (fresh?.size === 0) this.unreported.delete(hb.url);
     for (const id of before) if (!node.volumes.has(id)) this.#unindex(id, hb.url);
-    for (const id of node.volumes.keys()) this.#index(id, hb.url);
+    for (const id of node.volumes.keys()) if (!before.has(id)) this.#index(id, hb.url);
     this.nodes.set(hb.url, node);
     for (const v of hb.volumes) this.pending.delete(v.id);
     return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
