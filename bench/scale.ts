@@ -8,11 +8,14 @@
  *   would take an hour here;
  * - lookup latency at a master that knows 10^4 volumes (10 servers × 1,000,
  *   told by heartbeats POSTed by this script);
- * - what one heartbeat of 1,000 volumes costs the master (CPU, latency, size).
+ * - what one heartbeat of 1,000 volumes costs the master (CPU, latency,
+ *   size): a full list, and the deltas sent between full lists (10 volumes
+ *   changed, and none).
+ * Lines go to stderr as they are measured; the table is printed at the end.
  *
  *   node bench/scale.ts [--needles 10000000] [--volumes 100]
  */
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,10 +42,15 @@ const LOOKUP_SERVERS = 10;
 const VOLUMES_PER_SERVER = 1_000;
 const LOOKUPS = 20_000;
 const HEARTBEATS = 200;
+/** Volumes changed between two beats in the delta measured: a server taking writes on a few. */
+const DELTA_CHANGED = 10;
 const COOKIE = 0x1234abcd;
 
 const rows: string[][] = [];
-const row = (what: string, value: string, goal = '') => rows.push([what, value, goal]);
+const row = (what: string, value: string, goal = '') => {
+  rows.push([what, value, goal]);
+  console.error(`${what}: ${value}`);
+};
 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -93,32 +101,44 @@ async function generateVolume(dir: string, id: number, count: number): Promise<v
       writeSync(idx, entries, 0, entries.length, (first - 1) * IDX_ENTRY_SIZE);
       offset += records.length;
     }
+    // On disk, as a server's own writes would be: else the first fsync of the run (the restart's
+    // directory fsync after taking clean-shutdown marks) pays for writing back 0.5 GB of generated data.
+    fsyncSync(dat);
+    fsyncSync(idx);
   } finally {
     closeSync(dat);
     closeSync(idx);
   }
 }
 
-async function timedVolumeServer(dir: string): Promise<{ server: Started; ms: number; rss: number }> {
+async function timedVolumeServer(
+  dir: string,
+): Promise<{ server: Started; ms: number; rss: number; cpu: number | undefined }> {
   const t0 = performance.now();
   const server = await startServer(
     [CLI, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', dir, '--master', '', '--max', '1000'],
     { ready: /kelp volume server listening on http:\/\/127\.0\.0\.1:(\d+)/, timeoutMs: 300_000 },
   );
   const ms = performance.now() - t0;
-  return { server, ms, rss: rssBytes(server.child!.pid!) };
+  // CPU to ready as well as wall time: on a shared machine the wall time is mostly waiting for a core.
+  return { server, ms, rss: rssBytes(server.child!.pid!), cpu: cpuSeconds(server.child!.pid) };
 }
 
-function call(port: number, method: string, path: string, body: string | undefined, agent: Agent) {
-  return new Promise<number>((resolve, reject) => {
+function callWithBody(port: number, method: string, path: string, body: string | undefined, agent: Agent) {
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
     const headers = body ? { 'Content-Type': 'application/json' } : {};
     const req = request({ host: '127.0.0.1', port, method, path, agent, headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString() }));
     });
     req.on('error', reject);
     req.end(body);
   });
+}
+
+async function call(port: number, method: string, path: string, body: string | undefined, agent: Agent) {
+  return (await callWithBody(port, method, path, body, agent)).status;
 }
 
 const pct = (sorted: number[], p: number) =>
@@ -173,7 +193,7 @@ try {
     if (got.status !== 200) throw new Error(`GET /${last}: HTTP ${got.status}`);
     row(
       `volume server ready, ${NEEDLES.toLocaleString('en-US')} needles / ${VOLUMES} volumes, ${run}`,
-      `${(full.ms / 1000).toFixed(2)} s`,
+      `${(full.ms / 1000).toFixed(2)} s (CPU ${full.cpu?.toFixed(2) ?? '?'} s)`,
       '≤ 3 s',
     );
     row(
@@ -190,7 +210,7 @@ try {
   }
   row(
     'empty volume server: ready, RSS',
-    `${(empty.ms / 1000).toFixed(2)} s, ${(empty.rss / 2 ** 20).toFixed(0)} MiB`,
+    `${(empty.ms / 1000).toFixed(2)} s (CPU ${empty.cpu?.toFixed(2) ?? '?'} s), ${(empty.rss / 2 ** 20).toFixed(0)} MiB`,
     '',
   );
 
@@ -205,8 +225,9 @@ try {
       '0',
       '--mdir',
       join(scratch.dir, 'm'),
+      // Long pulses: the servers told by one heartbeat each stay alive through the run on a busy machine.
       '--pulseSeconds',
-      '5',
+      '60',
     ],
     { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/ },
   );
@@ -221,6 +242,7 @@ try {
     }
     const total = LOOKUP_SERVERS * VOLUMES_PER_SERVER;
     const latencies: number[] = [];
+    const lookupCpu0 = cpuSeconds(master.child!.pid);
     const t0 = performance.now();
     let next = 0;
     await Promise.all(
@@ -236,25 +258,46 @@ try {
       }),
     );
     const secs = (performance.now() - t0) / 1000;
+    const lookupCpu1 = cpuSeconds(master.child!.pid);
     latencies.sort((a, b) => a - b);
+    // CPU per lookup as well: with this script on the same 2 cores, req/s and p50 mostly measure the client.
+    const perLookup =
+      lookupCpu0 === undefined || lookupCpu1 === undefined
+        ? '?'
+        : (((lookupCpu1 - lookupCpu0) / LOOKUPS) * 1e6).toFixed(0);
     row(
       `master lookup, ${total.toLocaleString('en-US')} volumes, c=16`,
-      `${(LOOKUPS / secs).toFixed(0)} req/s, p50 ${pct(latencies, 0.5).toFixed(2)} ms, p99 ${pct(latencies, 0.99).toFixed(2)} ms`,
+      `${(LOOKUPS / secs).toFixed(0)} req/s, p50 ${pct(latencies, 0.5).toFixed(2)} ms, p99 ${pct(latencies, 0.99).toFixed(2)} ms, master CPU ${perLookup} µs/lookup`,
     );
-    const beat = bodies[0]!;
-    const cpu0 = cpuSeconds(master.child!.pid);
-    const beats: number[] = [];
-    for (let i = 0; i < HEARTBEATS; i++) {
-      const s = performance.now();
-      await call(master.port, 'POST', '/heartbeat', beat, agent);
-      beats.push(performance.now() - s);
-    }
-    const cpu1 = cpuSeconds(master.child!.pid);
-    beats.sort((a, b) => a - b);
-    row(
-      `heartbeat of ${VOLUMES_PER_SERVER} volumes (${(beat.length / 1024).toFixed(0)} KiB JSON)`,
-      `master CPU ${cpu0 === undefined || cpu1 === undefined ? '?' : (((cpu1 - cpu0) / HEARTBEATS) * 1000).toFixed(2)} ms/beat, p50 ${pct(beats, 0.5).toFixed(2)} ms, p99 ${pct(beats, 0.99).toFixed(2)} ms`,
+    const timeBeats = async (what: string, beat: string) => {
+      const cpu0 = cpuSeconds(master.child!.pid);
+      const beats: number[] = [];
+      for (let i = 0; i < HEARTBEATS; i++) {
+        const s = performance.now();
+        const status = await call(master.port, 'POST', '/heartbeat', beat, agent);
+        if (status !== 200) throw new Error(`heartbeat: HTTP ${status}`);
+        beats.push(performance.now() - s);
+      }
+      const cpu1 = cpuSeconds(master.child!.pid);
+      beats.sort((a, b) => a - b);
+      const size = beat.length < 10_240 ? `${beat.length} B` : `${(beat.length / 1024).toFixed(0)} KiB`;
+      row(
+        `heartbeat of ${VOLUMES_PER_SERVER} volumes, ${what} (${size} JSON)`,
+        `master CPU ${cpu0 === undefined || cpu1 === undefined ? '?' : (((cpu1 - cpu0) / HEARTBEATS) * 1000).toFixed(2)} ms/beat, p50 ${pct(beats, 0.5).toFixed(2)} ms, p99 ${pct(beats, 0.99).toFixed(2)} ms`,
+      );
+    };
+    const full = bodies[0]!;
+    await timeBeats('full list', full);
+    // Deltas as a volume server sends them between full lists (origin/volume/heartbeat.ts).
+    const reply = await callWithBody(master.port, 'POST', '/heartbeat', full, agent);
+    const { session } = JSON.parse(reply.text) as { session: string };
+    const parsed = JSON.parse(full) as { volumes: Array<{ size: number }> };
+    const changed = parsed.volumes.slice(0, DELTA_CHANGED).map((v) => ({ ...v, size: v.size + 4096 }));
+    await timeBeats(
+      `delta of ${DELTA_CHANGED} changed`,
+      JSON.stringify({ ...parsed, volumes: changed, deltaOf: session }),
     );
+    await timeBeats('delta of none changed', JSON.stringify({ ...parsed, volumes: [], deltaOf: session }));
   } finally {
     agent.destroy();
     await master.stop();

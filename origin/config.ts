@@ -22,7 +22,7 @@ import { parseDuration } from '../tiering/service/duration.ts';
 import { ConfigError } from './config-error.ts';
 import { MAX_UPLOAD_BYTES } from './http/body.ts';
 import { DEFAULT_DRAIN_SECONDS } from './http/drain.ts';
-import { MASTER_DEFAULTS } from './master/server.ts';
+import { MASTER_DEFAULTS } from './master/defaults.ts';
 import {
   DEFAULT_LOG_LEVEL,
   LOG_FORMATS,

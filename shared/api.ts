@@ -167,8 +167,12 @@ export interface VolumeMoving {
 }
 
 /**
- * `POST /heartbeat` from a volume server: its full state when it joins and on
- * every pulse; a change (new volume, sealed volume) triggers a beat at once.
+ * `POST /heartbeat` from a volume server: its full state when it joins, then
+ * deltas (docs/decisions/0016-heartbeat-deltas.md): only the volumes new or
+ * changed since the last beat that master acknowledged, with a full list
+ * again every FULL_BEAT_EVERY beats, after a failed beat, when the leader
+ * changes and when the master asks. A change (new volume, sealed volume)
+ * triggers a beat at once.
  */
 export interface HeartbeatRequest {
   /** host:port the master and peers reach this server at. */
@@ -179,7 +183,16 @@ export interface HeartbeatRequest {
   maxVolumeCount: number;
   /** Largest file key stored on this server (decimal string: u64): keeps the sequencer ahead. */
   maxFileKey: string;
+  /** Every volume (a full beat), or only those new or changed since the acknowledged beat (a delta). */
   volumes: HeartbeatVolume[];
+  /**
+   * Present on a delta: the `session` of the master's reply to the beat it
+   * is relative to. A master with another session (it restarted) applies
+   * nothing and asks for the full list.
+   */
+  deltaOf?: string;
+  /** In a delta: ids of the volumes this server no longer holds. */
+  deletedVolumes?: number[];
 }
 
 export interface HeartbeatResponse {
@@ -188,6 +201,10 @@ export interface HeartbeatResponse {
   /** Seconds between pulses the master expects; three missed pulses and the node is dead. */
   pulseSeconds: number;
   leader: string;
+  /** This master process's session (random at start): a delta names the one it is relative to. */
+  session: string;
+  /** The beat was a delta this master cannot apply (it restarted, or forgot the server): send the full list now. */
+  fullListWanted?: boolean;
 }
 
 /** `POST|PUT /<fid>` on a volume server → 201. */

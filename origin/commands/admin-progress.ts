@@ -3,7 +3,8 @@
  * or volumes of an operation, on stderr and only when stderr is a terminal;
  * piped or logged output gets one line per step instead, never carriage returns.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
 
 export interface StepProgress {
   /** Step `index` of the total is starting: `label` says what it does. */
@@ -21,6 +22,8 @@ export function stepProgress(total: number, stream: NodeJS.WriteStream = process
       stop() {},
     };
   }
+  // Required only for a terminal: every kelp process imports this file, few draw bars (issue 15: RSS).
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     { stream, format: '[{bar}] {value}/{total} | {label}', barsize: 30, hideCursor: true, fps: 5 },
     cliProgress.Presets.shades_classic,

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MASTER_OPTIONS, type MasterOptions } from '../config.ts';
-import { type MasterConfig, startMaster } from '../master/server.ts';
+import type { MasterConfig } from '../master/server.ts';
 import { startLogging } from './logging.ts';
 import { addOptions, defined, MIB, masterSecurity, resolveFlags } from './options.ts';
 import { stopOnSignals } from './signals.ts';
@@ -32,6 +32,8 @@ export function registerMasterCommand(program: Command): void {
   addOptions(cmd, MASTER_OPTIONS).action(async () => {
     const { values } = resolveFlags(cmd, MASTER_OPTIONS);
     const log = startLogging(values);
+    // Loaded here, not above: every command's modules would otherwise sit in every kelp process's RSS.
+    const { startMaster } = await import('../master/server.ts');
     const master = await startMaster({ ...masterConfig(values), logger: log });
     // Handlers first: whoever reads the line below may signal at once.
     stopOnSignals(() => master.shutdown(), log);

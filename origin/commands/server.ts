@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { SERVER_OPTIONS, type ServerOptions } from '../config.ts';
 import { masterList } from '../http/masters.ts';
-import { type MasterConfig, startMaster } from '../master/server.ts';
-import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import type { MasterConfig } from '../master/server.ts';
+import type { startVolumeServer, VolumeServerConfig } from '../volume/server.ts';
 import { startLogging } from './logging.ts';
 import {
   addOptions,
@@ -81,6 +81,11 @@ export function registerServerCommand(program: Command): void {
     const resolution = resolveFlags(cmd, SERVER_OPTIONS);
     const log = startLogging(resolution.values);
     const configs = serverConfigs(resolution.values, resolveBackends(resolution));
+    // Loaded here, not above, as in `kelp master` and `kelp volume`.
+    const [{ startMaster }, { startVolumeServer }] = await Promise.all([
+      import('../master/server.ts'),
+      import('../volume/server.ts'),
+    ]);
     const master = await startMaster({ ...configs.master, logger: log });
     let volume: Awaited<ReturnType<typeof startVolumeServer>>;
     try {

@@ -5,7 +5,8 @@
  * for PROGRESS_AFTER_MS, so quick ones (a small volume, a local backend) do not
  * flash one.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgress from 'cli-progress';
 import type { TierJob } from '../../tiering/service/client.ts';
 import { formatBytes } from '../../tiering/service/service.ts';
 
@@ -31,7 +32,9 @@ export function transferBars(stream: NodeJS.WriteStream = process.stderr): Bars 
   if (!stream.isTTY) {
     return { bar: () => NO_BAR, log: (line) => console.log(line), stop() {} };
   }
-  const multi = new cliProgress.MultiBar(
+  // Required only for a terminal: every kelp process imports this file, few draw bars (issue 15: RSS).
+  const bars = createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
+  const multi = new bars.MultiBar(
     {
       stream,
       format: '{label} [{bar}] {percentage}% | {done} of {size} | ETA {eta_formatted}',
@@ -41,7 +44,7 @@ export function transferBars(stream: NodeJS.WriteStream = process.stderr): Bars 
       etaBuffer: 20,
       fps: 5,
     },
-    cliProgress.Presets.shades_classic,
+    bars.Presets.shades_classic,
   );
   let shown = 0;
   const flushAndStop = () => {

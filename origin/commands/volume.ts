@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { VOLUME_OPTIONS, type VolumeOptions } from '../config.ts';
-import { startVolumeServer, type VolumeServerConfig } from '../volume/server.ts';
+import type { startVolumeServer, VolumeServerConfig } from '../volume/server.ts';
 import { startLogging } from './logging.ts';
 import {
   addOptions,
@@ -53,6 +53,8 @@ export function registerVolumeCommand(program: Command): void {
     const resolution = resolveFlags(cmd, VOLUME_OPTIONS);
     const log = startLogging(resolution.values);
     const config = volumeConfig(resolution.values, resolveBackends(resolution));
+    // Loaded here, not above: the master's modules (zod, etcd's gRPC) must not sit in a volume server's RSS.
+    const { startVolumeServer } = await import('../volume/server.ts');
     const server = await startVolumeServer({ ...config, logger: log });
     const dirs = config.locations.map((l) => l.dir).join(', ');
     const master = config.master ? `master ${config.master}` : 'no master';

@@ -6,6 +6,9 @@
  * (shared/client/master-client.ts holds those rules).
  */
 
+/** The master endpoint a volume server shutting down cleanly POSTs to (origin/master/leave.ts). */
+export const LEAVE_PATH = '/cluster/leave';
+
 /** `"a:1, b:2"` → `["a:1", "b:2"]`; `""` or undefined → `[]`. */
 export function masterList(spec: string | readonly string[] | undefined): string[] {
   if (spec === undefined) return [];

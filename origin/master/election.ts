@@ -23,13 +23,10 @@ import { type Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { NotLeaderError } from '../../shared/errors.ts';
 import type { Logger } from '../observability/log.ts';
 
-/**
- * TTL of each master's lease: a killed leader is replaced after about this
- * long. Long enough that the leader rides out etcd electing a new raft leader
- * of its own (1-2 s at etcd's default election timeout, with no keep-alive
- * answered meanwhile) without stepping down.
- */
-export const LEASE_SECONDS = 5;
+/** TTL of each master's lease (defined with the master's defaults, which config.ts reads). */
+import { LEASE_SECONDS } from './defaults.ts';
+
+export { LEASE_SECONDS };
 /** How long before the lease could expire the leader stops acting (covers clock rate and pauses). */
 export const LEASE_MARGIN_MS = 1_500;
 /** How often a master that does not lead tries to (and learns who does). */

@@ -9,6 +9,7 @@ import type { HeartbeatRequest } from '../../shared/api.ts';
 import { COLLECTION_PATTERN } from '../../shared/collection.ts';
 import { BadRequestError } from '../../shared/errors.ts';
 import { parseTtl } from '../../shared/ttl.ts';
+import { HOST_PORT, PUBLIC_URL } from '../http/address.ts';
 
 /** Most volumes one volume server may report (SeaweedFS's default is 8 per disk). */
 export const MAX_VOLUMES_PER_NODE = 4096;
@@ -16,12 +17,7 @@ export const MAX_VOLUMES_PER_NODE = 4096;
 export const MAX_HEARTBEAT_BYTES = 2 * 1024 * 1024;
 export const MAX_FILE_KEY = 2n ** 64n - 1n;
 
-const HOST = String.raw`(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])`;
-const PORT = String.raw`(?:[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])`;
-/** `host:port`: how servers reach each other. */
-export const HOST_PORT = new RegExp(`^${HOST}:${PORT}$`);
-/** A public address: `host:port`, or an http(s) URL of a host with no path, query or credentials. */
-export const PUBLIC_URL = new RegExp(`^(?:https?://${HOST}(?::${PORT})?|${HOST}:${PORT})$`);
+export { HOST_PORT, PUBLIC_URL };
 
 const name = z.string().regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, ".", "_" or "-", at most 64');
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -82,26 +78,39 @@ const volume = z.object({
     .optional(),
 });
 
-const heartbeat = z.object({
-  url: z.string().regex(HOST_PORT, 'host:port'),
-  publicUrl: z
-    .string()
-    .max(300)
-    .regex(PUBLIC_URL, 'host:port or an http(s) URL with no path')
-    .or(z.literal('')),
-  dataCenter: name,
-  rack: name,
-  maxVolumeCount: z.number().int().min(0).max(MAX_VOLUMES_PER_NODE),
-  maxFileKey: z
-    .string()
-    .regex(/^\d{1,20}$/, 'a decimal u64')
-    // Refinements run even after the regex failed: check the digits again before BigInt.
-    .refine((s) => /^\d{1,20}$/.test(s) && BigInt(s) <= MAX_FILE_KEY, 'inside the 64-bit key space'),
-  volumes: z
-    .array(volume)
-    .max(MAX_VOLUMES_PER_NODE)
-    .refine((vs) => new Set(vs.map((v) => v.id)).size === vs.length, 'each volume once'),
-});
+const volumeId = z.number().int().min(1).max(0xffffffff);
+
+const heartbeat = z
+  .object({
+    url: z.string().regex(HOST_PORT, 'host:port'),
+    publicUrl: z
+      .string()
+      .max(300)
+      .regex(PUBLIC_URL, 'host:port or an http(s) URL with no path')
+      .or(z.literal('')),
+    dataCenter: name,
+    rack: name,
+    maxVolumeCount: z.number().int().min(0).max(MAX_VOLUMES_PER_NODE),
+    maxFileKey: z
+      .string()
+      .regex(/^\d{1,20}$/, 'a decimal u64')
+      // Refinements run even after the regex failed: check the digits again before BigInt.
+      .refine((s) => /^\d{1,20}$/.test(s) && BigInt(s) <= MAX_FILE_KEY, 'inside the 64-bit key space'),
+    volumes: z
+      .array(volume)
+      .max(MAX_VOLUMES_PER_NODE)
+      .refine((vs) => new Set(vs.map((v) => v.id)).size === vs.length, 'each volume once'),
+    /** A master's session (a UUID): present on a delta beat. */
+    deltaOf: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,64}$/, 'a master session')
+      .optional(),
+    deletedVolumes: z.array(volumeId).max(MAX_VOLUMES_PER_NODE).optional(),
+  })
+  .refine((hb) => hb.deletedVolumes === undefined || hb.deltaOf !== undefined, {
+    message: 'deletedVolumes only in a delta (with deltaOf)',
+    path: ['deletedVolumes'],
+  });
 
 /** The heartbeat, or BadRequestError (400) naming the first field at fault. */
 export function parseHeartbeat(body: string): HeartbeatRequest {

@@ -12,13 +12,14 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { BadRequestError } from '../../shared/errors.ts';
+import { HOST_PORT } from '../http/address.ts';
 import { readBody } from '../http/body.ts';
+import { LEAVE_PATH } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { assertBody, sha256Hex, verifyClusterRequest } from '../security/cluster-auth.ts';
-import { HOST_PORT } from './heartbeat-schema.ts';
 import type { Topology } from './topology.ts';
 
-export const LEAVE_PATH = '/cluster/leave';
+export { LEAVE_PATH };
 /** A leave is one address: anything longer is not one. */
 export const MAX_LEAVE_BYTES = 1024;
 
@@ -48,7 +49,7 @@ export async function handleLeave(req: IncomingMessage, ctx: LeaveContext): Prom
   const parsed = leave.safeParse(raw);
   if (!parsed.success) throw new BadRequestError('a leave is JSON: {"url":"host:port"}');
   const { url } = parsed.data;
-  const removed = ctx.topology.nodes.delete(url);
+  const removed = ctx.topology.removeNode(url);
   if (removed) ctx.log.info({ url }, `volume server ${url} left the cluster`);
   return { removed };
 }

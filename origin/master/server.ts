@@ -2,6 +2,7 @@
  * The master: assigns file ids, knows which volume servers hold which volume
  * (from their heartbeats), grows volumes, and answers lookups (docs/format.md §7).
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { HeartbeatResponse, LookupResponse, SubmitResponse } from '../../shared/api.ts';
@@ -21,11 +22,10 @@ import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
 import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { clusterViewOf } from '../admin/cluster.ts';
 import { ADMIN_PATHS, AdminEndpoints, masterAuth } from '../admin/endpoints.ts';
-import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
-import { DEFAULT_VACUUM_INTERVAL_MS, VacuumSchedule } from '../admin/vacuum-schedule.ts';
-import { declaredLength, MAX_UPLOAD_BYTES, readBody } from '../http/body.ts';
+import { VacuumSchedule } from '../admin/vacuum-schedule.ts';
+import { declaredLength, readBody } from '../http/body.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
-import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
+import { type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { splitUrl } from '../http/params.ts';
@@ -53,9 +53,10 @@ import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '..
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { MASTER_DEFAULTS } from './defaults.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
-import { DEFAULT_EDGE_HEAT_PERSIST_MS, EdgeHeatStore } from './edge-heat-store.ts';
-import { EtcdLeadership, LEASE_SECONDS, type Leadership, SoloLeadership } from './election.ts';
+import { EdgeHeatStore } from './edge-heat-store.ts';
+import { EtcdLeadership, type Leadership, SoloLeadership } from './election.ts';
 import { etcdClient } from './etcd-client.ts';
 import { EtcdStateStore } from './etcd-state-store.ts';
 import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts';
@@ -130,23 +131,8 @@ const DELETE_COLLECTION_TIMEOUT_MS = 60_000;
 /** Pulses after which a dead node is forgotten (it is out of lookups after 3). */
 export const FORGET_AFTER_PULSES = 12;
 
-export const MASTER_DEFAULTS = {
-  host: '127.0.0.1',
-  port: 9333,
-  mdir: './data/master',
-  pulseSeconds: 5,
-  volumeSizeLimitBytes: 30 * 1024 * 1024 * 1024,
-  defaultReplication: '000',
-  maxUploadBytes: MAX_UPLOAD_BYTES,
-  etcdPrefix: 'kelp',
-  leaseSeconds: LEASE_SECONDS,
-  vacuumIntervalMs: DEFAULT_VACUUM_INTERVAL_MS,
-  garbageThreshold: DEFAULT_GARBAGE_THRESHOLD,
-  edgeHeatPersistMs: DEFAULT_EDGE_HEAT_PERSIST_MS,
-  now: Date.now,
-  metrics: true,
-  drainSeconds: DEFAULT_DRAIN_SECONDS,
-};
+/** Re-exported: the defaults live apart so config.ts can read them without loading the master. */
+export { MASTER_DEFAULTS };
 
 export interface MasterServer {
   server: Server;
@@ -173,6 +159,8 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
   const log = (config.logger ?? rootLogger()).child({ component: 'master' });
   const startedAt = config.now();
+  /** Heartbeat deltas name it: a restarted master (a new session) is sent full lists again. */
+  const session = randomUUID();
   const access = new Access(config);
   const missing = [
     ...(config.clusterKey ? [] : ['KELP_CLUSTER_KEY']),
@@ -289,6 +277,16 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     if (signed) assertBody(signed, sha256Hex(bytes));
     const hb = parseHeartbeat(bytes.toString());
     const known = topology.nodes.get(hb.url);
+    const reply: HeartbeatResponse = {
+      volumeSizeLimit: config.volumeSizeLimitBytes,
+      pulseSeconds: config.pulseSeconds,
+      leader: leadership.leader() ?? '',
+      session,
+    };
+    // A delta is applied only on the state it was made against: this master's, with the node known.
+    if (hb.deltaOf !== undefined && (hb.deltaOf !== session || !known)) {
+      return { ...reply, fullListWanted: true };
+    }
     if (!known && topology.nodes.size >= MAX_NODES) {
       throw new UnavailableError(
         `this master tracks ${MAX_NODES} volume servers already`,
@@ -308,11 +306,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         { url: hb.url },
         `volume server ${hb.url} ${known ? 'rejoined' : 'joined'} (${hb.dataCenter}/${hb.rack}, ${hb.volumes.length} volumes)`,
       );
-    return {
-      volumeSizeLimit: config.volumeSizeLimitBytes,
-      pulseSeconds: config.pulseSeconds,
-      leader: leadership.leader() ?? '',
-    };
+    return reply;
   };
 
   const submit = async (req: IncomingMessage, q: URLSearchParams | null): Promise<SubmitResponse> => {

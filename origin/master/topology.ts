@@ -5,7 +5,9 @@
  * writable only while every copy its placement asks for is alive).
  */
 import type { HeartbeatRequest, HeartbeatVolume, Location, TierLocation } from '../../shared/api.ts';
+import { BadRequestError } from '../../shared/errors.ts';
 import { copyCount, parsePlacement } from '../../shared/placement.ts';
+import { MAX_VOLUMES_PER_NODE } from './heartbeat-schema.ts';
 
 /** Pulses a node may miss before it counts as dead (docs/format.md §7). */
 export const MISSED_PULSES_DEAD = 3;
@@ -49,6 +51,13 @@ export class Topology {
    * hide it (lookups would miss a replica, writes would fail for want of copies).
    */
   private readonly unreported = new Map<string, Map<number, { v: HeartbeatVolume; at: number }>>();
+  /**
+   * Urls of the nodes that hold each volume, kept with every change to a
+   * node's volumes: a lookup reads its holders here, O(copies), instead of
+   * scanning every node (up to MAX_NODES) three times. Checked against the
+   * node on use, so an entry left by a node dropped from `nodes` is harmless.
+   */
+  readonly #holderUrls = new Map<number, Set<string>>();
 
   constructor(opts: { pulseSeconds: number; volumeSizeLimit: number; now: () => number }) {
     this.pulseSeconds = opts.pulseSeconds;
@@ -56,9 +65,15 @@ export class Topology {
     this.now = opts.now;
   }
 
-  /** Records a heartbeat; returns the ids of volumes this node did not report before. */
+  /**
+   * Records a heartbeat; returns the ids of volumes this node did not report
+   * before. A delta (`deltaOf`) is applied to the node as known: the caller
+   * checked that it is known and that the delta is relative to this master's
+   * session.
+   */
   heartbeat(hb: HeartbeatRequest): number[] {
     const known = this.nodes.get(hb.url);
+    if (hb.deltaOf !== undefined && known) return this.#applyDelta(known, hb);
     const before = new Set(known?.volumes.keys() ?? []);
     const node: DataNode = {
       url: hb.url,
@@ -76,14 +91,56 @@ export class Topology {
       else if (!node.volumes.has(id)) node.volumes.set(id, v);
     }
     if (fresh?.size === 0) this.unreported.delete(hb.url);
+    for (const id of before) if (!node.volumes.has(id)) this.#unindex(id, hb.url);
+    for (const id of node.volumes.keys()) if (!before.has(id)) this.#index(id, hb.url);
     this.nodes.set(hb.url, node);
     for (const v of hb.volumes) this.pending.delete(v.id);
     return hb.volumes.map((v) => v.id).filter((id) => !before.has(id));
   }
 
+  /**
+   * A delta on the node as this master knows it: O(volumes in the delta),
+   * where a full list rebuilds the node's map. Volumes growth created and the
+   * node has not reported yet stay as they are (a full list, at most
+   * FULL_BEAT_EVERY pulses away, settles them).
+   */
+  #applyDelta(node: DataNode, hb: HeartbeatRequest): number[] {
+    const deleted = hb.deletedVolumes ?? [];
+    let grows = 0;
+    for (const v of hb.volumes) if (!node.volumes.has(v.id)) grows++;
+    for (const id of deleted) if (node.volumes.has(id)) grows--;
+    // Checked before any change: a delta cannot grow a node past what a full list may hold.
+    if (node.volumes.size + grows > MAX_VOLUMES_PER_NODE) {
+      throw new BadRequestError(`malformed heartbeat: more than ${MAX_VOLUMES_PER_NODE} volumes`);
+    }
+    const fresh: number[] = [];
+    for (const v of hb.volumes) {
+      if (!node.volumes.has(v.id)) fresh.push(v.id);
+      node.volumes.set(v.id, v);
+      this.#index(v.id, node.url);
+    }
+    for (const id of deleted) {
+      node.volumes.delete(id);
+      this.#unindex(id, node.url);
+      this.unreported.get(hb.url)?.delete(id);
+    }
+    node.publicUrl = hb.publicUrl || hb.url;
+    node.dataCenter = hb.dataCenter || 'DefaultDataCenter';
+    node.rack = hb.rack || 'DefaultRack';
+    node.maxVolumeCount = hb.maxVolumeCount;
+    node.lastSeen = this.now();
+    // Sizes the node did not resend are unchanged since its last beat: current as of now.
+    for (const id of this.pending.keys()) if (node.volumes.has(id)) this.pending.delete(id);
+    return fresh;
+  }
+
   /** A volume the master just created on the node: known at once, before the node's next heartbeat. */
   addVolume(url: string, v: HeartbeatVolume): void {
-    this.nodes.get(url)?.volumes.set(v.id, v);
+    const node = this.nodes.get(url);
+    if (node) {
+      node.volumes.set(v.id, v);
+      this.#index(v.id, url);
+    }
     const fresh = this.unreported.get(url) ?? new Map<number, { v: HeartbeatVolume; at: number }>();
     fresh.set(v.id, { v, at: this.now() });
     this.unreported.set(url, fresh);
@@ -92,6 +149,7 @@ export class Topology {
   /** Forgets volumes deleted at the master's request (they must not linger as "unreported"). */
   removeVolume(url: string, volumeId: number): void {
     this.nodes.get(url)?.volumes.delete(volumeId);
+    this.#unindex(volumeId, url);
     this.unreported.get(url)?.delete(volumeId);
   }
 
@@ -113,9 +171,33 @@ export class Topology {
     return Math.max(0, node.maxVolumeCount - node.volumes.size);
   }
 
-  /** Alive nodes holding the volume. */
+  /** Forgets a node (it left, or was dead too long) and its volumes. */
+  removeNode(url: string): boolean {
+    const node = this.nodes.get(url);
+    if (!node) return false;
+    for (const id of node.volumes.keys()) this.#unindex(id, url);
+    return this.nodes.delete(url);
+  }
+
+  #index(volumeId: number, url: string): void {
+    const urls = this.#holderUrls.get(volumeId);
+    if (urls) urls.add(url);
+    else this.#holderUrls.set(volumeId, new Set([url]));
+  }
+
+  #unindex(volumeId: number, url: string): void {
+    const urls = this.#holderUrls.get(volumeId);
+    if (urls?.delete(url) && urls.size === 0) this.#holderUrls.delete(volumeId);
+  }
+
+  /** Alive nodes holding the volume: O(copies), from the index. */
   holders(volumeId: number): DataNode[] {
-    return this.aliveNodes().filter((n) => n.volumes.has(volumeId));
+    const out: DataNode[] = [];
+    for (const url of this.#holderUrls.get(volumeId) ?? []) {
+      const n = this.nodes.get(url);
+      if (n !== undefined && this.isAlive(n) && n.volumes.has(volumeId)) out.push(n);
+    }
+    return out;
   }
 
   locations(volumeId: number): Location[] {
@@ -132,7 +214,7 @@ export class Topology {
    * object; when they do not (each uploaded its own), any is as good.
    */
   tierLocation(volumeId: number): TierLocation | undefined {
-    for (const n of this.aliveNodes()) {
+    for (const n of this.holders(volumeId)) {
       const t = n.volumes.get(volumeId)?.tier;
       if (t) return t;
     }
@@ -141,7 +223,7 @@ export class Topology {
 
   /** The volume as any alive holder reports it. */
   volume(volumeId: number): HeartbeatVolume | undefined {
-    for (const n of this.aliveNodes()) {
+    for (const n of this.holders(volumeId)) {
       const v = n.volumes.get(volumeId);
       if (v) return v;
     }
@@ -201,6 +283,6 @@ export class Topology {
   /** Forget nodes dead for a long time (their volumes are long out of lookups already). */
   prune(forgetAfterPulses = 100): void {
     const limit = forgetAfterPulses * this.pulseSeconds * 1000;
-    for (const [url, n] of this.nodes) if (this.now() - n.lastSeen > limit) this.nodes.delete(url);
+    for (const [url, n] of this.nodes) if (this.now() - n.lastSeen > limit) this.removeNode(url);
   }
 }

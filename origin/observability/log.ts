@@ -10,8 +10,9 @@
  * tokens, `jwt=`/`sig=` query values and cluster signatures, wherever they
  * came from (an error message quoting a URL, a header echoed back).
  */
+import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -122,7 +123,13 @@ function options(level: LogLevel): LoggerOptions {
   };
 }
 
+/**
+ * pino-pretty (about 30 modules) is required only when a terminal wants it:
+ * servers log JSON, and every module loaded stays in their RSS (issue 15).
+ * Synchronously, as createLogger is; pino-pretty is CommonJS.
+ */
 function prettyStream(): DestinationStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
   return pretty({
     colorize: true,
     sync: true,

@@ -53,10 +53,32 @@ export function writeCleanMark(path: string, datFd: number, idxFd: number): bool
   }
 }
 
+/** Directories whose marks were removed inside takingCleanMarks, not yet fsynced. */
+let deferredDirs: Set<string> | undefined;
+
+/**
+ * Runs `open` (synchronous: a store opening its volumes at start-up) and makes
+ * the removals of the marks it took durable with one fsync per directory at
+ * the end, rather than one per volume: a hundred directory fsyncs cost
+ * seconds of start-up on a busy disk (issue 15). `open` being synchronous,
+ * nothing is written between a removal and its fsync.
+ */
+export function takingCleanMarks<T>(open: () => T): T {
+  if (deferredDirs) return open();
+  const dirs = new Set<string>();
+  deferredDirs = dirs;
+  try {
+    return open();
+  } finally {
+    deferredDirs = undefined;
+    for (const dir of dirs) fsyncDir(dir);
+  }
+}
+
 /**
  * Whether the volume was closed cleanly and not touched since. The mark is
- * removed either way (and its removal made durable before any write), so it
- * is only ever trusted once.
+ * removed either way (and its removal made durable before any write: here, or
+ * at the end of takingCleanMarks), so it is only ever trusted once.
  */
 export function takeCleanMark(path: string, datFd: number, idxFd: number): boolean {
   let text: string;
@@ -66,7 +88,8 @@ export function takeCleanMark(path: string, datFd: number, idxFd: number): boole
     return false; // no mark: a crash, or a volume never closed by a server
   }
   rmSync(path, { force: true });
-  fsyncDir(dirname(path));
+  if (deferredDirs) deferredDirs.add(dirname(path));
+  else fsyncDir(dirname(path));
   let mark: Partial<CleanMark> | undefined;
   try {
     mark = JSON.parse(text) as Partial<CleanMark>;

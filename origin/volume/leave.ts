@@ -5,8 +5,7 @@
  * by the missed pulses instead.
  */
 import { MasterClient } from '../../shared/client/master-client.ts';
-import { masterList } from '../http/masters.ts';
-import { LEAVE_PATH } from '../master/leave.ts';
+import { LEAVE_PATH, masterList } from '../http/masters.ts';
 import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
 

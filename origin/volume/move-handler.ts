@@ -16,9 +16,9 @@ import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { InvalidParamError, MethodNotAllowedError, NotFoundError } from '../../shared/errors.ts';
+import { HOST_PORT } from '../http/address.ts';
 import { assertKnownParams, requireU32 } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
-import { HOST_PORT } from '../master/heartbeat-schema.ts';
 import type { MoveMarker } from './volume-info.ts';
 import type { VolumeMoves } from './volume-move.ts';
 

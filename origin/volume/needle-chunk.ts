@@ -1,7 +1,10 @@
 /**
- * One sorted run of needle-map entries in a single ArrayBuffer, 16 B per
- * entry: the key's low halves, its high halves, and (offset, size) pairs
- * interleaved. The building block of CompactNeedleMap (needle-map.ts).
+ * One sorted run of needle-map entries in a single ArrayBuffer, 12 B per
+ * entry: the key's low halves and (offset, size) pairs interleaved. The
+ * keys' high halves take 4 B more per entry only in a chunk whose keys differ
+ * in them (keys straddling a multiple of 2^32: one chunk in four billion
+ * keys); elsewhere the chunk holds the one high half they share. The
+ * building block of CompactNeedleMap (needle-map.ts).
  *
  * Why this split: a random lookup in a 10 M-entry map is bound by dependent
  * cache misses (about 150 ns each here), not by instructions. The search
@@ -11,15 +14,17 @@
  */
 
 /**
- * Entries per chunk (128 KiB). From 1 Ki to 64 Ki entries, random lookups at
+ * Entries per chunk (96 KiB). From 1 Ki to 64 Ki entries, random lookups at
  * 10 M entries measured the same within noise (2.6-3.3 M/s); smaller chunks
- * bound the memmove of an out-of-order insert (at most 128 KiB here) and the
+ * bound the memmove of an out-of-order insert (at most 96 KiB here) and the
  * RAM of a nearly empty volume (one chunk), larger ones the directory.
  */
 export const CHUNK_ENTRIES = 8192;
 
 export class NeedleChunk {
-  readonly hi: Uint32Array;
+  /** High halves, allocated once the keys here differ in them; until then every key's is #onlyHi. */
+  #hi: Uint32Array | undefined;
+  #onlyHi = 0;
   readonly lo: Uint32Array;
   /** (offset, size) of entry i at 2i and 2i+1; sizes are i32 stored as u32. */
   readonly val: Uint32Array;
@@ -35,10 +40,45 @@ export class NeedleChunk {
 
   constructor(capacity: number = CHUNK_ENTRIES) {
     this.capacity = capacity;
-    const buf = new ArrayBuffer(capacity * 16);
+    const buf = new ArrayBuffer(capacity * 12);
     this.lo = new Uint32Array(buf, 0, capacity);
-    this.hi = new Uint32Array(buf, capacity * 4, capacity);
-    this.val = new Uint32Array(buf, capacity * 8, capacity * 2);
+    this.val = new Uint32Array(buf, capacity * 4, capacity * 2);
+  }
+
+  /** The high half of entry i's key. */
+  hiAt(i: number): number {
+    return this.#hi === undefined ? this.#onlyHi : this.#hi[i]!;
+  }
+
+  /** Bytes of the typed arrays. */
+  get bytes(): number {
+    return this.capacity * 12 + (this.#hi === undefined ? 0 : this.capacity * 4);
+  }
+
+  /** A copy holding the same entries with room for `capacity` (>= n): trims after a load, grows back on insert. */
+  resized(capacity: number): NeedleChunk {
+    const c = new NeedleChunk(capacity);
+    c.#copyFrom(this, 0, this.n);
+    return c;
+  }
+
+  /** Entries [from, to) of `src` become this (empty) chunk's. */
+  #copyFrom(src: NeedleChunk, from: number, to: number): void {
+    const n = to - from;
+    this.lo.set(src.lo.subarray(from, to));
+    this.val.set(src.val.subarray(2 * from, 2 * to));
+    const H = src.#hi;
+    if (H === undefined || n === 0) {
+      this.#onlyHi = src.#onlyHi;
+    } else if (H[from] === H[to - 1]) {
+      // Sorted keys: equal first and last high halves mean they are all equal.
+      this.#onlyHi = H[from]!;
+    } else {
+      this.#hi = new Uint32Array(this.capacity);
+      this.#hi.set(H.subarray(from, to));
+    }
+    this.n = n;
+    this.#refresh();
   }
 
   get full(): boolean {
@@ -95,7 +135,8 @@ export class NeedleChunk {
 
   /** Plain binary search on both halves, for chunks whose keys straddle a multiple of 2^32. */
   #binarySearch(hi: number, lo: number, a: number, b: number): number {
-    const H = this.hi;
+    // Only called when the keys differ in their high halves, so #hi exists.
+    const H = this.#hi!;
     const L = this.lo;
     while (a < b) {
       const m = (a + b) >>> 1;
@@ -108,7 +149,7 @@ export class NeedleChunk {
 
   /** Whether entry i holds exactly this key. */
   holds(i: number, hi: number, lo: number): boolean {
-    return i < this.n && this.lo[i] === lo && (this.commonHi === hi || this.hi[i] === hi);
+    return i < this.n && this.lo[i] === lo && (this.commonHi === hi || this.#hi?.[i] === hi);
   }
 
   offsetAt(i: number): number {
@@ -126,12 +167,20 @@ export class NeedleChunk {
 
   insertAt(i: number, hi: number, lo: number, offset: number, size: number): void {
     const n = this.n;
+    if (this.#hi === undefined) {
+      if (n === 0) this.#onlyHi = hi;
+      else if (hi !== this.#onlyHi) {
+        this.#hi = new Uint32Array(this.capacity);
+        this.#hi.fill(this.#onlyHi, 0, n);
+      }
+    }
+    const H = this.#hi;
     if (i < n) {
-      this.hi.copyWithin(i + 1, i, n);
+      H?.copyWithin(i + 1, i, n);
       this.lo.copyWithin(i + 1, i, n);
       this.val.copyWithin(2 * i + 2, 2 * i, 2 * n);
     }
-    this.hi[i] = hi;
+    if (H !== undefined) H[i] = hi;
     this.lo[i] = lo;
     this.setValue(i, offset, size);
     this.n = n + 1;
@@ -141,13 +190,8 @@ export class NeedleChunk {
   /** Move entries [from, n) into a new chunk and return it. */
   splitOff(from: number): NeedleChunk {
     const c = new NeedleChunk(this.capacity);
-    const n = this.n;
-    c.hi.set(this.hi.subarray(from, n));
-    c.lo.set(this.lo.subarray(from, n));
-    c.val.set(this.val.subarray(2 * from, 2 * n));
-    c.n = n - from;
+    c.#copyFrom(this, from, this.n);
     this.n = from;
-    c.#refresh();
     this.#refresh();
     return c;
   }
@@ -158,8 +202,9 @@ export class NeedleChunk {
       this.commonHi = -1;
       return;
     }
-    const h = this.hi[0]!;
-    this.commonHi = h === this.hi[n - 1] ? h : -1;
+    const H = this.#hi;
+    const h = H === undefined ? this.#onlyHi : H[0]!;
+    this.commonHi = H === undefined || h === H[n - 1] ? h : -1;
     this.firstLo = this.lo[0]!;
     this.lastLo = this.lo[n - 1]!;
   }

@@ -4,22 +4,26 @@
  * must be fast; a volume holds tens of millions of needles, so it must be small.
  *
  * Layout: a sorted list of fixed-capacity chunks (needle-chunk.ts: one
- * ArrayBuffer of parallel typed arrays, 16 B per entry), plus a directory of
+ * ArrayBuffer of parallel typed arrays, 12 B per entry), plus a directory of
  * each chunk's first key. A lookup is a binary search over the directory, then
  * an interpolation search inside one chunk.
  *
  * Why this and not a Map: a V8 Map costs 60-90 B per entry and stops at 2^24
  * entries (reference/toolchain.md). Why not one sorted run plus an overflow
  * Map for out-of-order keys: merging the overflow into a 10 M-entry run copies
- * 160 MB and stalls the event loop; here an out-of-order key costs a memmove
- * inside one chunk (at most 128 KiB), and in-order keys (the sequencer's) only
- * ever append, filling every chunk completely. Keys are split into two u32
+ * 120 MB and stalls the event loop; here an out-of-order key costs a memmove
+ * inside one chunk (at most 96 KiB), and in-order keys (the sequencer's) only
+ * ever append, filling every chunk completely. After a load, compact() trims
+ * the chunks that are not full (the last one, mostly) to their exact size: a
+ * volume server holds many volumes, each with one partly filled chunk. Keys are split into two u32
  * halves so no bigint is touched after the entry point.
  *
  * Deleted entries stay, with the size negated (SeaweedFS's CompactMap keeps
  * the needle's offset so `?readDeleted=true` can still find the data).
  */
 
+import { readSync } from 'node:fs';
+import { TruncatedDataError } from '../../shared/errors.ts';
 import { isLiveEntry, TOMBSTONE_FILE_SIZE, walkIdx } from '../../shared/idx.ts';
 import { CHUNK_ENTRIES, NeedleChunk } from './needle-chunk.ts';
 
@@ -61,6 +65,8 @@ export interface NeedleMap {
   forEach(fn: (key: bigint, offset: number, size: number) => void): void;
   /** Bytes of RAM the layout holds (typed arrays plus an estimate of object overhead). */
   memoryBytes(): number;
+  /** Gives back the room held for entries not yet written (after a load); later writes take it again. */
+  compact(): void;
 }
 
 // One scratch slot splits a bigint into u32 halves without allocating.
@@ -206,12 +212,29 @@ export class CompactNeedleMap implements NeedleMap {
 
   forEach(fn: (key: bigint, offset: number, size: number) => void): void {
     for (const c of this.#chunks) {
-      for (let i = 0; i < c.n; i++) fn(joinKey(c.hi[i]!, c.lo[i]!), c.offsetAt(i), c.sizeAt(i));
+      for (let i = 0; i < c.n; i++) fn(joinKey(c.hiAt(i), c.lo[i]!), c.offsetAt(i), c.sizeAt(i));
     }
   }
 
   memoryBytes(): number {
-    return this.#chunks.length * (this.#chunkEntries * 16 + CHUNK_OVERHEAD_BYTES);
+    let bytes = 0;
+    for (const c of this.#chunks) bytes += c.bytes + CHUNK_OVERHEAD_BYTES;
+    return bytes;
+  }
+
+  compact(): void {
+    const chunks = this.#chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      if (c.n < c.capacity) chunks[i] = c.resized(c.n);
+    }
+  }
+
+  /** Chunk ci, full but trimmed by compact(), with its room back (a copy of at most one chunk). */
+  #regrow(ci: number): NeedleChunk {
+    const c = this.#chunks[ci]!.resized(this.#chunkEntries);
+    this.#chunks[ci] = c;
+    return c;
   }
 
   #isAfterLast(hi: number, lo: number): boolean {
@@ -221,6 +244,7 @@ export class CompactNeedleMap implements NeedleMap {
   #append(hi: number, lo: number, offset: number, size: number): void {
     const chunks = this.#chunks;
     let c = chunks[chunks.length - 1];
+    if (c?.full && c.capacity < this.#chunkEntries) c = this.#regrow(chunks.length - 1);
     if (c === undefined || c.full) {
       c = new NeedleChunk(this.#chunkEntries);
       chunks.push(c);
@@ -254,6 +278,7 @@ export class CompactNeedleMap implements NeedleMap {
     this.#entries++;
     const chunks = this.#chunks;
     let c = chunks[ci]!;
+    if (c.full && c.capacity < this.#chunkEntries) c = this.#regrow(ci);
     if (c.full) {
       const next = chunks[ci + 1];
       if (i === c.n && next !== undefined && !next.full) {
@@ -269,7 +294,7 @@ export class CompactNeedleMap implements NeedleMap {
       const at = ci === chunks.length - 1 ? i : c.n >>> 1;
       const tail = c.splitOff(at);
       chunks.splice(ci + 1, 0, tail);
-      this.#firstHi.splice(ci + 1, 0, tail.hi[0]!);
+      this.#firstHi.splice(ci + 1, 0, tail.hiAt(0));
       this.#firstLo.splice(ci + 1, 0, tail.lo[0]!);
       if (i > at) {
         c = tail;
@@ -315,4 +340,37 @@ export function loadNeedleMapFromIdx(
     else map.deleteParts(hi, lo, offset);
   });
   return { map, entries, tornBytes: trailingBytes };
+}
+
+/**
+ * Bytes of `.idx` read at a time while loading (16,384 entries), into one
+ * buffer every load reuses: a fresh buffer per read left tens of MiB of
+ * freed memory in the allocator's arenas after a start-up of 10^7 needles,
+ * counted in RSS for the life of the process (issue 15).
+ */
+export const IDX_LOAD_BYTES = 256 * 1024;
+let idxScratch: Buffer | undefined;
+
+/**
+ * The needle map of the first `idxSize` bytes of an open `.idx` (a multiple
+ * of 16: the caller truncated any torn entry), compacted: no chunk keeps
+ * room for entries not yet written. Synchronous, so the scratch buffer is
+ * never shared by two loads at once.
+ */
+export function loadNeedleMapFromIdxFile(fd: number, idxSize: number): CompactNeedleMap {
+  const map = new CompactNeedleMap();
+  idxScratch ??= Buffer.allocUnsafe(IDX_LOAD_BYTES);
+  const buf = idxScratch;
+  for (let at = 0; at < idxSize; at += IDX_LOAD_BYTES) {
+    const length = Math.min(IDX_LOAD_BYTES, idxSize - at);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, at + done);
+      if (n === 0) throw new TruncatedDataError(`.idx ends at ${at + done}, wanted ${idxSize} bytes`);
+      done += n;
+    }
+    loadNeedleMapFromIdx(buf.subarray(0, length), map);
+  }
+  map.compact();
+  return map;
 }

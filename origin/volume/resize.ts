@@ -6,7 +6,7 @@
  * otherwise an exact resize. EXIF orientation is applied first. Jobs run a
  * few at a time behind a bounded queue, each with a time limit.
  */
-import sharp, { type FitEnum, type FormatEnum } from 'sharp';
+import type { FitEnum, FormatEnum } from 'sharp';
 import {
   BadRequestError,
   KelpError,
@@ -147,6 +147,16 @@ class JobQueue {
   }
 }
 
+/**
+ * sharp, loaded on the first resize: libvips adds about 20 MiB to a volume
+ * server's RSS, and most servers never resize (issue 15: RAM per needle).
+ */
+let sharpModule: Promise<typeof import('sharp')> | undefined;
+function loadSharp(): Promise<typeof import('sharp')> {
+  sharpModule ??= import('sharp');
+  return sharpModule;
+}
+
 export class Resizer {
   readonly config: ResizeConfig;
   private readonly queue: JobQueue;
@@ -205,6 +215,7 @@ export class Resizer {
     variesByAccept: boolean,
   ): Promise<ResizeOutput> {
     try {
+      const sharp = (await loadSharp()).default;
       const image = sharp(source, { limitInputPixels: this.config.maxSourcePixels, failOn: 'error' })
         .timeout({ seconds: this.config.timeoutSeconds })
         .rotate();

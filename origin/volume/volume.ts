@@ -75,7 +75,7 @@ import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
 import { takeCleanMark, writeCleanMark } from './clean-shutdown.ts';
 import { type DiskSpace, storageErrorIn } from './disk-space.ts';
 import { volumePath } from './files.ts';
-import { CompactNeedleMap, loadNeedleMapFromIdx, type NeedleMap, type NeedleValue } from './needle-map.ts';
+import { loadNeedleMapFromIdxFile, type NeedleMap, type NeedleValue } from './needle-map.ts';
 import { preadExactAsync, ReadMode, timedPreadExact } from './read-mode.ts';
 import { recoverVolumeFiles } from './recovery.ts';
 import { type FsyncPolicy, GroupSyncer, type SyncObserver } from './syncer.ts';
@@ -91,8 +91,6 @@ import {
 export const LARGE_NEEDLE_BYTES = 1024 * 1024;
 /** SeaweedFS's default volume size limit since PR #10761 (docs/format.md §7). */
 export const DEFAULT_VOLUME_SIZE_LIMIT = 30 * 1024 * 1024 * 1024;
-/** Bytes of `.idx` read at a time while loading the needle map. */
-const IDX_LOAD_CHUNK = 16 * 1024 * 1024;
 /** Bytes copied at a time from a spool file into the `.dat` (writeStreamed), and compared in unchanged checks. */
 const SPOOL_COPY_CHUNK = 4 * 1024 * 1024;
 /** Data at least this long is written beside its header and tail rather than copied into one record. */
@@ -1098,11 +1096,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-/** Loads the first `idxSize` bytes of `.idx` into a fresh map, a chunk at a time. */
+/** Loads the first `idxSize` bytes of `.idx` into a fresh map (needle-map.ts: one reused buffer, trimmed chunks). */
 export function loadIdx(idxFd: number, idxSize: number): NeedleMap {
-  const map = new CompactNeedleMap();
-  for (let at = 0; at < idxSize; at += IDX_LOAD_CHUNK) {
-    loadNeedleMapFromIdx(preadExact(idxFd, Math.min(IDX_LOAD_CHUNK, idxSize - at), at), map);
-  }
-  return map;
+  return loadNeedleMapFromIdxFile(idxFd, idxSize);
 }

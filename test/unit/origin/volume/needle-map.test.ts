@@ -1,12 +1,17 @@
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CHUNK_ENTRIES } from '../../../../origin/volume/needle-chunk.ts';
 import {
   CompactNeedleMap,
+  IDX_LOAD_BYTES,
   loadNeedleMapFromIdx,
+  loadNeedleMapFromIdxFile,
   type NeedleValue,
 } from '../../../../origin/volume/needle-map.ts';
 import { IDX_ENTRY_SIZE, replayIdx, TOMBSTONE_FILE_SIZE } from '../../../../shared/idx.ts';
+import { removeTempDirs, tempDir } from '../../../support/temp-dirs.ts';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -72,7 +77,8 @@ function expectSame(map: CompactNeedleMap, model: ModelMap, probes: bigint[]): v
 type Op =
   | { op: 'set'; key: bigint; offset: number; size: number }
   | { op: 'delete'; key: bigint; offset: number }
-  | { op: 'get'; key: bigint };
+  | { op: 'get'; key: bigint }
+  | { op: 'compact' };
 
 /** Keys drawn from regions that stress different paths: small and colliding, around 2^32, near 2^64-1. */
 const keyArb = fc.oneof(
@@ -97,15 +103,23 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('get' as const), key: keyArb }),
 );
 
+/** opArb plus compact() now and then: trimmed chunks must take later writes anywhere. */
+const opOrCompactArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: opArb, weight: 9 },
+  { arbitrary: fc.constant({ op: 'compact' as const }), weight: 1 },
+);
+
 function run(map: CompactNeedleMap, model: ModelMap, ops: Op[]): bigint[] {
   const probes: bigint[] = [];
   for (const o of ops) {
-    probes.push(o.key);
+    if (o.op !== 'compact') probes.push(o.key);
     if (o.op === 'set') {
       map.set(o.key, o.offset, o.size);
       model.set(o.key, o.offset, o.size);
     } else if (o.op === 'delete') {
       expect(map.delete(o.key, o.offset)).toBe(model.delete(o.key, o.offset));
+    } else if (o.op === 'compact') {
+      map.compact();
     } else {
       expect(map.get(o.key)).toEqual(model.m.get(o.key));
     }
@@ -123,6 +137,23 @@ describe('CompactNeedleMap', () => {
           const map = new CompactNeedleMap({ chunkEntries });
           const model = new ModelMap();
           const probes = run(map, model, ops);
+          expectSame(map, model, [...probes, 0n, U64_MAX, 1n << 32n]);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('behaves like a Map with compact() between random operations (trimmed chunks grow back)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(opOrCompactArb, { maxLength: 300 }),
+        fc.integer({ min: 2, max: 6 }),
+        (ops, chunkEntries) => {
+          const map = new CompactNeedleMap({ chunkEntries });
+          const model = new ModelMap();
+          const probes = run(map, model, ops);
+          map.compact();
           expectSame(map, model, [...probes, 0n, U64_MAX, 1n << 32n]);
         },
       ),
@@ -190,7 +221,36 @@ describe('CompactNeedleMap', () => {
       map.set(BigInt(i), i, 10);
     }
     expect(map.entryCount).toBe(n);
-    expect(map.memoryBytes() / n).toBeLessThan(16.1);
+    expect(map.memoryBytes() / n).toBeLessThan(12.1);
+  });
+
+  it('trims a partly filled chunk with compact() and takes appends and late keys after it', () => {
+    const map = new CompactNeedleMap();
+    const n = 2 * CHUNK_ENTRIES + 100; // the last chunk holds 100 of CHUNK_ENTRIES
+    for (let i = 1; i <= n; i++) map.set(BigInt(2 * i), i, 1);
+    const before = map.memoryBytes();
+    map.compact();
+    // The trimmed chunk gives back (CHUNK_ENTRIES - 100) entries of 12 B.
+    expect(before - map.memoryBytes()).toBe((CHUNK_ENTRIES - 100) * 12);
+    map.set(BigInt(2 * n + 2), n + 1, 1); // append: the last chunk grows back
+    map.set(BigInt(2 * n - 1), n + 2, 1); // a late key inside it
+    map.set(3n, n + 3, 1); // a late key in a full chunk: it splits
+    expect(map.get(BigInt(2 * n + 2))).toEqual({ offset: n + 1, size: 1 });
+    expect(map.get(BigInt(2 * n - 1))).toEqual({ offset: n + 2, size: 1 });
+    expect(map.get(3n)).toEqual({ offset: n + 3, size: 1 });
+    for (let i = 1; i <= n; i++) expect(map.get(BigInt(2 * i))).toEqual({ offset: i, size: 1 });
+    expect(map.entryCount).toBe(n + 3);
+  });
+
+  it('keeps high halves (4 B more per entry) only in a chunk whose keys straddle a multiple of 2^32', () => {
+    const map = new CompactNeedleMap({ chunkEntries: 1000 });
+    const base = (1n << 32n) - 500n;
+    for (let i = 0n; i < 3000n; i++) map.set(base + i, 1, 1);
+    // Chunks [base, base+1000) straddle 2^32; the next two share their high half.
+    expect(map.memoryBytes()).toBe(1000 * 16 + 2 * 1000 * 12 + 3 * 512);
+    for (let i = 0n; i < 3000n; i++) expect(map.get(base + i)).toEqual({ offset: 1, size: 1 });
+    expect(map.get(1n << 32n)).toEqual({ offset: 1, size: 1 });
+    expect(map.get((1n << 33n) + 1n)).toBeUndefined();
   });
 
   it('marks deletes with a negated size, keeps the offset, and counts like SeaweedFS', () => {
@@ -374,5 +434,39 @@ describe('loadNeedleMapFromIdx', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('loadNeedleMapFromIdxFile', () => {
+  it('reads an .idx many buffers long into the same map as one replay of its bytes, compacted', () => {
+    const perBuffer = IDX_LOAD_BYTES / IDX_ENTRY_SIZE;
+    const n = Math.floor(3.5 * perBuffer) + 1000; // the last chunk partly filled
+    const rows: [bigint, number, number][] = [];
+    for (let i = 0; i < n; i++) {
+      // Mostly new keys; every 7th overwrites an older one, every 11th deletes one (across buffers).
+      const key = i % 7 === 6 ? BigInt(i - perBuffer) : BigInt(i + 1);
+      rows.push([key < 1n ? 1n : key, i + 1, i % 11 === 10 ? 0xffffffff : 100 + (i % 50)]);
+    }
+    const bytes = idxBytes(rows);
+    const path = join(tempDir('kelp-idx-'), '1.idx');
+    writeFileSync(path, bytes);
+    const fd = openSync(path, 'r');
+    try {
+      const map = loadNeedleMapFromIdxFile(fd, bytes.length);
+      const whole = loadNeedleMapFromIdx(bytes).map;
+      expect(entries(map)).toEqual(entries(whole));
+      expect(map.fileCount).toBe(whole.fileCount);
+      expect(map.deletedBytes).toBe(whole.deletedBytes);
+      // Compacted: no chunk keeps room beyond its entries (12 B each, plus the per-chunk estimate).
+      const before = whole.memoryBytes();
+      whole.compact();
+      expect(map.memoryBytes()).toBe(whole.memoryBytes());
+      expect(map.memoryBytes()).toBeLessThan(before);
+      // A file shorter than the size asked for is an error, not a short map.
+      expect(() => loadNeedleMapFromIdxFile(fd, bytes.length + IDX_ENTRY_SIZE)).toThrow(/ends at/);
+    } finally {
+      closeSync(fd);
+      removeTempDirs();
+    }
   });
 });
