@@ -8,7 +8,6 @@ import { DEFAULT_GARBAGE_THRESHOLD } from '../admin/operations.ts';
 import { DEFAULT_VACUUM_INTERVAL_MS } from '../admin/vacuum-schedule.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { DEFAULT_DRAIN_SECONDS } from '../http/drain.ts';
-import { DEFAULT_EDGE_HEAT_PERSIST_MS } from './edge-heat-store.ts';
 
 /**
  * TTL of each master's lease: a killed leader is replaced after about this
@@ -17,6 +16,9 @@ import { DEFAULT_EDGE_HEAT_PERSIST_MS } from './edge-heat-store.ts';
  * answered meanwhile) without stepping down.
  */
 export const LEASE_SECONDS = 5;
+
+/** Default of `edgeHeatPersistInterval`: a lost interval is a twelfth of an hourly bucket. */
+export const DEFAULT_EDGE_HEAT_PERSIST_MS = 5 * 60_000;
 
 export const MASTER_DEFAULTS = {
   host: '127.0.0.1',

@@ -19,9 +19,6 @@ import type { EdgeHeat } from './edge-heat.ts';
 import type { Leadership } from './election.ts';
 import type { MasterStateStore } from './state-store.ts';
 
-/** Default of `edgeHeatPersistInterval`: a lost interval is a twelfth of an hourly bucket. */
-export const DEFAULT_EDGE_HEAT_PERSIST_MS = 5 * 60_000;
-
 /** How long a stopping master waits for its last save. */
 export const STOP_SAVE_TIMEOUT_MS = 2_000;
 /** A tick the store has not answered in this long is left behind (the next one runs; both are idempotent). */
