@@ -45,22 +45,7 @@ export function handleRead(
   const resize = query ? parseResizeParams(query, config.resizeLimits) : null;
   const volume = store.get(fid.volumeId);
   // SeaweedFS compares with "true" exactly; the data of a deleted needle is there until vacuum.
-  if (query?.get('readDeleted') === 'true' && !volume.isRemote) {
-    const found = volume.read(fid.key, fid.cookie, true);
-    if (resize)
-      return handleResizedRead(
-        req,
-        res,
-        volume,
-        pathname,
-        query,
-        resize,
-        { fid, name, ext, download },
-        config,
-        found,
-      );
-    return respond(req, res, volume, found, name, ext, download, config);
-  }
+  const readDeleted = query?.get('readDeleted') === 'true';
   if (resize)
     return handleResizedRead(
       req,
@@ -71,9 +56,10 @@ export function handleRead(
       resize,
       { fid, name, ext, download },
       config,
+      readDeleted,
     );
-  // Tiered volumes too: readAdaptive reads them through their backend.
-  const found = volume.readAdaptive(fid.key, fid.cookie);
+  // One read path for every data file: synchronous when the volume's data file read synchronously.
+  const found = volume.read(fid.key, fid.cookie, readDeleted);
   if (found instanceof Promise) {
     return found.then((f) => respond(req, res, volume, f, name, ext, download, config));
   }
@@ -89,7 +75,7 @@ async function handleResizedRead(
   params: ResizeParams,
   target: { fid: ParsedFid; name?: string; ext?: string; download: boolean },
   config: ReadConfig,
-  deleted?: ReadResult,
+  readDeleted: boolean,
 ): Promise<void> {
   if (!config.resizer) throw new InvalidParamError('image resizing is not enabled on this server');
   if (config.resizeSigningKey && !query.has('preset')) {
@@ -100,11 +86,7 @@ async function handleResizedRead(
       query.get('sig'),
     );
   }
-  const found =
-    deleted ??
-    (volume.isRemote
-      ? await volume.readRemote(target.fid.key, target.fid.cookie)
-      : volume.read(target.fid.key, target.fid.cookie));
+  const found = await volume.read(target.fid.key, target.fid.cookie, readDeleted);
   if (await serveResized(req, res, volume, found, params, target, config)) return;
   await respond(req, res, volume, found, target.name, target.ext, target.download, config);
 }
