@@ -53,7 +53,7 @@ describe('ReadMode', () => {
   });
 });
 
-describe('Volume.readAdaptive', () => {
+describe('Volume.read, adaptive', () => {
   const dirs: string[] = [];
   afterEach(() => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
