@@ -246,7 +246,7 @@ function commitShare(
   const sidx = volume.path('sidx');
   writeFileSync(sidx, bytes, { flush: true });
   volume.replaceDat({
-    info: { ...volume.info, readOnly: true, remote },
+    info: volume.tieredInfo(remote),
     dat: new TieredDat(volume.id, remote, file),
     retireOld: true,
     indexFrom: sidx,

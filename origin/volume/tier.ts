@@ -225,7 +225,7 @@ function finishUpload(volume: Volume, backend: TierBackend, keepLocalDat: boolea
   }
   const moved = { ...remote, keepLocalDat: false };
   volume.replaceDat({
-    info: { ...volume.info, readOnly: true, remote: moved },
+    info: volume.tieredInfo(moved),
     dat: new TieredDat(volume.id, moved, backend.openFile(remote.key, remote.size)),
     retireOld: true,
   });
@@ -241,7 +241,7 @@ export async function tierUpload(
   if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
   assertNotCompacting(volume);
   volume.setReadOnly(true);
-  volume.transferring = true;
+  const endTransfer = volume.startTransfer();
   // A fresh key per attempt: a retry never meets (or trusts) the remains of an earlier one.
   const stem = volume.config.collection ? `${volume.config.collection}_${volume.id}` : String(volume.id);
   const key = `${stem}-${randomUUID()}.dat`;
@@ -294,7 +294,7 @@ export async function tierUpload(
     if (volume.datSize !== size || volume.superBlock.compactionRevision !== revision) {
       throw new ConflictError(`volume ${volume.id} changed while it was uploading`);
     }
-    const info = { ...volume.info, readOnly: true, remote };
+    const info = volume.tieredInfo(remote);
     if (opts.keepLocalDat) {
       // Reads stay local; the remote copy waits for the day the `.dat` is removed (finishUpload).
       volume.replaceDat({ info });
@@ -306,7 +306,7 @@ export async function tierUpload(
     if (uploaded) await deleteTierObjects(backend, { key }).catch(() => {});
     throw err;
   } finally {
-    volume.transferring = false;
+    endTransfer();
   }
   // Deletes that came after the first deletion set was written; until this lands the master is not
   // told where the object is, so no reader goes there with an older set.
@@ -347,7 +347,7 @@ export async function tierDownload(
   if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
   assertNotCompacting(volume);
   const backend = registry.get(remote.backend);
-  volume.transferring = true;
+  const endTransfer = volume.startTransfer();
   try {
     // With keepLocalDat the `.dat` never left: only the `.vif` changes back.
     if (!volume.hasLocalDat) {
@@ -368,11 +368,10 @@ export async function tierDownload(
         `volume ${volume.id}: downloaded .dat has ${size} bytes, expected ${volume.datSize}`,
       );
     }
-    const { remote: _gone, ...rest } = volume.info;
     // The commit point: the `.vif` without `remote`.
-    volume.replaceDat({ info: { ...rest, readOnly: volume.datSize >= volume.config.sizeLimitBytes }, dat });
+    volume.replaceDat({ info: volume.untieredInfo(), dat });
   } finally {
-    volume.transferring = false;
+    endTransfer();
   }
   // Shared by the replicas (tier-share.ts): the last one to come back deletes it.
   if (peers && (await peers.stillReferenced(volume, remote.key))) return;

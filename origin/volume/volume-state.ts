@@ -86,12 +86,7 @@ export abstract class VolumeState {
   readonly readMode = new ReadMode();
   /** Set by close(): no more appends. */
   closed = false;
-  /**
-   * A tier upload or download of this volume is running (tier.ts): the `.dat`
-   * must not change under it, so deletes are index-only and the volume cannot
-   * be made writable until it ends.
-   */
-  transferring = false;
+  private transfer = false;
   readonly heat: ReadHeat;
   /** Milliseconds; the last append (from the `.idx`'s mtime at open). */
   modifiedAt: number;
@@ -114,6 +109,35 @@ export abstract class VolumeState {
     );
     this.heat = new ReadHeat(config.now);
     this.modifiedAt = modifiedAt;
+  }
+
+  /**
+   * A tier upload or download of this volume is running (tier.ts): the `.dat`
+   * must not change under it, so deletes are index-only and the volume cannot
+   * be made writable until it ends.
+   */
+  get transferring(): boolean {
+    return this.transfer;
+  }
+
+  /** Marks a tier transfer as running (refused if one already is); returns what ends it. */
+  startTransfer(): () => void {
+    if (this.transfer) throw new ConflictError(`volume ${this.id} already has a tier transfer running`);
+    this.transfer = true;
+    return () => {
+      this.transfer = false;
+    };
+  }
+
+  /** The `.vif` of this volume once tiered to `remote`: sealed (replaceDat writes it). */
+  tieredInfo(remote: RemoteDat): VolumeInfo {
+    return { ...this.info, readOnly: true, remote };
+  }
+
+  /** The `.vif` of this volume back on local disk: writable again unless full. */
+  untieredInfo(): VolumeInfo {
+    const { remote: _gone, ...rest } = this.info;
+    return { ...rest, readOnly: this.datSize >= this.config.sizeLimitBytes };
   }
 
   /** The needle map (read it; the volume's own methods change it). */
