@@ -298,7 +298,8 @@ export async function tierUpload(
     if (opts.keepLocalDat) {
       // Reads stay local; the remote copy waits for the day the `.dat` is removed (finishUpload).
       volume.replaceDat({ info });
-      await file.close();
+      // Past the commit point: a failure to close must not reach the catch below, which deletes the object.
+      file.close().catch(() => {});
     } else {
       volume.replaceDat({ info, dat: new TieredDat(volume.id, remote, file), retireOld: true });
     }
