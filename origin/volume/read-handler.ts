@@ -3,7 +3,8 @@
  * the needle, 304s, single and multiple Ranges, gzip passed through or
  * undone, active content as attachment, `Expires` when the blob has a TTL (so
  * a cache in front never keeps it longer). Small needles are read whole with
- * one pread (volume.read); large ones stream (large-read.ts). Query parameters
+ * one read of the volume's data file, on disk or in a tier (volume.read);
+ * large ones stream from it (large-read.ts). Query parameters
  * other than the ones below are ignored, as SeaweedFS ignores them (cache
  * busters such as `?v=2` are common on public URLs).
  */
@@ -29,8 +30,9 @@ import type { Store } from './store.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
 /**
- * Synchronous for a small needle on local disk, the hot path (no promise is
- * made for it); a promise for remote volumes, large needles and multipart ranges.
+ * Synchronous for a small needle read on the event loop, the hot path (no
+ * promise is made for it); a promise for reads off the loop (a cold disk, an
+ * object store), large needles and multipart ranges.
  */
 export function handleRead(
   req: IncomingMessage,
