@@ -27,16 +27,16 @@ export class TieredDat implements DataFile {
     this.file = file;
     this.remote = remote;
     this.what = `volume ${volumeId}`;
-    const sync = file?.readAtSync?.bind(file);
-    this.readAtSync = sync
-      ? (offset, into) => {
-          try {
-            sync(offset, into);
-          } catch (err) {
-            throw this.failure(err);
-          }
-        }
-      : undefined;
+    // Present only where the backend can pread (a `local` tier); called as a method, so no bound closure.
+    this.readAtSync = file?.readAtSync ? this.preadTier : undefined;
+  }
+
+  private preadTier(offset: number, into: Uint8Array): void {
+    try {
+      this.file!.readAtSync!(offset, into);
+    } catch (err) {
+      throw this.failure(err);
+    }
   }
 
   private opened(): BackendFile {
