@@ -1,6 +1,7 @@
 /**
- * Needles too large to read whole (over LARGE_NEEDLE_BYTES) stream from disk
- * in pages. A full read checks the CRC as it goes and, on a mismatch, cuts the
+ * Needles too large to read whole (over LARGE_NEEDLE_BYTES) stream from the
+ * volume's data file in pages (data-file.ts: preads from the `.dat`, ranged
+ * GETs from a tier, so a tiered needle is never held whole either). A full read checks the CRC as it goes and, on a mismatch, cuts the
  * connection so the client sees a truncated response, never a complete-looking
  * bad one. A Range of such a needle is served only after the whole needle has
  * been verified once (remembered per record, so seeking in a video costs one
@@ -8,7 +9,6 @@
  */
 
 import { once } from 'node:events';
-import { closeSync, createReadStream, openSync } from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import { Crc32cHasher } from '../../shared/crc.ts';
@@ -17,9 +17,9 @@ import { assertChecksum } from '../../shared/needle-decode.ts';
 import { contentRange, parseRange } from '../../shared/range.ts';
 import { byteRangesBody } from '../http/byteranges.ts';
 import { acceptsGzip } from '../http/encoding.ts';
+import type { DataFile } from './data-file.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
-const PAGE_BYTES = 1024 * 1024;
 /** Records verified by a full CRC pass, so Ranges of them can be served directly. */
 const VERIFIED_LIMIT = 10_000;
 const verified = new Set<string>();
@@ -35,15 +35,14 @@ async function writeAll(res: ServerResponse, chunk: Uint8Array): Promise<void> {
   if (!res.write(chunk)) await once(res, 'drain');
 }
 
-/** Bytes [start, end] of the file, a page at a time. */
-async function* pages(fd: number, start: number, end: number): AsyncGenerator<Buffer> {
-  const stream = createReadStream('', { fd, start, end, autoClose: false, highWaterMark: PAGE_BYTES });
-  for await (const chunk of stream) yield chunk as Buffer;
+/** Bytes [start, end] of the data file, a page at a time. */
+function pages(file: DataFile, start: number, end: number): AsyncIterable<Uint8Array> {
+  return file.stream(start, end - start + 1);
 }
 
-async function verifyWhole(fd: number, found: Large): Promise<void> {
+async function verifyWhole(file: DataFile, found: Large): Promise<void> {
   const hasher = new Crc32cHasher();
-  for await (const page of pages(fd, found.dataOffset, found.dataOffset + found.dataSize - 1))
+  for await (const page of pages(file, found.dataOffset, found.dataOffset + found.dataSize - 1))
     hasher.update(page);
   assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
 }
@@ -56,8 +55,9 @@ export async function serveLargeNeedle(
   headers: OutgoingHttpHeaders,
   mime: string,
 ): Promise<void> {
-  // Opened now, before any await, so a vacuum swapping files cannot move the bytes under us.
-  const fd = openSync(volume.path('dat'), 'r');
+  // Held now, before any await, so a swap of the volume's files (vacuum, a tier move) cannot close it under us.
+  const file = found.source;
+  const release = file.hold();
   try {
     const head = req.method === 'HEAD';
     const first = found.dataOffset;
@@ -67,11 +67,11 @@ export async function serveLargeNeedle(
       // Decompressed length is unknown up front: chunked, and no Range on this representation.
       res.writeHead(200, headers);
       if (head) return void res.end();
-      await verifyWhole(fd, found);
+      await verifyWhole(file, found);
       const gunzip = createGunzip();
       const done = once(gunzip, 'end');
       gunzip.on('data', (c: Buffer) => res.write(c));
-      for await (const page of pages(fd, first, last)) if (!gunzip.write(page)) await once(gunzip, 'drain');
+      for await (const page of pages(file, first, last)) if (!gunzip.write(page)) await once(gunzip, 'drain');
       gunzip.end();
       await done;
       res.end();
@@ -88,8 +88,8 @@ export async function serveLargeNeedle(
       // the client would already hold a complete-looking response when the check
       // fails. A mismatch throws here, and sendError destroys the socket short of
       // Content-Length, so the client sees a truncated response.
-      let held: Buffer | undefined;
-      for await (const page of pages(fd, first, last)) {
+      let held: Uint8Array | undefined;
+      for await (const page of pages(file, first, last)) {
         hasher.update(page);
         if (held) await writeAll(res, held);
         held = page;
@@ -101,7 +101,7 @@ export async function serveLargeNeedle(
     }
     const key = `${volume.id}:${first}:${found.needle.checksum}`;
     if (!verified.has(key)) {
-      await verifyWhole(fd, found);
+      await verifyWhole(file, found);
       remember(key);
     }
     if (ranges.length === 1) {
@@ -110,13 +110,13 @@ export async function serveLargeNeedle(
       headers['Content-Length'] = r.end - r.start + 1;
       res.writeHead(206, headers);
       if (head) return void res.end();
-      for await (const page of pages(fd, first + r.start, first + r.end)) await writeAll(res, page);
+      for await (const page of pages(file, first + r.start, first + r.end)) await writeAll(res, page);
       res.end();
       return;
     }
     const multi = byteRangesBody(ranges, found.dataSize, mime, async (r) => {
-      const parts: Buffer[] = [];
-      for await (const page of pages(fd, first + r.start, first + r.end)) parts.push(page);
+      const parts: Uint8Array[] = [];
+      for await (const page of pages(file, first + r.start, first + r.end)) parts.push(page);
       return Buffer.concat(parts);
     });
     headers['Content-Type'] = multi.contentType;
@@ -126,6 +126,6 @@ export async function serveLargeNeedle(
     for await (const chunk of multi.chunks()) await writeAll(res, chunk);
     res.end();
   } finally {
-    closeSync(fd);
+    release();
   }
 }

@@ -3,7 +3,8 @@
  * the needle, 304s, single and multiple Ranges, gzip passed through or
  * undone, active content as attachment, `Expires` when the blob has a TTL (so
  * a cache in front never keeps it longer). Small needles are read whole with
- * one pread (volume.read); large ones stream (large-read.ts). Query parameters
+ * one read of the volume's data file, on disk or in a tier (volume.read);
+ * large ones stream from it (large-read.ts). Query parameters
  * other than the ones below are ignored, as SeaweedFS ignores them (cache
  * busters such as `?v=2` are common on public URLs).
  */
@@ -28,8 +29,9 @@ import type { Store } from './store.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
 /**
- * Synchronous for a small needle on local disk, the hot path (no promise is
- * made for it); a promise for remote volumes, large needles and multipart ranges.
+ * Synchronous for a small needle read on the event loop, the hot path (no
+ * promise is made for it); a promise for reads off the loop (a cold disk, an
+ * object store), large needles and multipart ranges.
  */
 export function handleRead(
   req: IncomingMessage,
@@ -44,22 +46,7 @@ export function handleRead(
   const resize = query ? parseResizeParams(query, config.resizeLimits) : null;
   const volume = store.get(fid.volumeId);
   // SeaweedFS compares with "true" exactly; the data of a deleted needle is there until vacuum.
-  if (query?.get('readDeleted') === 'true' && !volume.isRemote) {
-    const found = volume.read(fid.key, fid.cookie, true);
-    if (resize)
-      return handleResizedRead(
-        req,
-        res,
-        volume,
-        pathname,
-        query,
-        resize,
-        { fid, name, ext, download },
-        config,
-        found,
-      );
-    return respond(req, res, volume, found, name, ext, download, config);
-  }
+  const readDeleted = query?.get('readDeleted') === 'true';
   if (resize)
     return handleResizedRead(
       req,
@@ -70,9 +57,10 @@ export function handleRead(
       resize,
       { fid, name, ext, download },
       config,
+      readDeleted,
     );
-  // Tiered volumes too: readAdaptive reads them through their backend.
-  const found = volume.readAdaptive(fid.key, fid.cookie);
+  // One read path for every data file: synchronous when the volume's data file read synchronously.
+  const found = volume.read(fid.key, fid.cookie, readDeleted);
   if (found instanceof Promise) {
     return found.then((f) => respond(req, res, volume, f, name, ext, download, config));
   }
@@ -88,7 +76,7 @@ async function handleResizedRead(
   params: ResizeParams,
   target: { fid: ParsedFid; name?: string; ext?: string; download: boolean },
   config: ReadConfig,
-  deleted?: ReadResult,
+  readDeleted: boolean,
 ): Promise<void> {
   if (!config.resizer) throw new InvalidParamError('image resizing is not enabled on this server');
   if (config.resizeSigningKey && !query.has('preset')) {
@@ -99,11 +87,7 @@ async function handleResizedRead(
       query.get('sig'),
     );
   }
-  const found =
-    deleted ??
-    (volume.isRemote
-      ? await volume.readRemote(target.fid.key, target.fid.cookie)
-      : volume.read(target.fid.key, target.fid.cookie));
+  const found = await volume.read(target.fid.key, target.fid.cookie, readDeleted);
   if (await serveResized(req, res, volume, found, params, target, config)) return;
   await respond(req, res, volume, found, target.name, target.ext, target.download, config);
 }

@@ -5,7 +5,6 @@
  * over the variant. A blob that is not an image Kelp resizes is served as it
  * is (unless a format was demanded: 400).
  */
-import { closeSync, openSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { isNotModified } from '../../shared/conditional.ts';
@@ -17,7 +16,6 @@ import { FLAG_GZIP } from '../../shared/needle.ts';
 import { assertChecksum } from '../../shared/needle-decode.ts';
 import { contentRange, parseRange } from '../../shared/range.ts';
 import { canonicalResizeQuery, negotiateFormat, type ResizeParams } from '../../shared/resize.ts';
-import { preadExact } from '../fs/files.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { blobHeaders, contentDisposition, type ReadConfig } from './blob-headers.ts';
 import type { ReadResult, Volume } from './volume.ts';
@@ -49,7 +47,7 @@ function variantTag(text: string): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
-async function sourceBytes(volume: Volume, found: ReadResult, maxBytes: number): Promise<Uint8Array> {
+async function sourceBytes(found: ReadResult, maxBytes: number): Promise<Uint8Array> {
   let data: Uint8Array;
   if (found.kind === 'whole') {
     data = found.needle.data;
@@ -59,11 +57,12 @@ async function sourceBytes(volume: Volume, found: ReadResult, maxBytes: number):
         `image of ${found.dataSize} bytes is over the ${maxBytes}-byte resize limit`,
       );
     }
-    const fd = openSync(volume.path('dat'), 'r');
+    // Whole, as sharp needs it (at most maxSourceBytes): one read of the data file, held against a swap.
+    const release = found.source.hold();
     try {
-      data = preadExact(fd, found.dataSize, found.dataOffset);
+      data = await found.source.readAt(found.dataOffset, found.dataSize);
     } finally {
-      closeSync(fd);
+      release();
     }
     // A whole needle's CRC is checked by volume.read; a large one's only here (as large-read.ts does while streaming).
     assertChecksum(found.needle.id, found.needle.checksum, crc32c(data));
@@ -99,7 +98,7 @@ export async function serveResized(
     res.end();
     return true;
   }
-  const source = await sourceBytes(volume, found, resizer.config.maxSourceBytes);
+  const source = await sourceBytes(found, resizer.config.maxSourceBytes);
   const out = await resizer.resize(source, mime, params, req.headers.accept);
   if (!out) return false;
   headers['Content-Type'] = out.mime;

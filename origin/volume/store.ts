@@ -45,7 +45,7 @@ export interface DiskLocation {
  */
 export function autoSlots(free: number, sizeLimit: number, volumes: Volume[]): number {
   const claimed = volumes
-    .filter((v) => !v.readOnly && !v.isRemote)
+    .filter((v) => !v.readOnly && v.hasLocalDat)
     .reduce((sum, v) => sum + Math.max(0, sizeLimit - v.datSize), 0);
   const fits = Math.max(0, Math.floor((free - claimed) / Math.max(1, sizeLimit)));
   return Math.max(volumes.length, Math.min(MAX_AUTO_SLOTS, volumes.length + fits));

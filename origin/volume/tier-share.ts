@@ -25,7 +25,7 @@
  * A download (tier.ts) deletes the object only when no other replica still
  * points at it; a replica that cannot tell (a peer down) keeps it.
  */
-import { closeSync, existsSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { ConflictError, KelpError } from '../../shared/errors.ts';
 import { IDX_ENTRY_SIZE, TOMBSTONE_FILE_SIZE, writeIdxEntry } from '../../shared/idx.ts';
@@ -35,9 +35,11 @@ import type { TierBackend } from '../../tiering/backends/backend.ts';
 import { fsyncDir } from '../fs/files.ts';
 import type { Logger } from '../observability/log.ts';
 import { withClusterAuth } from '../security/cluster-auth.ts';
+import { recordIn } from './data-file.ts';
 import { volumePath } from './files.ts';
 import type { Replicator } from './replication.ts';
-import { LARGE_NEEDLE_BYTES, loadIdx, type Volume, type VolumeConfig } from './volume.ts';
+import { TieredDat } from './tiered-dat.ts';
+import { LARGE_NEEDLE_BYTES, type Volume, type VolumeConfig } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
 /** Needles read back from both sides before a replica adopts another's object. */
@@ -193,7 +195,7 @@ export async function shareFromPeers(
       const remoteOffset = offsetIn(plan.bytes, key);
       if (remoteOffset === undefined) continue;
       const local = volume.recordAt(key, mine.offset, mine.size);
-      const there = await volume.recordFrom(file, key, remoteOffset, mine.size);
+      const there = await recordIn(file, key, remoteOffset, mine.size, volume.version);
       if (local.checksum !== there.checksum || local.cookie !== there.cookie) same = false;
     }
     if (!same) {
@@ -244,16 +246,12 @@ function commitShare(
   }
   const sidx = volume.path('sidx');
   writeFileSync(sidx, bytes, { flush: true });
-  volume.attachRemote(remote, file, true);
-  renameSync(sidx, volume.path('idx'));
-  fsyncDir(volume.config.dir);
-  const old = volume.idxFd;
-  volume.idxFd = openSync(volume.path('idx'), 'a+');
-  volume.idxSize = bytes.length;
-  volume.map = loadIdx(volume.idxFd, bytes.length);
-  const closeOld = () => closeSync(old);
-  volume.syncer.flush().then(closeOld, closeOld);
-  volume.config.onChange?.();
+  volume.replaceDat({
+    info: volume.tieredInfo(remote),
+    dat: new TieredDat(volume.id, remote, file),
+    retireOld: true,
+    indexFrom: sidx,
+  });
   return remote;
 }
 

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TierJob } from '../../shared/api.ts';
-import { ConflictError, InvalidParamError, NotFoundError, UnavailableError } from '../../shared/errors.ts';
+import { ConflictError, CorruptDataError, InvalidParamError, NotFoundError } from '../../shared/errors.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
 import {
   type BackendConfig,
@@ -26,8 +26,11 @@ import { createBackend } from '../../tiering/backends/create-backend.ts';
 export type { TierJob };
 
 import type { Logger } from '../observability/log.ts';
+import { recordIn } from './data-file.ts';
+import { LocalDat } from './local-dat.ts';
 import { shareFromPeers, type TierPeers } from './tier-share.ts';
 import { deleteTierObjects, publishDeletes, writeSidecars } from './tier-sidecars.ts';
+import { TieredDat } from './tiered-dat.ts';
 import type { Volume } from './volume.ts';
 import type { RemoteDat } from './volume-info.ts';
 
@@ -213,19 +216,19 @@ function finishUpload(volume: Volume, backend: TierBackend, keepLocalDat: boolea
       `volume ${volume.id} is already tiered to ${remote.backend}: download it before tiering it to ${backend.name}`,
     );
   }
-  if (volume.isRemote || keepLocalDat) return remote;
+  if (!volume.hasLocalDat || keepLocalDat) return remote;
   if (volume.datSize !== remote.size) {
     // Cannot happen while deletes on a kept copy are index-only; never drop bytes the object lacks.
     throw new ConflictError(
       `volume ${volume.id}: the local .dat (${volume.datSize} bytes) is not the uploaded object (${remote.size})`,
     );
   }
-  if (!volume.remote) {
-    throw new UnavailableError(`volume ${volume.id}: ${remote.backend} cannot open ${remote.key}`);
-  }
   const moved = { ...remote, keepLocalDat: false };
-  volume.attachRemote(moved, volume.remote, true);
-  volume.config.onChange?.();
+  volume.replaceDat({
+    info: volume.tieredInfo(moved),
+    dat: new TieredDat(volume.id, moved, backend.openFile(remote.key, remote.size)),
+    retireOld: true,
+  });
   return moved;
 }
 
@@ -238,7 +241,7 @@ export async function tierUpload(
   if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
   assertNotCompacting(volume);
   volume.setReadOnly(true);
-  volume.transferring = true;
+  const endTransfer = volume.startTransfer();
   // A fresh key per attempt: a retry never meets (or trusts) the remains of an earlier one.
   const stem = volume.config.collection ? `${volume.config.collection}_${volume.id}` : String(volume.id);
   const key = `${stem}-${randomUUID()}.dat`;
@@ -291,13 +294,20 @@ export async function tierUpload(
     if (volume.datSize !== size || volume.superBlock.compactionRevision !== revision) {
       throw new ConflictError(`volume ${volume.id} changed while it was uploading`);
     }
-    volume.attachRemote(remote, file, !opts.keepLocalDat);
-    volume.config.onChange?.();
+    const info = volume.tieredInfo(remote);
+    if (opts.keepLocalDat) {
+      // Reads stay local; the remote copy waits for the day the `.dat` is removed (finishUpload).
+      volume.replaceDat({ info });
+      // Past the commit point: a failure to close must not reach the catch below, which deletes the object.
+      file.close().catch(() => {});
+    } else {
+      volume.replaceDat({ info, dat: new TieredDat(volume.id, remote, file), retireOld: true });
+    }
   } catch (err) {
     if (uploaded) await deleteTierObjects(backend, { key }).catch(() => {});
     throw err;
   } finally {
-    volume.transferring = false;
+    endTransfer();
   }
   // Deletes that came after the first deletion set was written; until this lands the master is not
   // told where the object is, so no reader goes there with an older set.
@@ -313,7 +323,7 @@ export async function verifyOneNeedle(volume: Volume, file: BackendFile): Promis
   });
   if (!last) return;
   const local = volume.recordAt(last.key, last.offset, last.size);
-  const remote = await volume.recordFrom(file, last.key, last.offset, last.size);
+  const remote = await recordIn(file, last.key, last.offset, last.size, volume.version);
   if (remote.checksum !== local.checksum || remote.cookie !== local.cookie) {
     throw new ConflictError(`volume ${volume.id}: the uploaded copy does not read back the same`);
   }
@@ -338,9 +348,10 @@ export async function tierDownload(
   if (volume.transferring) throw new ConflictError(`volume ${volume.id} already has a tier transfer running`);
   assertNotCompacting(volume);
   const backend = registry.get(remote.backend);
-  volume.transferring = true;
+  const endTransfer = volume.startTransfer();
   try {
-    if (volume.isRemote) {
+    // With keepLocalDat the `.dat` never left: only the `.vif` changes back.
+    if (!volume.hasLocalDat) {
       await backend.download(remote.key, volume.path('dat'), {
         expectedSha256: remote.sha256,
         onProgress,
@@ -348,9 +359,20 @@ export async function tierDownload(
       });
     }
     signal?.throwIfAborted();
-    await volume.detachRemote();
+    if (volume.closed)
+      throw new ConflictError(`volume ${volume.id} closed before its tier download finished`);
+    const dat = volume.hasLocalDat ? undefined : LocalDat.open(volume.path('dat'));
+    if (dat && dat.size() !== volume.datSize) {
+      const size = dat.size();
+      await dat.close();
+      throw new CorruptDataError(
+        `volume ${volume.id}: downloaded .dat has ${size} bytes, expected ${volume.datSize}`,
+      );
+    }
+    // The commit point: the `.vif` without `remote`.
+    volume.replaceDat({ info: volume.untieredInfo(), dat });
   } finally {
-    volume.transferring = false;
+    endTransfer();
   }
   // Shared by the replicas (tier-share.ts): the last one to come back deletes it.
   if (peers && (await peers.stillReferenced(volume, remote.key))) return;

@@ -15,20 +15,14 @@ import { closeSync, existsSync, fdatasyncSync, openSync, renameSync, rmSync, wri
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { VacuumReport } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError } from '../../shared/errors.ts';
-import {
-  decodeIdxEntry,
-  encodeIdxEntry,
-  IDX_ENTRY_SIZE,
-  toByteOffset,
-  toStoredOffset,
-} from '../../shared/idx.ts';
+import { decodeIdxEntry, encodeIdxEntry, IDX_ENTRY_SIZE, toStoredOffset } from '../../shared/idx.ts';
 import { needleRecordSize } from '../../shared/needle.ts';
-import { decodeNeedle } from '../../shared/needle-decode.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
-import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
+import { fsyncDir, pwriteAll } from '../fs/files.ts';
 import { asStorageError } from '../fs/no-space.ts';
 import type { Logger } from '../observability/log.ts';
 import { volumePath } from './files.ts';
+import { LocalDat } from './local-dat.ts';
 import { CompactNeedleMap } from './needle-map.ts';
 import type { Volume, VolumeConfig } from './volume.ts';
 
@@ -82,14 +76,13 @@ function copyRecord(
   size: number,
   idxSize: number,
 ): void {
-  const recordSize = needleRecordSize(size, volume.version);
-  const bytes = preadExact(volume.datFd, recordSize, toByteOffset(offset));
+  const bytes = volume.recordBytes(offset, size);
   pwriteAll(t.datFd, bytes, t.datSize);
   const stored = toStoredOffset(t.datSize);
   pwriteAll(t.idxFd, encodeIdxEntry({ key, offset: stored, size: idxSize }), t.idxSize);
   if (idxSize >= 0) t.map.set(key, stored, idxSize);
   else t.map.delete(key, stored);
-  t.datSize += recordSize;
+  t.datSize += bytes.length;
   t.idxSize += IDX_ENTRY_SIZE;
 }
 
@@ -138,15 +131,7 @@ export async function vacuumVolume(
       if (volume.map.get(key)?.offset !== offset) continue; // overwritten or deleted meanwhile: the replay has it
       const recordSize = needleRecordSize(size, volume.version);
       try {
-        const needle = decodeNeedle(
-          preadExact(volume.datFd, recordSize, toByteOffset(offset)),
-          volume.version,
-          {
-            expectedId: key,
-            expectedSize: size,
-          },
-        );
-        if (volume.isExpired(needle)) continue;
+        if (volume.isExpired(volume.recordAt(key, offset, size))) continue;
       } catch (err) {
         if (!(err instanceof CorruptDataError)) throw err;
         report.corruptSkipped++;
@@ -165,9 +150,9 @@ export async function vacuumVolume(
     if (volume.superBlock.compactionRevision !== revision) {
       throw new ConflictError(`volume ${volume.id} was compacted by someone else meanwhile`);
     }
-    for (let at = idxMark; at < volume.idxSize; at += IDX_ENTRY_SIZE) {
-      const entry = preadExact(volume.idxFd, IDX_ENTRY_SIZE, at);
-      const { key, offset, size } = decodeIdxEntry(entry);
+    const appended = volume.idxSince(idxMark);
+    for (let at = 0; at < appended.length; at += IDX_ENTRY_SIZE) {
+      const { key, offset, size } = decodeIdxEntry(appended, at);
       if (offset === 0) continue;
       copyRecord(volume, t, key, offset, Math.max(size, 0), size < 0 ? -1 : size);
     }
@@ -180,7 +165,12 @@ export async function vacuumVolume(
     renameSync(p('cpx'), p('idx'));
     fsyncDir(volume.config.dir);
     rmSync(p('cpc'));
-    volume.swapFiles({ ...t, superBlock: { ...superBlock, size: sb.length } });
+    volume.replaceDat({
+      dat: new LocalDat(t.datFd, p('dat')),
+      index: { idxFd: t.idxFd, idxSize: t.idxSize, map: t.map },
+      datSize: t.datSize,
+      superBlock: { ...superBlock, size: sb.length },
+    });
     return { ...report, compacted: true, sizeAfter: t.datSize };
   } catch (err) {
     closeSync(t.datFd);

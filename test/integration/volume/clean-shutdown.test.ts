@@ -66,7 +66,7 @@ describe('the clean-shutdown mark', () => {
     expect(again.repairs).toEqual([]);
     expect(existsSync(v.path('clean'))).toBe(false);
     expect(again.map.liveCount).toBe(20);
-    expect(again.read(7n, 7).kind).toBe('whole');
+    expect(again.readSync(7n, 7).kind).toBe('whole');
     // Closed without the mark (what a crash leaves): the next open checks.
     await again.close();
     open.splice(open.indexOf(again), 1);

@@ -6,7 +6,7 @@
  * restored entry, and startup recovery must not re-index the taken-back needle.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -58,12 +58,10 @@ async function restart(v: Volume): Promise<Volume> {
 }
 
 function bytesOf(v: Volume, key: bigint): Buffer {
-  const r = v.read(key, COOKIE);
+  const r = v.readSync(key, COOKIE);
   if (r.kind === 'whole') return Buffer.from(r.needle.data);
   const out = Buffer.allocUnsafe(r.dataSize);
-  for (let done = 0; done < r.dataSize; ) {
-    done += readSync(v.datFd, out, done, r.dataSize - done, r.dataOffset + done);
-  }
+  r.source.readAtSync!(r.dataOffset, out);
   return out;
 }
 
@@ -104,7 +102,7 @@ describe('Volume.restore takes a change back, durably', () => {
 
     v = await restart(v);
     expect(bytesOf(v, 1n).equals(old)).toBe(true);
-    expect(v.read(2n, COOKIE).kind).toBe('whole');
+    expect(v.readSync(2n, COOKIE).kind).toBe('whole');
     // The replayed index ends with the restored entry: a copy of the old needle at the end of the .dat.
     const entry = lastIdxEntry(v, 1n)!;
     expect(entry.offset).toBe(v.map.get(1n)!.offset);
@@ -118,11 +116,11 @@ describe('Volume.restore takes a change back, durably', () => {
     const change = await write(v, 9n, randomBytes(2000));
     expect(change.before).toBeUndefined();
     await v.restore(change);
-    expect(() => v.read(9n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(9n, COOKIE)).toThrow(NotFoundError);
     v = await restart(v);
-    expect(() => v.read(9n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(9n, COOKIE)).toThrow(NotFoundError);
     expect(lastIdxEntry(v, 9n)).toBeUndefined();
-    expect(v.read(5n, COOKIE).kind).toBe('whole');
+    expect(v.readSync(5n, COOKIE).kind).toBe('whole');
   });
 
   it('a delete: the blob comes back, and stays after a restart', async () => {
@@ -130,7 +128,7 @@ describe('Volume.restore takes a change back, durably', () => {
     const old = randomBytes(700);
     await write(v, 3n, old);
     const { change } = await v.delete(3n, COOKIE);
-    expect(() => v.read(3n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(3n, COOKIE)).toThrow(NotFoundError);
     await v.restore(change);
     expect(bytesOf(v, 3n).equals(old)).toBe(true);
     v = await restart(v);
@@ -144,9 +142,9 @@ describe('Volume.restore takes a change back, durably', () => {
     const change = await write(v, 4n, randomBytes(400));
     expect(change.before!.size).toBeLessThan(0);
     await v.restore(change);
-    expect(() => v.read(4n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(4n, COOKIE)).toThrow(NotFoundError);
     v = await restart(v);
-    expect(() => v.read(4n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(4n, COOKIE)).toThrow(NotFoundError);
   });
 
   it('a large (streamed) overwrite: the old large needle comes back by a chunked copy', async () => {
@@ -165,7 +163,7 @@ describe('Volume.restore takes a change back, durably', () => {
     const change = await write(v, 1n, randomBytes(5000));
     expect(v.readOnly).toBe(true);
     await v.restore(change);
-    expect(() => v.read(1n, COOKIE)).toThrow(NotFoundError);
+    expect(() => v.readSync(1n, COOKIE)).toThrow(NotFoundError);
   });
 });
 

@@ -56,13 +56,13 @@ describe('Volume.write of large data', () => {
       });
       expect(Buffer.from(dat.subarray(at, at + expected.length)).equals(Buffer.from(expected))).toBe(true);
       // 1 MiB and more is answered as a range of the .dat (streamed, CRC checked as it goes).
-      const read = volume.read(BigInt(i + 1), 9);
+      const read = volume.readSync(BigInt(i + 1), 9);
       if (read.kind === 'whole') expect(Buffer.from(read.needle.data).equals(Buffer.from(data))).toBe(true);
       else expect(read.dataSize).toBe(data.length);
     }
     await volume.close();
     const reopened = Volume.open(config);
-    const read = reopened.read(4n, 9);
+    const read = reopened.readSync(4n, 9);
     expect(read.kind === 'whole' && Buffer.from(read.needle.data).equals(Buffer.from(datas[3]!))).toBe(true);
     await reopened.close();
   });

@@ -2,7 +2,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CompactNeedleMap } from '../../../../origin/volume/needle-map.ts';
+import { LocalDat } from '../../../../origin/volume/local-dat.ts';
 import { ReadMode, SLOW_READ_MS } from '../../../../origin/volume/read-mode.ts';
 import { Volume } from '../../../../origin/volume/volume.ts';
 import { ChecksumMismatchError, NotFoundError } from '../../../../shared/errors.ts';
@@ -53,7 +53,7 @@ describe('ReadMode', () => {
   });
 });
 
-describe('Volume.readAdaptive', () => {
+describe('Volume.read, adaptive', () => {
   const dirs: string[] = [];
   afterEach(() => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -91,10 +91,10 @@ describe('Volume.readAdaptive', () => {
   it('answers from the thread pool exactly as read() does', async () => {
     const volume = await volumeWith(3);
     pooled(volume);
-    const pending = volume.readAdaptive(2n, 7);
+    const pending = volume.read(2n, 7);
     expect(pending).toBeInstanceOf(Promise);
     const found = await pending;
-    expect(found).toEqual(volume.read(2n, 7));
+    expect(found).toEqual(volume.readSync(2n, 7));
     expect(found.kind === 'whole' && found.needle.data[0]).toBe(2);
     await volume.close();
   });
@@ -102,30 +102,23 @@ describe('Volume.readAdaptive', () => {
   it('gives the same 404s and checksum errors', async () => {
     const volume = await volumeWith(2);
     pooled(volume);
-    expect(() => volume.readAdaptive(9n, 7)).toThrow(NotFoundError);
-    await expect(Promise.resolve().then(() => volume.readAdaptive(1n, 8))).rejects.toThrow(NotFoundError);
+    expect(() => volume.read(9n, 7)).toThrow(NotFoundError);
+    await expect(Promise.resolve().then(() => volume.read(1n, 8))).rejects.toThrow(NotFoundError);
     // Flip a data byte of needle 1 behind the volume's back.
     const entry = volume.map.get(1n)!;
     const fd = openSync(volume.path('dat'), 'r+');
     writeSync(fd, new Uint8Array([0xff]), 0, 1, entry.offset * 8 + 40);
     closeSync(fd);
-    await expect(Promise.resolve().then(() => volume.readAdaptive(1n, 7))).rejects.toThrow(
-      ChecksumMismatchError,
-    );
+    await expect(Promise.resolve().then(() => volume.read(1n, 7))).rejects.toThrow(ChecksumMismatchError);
     await volume.close();
   });
 
   it('starts over on the current files when they are swapped under a read', async () => {
     const volume = await volumeWith(2);
     pooled(volume);
-    const pending = volume.readAdaptive(1n, 7);
-    // What vacuum's swapFiles does, minus the compaction: a new map object.
-    const old = volume.map;
-    const next = new CompactNeedleMap();
-    old.forEach((key, offset, size) => {
-      next.set(key, offset, size);
-    });
-    volume.map = next;
+    const pending = volume.read(1n, 7);
+    // What vacuum's replaceDat does, minus the compaction: another data file under the index.
+    volume.replaceDat({ dat: LocalDat.open(volume.path('dat')) });
     const found = await pending;
     expect(found.kind === 'whole' && found.needle.data[0]).toBe(1);
     await volume.close();

@@ -44,7 +44,7 @@ function put(v: Volume, key: bigint): Promise<WriteResult> {
 
 function exists(v: Volume, key: bigint): boolean {
   try {
-    v.read(key, COOKIE);
+    v.readSync(key, COOKIE);
     return true;
   } catch (err) {
     if (err instanceof NotFoundError) return false;
