@@ -20,7 +20,9 @@
  * (the bare server reads 100 files), and 1 MiB blobs in MB/s against a bare
  * server streaming the range with a read stream (and bare `readSync` of the
  * whole MiB beside it). KELP_BENCH_READ_SCALES picks some of `1e5,1e6,100v,1mib`
- * (all by default; `none` for only the rows above).
+ * (all by default; `none` for only the rows above). With KELP_BENCH_COMPARE_TREE
+ * (another checkout, bench/lib/kelp.ts) its volume server runs beside this
+ * one's in every group: before/after figures from the same rounds.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,7 +31,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatFid } from '../../shared/fid.ts';
 import { type Contender, compare } from '../lib/compare.ts';
-import { assignVolume, BENCH_COOKIE, fillVolume, scratchDir, startKelpVolume } from '../lib/kelp.ts';
+import {
+  assignVolume,
+  BENCH_COOKIE,
+  comparedCli,
+  fillVolume,
+  scratchDir,
+  startKelpVolume,
+} from '../lib/kelp.ts';
 import { type Started, startServer } from '../lib/process.ts';
 import type { Row } from '../lib/table.ts';
 import { writeVolume } from '../lib/volume-files.ts';
@@ -41,6 +50,8 @@ const randomPath = fileURLToPath(new URL('../lua/random-path.lua', import.meta.u
 const BLOBS = Number(process.env.KELP_BENCH_BLOBS ?? 50_000);
 const BLOB_BYTES = 1024;
 const MIB = 1024 * 1024;
+/** Load each server gets before the measured rounds (compiling its hot path is not what is measured). */
+const WARMUP_SEC = 1;
 /** Data variants the written volumes cycle through (distinct bytes, so no two neighbours are alike). */
 const VARIANTS = 64;
 /** More volumes than the 100-volume scale opens: the server's `--max` for written volumes. */
@@ -108,12 +119,20 @@ function contenders(setup: Setup, dir: string): Contender[] {
       env: { KELP_PATHS: setup.pathsFile },
     }),
   });
-  return [
+  const other = comparedCli();
+  const list = [
     bareMode('pread-sync'),
     bareMode('pread-callback'),
     kelp('kelp volume (fsync never), CRC checked', []),
     kelp('kelp volume, --metrics false', ['--metrics', 'false']),
   ];
+  if (other) {
+    list.push({
+      ...kelp(`kelp volume at ${other.label}, same data`, []),
+      start: () => startKelpVolume(setup.kelpDir, 'never', [], other.cli),
+    });
+  }
+  return list;
 }
 
 function dropCaches(): boolean {
@@ -230,15 +249,24 @@ async function scaleRows(scale: Scale, ctx: BenchContext): Promise<Row[]> {
             `bare readSync, ${scale.volumes === 1 ? 'one file' : `${scale.volumes} files`}`,
           ),
         ];
+    const kelpAt = list.length;
     list.push({
       subject: `kelp volume, ${scale.label}, CRC checked`,
       start: () => startKelpVolume(setup.kelpDir, 'never', ['--max', String(MAX_VOLUMES)]),
       load,
     });
-    const rows = await compare(list, { bench, ...ctx });
-    const kelp = rows[rows.length - 1]!;
+    const other = comparedCli();
+    if (other) {
+      list.push({
+        subject: `kelp volume at ${other.label}, same data`,
+        start: () => startKelpVolume(setup.kelpDir, 'never', ['--max', String(MAX_VOLUMES)], other.cli),
+        load,
+      });
+    }
+    const rows = await compare(list, { bench, ...ctx, warmupSec: WARMUP_SEC });
     const base = rows[0]!.reqPerSec ?? 0;
-    kelp.ratio = (kelp.reqPerSec ?? 0) / base;
+    for (const r of rows.slice(kelpAt)) r.ratio = (r.reqPerSec ?? 0) / base;
+    const kelp = rows[kelpAt]!;
     kelp.goal = large ? '≥ 80 % of the bare stream, in MB/s' : '≥ 85 % of bare readSync';
     if (large) {
       rows[1]!.ratio = (rows[1]!.reqPerSec ?? 0) / base;
@@ -270,11 +298,11 @@ async function runDefault(ctx: BenchContext): Promise<Row[]> {
   try {
     const setup = await prepare(scratch.dir);
     const list = contenders(setup, scratch.dir);
-    const rows = await compare(list, { bench: 'volume-read', ...ctx });
+    const rows = await compare(list, { bench: 'volume-read', ...ctx, warmupSec: WARMUP_SEC });
     // The goal is against the fastest bare pread server, whichever it was in this run.
     const fastest = Math.max(...rows.slice(0, 2).map((r) => r.reqPerSec ?? 0));
     const [kelp, quiet] = [rows[2]!, rows[3]!];
-    for (const r of [kelp, quiet]) r.ratio = (r.reqPerSec ?? 0) / fastest;
+    for (const r of rows.slice(2)) r.ratio = (r.reqPerSec ?? 0) / fastest;
     kelp.goal = '≥ 85 % of the fastest bare pread';
     quiet.goal = 'vs the fastest bare pread';
     rows[1]!.goal = 'vs pread-sync';
