@@ -20,9 +20,10 @@
  * (the bare server reads 100 files), and 1 MiB blobs in MB/s against a bare
  * server streaming the range with a read stream (and bare `readSync` of the
  * whole MiB beside it). KELP_BENCH_READ_SCALES picks some of `1e5,1e6,100v,1mib`
- * (all by default; `none` for only the rows above). With KELP_BENCH_COMPARE_TREE
- * (another checkout, bench/lib/kelp.ts) its volume server runs beside this
- * one's in every group: before/after figures from the same rounds.
+ * (all by default; `none` for only the rows above; KELP_BENCH_BLOBS=0 for only
+ * the scales). With KELP_BENCH_COMPARE_TREE (another checkout,
+ * bench/lib/kelp.ts) its volume server runs beside this one's in every group:
+ * before/after figures from the same rounds.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -286,7 +287,8 @@ const bench: Bench = {
   name: 'volume-read',
   description: `1 KiB random reads of ${BLOBS} blobs, then at scale (10^5, 10^6, 100 volumes, 1 MiB): kelp volume server vs bare servers`,
   async run(ctx) {
-    const rows = await runDefault(ctx);
+    // KELP_BENCH_BLOBS=0: only the scales.
+    const rows = BLOBS > 0 ? await runDefault(ctx) : [];
     for (const scale of chosenScales()) rows.push(...(await scaleRows(scale, ctx)));
     return rows;
   },

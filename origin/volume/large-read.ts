@@ -8,7 +8,7 @@
  */
 
 import { once } from 'node:events';
-import { closeSync, createReadStream, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import { Crc32cHasher } from '../../shared/crc.ts';
@@ -17,9 +17,9 @@ import { assertChecksum } from '../../shared/needle-decode.ts';
 import { byteRangesBody } from '../http/byteranges.ts';
 import { acceptsGzip } from '../http/encoding.ts';
 import { contentRange, parseRange } from '../http/range.ts';
+import { readPages as pages, releasePage } from './page-pool.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
-const PAGE_BYTES = 1024 * 1024;
 /** Records verified by a full CRC pass, so Ranges of them can be served directly. */
 const VERIFIED_LIMIT = 10_000;
 const verified = new Set<string>();
@@ -31,20 +31,17 @@ function remember(key: string): void {
   verified.add(key);
 }
 
-async function writeAll(res: ServerResponse, chunk: Uint8Array): Promise<void> {
-  if (!res.write(chunk)) await once(res, 'drain');
-}
-
-/** Bytes [start, end] of the file, a page at a time. */
-async function* pages(fd: number, start: number, end: number): AsyncGenerator<Buffer> {
-  const stream = createReadStream('', { fd, start, end, autoClose: false, highWaterMark: PAGE_BYTES });
-  for await (const chunk of stream) yield chunk as Buffer;
+/** Writes a page and gives it back to the pool once the socket has taken it (page-pool.ts). */
+async function writePage(res: ServerResponse, page: Buffer): Promise<void> {
+  if (!res.write(page, (err) => err || releasePage(page))) await once(res, 'drain');
 }
 
 async function verifyWhole(fd: number, found: Large): Promise<void> {
   const hasher = new Crc32cHasher();
-  for await (const page of pages(fd, found.dataOffset, found.dataOffset + found.dataSize - 1))
+  for await (const page of pages(fd, found.dataOffset, found.dataOffset + found.dataSize - 1)) {
     hasher.update(page);
+    releasePage(page);
+  }
   assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
 }
 
@@ -91,12 +88,14 @@ export async function serveLargeNeedle(
       let held: Buffer | undefined;
       for await (const page of pages(fd, first, last)) {
         hasher.update(page);
-        if (held) await writeAll(res, held);
+        if (held) await writePage(res, held);
         held = page;
       }
       assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
       remember(`${volume.id}:${first}:${found.needle.checksum}`);
-      res.end(held);
+      const tail = held;
+      // 'finish': every byte has been handed to the socket, this page's too.
+      res.end(tail, tail ? () => releasePage(tail) : undefined);
       return;
     }
     const key = `${volume.id}:${first}:${found.needle.checksum}`;
@@ -110,7 +109,7 @@ export async function serveLargeNeedle(
       headers['Content-Length'] = r.end - r.start + 1;
       res.writeHead(206, headers);
       if (head) return void res.end();
-      for await (const page of pages(fd, first + r.start, first + r.end)) await writeAll(res, page);
+      for await (const page of pages(fd, first + r.start, first + r.end)) await writePage(res, page);
       res.end();
       return;
     }
@@ -123,7 +122,7 @@ export async function serveLargeNeedle(
     headers['Content-Length'] = multi.contentLength;
     res.writeHead(206, headers);
     if (head) return void res.end();
-    for await (const chunk of multi.chunks()) await writeAll(res, chunk);
+    for await (const chunk of multi.chunks()) if (!res.write(chunk)) await once(res, 'drain');
     res.end();
   } finally {
     closeSync(fd);
