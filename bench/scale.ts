@@ -15,20 +15,16 @@
  *
  *   node bench/scale.ts [--needles 10000000] [--volumes 100]
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Volume } from '../origin/volume/volume.ts';
 import { formatFid } from '../shared/fid.ts';
-import { IDX_ENTRY_SIZE, writeIdxEntry } from '../shared/idx.ts';
-import { encodeNeedle } from '../shared/needle.ts';
-import { parsePlacement } from '../shared/placement.ts';
-import { parseTtl } from '../shared/ttl.ts';
 import { cpuSeconds } from './lib/cpu.ts';
 import { scratchDir } from './lib/kelp.ts';
 import { type Started, startServer } from './lib/process.ts';
+import { writeVolume } from './lib/volume-files.ts';
 
 const CLI = fileURLToPath(new URL('../origin/cli.ts', import.meta.url));
 const { values } = parseArgs({
@@ -36,8 +32,6 @@ const { values } = parseArgs({
 });
 const NEEDLES = Number(values.needles);
 const VOLUMES = Number(values.volumes);
-/** Records per write() while generating: bounds the generator's memory. */
-const BATCH = 65_536;
 const LOOKUP_SERVERS = 10;
 const VOLUMES_PER_SERVER = 1_000;
 const LOOKUPS = 20_000;
@@ -57,58 +51,9 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : Number.NaN;
 }
 
-/** `count` needles (keys 1..count) in volume `id` under `dir`, written as a volume server would. */
-async function generateVolume(dir: string, id: number, count: number): Promise<void> {
-  const config = {
-    dir,
-    collection: '',
-    volumeId: id,
-    fsync: 'never' as const,
-    sizeLimitBytes: 2 ** 40,
-    now: Date.now,
-  };
-  const volume = Volume.create(config, { placement: parsePlacement('000'), ttl: parseTtl('') });
-  const datStart = volume.datSize;
-  await volume.close();
-  const template = Buffer.from(
-    encodeNeedle({
-      flags: 0,
-      cookie: COOKIE,
-      id: 1n,
-      data: new Uint8Array([7]),
-      appendAtNs: 1n,
-    }),
-  );
-  const dat = openSync(join(dir, `${id}.dat`), 'r+');
-  const idx = openSync(join(dir, `${id}.idx`), 'r+');
-  try {
-    let offset = datStart;
-    for (let first = 1; first <= count; first += BATCH) {
-      const n = Math.min(BATCH, count - first + 1);
-      const records = Buffer.allocUnsafe(n * template.length);
-      const entries = Buffer.allocUnsafe(n * IDX_ENTRY_SIZE);
-      for (let i = 0; i < n; i++) {
-        const at = i * template.length;
-        records.set(template, at);
-        records.writeBigUInt64BE(BigInt(first + i), at + 4);
-        writeIdxEntry(entries, i * IDX_ENTRY_SIZE, {
-          key: BigInt(first + i),
-          offset: (offset + at) / 8,
-          size: template.readUInt32BE(12),
-        });
-      }
-      writeSync(dat, records, 0, records.length, offset);
-      writeSync(idx, entries, 0, entries.length, (first - 1) * IDX_ENTRY_SIZE);
-      offset += records.length;
-    }
-    // On disk, as a server's own writes would be: else the first fsync of the run (the restart's
-    // directory fsync after taking clean-shutdown marks) pays for writing back 0.5 GB of generated data.
-    fsyncSync(dat);
-    fsyncSync(idx);
-  } finally {
-    closeSync(dat);
-    closeSync(idx);
-  }
+/** `count` needles (keys 1..count) of one data byte in volume `id` under `dir`. */
+function generateVolume(dir: string, id: number, count: number): Promise<void> {
+  return writeVolume(dir, id, count, { variants: [new Uint8Array([7])], cookie: COOKIE });
 }
 
 async function timedVolumeServer(

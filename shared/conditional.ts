@@ -70,8 +70,14 @@ const WEEKDAYS = ['Thu', 'Fri', 'Sat', 'Sun', 'Mon', 'Tue', 'Wed']; // 1970-01-0
 const MONTH_NAMES = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 /** 10000-01-01T00:00:00Z: from there on toUTCString() no longer writes a 4-digit year. */
 const YEAR_10000 = 253402300800;
-let lastSeconds = Number.NaN;
-let lastDate = '';
+/**
+ * Dates already written, by their second modulo this (a power of 2): random
+ * reads of blobs written within the same few minutes, the common case on a
+ * busy volume, find their Last-Modified here instead of formatting it again.
+ */
+const DATE_CACHE_SLOTS = 256;
+const cachedSeconds = new Float64Array(DATE_CACHE_SLOTS).fill(-1);
+const cachedDates: string[] = new Array<string>(DATE_CACHE_SLOTS).fill('');
 
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
 
@@ -79,12 +85,14 @@ const pad2 = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
  * IMF-fixdate (RFC 9110 §5.6.7) for Unix seconds: `Sun, 06 Nov 1994 08:49:37 GMT`,
  * exactly as `Date.prototype.toUTCString` writes it. Every read sends one, so
  * the civil date is computed by hand (H. Hinnant's days-to-civil), about five
- * times faster than through a Date, and the last answer is remembered.
+ * times faster than through a Date, and recent answers are remembered.
  */
 export function httpDate(seconds: number): string {
   const s = Math.floor(seconds);
-  if (s === lastSeconds) return lastDate;
   if (!(s >= 0 && s < YEAR_10000)) return new Date(s * 1000).toUTCString();
+  // The low bits of s (ToInt32 keeps them for any s in range).
+  const slot = s & (DATE_CACHE_SLOTS - 1);
+  if (cachedSeconds[slot] === s) return cachedDates[slot]!;
   const days = Math.floor(s / 86400);
   const secs = s - days * 86400;
   const z = days + 719468;
@@ -102,9 +110,10 @@ export function httpDate(seconds: number): string {
   const mm = Math.floor((secs - hh * 3600) / 60);
   const ss = secs - hh * 3600 - mm * 60;
   const yyyy = year < 1000 ? String(year).padStart(4, '0') : String(year);
-  lastDate = `${WEEKDAYS[days % 7]}, ${pad2(day)} ${MONTH_NAMES[month - 1]} ${yyyy} ${pad2(hh)}:${pad2(mm)}:${pad2(ss)} GMT`;
-  lastSeconds = s;
-  return lastDate;
+  const date = `${WEEKDAYS[days % 7]}, ${pad2(day)} ${MONTH_NAMES[month - 1]} ${yyyy} ${pad2(hh)}:${pad2(mm)}:${pad2(ss)} GMT`;
+  cachedSeconds[slot] = s;
+  cachedDates[slot] = date;
+  return date;
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];

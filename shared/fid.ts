@@ -83,10 +83,12 @@ export function parseFileKey(s: string): FileKey {
   if (!valid || (underscore >= 0 && !allDecimal(s, underscore + 1, s.length))) {
     throw new InvalidFidError(`file key ${quote(s)} is not 9-24 hex digits with an optional _N`);
   }
-  const base = keyDigits <= 13 ? BigInt(small) : BigInt(`0x${s.slice(0, keyDigits)}`);
   // Key 0 is never assigned, and formats to a bare cookie that does not parse back.
+  const base = keyDigits <= 13 ? BigInt(small) : BigInt(`0x${s.slice(0, keyDigits)}`);
   if (base === 0n) throw new InvalidFidError(`file key ${quote(s)} has key 0`);
-  const delta = underscore < 0 ? 0n : BigInt(s.slice(underscore + 1));
+  // Without a delta the key is at most 16 hex digits, so within u64: no BigInt sum or compare (every read).
+  if (underscore < 0) return { key: base, cookie, delta: 0n };
+  const delta = BigInt(s.slice(underscore + 1));
   const key = base + delta;
   if (key > MAX_KEY) throw new InvalidFidError(`file key ${quote(s)}: key plus delta overflows u64`);
   return { key, cookie, delta };
@@ -123,6 +125,12 @@ export function formatFid(fid: Fid): string {
  */
 export function parseFidPath(pathname: string): FidPath {
   if (!pathname.startsWith('/')) throw new InvalidFidError(`path ${quote(pathname)} does not start with /`);
+  // The form every hot read uses, "/vid,key[.ext]", is parsed without splitting the path.
+  if (pathname.length > 1 && pathname.indexOf('/', 1) < 0) {
+    const comma = pathname.indexOf(',');
+    if (comma < 0) throw new InvalidFidError(`path ${quote(pathname)} has no file key`);
+    return fidWithExt(pathname.slice(1, comma), pathname.slice(comma + 1));
+  }
   const segments = pathname.slice(1).split('/');
   if (segments.length > 3 || segments.includes('')) {
     throw new InvalidFidError(
@@ -136,17 +144,12 @@ export function parseFidPath(pathname: string): FidPath {
     // Like path.extname: a leading dot (".bashrc") or a trailing one gives no extension.
     return dot > 0 && dot < name.length - 1 ? { fid, ext: name.slice(dot + 1), name } : { fid, name };
   }
-  let vid: string;
-  let rest: string;
-  if (segments.length === 2) {
-    [vid, rest] = segments as [string, string];
-  } else {
-    const segment = segments[0]!;
-    const comma = segment.indexOf(',');
-    if (comma < 0) throw new InvalidFidError(`path ${quote(pathname)} has no file key`);
-    vid = segment.slice(0, comma);
-    rest = segment.slice(comma + 1);
-  }
+  // Two segments ("/vid/key[.ext]"): one segment took the fast path above.
+  return fidWithExt(segments[0]!, segments[1]!);
+}
+
+/** The fid of volume `vid` and file key `rest`, which may end in `.ext`. */
+function fidWithExt(vid: string, rest: string): FidPath {
   // A file key has no dot, so a second dot ("key.tar.gz") fails the key, as it does in SeaweedFS.
   const dot = rest.lastIndexOf('.');
   const fid = withVolumeId(parseVolumeId(vid), parseFileKey(dot < 0 ? rest : rest.slice(0, dot)));

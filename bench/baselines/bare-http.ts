@@ -2,23 +2,42 @@
  * Bare node:http servers that do the same I/O as a Kelp path and nothing else:
  * the baselines every bench row is measured against.
  *   node bench/baselines/bare-http.ts <mode> [dir]
- * modes: constant | pread-sync | pread-callback | pread-promise | append-nosync | append-group | append-always
- * Prints `listening <port>` once ready. The pread modes read a file of
- * KELP_BENCH_READ_BYTES bytes (default 256 MiB) written into `dir` at startup.
+ * modes: constant | pread-sync | pread-callback | pread-promise | stream | append-nosync | append-group | append-always
+ * Prints `listening <port>` once ready. The read modes read KELP_BENCH_READ_BLOB
+ * bytes (default 1 KiB) at a random blob-aligned offset of KELP_BENCH_READ_BYTES
+ * bytes (default 256 MiB) written into `dir` at startup, spread over
+ * KELP_BENCH_READ_FILES files (default 1; a random one per request, as Kelp
+ * spreads blobs over volumes). `stream` pipes the range with a read stream
+ * (what a static file server does for large files).
  */
-import { closeSync, fdatasync, fdatasyncSync, openSync, read, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  fdatasync,
+  fdatasyncSync,
+  openSync,
+  read,
+  readSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const BLOB = 1024;
-const READ_FILE_BYTES = Number(process.env.KELP_BENCH_READ_BYTES ?? 256 * 1024 * 1024);
+const BLOB = Number(process.env.KELP_BENCH_READ_BLOB ?? 1024);
+const READ_FILES = Number(process.env.KELP_BENCH_READ_FILES ?? 1);
+/** Bytes of each read file: the total over the files, rounded up to whole blobs. */
+const READ_FILE_BYTES =
+  Math.ceil(Number(process.env.KELP_BENCH_READ_BYTES ?? 256 * 1024 * 1024) / READ_FILES / BLOB) * BLOB;
 const mode = process.argv[2] ?? 'constant';
 const dir = process.argv[3] ?? tmpdir();
 
-function makeReadFile(): string {
-  const path = join(dir, `kelp-bench-read-${process.pid}.bin`);
+const readPath = (i: number): string => join(dir, `kelp-bench-read-${process.pid}-${i}.bin`);
+
+function makeReadFile(i: number): string {
+  const path = readPath(i);
   const fd = openSync(path, 'w');
   const chunk = Buffer.alloc(4 * 1024 * 1024, 7);
   for (let off = 0; off < READ_FILE_BYTES; off += chunk.length) {
@@ -43,22 +62,31 @@ function handlerFor(m: string): Handler {
     const body = Buffer.alloc(BLOB, 7);
     return (_req, res) => res.end(body);
   }
-  if (m.startsWith('pread')) {
-    const fd = openSync(makeReadFile(), 'r');
+  if (m.startsWith('pread') || m === 'stream') {
+    const paths = Array.from({ length: READ_FILES }, (_, i) => makeReadFile(i));
+    const fds = paths.map((p) => openSync(p, 'r'));
+    const randomFd = (): number => fds[READ_FILES === 1 ? 0 : Math.floor(Math.random() * READ_FILES)]!;
     if (m === 'pread-sync') {
       return (_req, res) => {
         const buf = Buffer.allocUnsafe(BLOB);
-        readSync(fd, buf, 0, BLOB, randomOffset());
+        readSync(randomFd(), buf, 0, BLOB, randomOffset());
         res.end(buf);
       };
     }
     if (m === 'pread-callback') {
       return (_req, res) => {
         const buf = Buffer.allocUnsafe(BLOB);
-        read(fd, buf, 0, BLOB, randomOffset(), () => res.end(buf));
+        read(randomFd(), buf, 0, BLOB, randomOffset(), () => res.end(buf));
       };
     }
-    const handleP = open(join(dir, `kelp-bench-read-${process.pid}.bin`), 'r');
+    if (m === 'stream') {
+      return (_req, res) => {
+        const start = randomOffset();
+        res.writeHead(200, { 'Content-Length': BLOB });
+        createReadStream('', { fd: randomFd(), start, end: start + BLOB - 1, autoClose: false }).pipe(res);
+      };
+    }
+    const handleP = open(paths[0]!, 'r');
     return (_req, res) => {
       void handleP.then(async (h) => {
         const buf = Buffer.allocUnsafe(BLOB);
@@ -113,8 +141,7 @@ server.listen(0, '127.0.0.1', () => {
 });
 // The files this server made go with it (a 256 MiB read file per run adds up in the temp dir).
 process.on('SIGTERM', () => {
-  for (const f of [`kelp-bench-read-${process.pid}.bin`, `kelp-bench-append-${process.pid}.bin`]) {
-    rmSync(join(dir, f), { force: true });
-  }
+  for (let i = 0; i < READ_FILES; i++) rmSync(readPath(i), { force: true });
+  rmSync(join(dir, `kelp-bench-append-${process.pid}.bin`), { force: true });
   process.exit(0);
 });

@@ -19,6 +19,12 @@ export interface CompareOptions {
   durationSec: number;
   rounds: number;
   goal?: string;
+  /**
+   * Seconds of load each contender gets once before the rounds, not counted:
+   * a server's first second includes compiling its hot path, and Kelp has
+   * more of it to compile than a bare server.
+   */
+  warmupSec?: number;
 }
 
 /**
@@ -33,6 +39,13 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
     const results: LoadResult[][] = contenders.map(() => []);
     // Server CPU per request, summed over the rounds (undefined when /proc cannot say).
     const cpu = contenders.map(() => ({ seconds: 0, requests: 0, known: true }));
+    if (opts.warmupSec) {
+      for (const [i, c] of contenders.entries()) {
+        const port = started[i]!.port;
+        if (c.drive) await c.drive(port, opts.connections, opts.warmupSec);
+        else await runWrk({ ...c.load(port), connections: opts.connections, durationSec: opts.warmupSec });
+      }
+    }
     for (let round = 0; round < opts.rounds; round++) {
       // ABBA: odd rounds run the contenders in reverse, so none always follows the same neighbour.
       const order = contenders.map((_, i) => (round % 2 ? contenders.length - 1 - i : i));

@@ -27,9 +27,15 @@ export function scratchDir(label: string): { dir: string; remove(): void } {
 /**
  * `kelp volume --port 0 --dir <dir> --fsync <policy> --master ''` on
  * 127.0.0.1: standalone, so no heartbeat competes for the CPU. Extra Node
- * flags (e.g. `--cpu-prof`) come from KELP_BENCH_NODE_FLAGS.
+ * flags (e.g. `--cpu-prof`) come from KELP_BENCH_NODE_FLAGS. `cli` may be
+ * another checkout's origin/cli.ts (see comparedCli).
  */
-export function startKelpVolume(dir: string, fsync: FsyncPolicy, extraArgs: string[] = []): Promise<Started> {
+export function startKelpVolume(
+  dir: string,
+  fsync: FsyncPolicy,
+  extraArgs: string[] = [],
+  cli: string = CLI,
+): Promise<Started> {
   const nodeFlags = benchNodeFlags();
   const args = [
     'volume',
@@ -45,7 +51,7 @@ export function startKelpVolume(dir: string, fsync: FsyncPolicy, extraArgs: stri
     '',
     ...extraArgs,
   ];
-  return startServer([...nodeFlags, CLI, ...args], { ready: READY });
+  return startServer([...nodeFlags, cli, ...args], { ready: READY });
 }
 
 /** One request on a keep-alive agent; resolves with the status, rejects on a socket error. */
@@ -113,4 +119,15 @@ export async function fillVolume(
   await Promise.all(Array.from({ length: concurrency }, worker));
   agent.destroy();
   return paths;
+}
+
+/**
+ * KELP_BENCH_COMPARE_TREE: another checkout of Kelp (e.g. a `git worktree` of
+ * an older commit) whose volume server a bench runs beside this one's, in the
+ * same rounds on the same data, for before/after figures from one run.
+ */
+export function comparedCli(): { cli: string; label: string } | undefined {
+  const tree = process.env.KELP_BENCH_COMPARE_TREE;
+  if (!tree) return undefined;
+  return { cli: join(tree, 'origin/cli.ts'), label: process.env.KELP_BENCH_COMPARE_LABEL ?? tree };
 }

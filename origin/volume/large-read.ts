@@ -18,6 +18,7 @@ import { contentRange, parseRange } from '../../shared/range.ts';
 import { byteRangesBody } from '../http/byteranges.ts';
 import { acceptsGzip } from '../http/encoding.ts';
 import type { DataFile } from './data-file.ts';
+import { releasePage } from './page-pool.ts';
 import type { ReadResult, Volume } from './volume.ts';
 
 /** Records verified by a full CRC pass, so Ranges of them can be served directly. */
@@ -35,6 +36,11 @@ async function writeAll(res: ServerResponse, chunk: Uint8Array): Promise<void> {
   if (!res.write(chunk)) await once(res, 'drain');
 }
 
+/** Writes a page and gives it back to the pool once the socket has taken it (page-pool.ts; a tier's page is not the pool's and is left alone). */
+async function writePage(res: ServerResponse, page: Uint8Array): Promise<void> {
+  if (!res.write(page, (err) => err || releasePage(page))) await once(res, 'drain');
+}
+
 /** Bytes [start, end] of the data file, a page at a time. */
 function pages(file: DataFile, start: number, end: number): AsyncIterable<Uint8Array> {
   return file.stream(start, end - start + 1);
@@ -42,8 +48,10 @@ function pages(file: DataFile, start: number, end: number): AsyncIterable<Uint8A
 
 async function verifyWhole(file: DataFile, found: Large): Promise<void> {
   const hasher = new Crc32cHasher();
-  for await (const page of pages(file, found.dataOffset, found.dataOffset + found.dataSize - 1))
+  for await (const page of pages(file, found.dataOffset, found.dataOffset + found.dataSize - 1)) {
     hasher.update(page);
+    releasePage(page);
+  }
   assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
 }
 
@@ -91,7 +99,7 @@ export async function serveLargeNeedle(
       let held: Uint8Array | undefined;
       for await (const page of pages(file, first, last)) {
         hasher.update(page);
-        if (held) await writeAll(res, held);
+        if (held) await writePage(res, held);
         held = page;
       }
       assertChecksum(found.needle.id, found.needle.checksum, hasher.digest());
@@ -110,14 +118,16 @@ export async function serveLargeNeedle(
       headers['Content-Length'] = r.end - r.start + 1;
       res.writeHead(206, headers);
       if (head) return void res.end();
-      for await (const page of pages(file, first + r.start, first + r.end)) await writeAll(res, page);
+      for await (const page of pages(file, first + r.start, first + r.end)) await writePage(res, page);
       res.end();
       return;
     }
     const multi = byteRangesBody(ranges, found.dataSize, mime, async (r) => {
       const parts: Uint8Array[] = [];
       for await (const page of pages(file, first + r.start, first + r.end)) parts.push(page);
-      return Buffer.concat(parts);
+      const part = Buffer.concat(parts);
+      for (const page of parts) releasePage(page);
+      return part;
     });
     headers['Content-Type'] = multi.contentType;
     headers['Content-Length'] = multi.contentLength;

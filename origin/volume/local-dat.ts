@@ -5,21 +5,14 @@
  * volume tracks (appends never interleave: volume-write.ts). The fsync is the
  * volume's group commit (syncer.ts), which syncs `fd`.
  */
-import {
-  closeSync,
-  createReadStream,
-  fstatSync,
-  ftruncateSync,
-  openSync,
-  readSync,
-  renameSync,
-} from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, renameSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { TruncatedDataError } from '../../shared/errors.ts';
 import { tempPathFor } from '../../tiering/backends/transfer.ts';
 import { fsyncDir, preadExact, pwriteAll } from '../fs/files.ts';
-import { type DataFile, Holds, STREAM_PAGE_BYTES } from './data-file.ts';
+import { type DataFile, Holds } from './data-file.ts';
+import { readPages } from './page-pool.ts';
 import { preadExactAsync } from './read-mode.ts';
 
 export class LocalDat implements DataFile {
@@ -68,15 +61,8 @@ export class LocalDat implements DataFile {
 
   async *stream(offset: number, length: number): AsyncGenerator<Uint8Array> {
     if (length <= 0) return;
-    const end = offset + length - 1;
-    const pages = createReadStream('', {
-      fd: this.fd,
-      start: offset,
-      end,
-      autoClose: false,
-      highWaterMark: STREAM_PAGE_BYTES,
-    });
-    for await (const page of pages) yield page as Buffer;
+    // Pooled pages (page-pool.ts): a reader gives each back with releasePage once done with it.
+    yield* readPages(this.fd, offset, offset + length - 1);
   }
 
   /** Writes all of `bytes` at `offset` (no fsync: the volume's syncer does that). */

@@ -113,7 +113,13 @@ function respond(
   // In the headers object, not res.setHeader: writeHead then stays on node's fast path.
   const requestId = requestIdOf(req);
   if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
-  if (isNotModified(req.headers, { etag: headers.ETag as string, lastModified: found.needle.lastModified })) {
+  const h = req.headers;
+  // Most reads carry neither precondition: no validators object is made for them.
+  const conditional = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined;
+  if (
+    conditional &&
+    isNotModified(h, { etag: headers.ETag as string, lastModified: found.needle.lastModified })
+  ) {
     res.writeHead(304, headers);
     res.end();
     return;
