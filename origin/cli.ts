@@ -17,12 +17,16 @@ import { registerTierCommand } from './commands/tier.ts';
 import { registerUploadCommand } from './commands/upload.ts';
 import { registerVolumeCommand } from './commands/volume.ts';
 import { ConfigError } from './config.ts';
+import { installNativeCrc32c } from './native-crc.ts';
 import { KELP_VERSION_STRING } from './version.ts';
 
 const program = new Command('kelp')
   .description('Kelp: a blob store for the edge (Haystack volumes, SeaweedFS-compatible APIs)')
   .version(KELP_VERSION_STRING)
   .showHelpAfterError('(add --help for usage)');
+
+// Offline commands (volume checks, exports) hash needles too, not only the servers.
+installNativeCrc32c();
 
 registerServerCommand(program);
 registerMasterCommand(program);

@@ -20,6 +20,7 @@ import { createBackend } from '../tiering/backends/create-backend.ts';
 import { normalizeBackendName, type TierRule } from '../tiering/service/policy.ts';
 import { Health } from './http/health.ts';
 import { closeServer, listen } from './http/listen.ts';
+import { installNativeCrc32c } from './native-crc.ts';
 import { createInstrumentedServer } from './observability/http-metrics.ts';
 import type { Logger } from './observability/log.ts';
 import { ServerMetrics } from './observability/metrics.ts';
@@ -112,6 +113,8 @@ function backendCheck(o: TierServerOptions) {
 }
 
 export async function startTierServer(o: TierServerOptions): Promise<TierServer> {
+  // Tier index pages and GCS transfers are CRC-32C checked: native from here on (decision 0002).
+  installNativeCrc32c();
   const missing = o.metricsKey || o.adminKey || o.clusterKey ? [] : ['KELP_METRICS_KEY or KELP_ADMIN_KEY'];
   // Its endpoints change nothing, but a scrape reveals the cluster's shape: the same rule as the servers.
   const warning = checkBinding('kelp tier serve', o.host, missing, o.insecure === true);

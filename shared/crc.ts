@@ -3,13 +3,43 @@
  * (docs/format.md §4). From SheetJS's `crc-32` package (its `crc32c` module): pure JS,
  * so the same module runs in Node and in workerd, and slice-by-16, about
  * 2 GB/s here against 120 MB/s for `@aws-crypto/crc32c` (measured in
- * docs/decisions/0002-crc32c.md). Every read checks a CRC, so this matters.
+ * docs/decisions/0002-crc32c.md). Every read checks a CRC, so this matters: the
+ * Node origin swaps in a native step through `installCrc32cUpdate`.
  */
 import CRC32C from 'crc-32/crc32c.js';
 
+/**
+ * One CRC-32C step: the CRC of `bytes` continued from `seed` (the previous
+ * step's result, 0 to start), as an unsigned 32-bit number. Seeds chain the
+ * same way in `crc-32` and `@node-rs/crc32` (property test in
+ * test/unit/origin/native-crc.test.ts).
+ */
+export type Crc32cUpdate = (bytes: Uint8Array, seed: number) => number;
+
+/** The pure-JS step: runs anywhere, so it is the default and the only one in workerd. */
+export const jsCrc32cUpdate: Crc32cUpdate = (bytes, seed) => CRC32C.buf(bytes, seed) >>> 0;
+
+let update: Crc32cUpdate = jsCrc32cUpdate;
+
+/**
+ * Replaces the CRC-32C step for this whole process. The Node origin installs a
+ * native one once at start (origin/native-crc.ts) because shared/ may not import
+ * Node-only packages and the CRC is computed deep inside shared/ decoders
+ * (docs/decisions/0002-crc32c.md says why not a parameter). The step must give
+ * the values `jsCrc32cUpdate` gives: only speed may change, never a checksum.
+ */
+export function installCrc32cUpdate(step: Crc32cUpdate): void {
+  update = step;
+}
+
+/** The step in use, so a test can tell an install happened (values alone cannot). */
+export function activeCrc32cUpdate(): Crc32cUpdate {
+  return update;
+}
+
 /** CRC-32C of `bytes`, as an unsigned 32-bit number. */
 export function crc32c(bytes: Uint8Array): number {
-  return CRC32C.buf(bytes) >>> 0;
+  return update(bytes, 0);
 }
 
 /**
@@ -21,7 +51,7 @@ export class Crc32cHasher {
   #crc = 0;
 
   update(bytes: Uint8Array): this {
-    this.#crc = CRC32C.buf(bytes, this.#crc);
+    this.#crc = update(bytes, this.#crc);
     return this;
   }
 

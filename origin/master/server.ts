@@ -41,6 +41,7 @@ import {
   uploadHeaders,
   uploadSize,
 } from '../http/upload.ts';
+import { installNativeCrc32c } from '../native-crc.ts';
 import { createInstrumentedServer } from '../observability/http-metrics.ts';
 import { type Logger, rootLogger } from '../observability/log.ts';
 import { observeTopology } from '../observability/master-metrics.ts';
@@ -156,6 +157,8 @@ function param(q: URLSearchParams | null, name: string): string | null {
 }
 
 export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<MasterServer> {
+  // `/submit` hashes the uploads it spools (http/upload.ts): native from here on (decision 0002).
+  installNativeCrc32c();
   const config: MasterConfig = { ...MASTER_DEFAULTS, ...partial };
   const log = (config.logger ?? rootLogger()).child({ component: 'master' });
   const startedAt = config.now();

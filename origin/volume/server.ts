@@ -11,6 +11,7 @@ import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/dr
 import { Health } from '../http/health.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { splitUrl } from '../http/params.ts';
+import { installNativeCrc32c } from '../native-crc.ts';
 import { createInstrumentedServer } from '../observability/http-metrics.ts';
 import { type Logger, rootLogger } from '../observability/log.ts';
 import { ServerMetrics } from '../observability/metrics.ts';
@@ -179,6 +180,8 @@ export async function startVolumeServer(
   partial: Partial<VolumeServerConfig> & { locations: DiskLocation[] },
 ) {
   const config: VolumeServerConfig = { ...VOLUME_SERVER_DEFAULTS, ...partial };
+  // Every needle write and read computes a CRC-32C: native from here on (decision 0002).
+  installNativeCrc32c();
   const log = (config.logger ?? rootLogger()).child({ component: 'volume' });
   const metrics = config.metrics ? new ServerMetrics() : undefined;
   const volumeMetrics = metrics ? new VolumeMetrics(metrics) : undefined;
