@@ -18,19 +18,43 @@
  * never printed: logs show backends through `redactConfig` only.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { KelpError } from '../shared/errors.ts';
 import type { BackendConfig, BackendType } from '../tiering/backends/backend.ts';
 import type { FieldInfo } from '../tiering/backends/config-schema.ts';
-import { BACKEND_KINDS, BACKEND_TYPES } from '../tiering/backends/registry.ts';
+import type { BACKEND_KINDS } from '../tiering/backends/registry.ts';
 import { parseRules, RULE_FIELDS, type TierRule } from '../tiering/service/policy.ts';
 import { ConfigError } from './config-error.ts';
 
-/** The keys of each kind's `[backend.<type>.<id>]` section, by key: each backend declares them (registry.ts). */
-const FIELDS = Object.fromEntries(
-  BACKEND_TYPES.map((type) => [type, new Map(BACKEND_KINDS[type].fields.map((f) => [f.key, f]))]),
-) as Record<BackendType, Map<string, FieldInfo>>;
-const TYPES = BACKEND_TYPES;
+interface Registry {
+  kinds: typeof BACKEND_KINDS;
+  types: BackendType[];
+  /** The keys of each kind's `[backend.<type>.<id>]` section, by key: each backend declares them (registry.ts). */
+  fields: Record<BackendType, Map<string, FieldInfo>>;
+}
+
+/**
+ * The registry (tiering/backends/registry.ts), read when a config first names
+ * a backend: its declarations are zod schemas (~18 MiB of RSS), which a volume
+ * server with no tier configured never loads (issue 15;
+ * test/integration/cli/startup-modules.test.ts). Required, not imported: the
+ * config loader is synchronous, and require() of an ES module runs it in place.
+ */
+let registry: Registry | undefined;
+function backendRegistry(): Registry {
+  if (registry) return registry;
+  const loaded = createRequire(import.meta.url)('../tiering/backends/registry.ts') as {
+    BACKEND_KINDS: typeof BACKEND_KINDS;
+    BACKEND_TYPES: BackendType[];
+  };
+  const types = loaded.BACKEND_TYPES;
+  const fields = Object.fromEntries(
+    types.map((type) => [type, new Map(loaded.BACKEND_KINDS[type].fields.map((f) => [f.key, f]))]),
+  ) as Record<BackendType, Map<string, FieldInfo>>;
+  registry = { kinds: loaded.BACKEND_KINDS, types, fields };
+  return registry;
+}
 const POLICY_KEY = 'tier.policy';
 
 /** For loadConfigFile: is `key` (dotted) one of the tier sections' keys? */
@@ -57,14 +81,15 @@ export function checkTierKey(key: string, value: unknown, file: string): void {
   if (key.startsWith(`${POLICY_KEY}.`)) {
     throw new ConfigError(`${file}: [tier.policy] must be written [[tier.policy]] (an array of tables)`);
   }
+  const { types, fields } = backendRegistry();
   const [, type, id, ...rest] = key.split('.');
   const field = rest.join('.');
-  if (!type || !TYPES.includes(type as BackendType) || !id || !field) {
+  if (!type || !types.includes(type as BackendType) || !id || !field) {
     throw new ConfigError(
-      `${file}: unknown section for "${key}": backends are [backend.<type>.<id>] with type ${TYPES.join(', ')}`,
+      `${file}: unknown section for "${key}": backends are [backend.<type>.<id>] with type ${types.join(', ')}`,
     );
   }
-  const known = FIELDS[type as BackendType];
+  const known = fields[type as BackendType];
   if (!known.has(field)) {
     throw new ConfigError(
       `${file}: unknown key "${field}" in [backend.${type}.${id}] (known there: ${[...known.keys()].join(', ')})`,
@@ -135,20 +160,21 @@ export function loadBackends(
   }
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(BACKEND_ENV_PREFIX) || value === undefined || value === '') continue;
+    const { types, fields } = backendRegistry();
     const rest = name.slice(BACKEND_ENV_PREFIX.length);
-    const type = TYPES.find((t) => rest.startsWith(`${t.toUpperCase()}_`));
+    const type = types.find((t) => rest.startsWith(`${t.toUpperCase()}_`));
     if (!type)
       throw new ConfigError(
-        `${name}: the type after ${BACKEND_ENV_PREFIX} must be one of ${TYPES.join(', ')}`,
+        `${name}: the type after ${BACKEND_ENV_PREFIX} must be one of ${types.join(', ')}`,
       );
     const tail = rest.slice(type.length + 1);
     // The longest field name that ends it; what stands before is the id.
-    const field = [...FIELDS[type].keys()]
+    const field = [...fields[type].keys()]
       .filter((f) => tail.endsWith(`_${envSuffix(f)}`))
       .sort((a, b) => envSuffix(b).length - envSuffix(a).length)[0];
     if (!field) {
       throw new ConfigError(
-        `${name}: no field of a ${type} backend ends it (fields: ${[...FIELDS[type].keys()].join(', ')})`,
+        `${name}: no field of a ${type} backend ends it (fields: ${[...fields[type].keys()].join(', ')})`,
       );
     }
     const idPart = tail.slice(0, tail.length - envSuffix(field).length - 1);
@@ -164,7 +190,8 @@ export function loadBackends(
     const dot = name.indexOf('.');
     const type = name.slice(0, dot) as BackendType;
     const id = name.slice(dot + 1);
-    const spec = FIELDS[type];
+    const { kinds, fields: specs } = backendRegistry();
+    const spec = specs[type];
     const values: Record<string, unknown> = {};
     for (const [field, [value, from]] of fields) values[field] = parseField(spec.get(field)!, value, from);
     const section = `[backend.${name}]`;
@@ -186,7 +213,7 @@ export function loadBackends(
         delete values[f.key];
       }
     }
-    const pair = BACKEND_KINDS[type].bothOrNeither;
+    const pair = kinds[type].bothOrNeither;
     if (pair && (values[pair[0]] === undefined) !== (values[pair[1]] === undefined)) {
       throw new ConfigError(
         `${section}: give both ${pair[0]} and ${pair[1]} (${backendEnvName(type, id, pair[0])}, ${backendEnvName(type, id, pair[1])}), or neither for the AWS SDK's default chain`,

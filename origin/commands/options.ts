@@ -1,13 +1,6 @@
-/**
- * Glue between a command's option schema (origin/config.ts) and commander:
- * the flags and their help come from the schema, and the values commander
- * collects are only the flags actually typed, so config.ts alone decides what
- * a default, the TOML file and the environment contribute.
- */
-import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { ResizeParams } from '../../shared/resize.ts';
-import { type BackendConfig, DEFAULT_LOCAL_TIER_DIR, redactConfig } from '../../tiering/backends/backend.ts';
+import { type BackendConfig, defaultLocalConfig, redactConfig } from '../../tiering/backends/backend.ts';
 import {
   CONFIG_ENV,
   ConfigError,
@@ -158,10 +151,7 @@ export function resolveBackends(r: { configFile?: string }): BackendConfig[] {
 export function describeBackends(backends: BackendConfig[], firstDataDir: string): string {
   const all = backends.some((b) => b.type === 'local' && b.id === 'default')
     ? backends
-    : [
-        { type: 'local', id: 'default', path: join(firstDataDir, DEFAULT_LOCAL_TIER_DIR) } as BackendConfig,
-        ...backends,
-      ];
+    : [defaultLocalConfig(firstDataDir), ...backends];
   return all
     .map((b) => {
       const { type, id, ...rest } = redactConfig(b);

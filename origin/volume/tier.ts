@@ -11,17 +11,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TierJob } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError, InvalidParamError, NotFoundError } from '../../shared/errors.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
-import {
-  type BackendConfig,
-  type BackendFile,
-  DEFAULT_LOCAL_TIER_DIR,
-  type TierBackend,
-} from '../../tiering/backends/backend.ts';
-import { createBackend } from '../../tiering/backends/create-backend.ts';
+import type { BackendConfig, BackendFile, TierBackend } from '../../tiering/backends/backend.ts';
+import { createBackend, createDefaultLocalBackend } from '../../tiering/backends/create-backend.ts';
 
 export type { TierJob };
 
@@ -55,12 +49,11 @@ export class BackendRegistry {
     wrap: (backend: TierBackend) => TierBackend = (b) => b,
   ): Promise<BackendRegistry> {
     const registry = new BackendRegistry();
-    const all = [...configs];
-    if (!all.some((c) => c.type === 'local' && c.id === 'default')) {
-      all.push({ type: 'local', id: 'default', path: join(firstDataDir, DEFAULT_LOCAL_TIER_DIR) });
-    }
-    for (const config of all) {
-      const backend = wrap(await createBackend(config));
+    const builtIn = configs.some((c) => c.type === 'local' && c.id === 'default')
+      ? []
+      : [() => createDefaultLocalBackend(firstDataDir)];
+    for (const open of [...configs.map((c) => () => createBackend(c)), ...builtIn]) {
+      const backend = wrap(await open());
       registry.backends.set(backend.name, backend);
       for (const path of backend.sweepInterrupted?.() ?? []) {
         log?.warn(

@@ -13,11 +13,12 @@
  * inside the backend, see retry.ts, and surfaced as a 503), and fewer bytes than
  * the index promises is `TruncatedDataError`: never a wrong byte.
  */
-import { configFields } from './config-schema.ts';
-import { GCS_CONFIG, type GcsBackendConfig } from './gcs-config.ts';
-import { LOCAL_CONFIG, type LocalBackendConfig } from './local-config.ts';
-import { R2_CONFIG, type R2BackendConfig } from './r2-config.ts';
-import { S3_CONFIG, type S3BackendConfig } from './s3-config.ts';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { GcsBackendConfig } from './gcs-config.ts';
+import type { LocalBackendConfig } from './local-config.ts';
+import type { R2BackendConfig } from './r2-config.ts';
+import type { S3BackendConfig } from './s3-config.ts';
 
 export interface TransferOptions {
   /** Bytes moved so far and the total; called often during long transfers, last with `bytes === total`. */
@@ -136,21 +137,63 @@ export type BackendType = BackendConfig['type'];
 /** The directory `local.default` uses when nothing is configured: beside the volumes. */
 export const DEFAULT_LOCAL_TIER_DIR = 'tier';
 
-/** The fields each kind's config module marks `secret`. */
-const SECRET_FIELDS = new Set(
-  [LOCAL_CONFIG, S3_CONFIG, R2_CONFIG, GCS_CONFIG].flatMap((schema) =>
-    configFields(schema)
-      .filter((f) => f.meta.secret)
-      .map((f) => f.key),
-  ),
-);
+/**
+ * Marks the one config the server makes itself (`defaultLocalConfig`): a
+ * symbol key, so it survives a backend's copy of its config (`{ ...config }`)
+ * and never shows in `Object.entries` or JSON.
+ */
+const BUILT_IN = Symbol('kelp.builtInBackendConfig');
+
+/**
+ * `local.default` when no config names it: a folder beside the data. Its
+ * fields are the server's own (a path it chose), so describing it needs no
+ * secret list: a volume server with no tier configured never loads the config
+ * declarations, nor zod (issue 15: RSS; test/integration/cli/startup-modules.test.ts).
+ */
+export function defaultLocalConfig(firstDataDir: string): LocalBackendConfig {
+  const config = {
+    type: 'local' as const,
+    id: 'default',
+    path: join(firstDataDir, DEFAULT_LOCAL_TIER_DIR),
+    [BUILT_IN]: true,
+  };
+  return config;
+}
+
+/**
+ * The fields each kind's config module marks `secret`, read on the first
+ * config that needs them: the modules are zod schemas (~18 MiB of RSS), which
+ * a volume server with no tier configured never loads. Required, not imported:
+ * `redactConfig` is synchronous, and require() of an ES module runs it in place.
+ */
+let secretFields: Set<string> | undefined;
+function loadSecretFields(): Set<string> {
+  if (secretFields) return secretFields;
+  const load = createRequire(import.meta.url);
+  const { configFields } = load('./config-schema.ts') as typeof import('./config-schema.ts');
+  const schemas = [
+    (load('./local-config.ts') as typeof import('./local-config.ts')).LOCAL_CONFIG,
+    (load('./s3-config.ts') as typeof import('./s3-config.ts')).S3_CONFIG,
+    (load('./r2-config.ts') as typeof import('./r2-config.ts')).R2_CONFIG,
+    (load('./gcs-config.ts') as typeof import('./gcs-config.ts')).GCS_CONFIG,
+  ];
+  secretFields = new Set(
+    schemas.flatMap((schema) =>
+      configFields(schema)
+        .filter((f) => f.meta.secret)
+        .map((f) => f.key),
+    ),
+  );
+  return secretFields;
+}
 
 /** A config as it may be logged: secrets replaced, the access key id shortened. */
 export function redactConfig(config: BackendConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const secret = BUILT_IN in config ? new Set<string>() : loadSecretFields();
   for (const [k, v] of Object.entries(config)) {
     if (v === undefined) continue;
-    if (SECRET_FIELDS.has(k)) out[k] = '[redacted]';
+    if (secret.has(k)) out[k] = '[redacted]';
     else if (k === 'accessKeyId' && typeof v === 'string') out[k] = `${v.slice(0, 4)}…`;
     else out[k] = v;
   }

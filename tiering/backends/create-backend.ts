@@ -7,8 +7,8 @@
  */
 import type { z } from 'zod';
 import { InvalidParamError } from '../../shared/errors.ts';
-import type { BackendConfig, TierBackend } from './backend.ts';
-import { BACKEND_KINDS, type BackendKind, isBackendType } from './registry.ts';
+import { type BackendConfig, defaultLocalConfig, type TierBackend } from './backend.ts';
+import type { BackendKind } from './registry.ts';
 
 /** A zod issue as the one line a config error says: `"bucket" is required`, `"partSize" must be a number`. */
 function problem(issue: z.core.$ZodIssue): string {
@@ -24,9 +24,11 @@ function problem(issue: z.core.$ZodIssue): string {
 /**
  * Builds the backend a config names. Each backend's module (and its SDK) is
  * loaded only when one is configured, so a volume server without a cloud tier
- * never loads the AWS or Google clients.
+ * never loads the AWS or Google clients; the registry itself (the config
+ * schemas, zod) is loaded on the first call, not at startup.
  */
 export async function createBackend(config: BackendConfig): Promise<TierBackend> {
+  const { BACKEND_KINDS, isBackendType } = await import('./registry.ts');
   const type: unknown = (config as { type?: unknown }).type;
   if (!isBackendType(type)) {
     throw new InvalidParamError(`backend config: unknown type ${JSON.stringify(type)}`);
@@ -45,4 +47,16 @@ export async function createBackend(config: BackendConfig): Promise<TierBackend>
   }
   // The config as given, not as parsed: the backend applies its defaults where it uses them.
   return kind.create(config);
+}
+
+/**
+ * `local.default` beside the data when no config names it (`defaultLocalConfig`).
+ * The server made the config, so there is nothing to check against the
+ * schema: built by the `local` module directly, so that a volume server with
+ * no tier configured loads neither the registry nor zod (issue 15: RSS,
+ * test/integration/cli/startup-modules.test.ts). Its defaults (the retry
+ * policy) are applied by LocalBackend itself, as for a configured one.
+ */
+export async function createDefaultLocalBackend(firstDataDir: string): Promise<TierBackend> {
+  return new (await import('./local.ts')).LocalBackend(defaultLocalConfig(firstDataDir));
 }
