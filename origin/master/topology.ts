@@ -38,6 +38,14 @@ export interface NodeFilter {
   dataNode?: string;
 }
 
+/** A volume growth created on a node, until the node's beats have had time to report it. */
+interface Unreported {
+  v: HeartbeatVolume;
+  at: number;
+  /** In the node's map only on growth's word: its last full list did not have it. */
+  unconfirmed: boolean;
+}
+
 export class Topology {
   readonly nodes = new Map<string, DataNode>();
   pulseSeconds: number;
@@ -50,7 +58,7 @@ export class Topology {
    * not reported yet: a beat built just before the volume existed must not
    * hide it (lookups would miss a replica, writes would fail for want of copies).
    */
-  private readonly unreported = new Map<string, Map<number, { v: HeartbeatVolume; at: number }>>();
+  private readonly unreported = new Map<string, Map<number, Unreported>>();
   /**
    * Urls of the nodes that hold each volume, kept with every change to a
    * node's volumes: a lookup reads its holders here, O(copies), instead of
@@ -85,10 +93,13 @@ export class Topology {
       lastSeen: this.now(),
     };
     const fresh = this.unreported.get(hb.url);
-    for (const [id, { v, at }] of fresh ?? []) {
+    for (const [id, entry] of fresh ?? []) {
       // Kept for a few pulses even once reported: a slow beat from before may still arrive.
-      if (this.now() - at > MISSED_PULSES_DEAD * this.pulseSeconds * 1000) fresh!.delete(id);
-      else if (!node.volumes.has(id)) node.volumes.set(id, v);
+      if (this.#expired(entry)) fresh!.delete(id);
+      else if (!node.volumes.has(id)) {
+        node.volumes.set(id, entry.v);
+        entry.unconfirmed = true;
+      } else entry.unconfirmed = false;
     }
     if (fresh?.size === 0) this.unreported.delete(hb.url);
     for (const id of before) if (!node.volumes.has(id)) this.#unindex(id, hb.url);
@@ -124,6 +135,19 @@ export class Topology {
       this.#unindex(id, node.url);
       this.unreported.get(hb.url)?.delete(id);
     }
+    // Deltas expire growth's entries too, else a volume only growth vouched for (the node, restarted or
+    // moved off it, never reported it) would stay in lookups until the next full list.
+    const waiting = this.unreported.get(hb.url);
+    for (const [id, entry] of waiting ?? []) {
+      if (hb.volumes.some((v) => v.id === id)) entry.unconfirmed = false;
+      if (!this.#expired(entry)) continue;
+      waiting!.delete(id);
+      if (entry.unconfirmed) {
+        node.volumes.delete(id);
+        this.#unindex(id, node.url);
+      }
+    }
+    if (waiting?.size === 0) this.unreported.delete(hb.url);
     node.publicUrl = hb.publicUrl || hb.url;
     node.dataCenter = hb.dataCenter || 'DefaultDataCenter';
     node.rack = hb.rack || 'DefaultRack';
@@ -141,8 +165,8 @@ export class Topology {
       node.volumes.set(v.id, v);
       this.#index(v.id, url);
     }
-    const fresh = this.unreported.get(url) ?? new Map<number, { v: HeartbeatVolume; at: number }>();
-    fresh.set(v.id, { v, at: this.now() });
+    const fresh = this.unreported.get(url) ?? new Map<number, Unreported>();
+    fresh.set(v.id, { v, at: this.now(), unconfirmed: false });
     this.unreported.set(url, fresh);
   }
 
@@ -151,6 +175,10 @@ export class Topology {
     this.nodes.get(url)?.volumes.delete(volumeId);
     this.#unindex(volumeId, url);
     this.unreported.get(url)?.delete(volumeId);
+  }
+
+  #expired(entry: Unreported): boolean {
+    return this.now() - entry.at > MISSED_PULSES_DEAD * this.pulseSeconds * 1000;
   }
 
   isAlive(node: DataNode): boolean {
