@@ -312,8 +312,11 @@ async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
   ) {
     await store(cache, key, origin, confirmedBy(origin, startedAt), config);
     const stored = await cache.match(matchRequest(key.url, request));
-    if (!stored) throw new UnavailableError('cache refused the object', 1);
-    return respond(stored, 'MISS', read);
+    if (stored) return respond(stored, 'MISS', read);
+    // Gone already: a purge event deleted it between the put and this match (the blob changed while
+    // this miss was out, so what was stored is out of date), or the Cache API did not keep it. Ask
+    // the origin again and pass its answer on uncached; a 503 here turned a delete into an outage.
+    return uncached(cache, read);
   }
   if (request.headers.has('range') && origin.status === 200) {
     // Too large to cache whole: pass the Range through, uncached.
@@ -322,6 +325,12 @@ async function fromOrigin(cache: Cache, read: Read): Promise<Response> {
   }
   // A tier answer (read.tierCost set) was made by tier-read.ts, its headers mutable: no copy.
   return respond(origin, 'BYPASS', read, read.tierCost !== undefined);
+}
+
+/** The origin's answer passed on without a copy (the client's Range asked of the origin). */
+async function uncached(cache: Cache, read: Read): Promise<Response> {
+  if (read.request.headers.has('range')) return rangedBypass(read);
+  return respond(await fromReplicas(cache, read, read.originHeaders), 'BYPASS', read);
 }
 
 /** The client's Range asked of the origin directly (the object is not cached). */

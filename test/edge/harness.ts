@@ -69,6 +69,8 @@ export function startWorker(
   cachePersist?: string,
   /** R2 bucket bindings (Miniflare's local R2), by binding name. */
   r2Buckets?: string[],
+  /** false: Miniflare's no-op Cache API, which accepts every put and matches nothing (a cache that keeps no copy). */
+  cacheApi = true,
 ): Miniflare {
   return new Miniflare({
     ...convertV4MiniflareOptions({
@@ -83,6 +85,7 @@ export function startWorker(
       ...(port === undefined ? {} : { port }),
       ...(cachePersist === undefined ? {} : { resourcePersistencePath: cachePersist }),
       ...(r2Buckets ? { r2Buckets } : {}),
+      ...(cacheApi ? {} : { cacheAPI: false }),
     }),
     logRequests: false,
   });

@@ -113,8 +113,9 @@ describe('never resurrects what the edge saw go', () => {
     const keptFid = await uploadWith(evented, kept, '');
     const deleted = await uploadWith(evented, randomBlob(500), '');
     const inCollection = await uploadWith(evented, randomBlob(500), 'collection=doomed');
-    // Expires about 3 s from now (written "57 s ago" with a one-minute TTL).
-    const ts = Math.floor(Date.now() / 1000) - 57;
+    // Expires about 8 s from now (written "52 s ago" with a one-minute TTL): time for the uploads and
+    // reads below to cache it before it expires, on a loaded machine too.
+    const ts = Math.floor(Date.now() / 1000) - 52;
     const ttl = await uploadWith(evented, randomBlob(500), 'ttl=1m', `?ttl=1m&ts=${ts}`);
     for (const fid of [keptFid, deleted, inCollection, ttl]) {
       const res = await evented.fetch(`/${fid}`);

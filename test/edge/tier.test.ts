@@ -50,6 +50,11 @@ import {
 const BUCKET = 'kelp-edge-tier';
 const HEAT_KEY = 'edge-tier-test-heat-key';
 const FRESH_MS = 2_000;
+/**
+ * From half its fresh period on, a read refreshes the deletion set (and a hit its copy) in the
+ * background: EARLY_REFRESH_FRACTION of edge/freshness.ts, which needs the Worker's types to import.
+ */
+const EARLY_REFRESH_MS = FRESH_MS / 2;
 /** Time for the poll loop and the Worker's own request on top of the bound. */
 const SLACK_MS = 600;
 
@@ -174,6 +179,12 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
 
     const volumeRequests = cluster.volumes[0]!.proxy.count;
     let gets = wire.counts.gets;
+    // The cold read confirms the deletion set no earlier than this. From half its fresh period on, a
+    // read also refreshes it (and a hit revalidates its copy) in the background (edge/tier-read.ts,
+    // edge/freshness.ts): the exact counts on the wire below hold for reads answered before then. On a
+    // machine too loaded for that, each read's own cost (what the Worker reports) is checked instead.
+    const coldSent = Date.now();
+    const beforeEarlyRefresh = () => Date.now() < coldSent + EARLY_REFRESH_MS;
     const cold = await read(cluster, fids[0]!);
     expect(cold.res.status).toBe(200);
     expect(cold.body).toEqual(blobs[0]);
@@ -193,20 +204,37 @@ describe('origin-free reads of a volume tiered to S3 (Ceph RGW)', () => {
     gets = wire.counts.gets;
     const warm = await read(cluster, fids[1]!);
     expect(warm.body).toEqual(blobs[1]);
-    expect(warm.tierRequests).toBe('1');
-    expect(wire.counts.gets - gets).toBe(1);
+    if (beforeEarlyRefresh()) {
+      expect(warm.tierRequests).toBe('1');
+      expect(wire.counts.gets - gets).toBe(1);
+    } else {
+      // The needle, and the deletion set when it was past its fresh period.
+      expect(['1', '2']).toContain(warm.tierRequests);
+    }
     // One needle record: header, DataSize, data, flags and name, CRC, timestamp, padding.
     expect(Number(warm.tierBytes)).toBeGreaterThan(3000);
     expect(Number(warm.tierBytes)).toBeLessThan(3100);
 
     gets = wire.counts.gets;
     const hit = await read(cluster, fids[0]!);
-    expect(hit.res.headers.get('x-kelp-cache')).toBe('HIT');
     expect(hit.body).toEqual(blobs[0]);
+    if (Date.now() < coldSent + FRESH_MS) {
+      expect(hit.res.headers.get('x-kelp-cache')).toBe('HIT');
+      expect(hit.tierRequests, 'a hit costs nothing').toBeNull();
+    } else {
+      // Answered past the copy's fresh period: it may have been confirmed first.
+      expect(['HIT', 'REVALIDATED']).toContain(hit.res.headers.get('x-kelp-cache'));
+    }
     const ranged = await read(cluster, fids[2]!, { headers: { range: 'bytes=10-19' } });
     expect(ranged.res.status).toBe(206);
     expect(ranged.body).toEqual(blobs[2]!.subarray(10, 20));
-    expect(wire.counts.gets - gets, 'a hit costs nothing, a ranged miss one GET').toBe(1);
+    if (beforeEarlyRefresh()) {
+      expect(wire.counts.gets - gets, 'a hit costs nothing, a ranged miss one GET').toBe(1);
+    } else {
+      expect(['1', '2'], 'a ranged miss: the needle (and the deletion set past its period)').toContain(
+        ranged.tierRequests,
+      );
+    }
     const decoded = await read(cluster, textFid);
     expect(decoded.res.status).toBe(200);
     expect(decoded.body).toEqual(text);
