@@ -168,7 +168,7 @@ export interface VolumeMoving {
 
 /**
  * `POST /heartbeat` from a volume server: its full state when it joins, then
- * deltas (docs/decisions/0016-heartbeat-deltas.md): only the volumes new or
+ * deltas (docs/decisions/0014-heartbeat-deltas.md): only the volumes new or
  * changed since the last beat that master acknowledged, with a full list
  * again every FULL_BEAT_EVERY beats, after a failed beat, when the leader
  * changes and when the master asks. A change (new volume, sealed volume)

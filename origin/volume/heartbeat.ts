@@ -1,7 +1,7 @@
 /**
  * Heartbeats to the masters over HTTP (`POST /heartbeat`): this server's full
  * state when it joins, then on every pulse only what changed since the beat
- * that master last acknowledged (docs/decisions/0016-heartbeat-deltas.md),
+ * that master last acknowledged (docs/decisions/0014-heartbeat-deltas.md),
  * and at once when something the master must know changes (a new or sealed
  * volume). A full list goes again every FULL_BEAT_EVERY beats, after a beat
  * that failed, when the masters name another leader, and when a master asks

@@ -1,5 +1,5 @@
 /**
- * How a backend declares its config, once (docs/decisions/0021-backend-registry.md):
+ * How a backend declares its config, once (docs/decisions/0015-backend-registry.md):
  * a zod object whose fields carry their description and default. The config
  * loader (origin/tier-config.ts: TOML keys, KELP_BACKEND_* env vars, checks),
  * `createBackend` (its checks), the backend itself (its defaults) and the

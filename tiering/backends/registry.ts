@@ -10,7 +10,7 @@
  * never loads the AWS or Google clients, and reading a config loads neither.
  * It sits here rather than in `<kind>-config.ts` because the backend module
  * imports its config module (the type and the defaults): a factory there would
- * be an import cycle (docs/decisions/0021-backend-registry.md).
+ * be an import cycle (docs/decisions/0015-backend-registry.md).
  */
 import type { z } from 'zod';
 import type { BackendConfig, BackendType, TierBackend } from './backend.ts';

@@ -1,5 +1,5 @@
 /**
- * Heartbeat deltas (docs/decisions/0016-heartbeat-deltas.md): a volume server
+ * Heartbeat deltas (docs/decisions/0014-heartbeat-deltas.md): a volume server
  * sends a master its full list once, then only what changed since the beat
  * that master acknowledged. A real volume server beats a real master through
  * a recording relay (a plain HTTP forwarder on 127.0.0.1, so the test sees
