@@ -25,6 +25,7 @@
  */
 import type { AssignResponse, LookupResponse, MasterVolume, MasterVolumesResponse } from '../api.ts';
 import { KelpError, NoAnswerError, NotFoundError, UnavailableError } from '../errors.ts';
+import { sleep } from '../sleep.ts';
 import { baseUrl, type ClientOptions, type RequestOptions, sendJson } from './http.ts';
 
 /** Pause between two rounds over the masters: the rounds of the CLI span a leader's lease TTL and more. */
@@ -153,7 +154,7 @@ export class MasterClient {
     // Another round only when a master answered "not now": all of them down is not worth the wait.
     let notNow = true;
     for (let round = 0; round < rounds && notNow; round++) {
-      if (round > 0) await pause(this.opts.roundPauseMs ?? MASTER_ROUND_PAUSE_MS, o.signal);
+      if (round > 0) await sleep(this.opts.roundPauseMs ?? MASTER_ROUND_PAUSE_MS, o.signal);
       failures.length = 0;
       notNow = false;
       for (const master of this.masters) {
@@ -190,20 +191,4 @@ export class MasterClient {
       cause: failures[failures.length - 1],
     });
   }
-}
-
-/** setTimeout as a promise that the caller's abort rejects at once. */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

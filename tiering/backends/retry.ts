@@ -6,6 +6,7 @@
  * Retry-After), never a hang: the attempts and delays are bounded.
  */
 import { UnavailableError } from '../../shared/errors.ts';
+import { sleep } from '../../shared/sleep.ts';
 
 export interface RetryPolicy {
   /** Total attempts, the first included. */
@@ -38,21 +39,6 @@ export function backoffDelay(
 ): number {
   const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
   return cap / 2 + random() * (cap / 2);
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export interface RetryOptions {
