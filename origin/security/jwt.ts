@@ -6,10 +6,20 @@
  * not a token for every key after it. Signed and checked with `jose`.
  */
 import type { IncomingMessage } from 'node:http';
-import { errors, jwtVerify, SignJWT } from 'jose';
 import { UnauthorizedError } from '../../shared/errors.ts';
 import { formatFid, type ParsedFid } from '../../shared/fid.ts';
 import { bearerToken } from './access.ts';
+
+/**
+ * jose is loaded on the first token signed or checked: a cluster without a
+ * signing key never needs it, and a volume server's RSS is a budget per
+ * needle (issue 15; test/integration/cli/startup-modules.test.ts).
+ */
+let joseModule: Promise<typeof import('jose')> | undefined;
+function jose(): Promise<typeof import('jose')> {
+  joseModule ??= import('jose');
+  return joseModule;
+}
 
 /** SeaweedFS's default lifetime of a write token. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 10;
@@ -30,12 +40,13 @@ export function tokenFid(fid: string): string {
   return u < 0 ? fid : fid.slice(0, u);
 }
 
-export function signFileToken(
+export async function signFileToken(
   secret: string,
   fid: string,
   options: { count?: number; ttlSeconds?: number } = {},
 ): Promise<string> {
   const { count = 1, ttlSeconds = DEFAULT_TOKEN_TTL_SECONDS } = options;
+  const { SignJWT } = await jose();
   return new SignJWT({ fid: tokenFid(fid), n: count })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
@@ -63,6 +74,7 @@ export async function verifyFileToken(
   fid: ParsedFid,
 ): Promise<void> {
   if (!token) throw new UnauthorizedError('this cluster needs a token: pass the one /dir/assign returned');
+  const { errors, jwtVerify } = await jose();
   try {
     // exp is required: a token without one would never expire, and the master never signs such a token.
     const { payload } = await jwtVerify(token, keyBytes(secret), {

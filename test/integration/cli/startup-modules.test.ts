@@ -1,7 +1,7 @@
 /**
  * What each server process loads (issue 15: RAM per needle): every module a
  * process imports stays in its RSS, so `kelp volume` must not load the
- * master's (zod, etcd's gRPC client), `kelp master` must not load the volume
+ * master's (zod, etcd's gRPC client) nor jose without a signing key, `kelp master` must not load the volume
  * server's image library, and neither loads sharp or pino-pretty until a
  * resize or a terminal needs them. Real `kelp` processes, with a preload that
  * records every module they load (fixtures/record-loaded.ts).
@@ -43,7 +43,7 @@ describe('modules a server process loads', () => {
       /kelp volume server listening/,
     );
     expect(names.has('prom-client'), 'the recorder saw packages at all').toBe(true);
-    for (const heavy of ['zod', 'etcd3', '@grpc/grpc-js', 'sharp', 'pino-pretty', 'cli-progress']) {
+    for (const heavy of ['zod', 'etcd3', '@grpc/grpc-js', 'sharp', 'pino-pretty', 'cli-progress', 'jose']) {
       expect(names.has(heavy), heavy).toBe(false);
     }
   });
