@@ -90,7 +90,14 @@ describe('three masters on etcd', () => {
       const s = await clusterStatus(a);
       expect(s.IsLeader).toBe(a === leader);
       expect(s.Leader).toBe(leader);
-      expect([...s.Peers].sort()).toEqual(c.addresses.filter((x) => x !== a).sort());
+      // Each master learns the others from an etcd watch: a member that registered last may reach one
+      // master's view a moment after the election settled, so the list is awaited, then compared whole.
+      const others = c.addresses.filter((x) => x !== a).sort();
+      const peers = await waitFor(`${a} to list every other master`, async () => {
+        const p = [...(await clusterStatus(a)).Peers].sort();
+        return p.length === others.length ? p : null;
+      });
+      expect(peers).toEqual(others);
     }
     const follower = c.addresses.find((a) => a !== leader)!;
 
