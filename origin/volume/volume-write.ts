@@ -121,13 +121,30 @@ export abstract class VolumeWrites extends VolumeReads {
    * so a half record never stays behind a good one.
    */
   protected append(record: Uint8Array | readonly Uint8Array[], key: bigint, size: number): number {
-    const offset = this.datSize;
-    let end = offset;
-    try {
+    const offset = this.appendIndexed(key, size, (at) => {
+      let end = at;
       for (const part of record instanceof Uint8Array ? [record] : record) {
         this.disk.writeAt(part, end);
         end += part.length;
       }
+      return end - at;
+    });
+    this.modifiedAt = this.config.now();
+    return offset;
+  }
+
+  /**
+   * The one append rule: `writeRecord(offset)` writes the record's bytes at
+   * the end of the `.dat` (returning how many), then the index entry follows;
+   * if either write fails both files are cut back to where they were, so a
+   * half record never stays behind a good one. Synchronous: no other append
+   * lands in between. Returns the record's byte offset.
+   */
+  private appendIndexed(key: bigint, size: number, writeRecord: (offset: number) => number): number {
+    const offset = this.datSize;
+    let length: number;
+    try {
+      length = writeRecord(offset);
       writeIdxEntry(this.idxEntry, 0, { key, offset: toStoredOffset(offset), size });
       pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
     } catch (err) {
@@ -135,9 +152,8 @@ export abstract class VolumeWrites extends VolumeReads {
       ftruncateSync(this.idxFd, this.idxSize);
       throw this.appendFailure(err);
     }
-    this.datSize = end;
+    this.datSize = offset + length;
     this.idxSize += IDX_ENTRY_SIZE;
-    this.modifiedAt = this.config.now();
     return offset;
   }
 
@@ -276,36 +292,31 @@ export abstract class VolumeWrites extends VolumeReads {
       }
     }
     const spoolFd = openSync(spool.path, 'r');
-    const offset = this.datSize;
+    let offset: number;
     try {
-      const head = Buffer.allocUnsafe(NEEDLE_DATA_OFFSET);
-      head.set(encodeNeedleHeader(w.cookie, w.key, size), 0);
-      head.set(encodeDataSize(spool.size), NEEDLE_HEADER_SIZE);
-      this.disk.writeAt(head, offset);
-      const crc = new Crc32cHasher();
-      const chunk = Buffer.allocUnsafe(Math.min(SPOOL_COPY_CHUNK, spool.size));
-      for (let at = 0; at < spool.size; ) {
-        const n = readSync(spoolFd, chunk, 0, Math.min(chunk.length, spool.size - at), at);
-        if (n === 0) throw new Error(`spool file ended at ${at} of ${spool.size} bytes`);
-        const piece = chunk.subarray(0, n);
-        crc.update(piece);
-        this.disk.writeAt(piece, offset + NEEDLE_DATA_OFFSET + at);
-        at += n;
-      }
-      if (crc.digest() !== spool.crc) throw new Error('spool file changed since it was written');
-      const tail = encodeNeedleTail(w.meta, spool.size, spool.crc, this.nextAppendAtNs(), this.version);
-      this.disk.writeAt(tail, offset + NEEDLE_DATA_OFFSET + spool.size);
-      writeIdxEntry(this.idxEntry, 0, { key: w.key, offset: toStoredOffset(offset), size });
-      pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
-    } catch (err) {
-      this.disk.truncate(this.datSize);
-      ftruncateSync(this.idxFd, this.idxSize);
-      throw this.appendFailure(err);
+      offset = this.appendIndexed(w.key, size, (start) => {
+        const head = Buffer.allocUnsafe(NEEDLE_DATA_OFFSET);
+        head.set(encodeNeedleHeader(w.cookie, w.key, size), 0);
+        head.set(encodeDataSize(spool.size), NEEDLE_HEADER_SIZE);
+        this.disk.writeAt(head, start);
+        const crc = new Crc32cHasher();
+        const chunk = Buffer.allocUnsafe(Math.min(SPOOL_COPY_CHUNK, spool.size));
+        for (let at = 0; at < spool.size; ) {
+          const n = readSync(spoolFd, chunk, 0, Math.min(chunk.length, spool.size - at), at);
+          if (n === 0) throw new Error(`spool file ended at ${at} of ${spool.size} bytes`);
+          const piece = chunk.subarray(0, n);
+          crc.update(piece);
+          this.disk.writeAt(piece, start + NEEDLE_DATA_OFFSET + at);
+          at += n;
+        }
+        if (crc.digest() !== spool.crc) throw new Error('spool file changed since it was written');
+        const tail = encodeNeedleTail(w.meta, spool.size, spool.crc, this.nextAppendAtNs(), this.version);
+        this.disk.writeAt(tail, start + NEEDLE_DATA_OFFSET + spool.size);
+        return needleRecordSize(size, this.version);
+      });
     } finally {
       closeSync(spoolFd);
     }
-    this.datSize += needleRecordSize(size, this.version);
-    this.idxSize += IDX_ENTRY_SIZE;
     this.modifiedAt = this.config.now();
     this.needles.set(w.key, toStoredOffset(offset), size);
     const change = this.changed(w.key, w.cookie, existing);
@@ -366,23 +377,14 @@ export abstract class VolumeWrites extends VolumeReads {
         );
       }
     }
-    const offset = this.datSize;
-    try {
+    return this.appendIndexed(key, size, (offset) => {
       for (let done = 0; done < recordSize; ) {
         const n = Math.min(SPOOL_COPY_CHUNK, recordSize - done);
         this.disk.writeAt(this.disk.readSync(toByteOffset(from) + done, n), offset + done);
         done += n;
       }
-      writeIdxEntry(this.idxEntry, 0, { key, offset: toStoredOffset(offset), size });
-      pwriteAll(this.idxFd, this.idxEntry, this.idxSize);
-    } catch (err) {
-      this.disk.truncate(this.datSize);
-      ftruncateSync(this.idxFd, this.idxSize);
-      throw this.appendFailure(err);
-    }
-    this.datSize += recordSize;
-    this.idxSize += IDX_ENTRY_SIZE;
-    return offset;
+      return recordSize;
+    });
   }
 }
 
