@@ -200,6 +200,31 @@ export function redactConfig(config: BackendConfig): Record<string, unknown> {
   return out;
 }
 
+/**
+ * What a backend shows of itself wherever it may be printed (logs, JSON,
+ * util.inspect): its config, secrets redacted. One base, so that no backend
+ * can leave one of the three out and print a secret by accident.
+ */
+export abstract class DescribedBackend {
+  readonly #described: BackendConfig;
+
+  protected constructor(config: BackendConfig) {
+    this.#described = { ...config };
+  }
+
+  describe(): Record<string, unknown> {
+    return redactConfig(this.#described);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return this.describe();
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
+    return this.describe();
+  }
+}
+
 /** `type.id`, e.g. `s3.default`. */
 export function backendName(config: Pick<BackendConfig, 'type' | 'id'>): string {
   return `${config.type}.${config.id}`;

@@ -31,11 +31,11 @@ import {
   type BackendFile,
   type BackendStats,
   backendName,
+  DescribedBackend,
   type DownloadOptions,
   type DownloadResult,
   type GcsBackendConfig,
   type ObjectStat,
-  redactConfig,
   type TierBackend,
   type TransferOptions,
   type UploadResult,
@@ -75,7 +75,7 @@ export function crc32cBase64(crc: number): string {
   return b.toString('base64');
 }
 
-export class GcsBackend implements TierBackend {
+export class GcsBackend extends DescribedBackend implements TierBackend {
   readonly type = 'gcs';
   readonly id: string;
   readonly name: string;
@@ -87,6 +87,7 @@ export class GcsBackend implements TierBackend {
   readonly timeoutMs: number;
 
   constructor(config: GcsBackendConfig) {
+    super(config);
     this.#config = { ...config };
     this.id = config.id;
     this.name = backendName(config);
@@ -108,18 +109,6 @@ export class GcsBackend implements TierBackend {
         maxRetries: (config.uploadAttempts ?? DEFAULTS.uploadAttempts) - 1,
       },
     }).bucket(config.bucket);
-  }
-
-  describe(): Record<string, unknown> {
-    return redactConfig(this.#config);
-  }
-
-  toJSON(): Record<string, unknown> {
-    return this.describe();
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
-    return this.describe();
   }
 
   async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {

@@ -19,11 +19,11 @@ import {
   type BackendFile,
   type BackendStats,
   backendName,
+  DescribedBackend,
   type DownloadOptions,
   type DownloadResult,
   type LocalBackendConfig,
   type ObjectStat,
-  redactConfig,
   type TierBackend,
   type TransferOptions,
   type UploadResult,
@@ -76,39 +76,26 @@ export function objectPath(root: string, key: string): string {
   return join(root, ...segments);
 }
 
-export class LocalBackend implements TierBackend {
+export class LocalBackend extends DescribedBackend implements TierBackend {
   readonly type = 'local';
   readonly id: string;
   readonly name: string;
   readonly stats: BackendStats = { requests: 0, reads: 0, bytesRead: 0 };
   readonly root: string;
-  readonly #config: LocalBackendConfig;
   readonly #retry: RetryPolicy;
 
   constructor(config: LocalBackendConfig) {
-    this.#config = { ...config };
+    super(config);
     this.id = config.id;
     this.name = backendName(config);
     this.root = config.path;
     this.#retry = retryPolicy(config.retry);
   }
 
-  describe(): Record<string, unknown> {
-    return redactConfig(this.#config);
-  }
-
-  toJSON(): Record<string, unknown> {
-    return this.describe();
-  }
-
   /** Temp files of uploads (and downloads into it) that were killed, idle for TIER_TEMP_FILE_MAX_IDLE_MS. */
   sweepInterrupted(): string[] {
     // Recursive: keys with a `/` put objects, and their temp files, in subdirectories.
     return sweepTempFiles(this.root, { minAgeMs: TIER_TEMP_FILE_MAX_IDLE_MS, recursive: true });
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
-    return this.describe();
   }
 
   async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {

@@ -25,7 +25,7 @@ import type {
   TransferOptions,
   UploadResult,
 } from './backend.ts';
-import { backendName, redactConfig } from './backend.ts';
+import { backendName, DescribedBackend } from './backend.ts';
 import { R2_REGION } from './r2-config.ts';
 import { S3Backend } from './s3.ts';
 
@@ -40,16 +40,15 @@ export function r2Endpoint(accountId: string, jurisdiction?: string): string {
   return `https://${accountId}${j}.r2.cloudflarestorage.com`;
 }
 
-export class R2Backend implements TierBackend {
+export class R2Backend extends DescribedBackend implements TierBackend {
   readonly type = 'r2';
   readonly id: string;
   readonly name: string;
   readonly bucket: string;
   readonly #s3: S3Backend;
-  readonly #config: R2BackendConfig;
 
   constructor(config: R2BackendConfig) {
-    this.#config = { ...config };
+    super(config);
     this.id = config.id;
     this.name = backendName(config);
     this.bucket = config.bucket;
@@ -85,14 +84,6 @@ export class R2Backend implements TierBackend {
 
   delete(key: string): Promise<void> {
     return this.#s3.delete(key);
-  }
-
-  describe(): Record<string, unknown> {
-    return redactConfig(this.#config);
-  }
-
-  toJSON(): Record<string, unknown> {
-    return this.describe();
   }
 
   close(): Promise<void> {

@@ -41,10 +41,10 @@ import {
   type BackendFile,
   type BackendStats,
   backendName,
+  DescribedBackend,
   type DownloadOptions,
   type DownloadResult,
   type ObjectStat,
-  redactConfig,
   type S3BackendConfig,
   type TierBackend,
   type TransferOptions,
@@ -110,7 +110,7 @@ function countRequests(client: S3Client, stats: BackendStats): void {
   );
 }
 
-export class S3Backend implements TierBackend {
+export class S3Backend extends DescribedBackend implements TierBackend {
   readonly type = 's3';
   readonly id: string;
   readonly name: string;
@@ -127,6 +127,7 @@ export class S3Backend implements TierBackend {
   readonly #uploadClient: S3Client;
 
   constructor(config: S3BackendConfig) {
+    super(config);
     this.#config = { ...config };
     this.id = config.id;
     this.name = backendName(config);
@@ -166,18 +167,6 @@ export class S3Backend implements TierBackend {
     });
     countRequests(this.client, this.stats);
     countRequests(this.#uploadClient, this.stats);
-  }
-
-  describe(): Record<string, unknown> {
-    return redactConfig(this.#config);
-  }
-
-  toJSON(): Record<string, unknown> {
-    return this.describe();
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): Record<string, unknown> {
-    return this.describe();
   }
 
   async upload(localPath: string, key: string, opts: TransferOptions = {}): Promise<UploadResult> {
