@@ -282,10 +282,13 @@ async function fromCopy(cache: Cache, hit: Response, read: Read): Promise<Respon
   const outcome = await revalidate(cache, read, hit.headers.get('etag'));
   if (outcome === 'confirmed') return respond(hit, 'REVALIDATED', read);
   if (outcome === 'unreachable') {
-    // Stale-if-error, unless this colo has seen the file or its volume purged since the copy was confirmed.
+    // Stale-if-error, unless this colo has seen the file or its volume purged since the copy was confirmed:
+    // then the copy is void and this is a miss, answered as a miss is (a sibling variant's revalidation
+    // that found the file gone purged it while this one shared its lookup: the master's "no holder" is
+    // then the 404 it is to a miss, not an outage).
     if ((await purgedAt(cache, key)) <= confirmed) return respond(hit, 'STALE', read);
     await hit.body?.cancel();
-    throw new UnavailableError('no origin answered, and the cached copy was purged', 1);
+    return undefined;
   }
   await hit.body?.cancel();
   if (outcome === 'replaced') {

@@ -385,6 +385,34 @@ describe.each([
 });
 
 describe('the bound without purge events', () => {
+  it('a collection delete met by every variant revalidating at once answers 404 to each (a sibling purging the file first made it 503)', async () => {
+    const edge = noEvents;
+    const collection = `race${colour}`;
+    const { fid } = await upload(edge, await nextImage(), { collection });
+    const paths = [
+      ...variantsOf(fid),
+      ...Array.from({ length: 12 }, (_, i) => 22 + 2 * i).map((w) => `/${fid}?width=${w}`),
+    ];
+    await cacheAll(edge, paths);
+    const cachedAt = Date.now();
+    const res = await fetch(`http://${edge.master.address}/col/delete?collection=${collection}`, {
+      method: 'POST',
+    });
+    expect(res.status).toBe(204);
+    // Every copy past its fresh period: each read revalidates, and the first to learn the volume is gone
+    // purges the file while the others are asking the master (which knows no holder) themselves.
+    await sleep(cachedAt + FRESH_MS + 100 - Date.now());
+    // Staggered, so that some arrive while the first to ask is between its lookup and its purge.
+    const answers = await Promise.all(
+      paths.map(async (path, i) => {
+        await sleep(i * 3);
+        const r = await edge.fetch(path);
+        return `${path} ${r.status} ${new TextDecoder().decode(await bytes(r)).slice(0, 120)}`;
+      }),
+    );
+    expect(answers.filter((a) => !/ 404 /.test(a))).toEqual([]);
+  }, 30_000);
+
   it('is real: an unconfirmed copy is served until EDGE_FRESH_SECONDS after its confirmation, never after', async () => {
     const edge = noEvents;
     // The copy's confirmation is the instant the Worker began the miss: after `sent`, before `answered`.
