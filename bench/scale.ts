@@ -11,6 +11,9 @@
  * - what one heartbeat of 1,000 volumes costs the master (CPU, latency,
  *   size): a full list, and the deltas sent between full lists (10 volumes
  *   changed, and none).
+ * The volume servers run the built tree (dist/, rebuilt here first), as
+ * deployments do (decision 0017); an empty one is also run from the
+ * TypeScript sources, for what Node's type stripper adds.
  * Lines go to stderr as they are measured; the table is printed at the end.
  *
  *   node bench/scale.ts [--needles 10000000] [--volumes 100]
@@ -20,13 +23,15 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { build, DIST } from '../scripts/build.ts';
 import { formatFid } from '../shared/fid.ts';
 import { cpuSeconds } from './lib/cpu.ts';
 import { scratchDir } from './lib/kelp.ts';
 import { type Started, startServer } from './lib/process.ts';
 import { writeVolume } from './lib/volume-files.ts';
 
-const CLI = fileURLToPath(new URL('../origin/cli.ts', import.meta.url));
+const SOURCE_CLI = fileURLToPath(new URL('../origin/cli.ts', import.meta.url));
+const CLI = join(DIST, 'origin/cli.js');
 const { values } = parseArgs({
   options: { needles: { type: 'string', default: '10000000' }, volumes: { type: 'string', default: '100' } },
 });
@@ -58,10 +63,11 @@ function generateVolume(dir: string, id: number, count: number): Promise<void> {
 
 async function timedVolumeServer(
   dir: string,
+  cli = CLI,
 ): Promise<{ server: Started; ms: number; rss: number; cpu: number | undefined }> {
   const t0 = performance.now();
   const server = await startServer(
-    [CLI, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', dir, '--master', '', '--max', '1000'],
+    [cli, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', dir, '--master', '', '--max', '1000'],
     { ready: /kelp volume server listening on http:\/\/127\.0\.0\.1:(\d+)/, timeoutMs: 300_000 },
   );
   const ms = performance.now() - t0;
@@ -115,11 +121,14 @@ function heartbeatBody(server: number, firstVolume: number): string {
   });
 }
 
+build();
 const scratch = scratchDir('scale');
 try {
   // 1. Start-up and RSS.
   const empty = await timedVolumeServer(join(scratch.dir, 'empty'));
   await empty.server.stop();
+  const fromSources = await timedVolumeServer(join(scratch.dir, 'empty-sources'), SOURCE_CLI);
+  await fromSources.server.stop();
   const dir = join(scratch.dir, 'full');
   mkdirSync(dir);
   const g0 = performance.now();
@@ -153,11 +162,16 @@ try {
     );
     await full.server.stop();
   }
-  row(
-    'empty volume server: ready, RSS',
-    `${(empty.ms / 1000).toFixed(2)} s (CPU ${empty.cpu?.toFixed(2) ?? '?'} s), ${(empty.rss / 2 ** 20).toFixed(0)} MiB`,
-    '',
-  );
+  for (const [what, e] of [
+    ['empty volume server: ready, RSS', empty],
+    ['  the same from the TypeScript sources (type stripping)', fromSources],
+  ] as const) {
+    row(
+      what,
+      `${(e.ms / 1000).toFixed(2)} s (CPU ${e.cpu?.toFixed(2) ?? '?'} s), ${(e.rss / 2 ** 20).toFixed(0)} MiB`,
+      '',
+    );
+  }
 
   // 2 and 3. A master told of 10^4 volumes; lookups; heartbeats of 1,000 volumes.
   const master = await startServer(

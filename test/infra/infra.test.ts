@@ -55,7 +55,7 @@ describe('systemd units', () => {
     const dir = tempDir('kelp-units-');
     for (const unit of units) {
       const text = readFileSync(join(INFRA, 'systemd', unit), 'utf8');
-      expect(text).toContain('ExecStart=/opt/kelp/node_modules/.bin/node /opt/kelp/origin/cli.ts ');
+      expect(text).toContain('ExecStart=/opt/kelp/node_modules/.bin/node /opt/kelp/dist/origin/cli.js ');
       writeFileSync(join(dir, unit), text.replaceAll('/opt/kelp', REPO_ROOT.replace(/\/$/, '')));
     }
     const r = spawnSync('systemd-analyze', ['verify', ...units.map((u) => join(dir, u))], {
@@ -72,7 +72,7 @@ describe('systemd units', () => {
       ['kelp-tier.service', 'tier serve'],
     ] as const) {
       const text = readFileSync(join(INFRA, 'systemd', unit), 'utf8');
-      expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/origin/cli\\.ts ${command}$`, 'm'));
+      expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/dist/origin/cli\\.js ${command}$`, 'm'));
       expect(text).toMatch(/^KillSignal=SIGTERM$/m);
       const timeout = Number(/^TimeoutStopSec=(\d+)$/m.exec(text)?.[1]);
       expect(timeout).toBeGreaterThan(VOLUME_SERVER_DEFAULTS.drainSeconds);
@@ -305,11 +305,12 @@ describe('the Worker environments', () => {
 describe('the container definition', () => {
   const text = readFileSync(join(INFRA, 'container/Containerfile'), 'utf8');
 
-  it('copies sources that exist, runs the pinned Node on origin/cli.ts, exposes the default ports, stops with SIGTERM', () => {
+  it('copies sources that exist, runs the pinned Node on the built dist/origin/cli.js, exposes the default ports, stops with SIGTERM', () => {
     const copies = [...text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '));
     expect(copies.length).toBeGreaterThan(3);
     for (const src of copies) expect(existsSync(join(REPO_ROOT, src)), src).toBe(true);
-    expect(text).toContain('ENTRYPOINT ["/opt/kelp/node_modules/.bin/node", "/opt/kelp/origin/cli.ts"]');
+    expect(text).toContain('RUN node_modules/.bin/node scripts/build.ts');
+    expect(text).toContain('ENTRYPOINT ["/opt/kelp/node_modules/.bin/node", "/opt/kelp/dist/origin/cli.js"]');
     expect(existsSync(join(REPO_ROOT, 'node_modules/.bin/node'))).toBe(true);
     const exposed = /^EXPOSE (.+)$/m.exec(text)?.[1]?.split(' ').map(Number);
     expect(exposed).toEqual([MASTER_DEFAULTS.port, VOLUME_SERVER_DEFAULTS.port, TIER_SERVE_PORT]);

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawnUntilReady } from '../../support/process.ts';
 import { CLI, cleanEnv, removeTempDirs, tempDir } from './harness.ts';
 
-const RECORD = fileURLToPath(new URL('./fixtures/record-loaded.ts', import.meta.url));
+const RECORD = fileURLToPath(new URL('./fixtures/record-loaded.mjs', import.meta.url));
 
 afterAll(removeTempDirs);
 
