@@ -20,7 +20,7 @@
  * update is in the store and its own heartbeats no longer list the volume.
  */
 import { loadWithin, type MasterStateStore } from './state-store.ts';
-import { addVolumeIds, hasVolumeId, type VolumeRanges } from './volume-ranges.ts';
+import { addVolumeIds, hasVolumeId, unionVolumeRanges, type VolumeRanges } from './volume-ranges.ts';
 
 /** Least time between two reads of the store on a lookup's behalf (a volume whose holders are all down is asked often). */
 export const RELOAD_INTERVAL_MS = 1_000;
@@ -74,7 +74,7 @@ export class DeletedVolumes {
       ...s,
       deletedVolumes: addVolumeIds(s.deletedVolumes, volumeIds),
     }));
-    this.ranges = saved.deletedVolumes;
+    this.ranges = unionVolumeRanges(this.ranges, saved.deletedVolumes);
   }
 
   /** The number of ranges held (for tests and the status of the bound). */
@@ -86,7 +86,9 @@ export class DeletedVolumes {
     this.reloading ??= (async () => {
       try {
         const state = await loadWithin(this.store, RELOAD_TIMEOUT_MS);
-        if (state) this.ranges = state.deletedVolumes;
+        // A union, not a replacement: the set only grows, and a read begun before this master's own
+        // record() may answer after it.
+        if (state) this.ranges = unionVolumeRanges(this.ranges, state.deletedVolumes);
       } finally {
         // A store that did not answer is not asked again at once either.
         this.reloadedAt = this.now();

@@ -45,6 +45,13 @@ export function addVolumeIds(
   return normalize([...ranges, ...added], max);
 }
 
+/** Both sets in one, in canonical form, bounded to `max` ranges (the lowest dropped first). */
+export function unionVolumeRanges(a: VolumeRanges, b: VolumeRanges, max = MAX_DELETED_RANGES): VolumeRanges {
+  if (b.length === 0) return a;
+  if (a.length === 0) return b;
+  return normalize([...a, ...b], max);
+}
+
 /** Sorted and merged (overlapping or adjacent ranges become one), then bounded to `max`. */
 function normalize(ranges: VolumeRange[], max: number): VolumeRanges {
   const sorted = [...ranges].sort((a, b) => a[0] - b[0]);

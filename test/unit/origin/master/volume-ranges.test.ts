@@ -4,6 +4,7 @@ import {
   hasVolumeId,
   MAX_DELETED_RANGES,
   parseVolumeRanges,
+  unionVolumeRanges,
 } from '../../../../origin/master/volume-ranges.ts';
 
 describe('volume id ranges', () => {
@@ -39,6 +40,18 @@ describe('volume id ranges', () => {
     }
     for (let id = 0; id < 2_100; id++) expect(hasVolumeId(ranges, id)).toBe(ids.has(id));
     for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0]).toBeGreaterThan(ranges[i - 1]![1] + 1);
+  });
+
+  it('unites two sets (what a master knows and what it reads from the store)', () => {
+    const a = addVolumeIds([], [1, 2, 10]);
+    const b = addVolumeIds([], [3, 9, 20]);
+    expect(unionVolumeRanges(a, b)).toEqual([
+      [1, 3],
+      [9, 10],
+      [20, 20],
+    ]);
+    expect(unionVolumeRanges(a, [])).toBe(a);
+    expect(unionVolumeRanges([], b)).toBe(b);
   });
 
   it('keeps at most the bound, dropping the lowest ranges (the oldest deletions) first', () => {
