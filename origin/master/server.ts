@@ -261,25 +261,35 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     return signFileToken(key, fileId, { count: Number(fid.delta) + 1 });
   };
 
-  const lookup = async (q: URLSearchParams | null): Promise<LookupResponse> => {
+  /** The volume id a lookup asks about (a file id is checked whole: its key and cookie too). */
+  const lookedUp = (q: URLSearchParams | null): { raw: string; volumeId: number } => {
     const raw = param(q, 'volumeId') ?? param(q, 'fileId');
     if (!raw) throw new BadRequestError('lookup needs volumeId or fileId');
     const comma = raw.indexOf(',');
-    // A file id is checked whole (its key and cookie too), not just its volume id.
-    const volumeId = comma < 0 ? parseVolumeId(raw) : parseFid(raw).volumeId;
+    return { raw, volumeId: comma < 0 ? parseVolumeId(raw) : parseFid(raw).volumeId };
+  };
+
+  /** Where the volume is; undefined when no live server holds it (notHeld says why). Synchronous: the hot path. */
+  const lookup = (q: URLSearchParams | null): LookupResponse | undefined => {
+    const { raw, volumeId } = lookedUp(q);
     const collection = param(q, 'collection');
     const locations = topology.locations(volumeId);
-    const v = topology.volume(volumeId);
-    // No live holder: a volume deleted at a master's order says so (410), so that a cache tells the
-    // delete from an outage (deleted-volumes.ts); any other is "not found" (404), which may be either.
-    if (locations.length === 0 && (await deleted.has(volumeId))) {
-      throw new VolumeDeletedError(`volume ${volumeId} was deleted`);
-    }
-    if (locations.length === 0 || (collection !== null && v?.collection !== collection)) {
+    if (locations.length === 0) return undefined;
+    if (collection !== null && topology.volume(volumeId)?.collection !== collection) {
       throw new NotFoundError(`volume ${volumeId} not found`);
     }
     const tier = topology.tierLocation(volumeId);
     return { volumeOrFileId: raw, volumeId: raw, locations, ...(tier ? { tier } : {}) };
+  };
+
+  /**
+   * A volume no live server holds: deleted at a master's order says so (410), so that a cache tells the
+   * delete from an outage (deleted-volumes.ts); any other is "not found" (404), which may be either.
+   */
+  const notHeld = async (q: URLSearchParams | null): Promise<never> => {
+    const { volumeId } = lookedUp(q);
+    if (await deleted.has(volumeId)) throw new VolumeDeletedError(`volume ${volumeId} was deleted`);
+    throw new NotFoundError(`volume ${volumeId} not found`);
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
@@ -471,7 +481,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, out, out.auth ? { Authorization: `Bearer ${out.auth}` } : {});
       }
       case '/dir/lookup': {
-        const out = await lookup(query);
+        const out = lookup(query) ?? (await notHeld(query));
         const fileId = param(query, 'fileId');
         // `read=yes` asks for a read token instead of a write token (docs/format.md §7).
         const token = fileId ? await lookupToken(req, fileId, param(query, 'read') === 'yes') : undefined;
