@@ -65,6 +65,14 @@ describe('deleted volumes', () => {
     const err = await new MasterClient(m.base).lookupVolume(volumeIdOf(gone.fid)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VolumeDeletedError);
     expect(err).toBeInstanceOf(NotFoundError);
+    // Asked of several masters, "deleted" outranks another master's "not found" (one that has not
+    // heard the news: here a master of no cluster at all, asked first).
+    const unaware = await master();
+    const both = await new MasterClient([unaware.base, m.base])
+      .lookupVolume(volumeIdOf(gone.fid))
+      .catch((e: unknown) => e);
+    expect(both).toBeInstanceOf(VolumeDeletedError);
+    await unaware.close();
     // A volume never deleted that nobody holds is the plain 404, and a live one answers.
     expect(await lookupAnswer(m.base, 99_999)).toEqual({ status: 404, code: 'not_found' });
     expect((await lookupOk(m.base, kept.fid)).locations.length).toBe(1);
