@@ -13,7 +13,7 @@
  * deleted) is a miss there, never other bytes.
  */
 import type { Location, LookupResponse, TierLocation } from '../shared/api.ts';
-import { KelpError, NotFoundError, UnavailableError } from '../shared/errors.ts';
+import { KelpError, NotFoundError, UnavailableError, VolumeDeletedError } from '../shared/errors.ts';
 import type { EdgeConfig } from './env.ts';
 import { masterClient } from './masters.ts';
 
@@ -46,13 +46,18 @@ async function cacheApi(): Promise<Cache | undefined> {
 /**
  * The masters' answer (the shared client's failover: a master that is down or
  * says "not now", or knows no location yet, passes to the next). What the
- * public sees of a failure is "not found" or "unavailable", never a master's
- * address or message: those stay in the cause.
+ * public sees of a failure is "not found", "deleted" or "unavailable", never a
+ * master's address or message: those stay in the cause. "Deleted"
+ * (VolumeDeletedError, a NotFoundError) is the master's word that the volume
+ * was deleted, not that no holder is alive now: edge/read.ts treats it as the
+ * delete it is, never as an outage.
  */
 async function askMasters(volumeId: number, config: EdgeConfig): Promise<LookupResponse> {
   try {
     return await masterClient(config).lookupVolume(volumeId);
   } catch (err) {
+    if (err instanceof VolumeDeletedError)
+      throw new VolumeDeletedError(`volume ${volumeId} was deleted`, { cause: err });
     if (err instanceof NotFoundError) throw new NotFoundError(`volume ${volumeId} not found`, { cause: err });
     if (!(err instanceof KelpError)) throw err;
     throw new UnavailableError('no master answered the lookup', 1, { cause: err });
@@ -104,6 +109,11 @@ export async function lookupTier(
   try {
     return (await lookupEntry(volumeId, config, ctx)).tier;
   } catch (err) {
+    // Deleted: its bucket object goes with it, the last known location is void.
+    if (err instanceof VolumeDeletedError) {
+      await forgetTier(volumeId, ctx);
+      throw err;
+    }
     // No master answers, or none knows a live holder (every origin is down): the last known location.
     if (!(err instanceof UnavailableError || err instanceof NotFoundError)) throw err;
     const known = tierMemory.get(volumeId);

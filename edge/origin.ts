@@ -8,7 +8,7 @@
  * within the same request.
  */
 import type { Location } from '../shared/api.ts';
-import { NotFoundError, UnavailableError, UpstreamError } from '../shared/errors.ts';
+import { NotFoundError, UnavailableError, UpstreamError, VolumeDeletedError } from '../shared/errors.ts';
 import { assertAllowedOrigin } from './allow.ts';
 import type { EdgeConfig } from './env.ts';
 import { invalidateVolume, lookupVolume } from './lookup.ts';
@@ -98,7 +98,8 @@ async function tryLocations(
 /**
  * The first good answer among the volume's replicas. A 404 from every replica
  * is returned as the 404 it is; if none answered at all, UnavailableError; if
- * the lookup named only origins outside ORIGIN_ALLOW, UpstreamError.
+ * the lookup named only origins outside ORIGIN_ALLOW, UpstreamError; if the
+ * master says the volume was deleted, VolumeDeletedError (a NotFoundError).
  */
 export async function fetchFromReplicas(
   volumeId: number,
@@ -123,7 +124,9 @@ export async function fetchFromReplicas(
       fresh = await lookupVolume(volumeId, config, ctx);
     } catch (err) {
       // The master knows no holder either: with a replica's "not here" in hand, the volume is gone.
-      if (err instanceof NotFoundError && pass.notFound) return pass.notFound;
+      // (The master saying it was deleted is passed on: the caller purges the volume.)
+      if (err instanceof NotFoundError && !(err instanceof VolumeDeletedError) && pass.notFound)
+        return pass.notFound;
       throw err;
     }
     const tried = new Set(locations.map(baseUrl));

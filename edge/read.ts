@@ -8,7 +8,7 @@
  * served stale. Every response says `X-Kelp-Cache` (and `CF-Cache-Status`,
  * always the same): HIT | REVALIDATED | MISS | STALE | BYPASS.
  */
-import { NotFoundError, UnavailableError } from '../shared/errors.ts';
+import { NotFoundError, UnavailableError, VolumeDeletedError } from '../shared/errors.ts';
 import { type ParsedFid, parseFidPath } from '../shared/fid.ts';
 import { isTrueParam } from '../shared/query.ts';
 import { canonicalResizeQuery, negotiateFormat, parseResizeParams } from '../shared/resize.ts';
@@ -22,6 +22,7 @@ import {
   purgedAt,
   purgedInMemory,
   purgeFile,
+  purgeVolume,
   storedHeaders,
   trackVariant,
   volumePurgedAt,
@@ -157,10 +158,40 @@ async function store(cache: Cache, key: BlobKey, res: Response, confirmed: numbe
 }
 
 /**
- * fetchFromReplicas, except that the master knowing no holder of a volume this
- * colo heard was deleted (its collection went) is the 404 it is, not an outage.
+ * fetchFromReplicas, except that a volume the master says was deleted
+ * (VolumeDeletedError: its collection went) is a delete: the whole volume is
+ * purged in this colo (no copy of it is served again, stale or not) and the
+ * reader gets the 404 of a missing blob. Without purge events this is how a
+ * collection delete reaches the edge when its lookup of the volume expired.
+ */
+async function replicas(
+  cache: Cache,
+  read: Read,
+  headers: Record<string, string>,
+  startedAt: number,
+): Promise<Response> {
+  try {
+    return await fetchFromReplicas(
+      read.key.volumeId,
+      read.originPath,
+      { method: 'GET', headers },
+      read.config,
+      read.ctx,
+    );
+  } catch (err) {
+    if (!(err instanceof VolumeDeletedError)) throw err;
+    await purgeVolume(cache, read.key.volumeId, startedAt, read.config.staleTtlSeconds);
+    return errorResponse(new NotFoundError('not found'));
+  }
+}
+
+/**
+ * replicas(), except that the master knowing no holder of a volume this colo
+ * heard was deleted (a purge event, or a lookup that said so) is the 404 it
+ * is, not an outage.
  */
 async function fromReplicas(cache: Cache, read: Read, headers: Record<string, string>): Promise<Response> {
+  const startedAt = Date.now();
   if (read.plain) {
     // A tiered volume: its bucket, no origin in the path (undefined: not tiered here, or the bucket failed).
     const tiered = await fromTier({
@@ -180,13 +211,7 @@ async function fromReplicas(cache: Cache, read: Read, headers: Record<string, st
     }
   }
   try {
-    return await fetchFromReplicas(
-      read.key.volumeId,
-      read.originPath,
-      { method: 'GET', headers },
-      read.config,
-      read.ctx,
-    );
+    return await replicas(cache, read, headers, startedAt);
   } catch (err) {
     if (err instanceof NotFoundError && (await volumePurgedAt(cache, read.key.volumeId)) > 0) {
       return errorResponse(new NotFoundError('not found'));
@@ -218,7 +243,8 @@ function revalidate(cache: Cache, read: Read, etag: string | null): Promise<Outc
           etag ? { ...read.originHeaders, 'if-none-match': etag } : read.originHeaders,
         );
       } catch (err) {
-        // NotFoundError is the master saying no live server holds the volume: an outage here.
+        // NotFoundError is the master saying no live server holds the volume: an outage here. (Its
+        // "deleted" never gets here: fromReplicas made it the 404 it is, and the volume is purged.)
         if (err instanceof UnavailableError || err instanceof NotFoundError) return 'unreachable';
         throw err;
       }
@@ -339,14 +365,7 @@ async function uncached(cache: Cache, read: Read): Promise<Response> {
 /** The client's Range asked of the origin directly (the object is not cached). */
 async function rangedBypass(read: Read): Promise<Response> {
   const headers = { ...read.originHeaders, range: read.request.headers.get('range')! };
-  const res = await fetchFromReplicas(
-    read.key.volumeId,
-    read.originPath,
-    { method: 'GET', headers },
-    read.config,
-    read.ctx,
-  );
-  return respond(res, 'BYPASS', read);
+  return respond(await replicas(caches.default, read, headers, Date.now()), 'BYPASS', read);
 }
 
 export async function handlePublicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {

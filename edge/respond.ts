@@ -3,11 +3,16 @@ import {
   errorBody,
   httpStatusOf,
   KelpError,
+  NotFoundError,
   RangeNotSatisfiableError,
   UnauthorizedError,
+  VolumeDeletedError,
 } from '../shared/errors.ts';
 
-export function errorResponse(err: unknown, cacheState: 'MISS' | 'HIT' | 'BYPASS' = 'MISS'): Response {
+export function errorResponse(thrown: unknown, cacheState: 'MISS' | 'HIT' | 'BYPASS' = 'MISS'): Response {
+  // The master's "volume deleted" (410) is for the edge to act on: the public sees a deleted volume's
+  // blob as the 404 of any missing blob (which never hints why).
+  const err = thrown instanceof VolumeDeletedError ? new NotFoundError('not found') : thrown;
   if (!(err instanceof KelpError)) console.error('kelp edge: unexpected error', err);
   const headers: Record<string, string> = {
     'content-type': 'application/json; charset=utf-8',

@@ -56,7 +56,7 @@ export class ForbiddenError extends KelpError {
 
 /** Missing, deleted, expired or wrong cookie: deliberately one error, so a 404 never hints which. */
 export class NotFoundError extends KelpError {
-  readonly status = 404;
+  readonly status: number = 404;
   readonly code: string = 'not_found';
 }
 
@@ -67,6 +67,18 @@ export class NotFoundError extends KelpError {
  */
 export class VolumeNotFoundError extends NotFoundError {
   override readonly code = 'volume_not_found';
+}
+
+/**
+ * The master's lookup of a volume it ordered deleted (its collection went;
+ * volume ids are never reused, origin/master/deleted-volumes.ts): 410 Gone, so
+ * that a cache in front tells a delete from an outage, where "no live holder"
+ * (a plain 404) may be either. Still a NotFoundError: to any caller that only
+ * needs the volume, a deleted one is not found.
+ */
+export class VolumeDeletedError extends NotFoundError {
+  override readonly status = 410;
+  override readonly code = 'volume_deleted';
 }
 
 export class MethodNotAllowedError extends KelpError {
@@ -208,6 +220,7 @@ export function httpStatusOf(err: unknown): number {
  * the cookie or a deletion was the reason.
  */
 export function errorBody(err: unknown): { error: string; code: string } {
+  if (err instanceof VolumeDeletedError) return { error: 'volume deleted', code: err.code };
   if (err instanceof NotFoundError) return { error: 'not found', code: err.code };
   if (err instanceof KelpError) return { error: err.message, code: err.code };
   return { error: 'internal error', code: 'internal' };
@@ -235,6 +248,7 @@ const ERROR_TABLE: readonly ErrorFactory[] = [
   (m) => new ForbiddenError(m),
   (m) => new NotFoundError(m),
   (m) => new VolumeNotFoundError(m),
+  (m) => new VolumeDeletedError(m),
   (m) => new MethodNotAllowedError(m),
   (m) => new NoSpaceError(m),
   (m) => new ConflictError(m),

@@ -16,6 +16,7 @@ import {
   NotFoundError,
   UnavailableError,
   UpstreamError,
+  VolumeDeletedError,
 } from '../../shared/errors.ts';
 import { parseFid, parseFidPath, parseVolumeId } from '../../shared/fid.ts';
 import { formatPlacement, parsePlacement } from '../../shared/placement.ts';
@@ -55,6 +56,7 @@ import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
 import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
 import { MASTER_DEFAULTS } from './defaults.ts';
+import { DeletedVolumes } from './deleted-volumes.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
 import { EdgeHeatStore } from './edge-heat-store.ts';
 import { EtcdLeadership, type Leadership, SoloLeadership } from './election.ts';
@@ -201,6 +203,10 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       throw err;
     },
   );
+  const deleted = await DeletedVolumes.open(state).catch((err: unknown) => {
+    etcd?.close();
+    throw err;
+  });
   // A new term reserves its own key ranges.
   leadership.onChange(() => sequencer.drop());
   const proxy = new LeaderProxy({
@@ -255,20 +261,35 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     return signFileToken(key, fileId, { count: Number(fid.delta) + 1 });
   };
 
-  const lookup = (q: URLSearchParams | null): LookupResponse => {
+  /** The volume id a lookup asks about (a file id is checked whole: its key and cookie too). */
+  const lookedUp = (q: URLSearchParams | null): { raw: string; volumeId: number } => {
     const raw = param(q, 'volumeId') ?? param(q, 'fileId');
     if (!raw) throw new BadRequestError('lookup needs volumeId or fileId');
     const comma = raw.indexOf(',');
-    // A file id is checked whole (its key and cookie too), not just its volume id.
-    const volumeId = comma < 0 ? parseVolumeId(raw) : parseFid(raw).volumeId;
+    return { raw, volumeId: comma < 0 ? parseVolumeId(raw) : parseFid(raw).volumeId };
+  };
+
+  /** Where the volume is; undefined when no live server holds it (notHeld says why). Synchronous: the hot path. */
+  const lookup = (q: URLSearchParams | null): LookupResponse | undefined => {
+    const { raw, volumeId } = lookedUp(q);
     const collection = param(q, 'collection');
     const locations = topology.locations(volumeId);
-    const v = topology.volume(volumeId);
-    if (locations.length === 0 || (collection !== null && v?.collection !== collection)) {
+    if (locations.length === 0) return undefined;
+    if (collection !== null && topology.volume(volumeId)?.collection !== collection) {
       throw new NotFoundError(`volume ${volumeId} not found`);
     }
     const tier = topology.tierLocation(volumeId);
     return { volumeOrFileId: raw, volumeId: raw, locations, ...(tier ? { tier } : {}) };
+  };
+
+  /**
+   * A volume no live server holds: deleted at a master's order says so (410), so that a cache tells the
+   * delete from an outage (deleted-volumes.ts); any other is "not found" (404), which may be either.
+   */
+  const notHeld = async (q: URLSearchParams | null): Promise<never> => {
+    const { volumeId } = lookedUp(q);
+    if (await deleted.has(volumeId)) throw new VolumeDeletedError(`volume ${volumeId} was deleted`);
+    throw new NotFoundError(`volume ${volumeId} not found`);
   };
 
   const heartbeat = async (req: IncomingMessage): Promise<HeartbeatResponse> => {
@@ -415,6 +436,14 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
   const deleteCollection = async (q: URLSearchParams | null, requestId?: string): Promise<void> => {
     const collection = parseCollection(param(q, 'collection'));
     if (!collection) throw new BadRequestError('collection is required');
+    // Recorded first, every copy the master knows of (a dead server's too): a delete that fails half way
+    // leaves ids recorded whose volumes live on, harmless while they do (deleted-volumes.ts); the other
+    // order would lose the record of volumes gone for good. A store that cannot record fails the call
+    // before anything is deleted.
+    const ids = new Set<number>();
+    for (const n of topology.nodes.values())
+      for (const v of n.volumes.values()) if (v.collection === collection) ids.add(v.id);
+    await deleted.record([...ids]);
     const holders = topology
       .aliveNodes()
       .filter((n) => [...n.volumes.values()].some((v) => v.collection === collection));
@@ -452,7 +481,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         return sendJson(res, 200, out, out.auth ? { Authorization: `Bearer ${out.auth}` } : {});
       }
       case '/dir/lookup': {
-        const out = lookup(query);
+        const out = lookup(query) ?? (await notHeld(query));
         const fileId = param(query, 'fileId');
         // `read=yes` asks for a read token instead of a write token (docs/format.md §7).
         const token = fileId ? await lookupToken(req, fileId, param(query, 'read') === 'yes') : undefined;

@@ -1,6 +1,7 @@
 /**
- * The master's durable state: the file-key high-water mark and the largest
- * volume id handed out. Behind an interface so that several masters can share
+ * The master's durable state: the file-key high-water mark, the largest
+ * volume id handed out and the ids of the volumes it deleted
+ * (deleted-volumes.ts). Behind an interface so that several masters can share
  * it: etcd-state-store.ts keeps it in etcd, fenced by the leader's term
  * (docs/decisions/0008-several-masters.md); the default keeps it in one JSON
  * file in `--mdir`.
@@ -9,11 +10,18 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import { CorruptDataError } from '../../shared/errors.ts';
 import { fsyncDir } from '../fs/files.ts';
+import { parseVolumeRanges, type VolumeRanges } from './volume-ranges.ts';
 
 export interface MasterState {
   /** No file key at or below this was ever issued by a previous run... and none above it yet. */
   maxFileKey: bigint;
   maxVolumeId: number;
+  /**
+   * Volumes deleted at the master's order (a collection delete), as ranges of
+   * ids (volume-ranges.ts): ids are never reused, so this stays true. A state
+   * saved before it existed has none.
+   */
+  deletedVolumes: VolumeRanges;
 }
 
 export interface MasterStateStore {
@@ -52,21 +60,30 @@ export async function loadWithin(store: MasterStateStore, ms: number): Promise<M
 }
 
 /** The state of a cluster that never ran. */
-export const EMPTY_STATE: MasterState = { maxFileKey: 0n, maxVolumeId: 0 };
+export const EMPTY_STATE: MasterState = { maxFileKey: 0n, maxVolumeId: 0, deletedVolumes: [] };
 
-/** The state as stored in JSON (a bigint has no JSON form). */
+/** The state as stored in JSON (a bigint has no JSON form; no deletions, no field: older builds read it). */
 export function encodeState(state: MasterState): string {
-  return JSON.stringify({ maxFileKey: state.maxFileKey.toString(), maxVolumeId: state.maxVolumeId });
+  return JSON.stringify({
+    maxFileKey: state.maxFileKey.toString(),
+    maxVolumeId: state.maxVolumeId,
+    ...(state.deletedVolumes.length > 0 ? { deletedVolumes: state.deletedVolumes } : {}),
+  });
 }
 
 /** Throws (not a KelpError) on anything but a stored state: callers say where it came from. */
 export function decodeState(text: string): MasterState {
-  const raw = JSON.parse(text) as { maxFileKey: unknown; maxVolumeId: unknown };
+  const raw = JSON.parse(text) as { maxFileKey: unknown; maxVolumeId: unknown; deletedVolumes?: unknown };
   if (typeof raw.maxFileKey !== 'string' || !/^\d{1,20}$/.test(raw.maxFileKey))
     throw new Error('bad maxFileKey');
   if (!Number.isSafeInteger(raw.maxVolumeId) || (raw.maxVolumeId as number) < 0)
     throw new Error('bad maxVolumeId');
-  return { maxFileKey: BigInt(raw.maxFileKey), maxVolumeId: raw.maxVolumeId as number };
+  return {
+    maxFileKey: BigInt(raw.maxFileKey),
+    maxVolumeId: raw.maxVolumeId as number,
+    // Absent in a state saved before deletions were remembered: none.
+    deletedVolumes: raw.deletedVolumes === undefined ? [] : parseVolumeRanges(raw.deletedVolumes),
+  };
 }
 
 /** JSON in `<mdir>/master-state.json`, replaced atomically (write, fsync, rename, fsync dir). */

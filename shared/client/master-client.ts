@@ -18,13 +18,15 @@
  *   - A lookup that finds fewer locations than the caller needs (a master that
  *     just started has not heard from every server yet; a 404 is none) passes
  *     to the next master. The answer with the most locations is returned; when
- *     no master knows one, NotFoundError.
+ *     no master knows one, NotFoundError: VolumeDeletedError (410, a subclass)
+ *     if any master said the volume was deleted, a durable fact where the
+ *     others' plain 404 ("no live holder") may only be a late heartbeat.
  *
  * Caching is the caller's: its rules differ (the edge keeps lookups for
  * LOOKUP_TTL_SECONDS across isolates, replication for seconds).
  */
 import type { AssignResponse, LookupResponse, MasterVolume, MasterVolumesResponse } from '../api.ts';
-import { KelpError, NoAnswerError, NotFoundError, UnavailableError } from '../errors.ts';
+import { KelpError, NoAnswerError, NotFoundError, UnavailableError, VolumeDeletedError } from '../errors.ts';
 import { sleep } from '../sleep.ts';
 import { baseUrl, type ClientOptions, type RequestOptions, sendJson } from './http.ts';
 
@@ -169,7 +171,9 @@ export class MasterClient {
             continue;
           }
           if (settle?.declined(err)) {
-            declined ??= err;
+            // "Deleted" outranks "not found": it is the store's word, not one master's view of heartbeats.
+            if (!declined || (err instanceof VolumeDeletedError && !(declined instanceof VolumeDeletedError)))
+              declined = err;
             continue;
           }
           throw err;

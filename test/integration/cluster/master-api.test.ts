@@ -287,7 +287,7 @@ describe('master API', () => {
     expect(res.status).toBe(204);
     expect(await inX()).toBe(0);
     expect((await volStatus()).Volumes.filter((v) => v.collection === 'x')).toEqual([]);
-    expect((await fetch(`${m.base}/dir/lookup?volumeId=${volumeIdOf(a.fid)}`)).status).toBe(404);
+    expect((await fetch(`${m.base}/dir/lookup?volumeId=${volumeIdOf(a.fid)}`)).status).toBe(410);
     expect((await readBytes(`${a.url}/${a.fid}`)).status).toBe(404);
     // Another collection is untouched.
     expect((await readBytes(`${keep.url}/${keep.fid}`)).status).toBe(200);

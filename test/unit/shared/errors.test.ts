@@ -13,6 +13,7 @@ import {
   ReadOnlyVolumeError,
   UnavailableError,
   UpstreamError,
+  VolumeDeletedError,
   VolumeNotFoundError,
 } from '../../../shared/errors.ts';
 
@@ -42,6 +43,16 @@ describe('errorFromBody', () => {
     const back = errorFromBody(404, JSON.stringify({ error: 'not found', code: 'volume_not_found' }));
     expect(back).toBeInstanceOf(VolumeNotFoundError);
     expect(back.code).toBe('volume_not_found');
+  });
+
+  it('reads a deleted volume back as a 410 that is still a NotFoundError (a plain 410 too)', () => {
+    const back = roundTrip(new VolumeDeletedError('volume 7 was deleted'));
+    expect(back).toBeInstanceOf(VolumeDeletedError);
+    expect(back).toBeInstanceOf(NotFoundError);
+    expect([back.status, back.code]).toEqual([410, 'volume_deleted']);
+    expect(errorFromBody(410, '')).toBeInstanceOf(VolumeDeletedError);
+    // A volume with no live holder stays the plain 404.
+    expect(errorFromBody(404, '')).not.toBeInstanceOf(VolumeDeletedError);
   });
 
   it('reads a sealed volume back as a conflict too (both are 409s of the target state)', () => {
