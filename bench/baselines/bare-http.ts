@@ -2,7 +2,7 @@
  * Bare node:http servers that do the same I/O as a Kelp path and nothing else:
  * the baselines every bench row is measured against.
  *   node bench/baselines/bare-http.ts <mode> [dir]
- * modes: constant | pread-sync | pread-callback | pread-promise | stream | append-nosync | append-group | append-always
+ * modes: constant | pread-sync | pread-sync-headers | pread-callback | pread-promise | stream | append-nosync | append-group | append-always
  * Prints `listening <port>` once ready. The read modes read KELP_BENCH_READ_BLOB
  * bytes (default 1 KiB) at a random blob-aligned offset of KELP_BENCH_READ_BYTES
  * bytes (default 256 MiB) written into `dir` at startup, spread over
@@ -33,6 +33,10 @@ const READ_FILE_BYTES =
   Math.ceil(Number(process.env.KELP_BENCH_READ_BYTES ?? 256 * 1024 * 1024) / READ_FILES / BLOB) * BLOB;
 const mode = process.argv[2] ?? 'constant';
 const dir = process.argv[3] ?? tmpdir();
+
+/** Fixed values for pread-sync-headers: a date and an 8-character id prefix, as Kelp's. */
+const LAST_MODIFIED = new Date().toUTCString();
+const REQUEST_ID_PREFIX = 'bAReHdRs';
 
 const readPath = (i: number): string => join(dir, `kelp-bench-read-${process.pid}-${i}.bin`);
 
@@ -70,6 +74,27 @@ function handlerFor(m: string): Handler {
       return (_req, res) => {
         const buf = Buffer.allocUnsafe(BLOB);
         readSync(randomFd(), buf, 0, BLOB, randomOffset());
+        res.end(buf);
+      };
+    }
+    if (m === 'pread-sync-headers') {
+      // The same pread, answered with the header set a Kelp blob read carries (values of the same
+      // lengths, only the ETag and request id differ per request): what those headers cost on their own.
+      let n = 0;
+      return (_req, res) => {
+        const buf = Buffer.allocUnsafe(BLOB);
+        readSync(randomFd(), buf, 0, BLOB, randomOffset());
+        n = (n + 1) % 0x7fffffff;
+        res.writeHead(200, {
+          'Content-Type': 'application/octet-stream',
+          ETag: `"${(n * 2654435761).toString(16).padStart(8, '0').slice(-8)}"`,
+          'Accept-Ranges': 'bytes',
+          'X-Content-Type-Options': 'nosniff',
+          'Content-Disposition': 'attachment',
+          'Last-Modified': LAST_MODIFIED,
+          'X-Request-Id': `${REQUEST_ID_PREFIX}-${n.toString(36)}`,
+          'Content-Length': BLOB,
+        });
         res.end(buf);
       };
     }

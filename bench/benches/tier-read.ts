@@ -193,7 +193,8 @@ async function readRows(
     const file = pathsFile(dir, blobs, volumeId);
     return {
       subject,
-      start: async () => ({ port: shared.port, stop: async () => {} }),
+      // The shared child's pid: compare() notes its CPU per request over each contender's rounds.
+      start: async () => ({ port: shared.port, pid: shared.child!.pid!, stop: async () => {} }),
       load: (port) => ({ url: `http://127.0.0.1:${port}/`, script: randomPath, env: { KELP_PATHS: file } }),
     };
   };

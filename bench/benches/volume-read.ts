@@ -5,6 +5,10 @@
  * size as the volume's `.dat`. Every Kelp read looks up the needle map, preads
  * the whole record and checks its CRC-32C.
  *
+ * A third bare server preads the same way and answers with the headers a
+ * Kelp blob read carries (bare-http.ts `pread-sync-headers`): the share of
+ * the gap that is node formatting and sending them, not Kelp's own work.
+ *
  * The Kelp server runs twice, with metrics on (the default) and with
  * `--metrics false`, alternating in the same rounds: their ratio is what the
  * metrics cost the read path (issue 12: under 3 %).
@@ -126,6 +130,8 @@ function contenders(setup: Setup, dir: string): Contender[] {
     bareMode('pread-callback'),
     kelp('kelp volume (fsync never), CRC checked', []),
     kelp('kelp volume, --metrics false', ['--metrics', 'false']),
+    // What the headers a blob read must carry cost on their own: the bare pread, answered with them.
+    bareMode('pread-sync-headers'),
   ];
   if (other) {
     list.push({
@@ -308,6 +314,7 @@ async function runDefault(ctx: BenchContext): Promise<Row[]> {
     kelp.goal = '≥ 85 % of the fastest bare pread';
     quiet.goal = 'vs the fastest bare pread';
     rows[1]!.goal = 'vs pread-sync';
+    rows[4]!.goal = "bare readSync with a Kelp read's 8 headers";
     // Requests per second move with whatever else runs on the machine; server CPU per request much less.
     const cost = 1 - (kelp.reqPerSec ?? 0) / (quiet.reqPerSec ?? 1);
     const cpuCost =

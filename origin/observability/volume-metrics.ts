@@ -13,6 +13,7 @@ import type { Store } from '../volume/store.ts';
 import type { SyncObserver } from '../volume/syncer.ts';
 import type { BackendRegistry, TierJobs } from '../volume/tier.ts';
 import type { Volume } from '../volume/volume.ts';
+import { countedBackend } from './counted-backend.ts';
 import {
   collectedCounter,
   collectedGauge,
@@ -334,36 +335,7 @@ export class VolumeMetrics {
     this.resizeRun.observe(runSeconds);
   };
 
-  /** `backend` with its failed operations counted (kelp_backend_errors_total). */
-  readonly countBackendErrors = (backend: TierBackend): TierBackend => {
-    const failed = (op: string) => bump(this.backendErrors, `${backend.name}\u0000${op}`);
-    const guard = <T>(op: string, p: Promise<T>, signal?: AbortSignal): Promise<T> =>
-      p.catch((err: unknown) => {
-        // A transfer aborted on purpose (shutdown) is not the backend's failure.
-        if (!signal?.aborted) failed(op);
-        throw err;
-      });
-    return {
-      type: backend.type,
-      id: backend.id,
-      name: backend.name,
-      stats: backend.stats,
-      upload: (path, key, opts) => guard('upload', backend.upload(path, key, opts), opts?.signal),
-      download: (key, path, opts) => guard('download', backend.download(key, path, opts), opts?.signal),
-      openFile: (key, size) => {
-        const file = backend.openFile(key, size);
-        return {
-          key: file.key,
-          size: file.size,
-          readAt: (offset, length, signal) => guard('read', file.readAt(offset, length, signal), signal),
-          close: () => file.close(),
-        };
-      },
-      stat: (key, signal) => guard('stat', backend.stat(key, signal), signal),
-      delete: (key) => guard('delete', backend.delete(key)),
-      describe: () => backend.describe(),
-      ...(backend.sweepInterrupted ? { sweepInterrupted: () => backend.sweepInterrupted!() } : {}),
-      close: () => backend.close(),
-    };
-  };
+  /** `backend` with its failed operations counted (kelp_backend_errors_total): counted-backend.ts. */
+  readonly countBackendErrors = (backend: TierBackend): TierBackend =>
+    countedBackend(backend, (op) => bump(this.backendErrors, `${backend.name}\u0000${op}`));
 }

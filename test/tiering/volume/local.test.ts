@@ -7,6 +7,7 @@ import { toByteOffset } from '../../../shared/idx.ts';
 import { NEEDLE_DATA_OFFSET } from '../../../shared/needle.ts';
 import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { createBackend } from '../../../tiering/backends/create-backend.ts';
+import { sample, scrape } from '../../helpers/metrics.ts';
 import {
   assignVolume,
   datPath,
@@ -209,6 +210,30 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
     }
     flip();
     await expectAllReadBack(srv.base, blobs);
+  });
+
+  it('a volume tiered here is read on the event loop with metrics on, and a failed read there is counted', async () => {
+    const dir = tempDir();
+    const srv = await start(dir);
+    await assignVolume(srv.base, 8);
+    const blobs = (await fillVolume(srv.base, 8, { small: 4 })).filter((b) => !b.text);
+    const { remote } = await tierUpload(srv.base, 8, 'local.default');
+    const volume = srv.server.store.get(8);
+    // The metrics wrapper around the backend once dropped readAtSync: every read went to the thread pool.
+    const { key, cookie } = parseFid(blobs[0]!.fid);
+    const found = volume.read(key, cookie);
+    expect(found).not.toBeInstanceOf(Promise);
+    const synced = volume.readSync(key, cookie);
+    expect(synced.kind === 'whole' && Buffer.from(synced.needle.data)).toEqual(blobs[0]!.bytes);
+    const readErrors = async (base: string) =>
+      sample(await scrape(base), 'kelp_backend_errors_total', { backend: 'local.default', op: 'read' }) ?? 0;
+    expect(await readErrors(srv.base)).toBe(0);
+    await stop(srv);
+    // The object gone before a restarted server's first read: the pread on the loop fails, counted once.
+    rmSync(join(dir, 'tier', remote!.key));
+    const again = await start(dir);
+    expect((await http(again.base, `/${blobs[1]!.fid}`)).status).toBe(502);
+    expect(await readErrors(again.base)).toBe(1);
   });
 
   it('an empty volume (a superblock and nothing else) tiers, reopens and comes back writable', async () => {
