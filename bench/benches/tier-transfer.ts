@@ -242,7 +242,7 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
     row('local: plain copyFile + fsync', size, copy),
     row('local: plain streamed copy + fsync (for reference)', size, streamed, copyRate, 'vs copyFile'),
     row(
-      'local backend upload alone (copy, sha256 thread, fsync, rename)',
+      'local backend upload alone (copy, crc32c thread, fsync, rename)',
       size,
       backendUp,
       copyRate,
@@ -250,7 +250,7 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
     ),
     row('tier upload job to local.default', size, up, copyRate, '>= 80 %: + verify, .vif, .dat moved out'),
     row('local: plain copyFile + fsync, again', size, copyBack),
-    row('local backend download alone (sha256 checked)', size, backendDown, backRate, 'vs copyFile'),
+    row('local backend download alone (crc32c checked)', size, backendDown, backRate, 'vs copyFile'),
     row('tier download job from local.default', size, down, backRate, '>= 80 %: + reopen, object deleted'),
   ];
 }
