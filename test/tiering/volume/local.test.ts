@@ -4,17 +4,21 @@ import {
   mkdtempSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   rmSync,
+  statSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { publishDeletes, writeSidecars } from '../../../origin/volume/tier-sidecars.ts';
 import { writeVolumeInfo } from '../../../origin/volume/volume-info.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { toByteOffset } from '../../../shared/idx.ts';
 import { NEEDLE_DATA_OFFSET } from '../../../shared/needle.ts';
+import { decodeDeletionSet } from '../../../shared/tier-index.ts';
 import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import { isTempFileName } from '../../../tiering/backends/transfer.ts';
@@ -272,6 +276,37 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
     expect(vifOf(dir, 8)?.remote).toBeUndefined();
     expect(existsSync(object), 'the object deleted once the volume is back').toBe(false);
     await expectAllReadBack(srv.base, blobs);
+  });
+
+  it('an upload puts its deletion set once when no delete comes before the commit, and again when one does', async () => {
+    const dir = tempDir();
+    const srv = await start(dir);
+    await assignVolume(srv.base, 9);
+    const blobs = await fillVolume(srv.base, 9, { small: 20 });
+    const keyOf = (i: number) => parseFid(blobs[i]!.fid).key;
+    expect((await http(srv.base, `/${blobs[0]!.fid}`, { method: 'DELETE' })).status).toBe(202);
+    const stats = srv.stats('local.default');
+    const before = { requests: stats.requests, reads: stats.reads };
+    const { remote } = await tierUpload(srv.base, 9, 'local.default');
+    // Besides its reads: the .dat, the index and one deletion set (the publish after the commit found it current).
+    expect(stats.requests - before.requests - (stats.reads - before.reads), 'uploads').toBe(3);
+    const setPath = join(dir, 'tier', remote!.deletesKey!);
+    const setKeys = () => [...decodeDeletionSet(readFileSync(setPath)).keys].sort();
+    expect(setKeys()).toEqual([keyOf(0)]);
+
+    // The same steps driven by hand: the sidecars, a delete before the publish, the publish.
+    const volume = srv.server.store.get(9);
+    const backends = srv.server.store.config.backends!;
+    await writeSidecars(volume, backends.get('local.default'), remote!.key);
+    expect((await http(srv.base, `/${blobs[1]!.fid}`, { method: 'DELETE' })).status).toBe(202);
+    expect(setKeys(), 'the delete is in the bucket once acknowledged').toEqual([keyOf(0), keyOf(1)].sort());
+    // And with none in between the publish leaves the set as written: each put is a new file (a rename).
+    await writeSidecars(volume, backends.get('local.default'), remote!.key);
+    const written = statSync(setPath).ino;
+    await publishDeletes(volume, backends);
+    expect(statSync(setPath).ino).toBe(written);
+    expect(setKeys()).toEqual([keyOf(0), keyOf(1)].sort());
+    expect((await http(srv.base, `/${blobs[1]!.fid}`)).status).toBe(404);
   });
 
   it('an empty volume (a superblock and nothing else) tiers, reopens and comes back writable', async () => {
