@@ -129,15 +129,23 @@ function stillCurrent(
   );
 }
 
-/** Removes the `.dat` object and its sidecars (idempotent; each delete of a missing key succeeds). */
+/**
+ * Removes the `.dat` object and its sidecars (idempotent; each delete of a
+ * missing key succeeds). The three at once: each waits on its own request or
+ * directory fsync, and a local `.dat`'s removal (freeing its extents) takes
+ * the longest; all have settled before this returns or throws.
+ */
 export async function deleteTierObjects(
   backend: TierBackend,
   remote: Pick<RemoteDat, 'key' | 'indexKey' | 'deletesKey'>,
 ): Promise<void> {
-  await backend.delete(remote.key);
   const { indexKey, deletesKey } = sidecarKeys(remote.key);
-  await backend.delete(remote.indexKey ?? indexKey);
-  await backend.delete(remote.deletesKey ?? deletesKey);
+  const deletes = await Promise.allSettled([
+    backend.delete(remote.key),
+    backend.delete(remote.indexKey ?? indexKey),
+    backend.delete(remote.deletesKey ?? deletesKey),
+  ]);
+  for (const d of deletes) if (d.status === 'rejected') throw d.reason;
 }
 
 // ---- the deletion-set writer of an owned object ----
