@@ -135,7 +135,14 @@ export interface RemoteDat {
   bucket?: string;
   key: string;
   size: number;
-  sha256: string;
+  /**
+   * The whole object's checksum, checked by every download; exactly one is
+   * set (docs/decisions/0018). `sha256` (hex): objects in S3, R2 and GCS, and
+   * `local` objects uploaded before 0018.
+   */
+  sha256?: string;
+  /** CRC-32C (8 hex digits): `local` objects uploaded since 0018. */
+  crc32c?: string;
   /** ISO time the store reported for the object. */
   mtime: string;
   /** The superblock, base64: opening the volume needs no request to the backend. */

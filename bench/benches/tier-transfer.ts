@@ -44,7 +44,7 @@ import {
   tierDownload,
   tierUpload,
 } from '../../test/tiering/volume/harness.ts';
-import type { BackendConfig } from '../../tiering/backends/backend.ts';
+import type { BackendConfig, UploadResult } from '../../tiering/backends/backend.ts';
 import { createBackend } from '../../tiering/backends/create-backend.ts';
 import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';
@@ -209,8 +209,15 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
   const down: Timed[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const vid = 10 + round;
-    backendUp.push(await time(() => alone.upload(src, 'alone.dat')));
-    backendDown.push(await time(() => alone.download('alone.dat', scratch)));
+    let uploaded: UploadResult | undefined;
+    backendUp.push(
+      await time(async () => {
+        uploaded = await alone.upload(src, 'alone.dat');
+      }),
+    );
+    // Checked against what the upload recorded, as a tier download job checks the `.vif`'s.
+    const expected = { expectedCrc32c: uploaded?.crc32c, expectedSha256: uploaded?.sha256 };
+    backendDown.push(await time(() => alone.download('alone.dat', scratch, expected)));
     rmSync(scratch);
     await alone.delete('alone.dat');
     streamed.push(
@@ -242,7 +249,7 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
     row('local: plain copyFile + fsync', size, copy),
     row('local: plain streamed copy + fsync (for reference)', size, streamed, copyRate, 'vs copyFile'),
     row(
-      'local backend upload alone (copy, sha256 thread, fsync, rename)',
+      'local backend upload alone (copy, crc32c thread, fsync, rename)',
       size,
       backendUp,
       copyRate,
@@ -250,7 +257,7 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
     ),
     row('tier upload job to local.default', size, up, copyRate, '>= 80 %: + verify, .vif, .dat moved out'),
     row('local: plain copyFile + fsync, again', size, copyBack),
-    row('local backend download alone (sha256 checked)', size, backendDown, backRate, 'vs copyFile'),
+    row('local backend download alone (crc32c checked)', size, backendDown, backRate, 'vs copyFile'),
     row('tier download job from local.default', size, down, backRate, '>= 80 %: + reopen, object deleted'),
   ];
 }

@@ -103,19 +103,49 @@ export async function writeSidecars(
   const now = volume.config.now();
   const index = tierIndexBytes(volume, now);
   await putObject(backend, keys.indexKey, index, signal);
-  await putObject(backend, keys.deletesKey, encodeDeletionSet(volume.id, frozenDeletes(volume), now), signal);
+  const deleted = frozenDeletes(volume);
+  await putObject(backend, keys.deletesKey, encodeDeletionSet(volume.id, deleted, now), signal);
+  firstSets.set(volume, { deletesKey: keys.deletesKey, keys: deleted });
   return { ...keys, indexPages: decodeTierIndexHeader(index).pageCount };
 }
 
-/** Removes the `.dat` object and its sidecars (idempotent; each delete of a missing key succeeds). */
+/**
+ * The deletion set writeSidecars put for an upload, until the first publish
+ * after its commit: when no delete came in between, that set is the current
+ * one already, and putting it again (a temp file, a copy and two fsyncs, or a
+ * PUT, on every upload) would change only its `writtenAt`, which no reader
+ * uses.
+ */
+const firstSets = new WeakMap<Volume, { deletesKey: string; keys: bigint[] }>();
+
+/** Whether `first` is still the set to publish: written for this object, and exactly the deletes now. */
+function stillCurrent(
+  first: { deletesKey: string; keys: bigint[] } | undefined,
+  deletesKey: string,
+  now: Set<bigint>,
+) {
+  return (
+    first?.deletesKey === deletesKey && first.keys.length === now.size && first.keys.every((k) => now.has(k))
+  );
+}
+
+/**
+ * Removes the `.dat` object and its sidecars (idempotent; each delete of a
+ * missing key succeeds). The three at once: each waits on its own request or
+ * directory fsync, and a local `.dat`'s removal (freeing its extents) takes
+ * the longest; all have settled before this returns or throws.
+ */
 export async function deleteTierObjects(
   backend: TierBackend,
   remote: Pick<RemoteDat, 'key' | 'indexKey' | 'deletesKey'>,
 ): Promise<void> {
-  await backend.delete(remote.key);
   const { indexKey, deletesKey } = sidecarKeys(remote.key);
-  await backend.delete(remote.indexKey ?? indexKey);
-  await backend.delete(remote.deletesKey ?? deletesKey);
+  const deletes = await Promise.allSettled([
+    backend.delete(remote.key),
+    backend.delete(remote.indexKey ?? indexKey),
+    backend.delete(remote.deletesKey ?? deletesKey),
+  ]);
+  for (const d of deletes) if (d.status === 'rejected') throw d.reason;
 }
 
 // ---- the deletion-set writer of an owned object ----
@@ -165,7 +195,11 @@ async function putDeletes(volume: Volume, backends: BackendsByName, w: Writer): 
   const wasPublished = w.published;
   try {
     w.keys ??= new Set(frozenDeletes(volume));
-    await putObject(backend, remote.deletesKey, encodeDeletionSet(volume.id, w.keys, volume.config.now()));
+    const first = firstSets.get(volume);
+    firstSets.delete(volume);
+    if (!stillCurrent(first, remote.deletesKey, w.keys)) {
+      await putObject(backend, remote.deletesKey, encodeDeletionSet(volume.id, w.keys, volume.config.now()));
+    }
   } catch (err) {
     w.published = false;
     // Until one lands, keep trying in the background: the delete that failed was answered 503,

@@ -14,7 +14,12 @@ import { existsSync } from 'node:fs';
 import type { TierJob } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError, InvalidParamError, NotFoundError } from '../../shared/errors.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
-import type { BackendConfig, BackendFile, TierBackend } from '../../tiering/backends/backend.ts';
+import {
+  type BackendConfig,
+  type BackendFile,
+  checksumOf,
+  type TierBackend,
+} from '../../tiering/backends/backend.ts';
 import { createBackend, createDefaultLocalBackend } from '../../tiering/backends/create-backend.ts';
 
 export type { TierJob };
@@ -275,7 +280,7 @@ export async function tierUpload(
       ...(bucketOf(backend) !== undefined ? { bucket: bucketOf(backend) } : {}),
       key,
       size: result.size,
-      sha256: result.sha256,
+      ...checksumOf(result),
       mtime: result.mtime.toISOString(),
       superBlock: Buffer.from(encodeSuperBlock(volume.superBlock)).toString('base64'),
       keepLocalDat: opts.keepLocalDat,
@@ -323,7 +328,7 @@ export async function verifyOneNeedle(volume: Volume, file: BackendFile): Promis
 }
 
 /**
- * Brings a tiered volume back to local disk: download (SHA-256 checked,
+ * Brings a tiered volume back to local disk: download (checksum checked,
  * atomic rename), reopen locally and drop the `.vif` entry (the commit
  * point), then delete the object. A crash before the commit leaves the
  * volume tiered (and the retry reuses a `.dat` already in place); a failed
@@ -345,8 +350,13 @@ export async function tierDownload(
   try {
     // With keepLocalDat the `.dat` never left: only the `.vif` changes back.
     if (!volume.hasLocalDat) {
+      // Every download is checked: a `.vif` naming no checksum (edited by hand) is refused, not trusted.
+      if (remote.sha256 === undefined && remote.crc32c === undefined) {
+        throw new CorruptDataError(`volume ${volume.id}: the .vif records no checksum of ${remote.key}`);
+      }
       await backend.download(remote.key, volume.path('dat'), {
         expectedSha256: remote.sha256,
+        expectedCrc32c: remote.crc32c,
         onProgress,
         signal,
       });

@@ -5,12 +5,13 @@
  * server, a way to reach it through another endpoint so the suite can put a
  * proxy in front and take it down.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32c } from '../../shared/crc.ts';
 import {
   ChecksumMismatchError,
   InternalError,
@@ -19,7 +20,14 @@ import {
   UnavailableError,
   UpstreamError,
 } from '../../shared/errors.ts';
-import type { BackendType, TierBackend, UploadResult } from '../../tiering/backends/backend.ts';
+import {
+  type BackendType,
+  checksumOf,
+  type DownloadOptions,
+  type ObjectChecksum,
+  type TierBackend,
+  type UploadResult,
+} from '../../tiering/backends/backend.ts';
 import type { RetryPolicy } from '../../tiering/backends/retry.ts';
 import { startTcpProxy } from './tcp-proxy.ts';
 
@@ -51,6 +59,8 @@ export interface BackendCaps {
   type: BackendType;
   /** What an upload is verified by at the store (`UploadResult.verifiedBy`). */
   verifiedBy: string;
+  /** The whole-object checksum its uploads return for the `.vif` (decision 0018: `crc32c` for `local`). */
+  checksum: 'sha256' | 'crc32c';
   /** The kind has a server the suite can take down (not `local`). */
   server?: () => BackendServer;
   /**
@@ -58,6 +68,15 @@ export interface BackendCaps {
    * the suite then expects the backend to refuse those bytes with UpstreamError instead of serving them.
    */
   ignoresRangeEndingAtZero?: boolean;
+}
+
+const sha256Of = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+/** By the pure-JS step (this process never installs the native one): not the code under test. */
+const crc32cOf = (b: Uint8Array) => crc32c(b).toString(16).padStart(8, '0');
+
+/** The download options that check `c`, as the volume server passes a `.vif`'s. */
+function expecting(c: ObjectChecksum | undefined): DownloadOptions {
+  return { expectedSha256: c?.sha256, expectedCrc32c: c?.crc32c };
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -108,7 +127,9 @@ export function describeBackend(name: string, caps: BackendCaps, setup: () => Pr
       const events: [number, number][] = [];
       uploaded = await b.upload(src, key, { onProgress: (n, total) => events.push([n, total]) });
       expect(uploaded).toMatchObject({ key, size: TEST_FILE_SIZE });
-      expect(uploaded.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(checksumOf(uploaded), 'the checksum for the .vif, and only that one').toEqual(
+        caps.checksum === 'crc32c' ? { crc32c: crc32cOf(data) } : { sha256: sha256Of(data) },
+      );
       expect(uploaded.verifiedBy).toBe(caps.verifiedBy);
       expect(uploaded.mtime.getTime()).toBeGreaterThan(Date.now() - 600_000);
       expect(events.length).toBeGreaterThan(1);
@@ -202,28 +223,54 @@ export function describeBackend(name: string, caps: BackendCaps, setup: () => Pr
       await f.close();
     });
 
-    it('download writes a byte-identical copy and checks the SHA-256', async () => {
+    it('download writes a byte-identical copy and checks the recorded checksum', async () => {
       const out = join(dir, 'back', 'volume.dat');
       const events: number[] = [];
       const r = await b.download(key, out, {
-        expectedSha256: uploaded?.sha256,
+        ...expecting(uploaded),
         onProgress: (n) => events.push(n),
       });
-      expect(r).toEqual({ size: TEST_FILE_SIZE, sha256: uploaded?.sha256 });
+      expect(r).toEqual({ size: TEST_FILE_SIZE, ...checksumOf(uploaded!) });
       expect((await readFile(out)).equals(data)).toBe(true);
       expect(events.at(-1)).toBe(TEST_FILE_SIZE);
     });
 
-    it('a download whose SHA-256 does not match leaves nothing behind', async () => {
+    it('a download whose checksum does not match leaves nothing behind', async () => {
       const outDir = join(dir, 'bad');
-      const err = await rejection(
-        b.download(key, join(outDir, 'volume.dat'), { expectedSha256: '0'.repeat(64) }),
-      );
+      const wrong: DownloadOptions =
+        caps.checksum === 'crc32c'
+          ? { expectedCrc32c: (Number.parseInt(uploaded!.crc32c!, 16) ^ 1).toString(16).padStart(8, '0') }
+          : { expectedSha256: '0'.repeat(64) };
+      const err = await rejection(b.download(key, join(outDir, 'volume.dat'), wrong));
       expect(err).toBeInstanceOf(ChecksumMismatchError);
       expect(await readdir(outDir)).toEqual([]);
     });
 
-    it('a download of an object one byte off, or one byte short, of the recorded SHA-256 fails and leaves nothing', async () => {
+    if (caps.checksum === 'crc32c') {
+      it('an object recorded with a SHA-256 (a .vif from before decision 0018) downloads checked by SHA-256', async () => {
+        const out = join(dir, 'old-vif', 'volume.dat');
+        const r = await b.download(key, out, { expectedSha256: sha256Of(data) });
+        expect(r).toEqual({ size: TEST_FILE_SIZE, sha256: sha256Of(data) });
+        expect((await readFile(out)).equals(data)).toBe(true);
+        const outDir = join(dir, 'old-vif-bad');
+        const err = await rejection(
+          b.download(key, join(outDir, 'volume.dat'), { expectedSha256: '0'.repeat(64) }),
+        );
+        expect(err).toBeInstanceOf(ChecksumMismatchError);
+        expect(await readdir(outDir)).toEqual([]);
+      });
+    } else {
+      it('a CRC-32C to check (only local objects record one) is refused, not skipped, and leaves nothing', async () => {
+        const outDir = join(dir, 'crc-refused');
+        const err = await rejection(
+          b.download(key, join(outDir, 'volume.dat'), { expectedCrc32c: crc32cOf(data) }),
+        );
+        expect(err).toBeInstanceOf(InternalError);
+        expect(await readdir(outDir)).toEqual([]);
+      });
+    }
+
+    it('a download of an object one byte off, or one byte short, of the recorded checksum fails and leaves nothing', async () => {
       // The object at rest differs from what the `.vif` recorded: stored here by uploading the changed bytes.
       const flipped = Buffer.from(data);
       flipped[flipped.length >> 1]! ^= 0x01;
@@ -237,9 +284,7 @@ export function describeBackend(name: string, caps: BackendCaps, setup: () => Pr
         await writeFile(path, bytes);
         await b.upload(path, k);
         const outDir = join(dir, `back-${name}`);
-        const err = await rejection(
-          b.download(k, join(outDir, 'volume.dat'), { expectedSha256: uploaded?.sha256 }),
-        );
+        const err = await rejection(b.download(k, join(outDir, 'volume.dat'), expecting(uploaded)));
         expect(err, name).toBeInstanceOf(ChecksumMismatchError);
         expect(await readdir(outDir)).toEqual([]);
         await b.delete(k);

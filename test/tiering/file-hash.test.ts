@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32c } from '../../shared/crc.ts';
 import { InternalError } from '../../shared/errors.ts';
 import { FileHasher, hashThreadsStarted } from '../../tiering/backends/file-hash.ts';
 
@@ -41,6 +42,20 @@ describe('FileHasher', () => {
     expect(progress.every((n, i) => n > (progress[i - 1] ?? 0) && n <= data.length)).toBe(true);
   });
 
+  it('CRC-32C (local tier objects, decision 0018): 8 hex digits, the value the JS step gives, also across chunks', async () => {
+    const check = Buffer.from('123456789');
+    const small = join(dir, 'check.dat');
+    await writeFile(small, check);
+    const r = await new FileHasher(small, { algorithm: 'crc32c', total: check.length }).result();
+    expect(r.digest).toBe('e3069283'); // the standard check value of CRC-32C
+    // Over several of the thread's reads, with an odd tail: each chained onto the last.
+    const data = randomBytes(3 * MiB + 333);
+    const path = join(dir, 'crc.dat');
+    await writeFile(path, data);
+    const whole = await new FileHasher(path, { algorithm: 'crc32c', total: data.length }).result();
+    expect(whole.digest).toBe(crc32c(data).toString(16).padStart(8, '0'));
+  });
+
   it('follows a writer: hashes only what advance() has made final, and the whole once it is', async () => {
     const data = randomBytes(6 * MiB + 5);
     const path = join(dir, 'growing.dat');
@@ -69,6 +84,8 @@ describe('FileHasher', () => {
       const r = await new FileHasher(path, { algorithm, total: data.length }).result();
       expect(r.digest).toBe(createHash(algorithm).update(data).digest('hex'));
     }
+    const crc = await new FileHasher(path, { algorithm: 'crc32c', total: data.length }).result();
+    expect(crc.digest).toBe(crc32c(data).toString(16).padStart(8, '0'));
     expect(hashThreadsStarted()).toBe(before);
   });
 

@@ -21,6 +21,7 @@ describeBackend(
   {
     type: 'gcs',
     verifiedBy: 'crc32c+md5',
+    checksum: 'sha256',
     server: () => ({
       host: '127.0.0.1',
       port: emulator.port,

@@ -8,11 +8,15 @@ import { objectPath } from '../../tiering/backends/local.ts';
 import { describeBackend } from './conformance.ts';
 
 // A directory has no server to take down, so the outage test is not registered here.
-describeBackend('local directory', { type: 'local', verifiedBy: 'fsync+size' }, async () => {
-  const root = await mkdtemp(join(tmpdir(), 'kelp-local-tier-'));
-  const backend = await createBackend({ type: 'local', id: 'default', path: join(root, 'tier') });
-  return { backend, stop: () => rm(root, { recursive: true, force: true }) };
-});
+describeBackend(
+  'local directory',
+  { type: 'local', verifiedBy: 'fsync+size', checksum: 'crc32c' },
+  async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kelp-local-tier-'));
+    const backend = await createBackend({ type: 'local', id: 'default', path: join(root, 'tier') });
+    return { backend, stop: () => rm(root, { recursive: true, force: true }) };
+  },
+);
 
 describe('local backend keys', () => {
   it('maps keys to paths under the root and refuses keys that would escape it', () => {

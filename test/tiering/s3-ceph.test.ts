@@ -47,6 +47,7 @@ describeBackend(
   {
     type: 's3',
     verifiedBy: 'md5-etag',
+    checksum: 'sha256',
     server: () => ({
       host: rgw.host,
       port: rgw.port,

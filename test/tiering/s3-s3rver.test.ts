@@ -39,6 +39,7 @@ describeBackend(
   {
     type: 's3',
     verifiedBy: 'md5-etag',
+    checksum: 'sha256',
     ignoresRangeEndingAtZero: true,
     server: () => ({
       host: '127.0.0.1',

@@ -26,14 +26,31 @@ export interface TransferOptions {
   signal?: AbortSignal;
 }
 
-export interface UploadResult {
+/**
+ * The checksum of a whole object that the `.vif` records beside its size and
+ * `download` checks on the way back; exactly one field is set. Object stores:
+ * SHA-256 (hex), computed while the file streamed out. `local` since decision
+ * 0018: CRC-32C (8 hex digits), the threat there being bit rot, truncation and
+ * partial copies on a disk the operator owns, which CRC-32C and the size catch
+ * at a quarter of SHA-256's CPU. A `.vif` written before keeps its SHA-256,
+ * and a local download checks whichever it is given.
+ */
+export interface ObjectChecksum {
+  sha256?: string;
+  crc32c?: string;
+}
+
+/** The checksum fields of `r` that are set, and only those: what a `.vif` records. */
+export function checksumOf(r: ObjectChecksum): ObjectChecksum {
+  return {
+    ...(r.sha256 !== undefined ? { sha256: r.sha256 } : {}),
+    ...(r.crc32c !== undefined ? { crc32c: r.crc32c } : {}),
+  };
+}
+
+export interface UploadResult extends ObjectChecksum {
   key: string;
   size: number;
-  /**
-   * SHA-256 (hex) of the whole file, computed while it streamed out. Record it
-   * in the `.vif`; `download` checks it on the way back.
-   */
-  sha256: string;
   /** What the store itself confirmed besides the size, e.g. `md5-etag` (S3), `crc32c+md5` (GCS). */
   verifiedBy: string;
   /** The object's ETag, where the store has one. */
@@ -45,11 +62,16 @@ export interface UploadResult {
 export interface DownloadOptions extends TransferOptions {
   /** The `.vif`'s SHA-256: a mismatch throws `ChecksumMismatchError` and leaves nothing at `localPath`. */
   expectedSha256?: string;
+  /**
+   * The `.vif`'s CRC-32C (`local` objects only): the same. A backend that
+   * checks only SHA-256 refuses it (`InternalError`) rather than skip it.
+   */
+  expectedCrc32c?: string;
 }
 
-export interface DownloadResult {
+/** What was written and its checksum (the kind the `.vif` asked to check). */
+export interface DownloadResult extends ObjectChecksum {
   size: number;
-  sha256: string;
 }
 
 export interface ObjectStat {

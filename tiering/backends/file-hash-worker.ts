@@ -11,9 +11,10 @@
  * job: `{ progress }` every PROGRESS_EVERY_BYTES, then one `{ digest, parts }`
  * or `{ error }`.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { nativeCrc32cUpdate } from '../../origin/native-crc.ts';
 
 /** One pread: big enough that syscalls cost nothing next to the hash, small enough to bound memory. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
@@ -31,6 +32,35 @@ interface Job {
 }
 
 type Message = ({ type: 'job' } & Job) | { type: 'advance'; available: number };
+
+/** What `createHash` returns, as far as this file uses it; CRC-32C has the same shape below. */
+interface Digest {
+  update(chunk: Uint8Array): unknown;
+  digest(): Buffer;
+}
+
+/**
+ * CRC-32C (the native SSE4.2 step, 5-6 GB/s here: about four times SHA-256)
+ * as a digest: the unsigned value, 4 bytes big-endian, so its hex is the
+ * usual 8-digit spelling (`e3069283` for "123456789").
+ */
+function crc32cDigest(): Digest {
+  let crc = 0;
+  return {
+    update(chunk) {
+      crc = nativeCrc32cUpdate(chunk, crc);
+    },
+    digest() {
+      const out = Buffer.alloc(4);
+      out.writeUInt32BE(crc >>> 0);
+      return out;
+    },
+  };
+}
+
+function newDigest(algorithm: string): Digest {
+  return algorithm === 'crc32c' ? crc32cDigest() : createHash(algorithm);
+}
 
 // One job at a time: file-hash.ts sends the next only after this one's answer.
 let available = 0;
@@ -51,9 +81,9 @@ parentPort!.on('message', (m: Message) => {
 });
 
 async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
-  const whole = job.partsOnly ? undefined : createHash(job.algorithm);
+  const whole = job.partsOnly ? undefined : newDigest(job.algorithm);
   const parts: Uint8Array[] = [];
-  let part: Hash | undefined = job.partSize > 0 ? createHash(job.algorithm) : undefined;
+  let part: Digest | undefined = job.partSize > 0 ? newDigest(job.algorithm) : undefined;
   let inPart = 0;
   const buf = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
   const fd = openSync(job.path, 'r');
@@ -80,7 +110,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
         inPart += n;
         if (inPart === job.partSize) {
           parts.push(part.digest());
-          part = createHash(job.algorithm);
+          part = newDigest(job.algorithm);
           inPart = 0;
         }
       }
@@ -93,7 +123,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
       }
     }
     if (part && (inPart > 0 || parts.length === 0)) parts.push(part.digest());
-    return { digest: whole?.digest('hex') ?? '', parts };
+    return { digest: whole?.digest().toString('hex') ?? '', parts };
   } finally {
     closeSync(fd);
   }

@@ -70,7 +70,8 @@ function returnThread(worker: Worker): void {
 }
 
 export interface FileHashOptions {
-  algorithm: 'sha256' | 'md5';
+  /** `crc32c`: 8 hex digits, the unsigned value big-endian (a local tier object's, decision 0018). */
+  algorithm: 'sha256' | 'md5' | 'crc32c';
   /** The bytes to hash: [0, total). */
   total: number;
   /** Bytes already final at the start; `total` (the default) for a file that is complete. */

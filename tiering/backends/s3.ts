@@ -339,7 +339,7 @@ export class S3Backend extends DescribedBackend implements TierBackend {
           await fh.close();
         }
         const { digest } = await sha.result();
-        checkSha256(localPath, digest, opts.expectedSha256);
+        checkSha256(localPath, digest, opts);
         opts.onProgress?.(total, total);
         return { size: total, sha256: digest };
       });

@@ -69,6 +69,8 @@ export interface AtomicWriteOptions {
   onProgress?(bytes: number, total: number): void;
   signal?: AbortSignal;
   expectedSha256?: string;
+  /** Refused: a stream here is checked by SHA-256 only (checkSha256). */
+  expectedCrc32c?: string;
   /** The file must end up exactly `total` bytes long (a cut-off stream is `TruncatedDataError`). */
   exactSize?: boolean;
 }
@@ -100,15 +102,36 @@ export async function writeFileAtomic(
     if (opts.exactSize && meter.bytes !== opts.total) {
       throw new TruncatedDataError(`${dest}: got ${meter.bytes} bytes, expected ${opts.total}`);
     }
-    checkSha256(dest, sha256, opts.expectedSha256);
+    checkSha256(dest, sha256, opts);
     return { size: meter.bytes, sha256 };
   });
 }
 
-/** A download's SHA-256 against the `.vif`'s, when there is one. */
-export function checkSha256(dest: string, sha256: string, expected: string | undefined): void {
-  if (expected !== undefined && sha256 !== expected.toLowerCase()) {
-    throw new ChecksumMismatchError(`${dest}: sha256 ${sha256} does not match ${expected}`);
+/**
+ * A download's SHA-256 against the `.vif`'s, when there is one. For the
+ * backends that compute only SHA-256 (object stores): a CRC-32C to check is
+ * refused, never skipped (only `local` objects record one, decision 0018).
+ */
+export function checkSha256(
+  dest: string,
+  sha256: string,
+  expected: { expectedSha256?: string | undefined; expectedCrc32c?: string | undefined },
+): void {
+  if (expected.expectedCrc32c !== undefined) {
+    throw new InternalError(`${dest}: this backend checks a SHA-256, and was given a CRC-32C to check`);
+  }
+  checkDigest(dest, 'sha256', sha256, expected.expectedSha256);
+}
+
+/** A download's digest (hex) against the `.vif`'s, when there is one; a mismatch is ChecksumMismatchError. */
+export function checkDigest(
+  dest: string,
+  algorithm: string,
+  got: string,
+  expected: string | undefined,
+): void {
+  if (expected !== undefined && got !== expected.toLowerCase()) {
+    throw new ChecksumMismatchError(`${dest}: ${algorithm} ${got} does not match ${expected}`);
   }
 }
 

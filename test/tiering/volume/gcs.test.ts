@@ -29,6 +29,7 @@ afterAll(async () => {
 
 describeTieredVolume('GCS on the Firebase Storage emulator', () => ({
   backend: 'gcs.default',
+  checksum: 'sha256',
   configs: () => [config()],
   inspector: () => createBackend(config()),
   serverGets: () => emulator.counts.mediaGets,

@@ -22,8 +22,14 @@ import { silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import type { TierJob } from '../../../origin/volume/tier.ts';
 import type { VolumeInfo } from '../../../origin/volume/volume-info.ts';
+import { crc32c } from '../../../shared/crc.ts';
 import { formatFid } from '../../../shared/fid.ts';
-import type { BackendConfig, BackendStats } from '../../../tiering/backends/backend.ts';
+import type {
+  BackendConfig,
+  BackendStats,
+  DownloadOptions,
+  ObjectChecksum,
+} from '../../../tiering/backends/backend.ts';
 import { spawnUntilReady } from '../../support/process.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/volume-server.ts', import.meta.url));
@@ -287,4 +293,25 @@ export function vifOf(dir: string, volumeId: number, collection = ''): VolumeInf
 
 export function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** CRC-32C of a file as a `.vif` spells it (8 hex digits), by the pure-JS step: not the code under test. */
+export function crc32cFile(path: string): string {
+  return crc32c(readFileSync(path)).toString(16).padStart(8, '0');
+}
+
+/** Which checksum a backend kind records in the `.vif` (docs/decisions/0018): CRC-32C for `local`. */
+export type ChecksumKind = 'sha256' | 'crc32c';
+
+/** The `.vif` checksum of a file as a backend recording `kind` must record it. */
+export function checksumFile(path: string, kind: ChecksumKind): ObjectChecksum {
+  return kind === 'crc32c' ? { crc32c: crc32cFile(path) } : { sha256: sha256File(path) };
+}
+
+/** The download options that check `c`, as the volume server passes a `.vif`'s. */
+export function expecting(c: ObjectChecksum): DownloadOptions {
+  return {
+    ...(c.sha256 !== undefined ? { expectedSha256: c.sha256 } : {}),
+    ...(c.crc32c !== undefined ? { expectedCrc32c: c.crc32c } : {}),
+  };
 }

@@ -1,15 +1,31 @@
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { publishDeletes, writeSidecars } from '../../../origin/volume/tier-sidecars.ts';
+import { writeVolumeInfo } from '../../../origin/volume/volume-info.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { toByteOffset } from '../../../shared/idx.ts';
 import { NEEDLE_DATA_OFFSET } from '../../../shared/needle.ts';
+import { decodeDeletionSet } from '../../../shared/tier-index.ts';
 import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { createBackend } from '../../../tiering/backends/create-backend.ts';
+import { isTempFileName } from '../../../tiering/backends/transfer.ts';
 import { sample, scrape } from '../../helpers/metrics.ts';
 import {
   assignVolume,
+  crc32cFile,
   datPath,
   expectAllReadBack,
   fillVolume,
@@ -34,6 +50,7 @@ import { describeTieredVolume } from './suite.ts';
 // local.default: the folder beside the data (<first data dir>/tier) that exists with no configuration.
 describeTieredVolume('local.default', () => ({
   backend: 'local.default',
+  checksum: 'crc32c',
   configs: () => [],
   inspector: (dataDir) => createBackend({ type: 'local', id: 'default', path: join(dataDir, 'tier') }),
 }));
@@ -83,7 +100,7 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
     );
     const [gone, ...rest] = blobs;
     expect((await http(srv.base, `/${gone!.fid}`, { method: 'DELETE' })).status).toBe(202);
-    expect(sha256File(datPath(dir, 2))).toBe(kept.sha256);
+    expect(crc32cFile(datPath(dir, 2))).toBe(kept.crc32c);
 
     const requests = stats.requests;
     await tierUpload(srv.base, 2, 'local.default', false);
@@ -234,6 +251,87 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
     const again = await start(dir);
     expect((await http(again.base, `/${blobs[1]!.fid}`)).status).toBe(502);
     expect(await readErrors(again.base)).toBe(1);
+  });
+
+  it('a download checks the .vif checksum: CRC-32C one byte off fails leaving the volume tiered and nothing local; a .vif from before 0018 (SHA-256 only) is checked by its SHA-256', async () => {
+    const dir = tempDir();
+    let srv = await start(dir);
+    await assignVolume(srv.base, 8);
+    const blobs = (await fillVolume(srv.base, 8, { small: 60 })).filter((b) => !b.text);
+    const { remote } = await tierUpload(srv.base, 8, 'local.default');
+    const object = join(dir, 'tier', remote!.key);
+    expect(remote).toMatchObject({ crc32c: crc32cFile(object) });
+    expect(remote!.sha256).toBeUndefined();
+    const entry = srv.server.store.get(8).map.get(parseFid(blobs[30]!.fid).key)!;
+    // In place, as a failing disk would, in a needle's data: the one byte the download alone must catch.
+    const flip = () => {
+      const at = toByteOffset(entry.offset) + NEEDLE_DATA_OFFSET + 7;
+      const fd = openSync(object, 'r+');
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, at);
+      b[0]! ^= 0x01;
+      writeSync(fd, b, 0, 1, at);
+      closeSync(fd);
+    };
+    const expectFailedDownload = async (what: string) => {
+      const vif = vifOf(dir, 8);
+      await startDownload(srv.base, 8);
+      expect((await waitForJob(srv.base, 8)).job, what).toMatchObject({ state: 'failed' });
+      expect(vifOf(dir, 8), `${what}: still tiered`).toEqual(vif);
+      expect(existsSync(datPath(dir, 8)), `${what}: no .dat`).toBe(false);
+      expect(readdirSync(dir).filter(isTempFileName), `${what}: no temp file`).toEqual([]);
+      expect(existsSync(object), `${what}: the object kept`).toBe(true);
+    };
+
+    flip();
+    await expectFailedDownload('CRC-32C, one byte off');
+    flip();
+
+    // The .vif a build before decision 0018 wrote: the same record with the object's SHA-256 instead.
+    await stop(srv);
+    const sha256 = sha256File(object);
+    const { crc32c: _, ...old } = remote!;
+    writeVolumeInfo(join(dir, '8.vif'), { ...vifOf(dir, 8)!, remote: { ...old, sha256 } });
+    srv = await start(dir);
+    flip();
+    await expectFailedDownload('SHA-256, one byte off');
+    flip();
+    await tierDownload(srv.base, 8);
+    expect(sha256File(datPath(dir, 8))).toBe(sha256);
+    expect(vifOf(dir, 8)?.remote).toBeUndefined();
+    expect(existsSync(object), 'the object deleted once the volume is back').toBe(false);
+    await expectAllReadBack(srv.base, blobs);
+  });
+
+  it('an upload puts its deletion set once when no delete comes before the commit, and again when one does', async () => {
+    const dir = tempDir();
+    const srv = await start(dir);
+    await assignVolume(srv.base, 9);
+    const blobs = await fillVolume(srv.base, 9, { small: 20 });
+    const keyOf = (i: number) => parseFid(blobs[i]!.fid).key;
+    expect((await http(srv.base, `/${blobs[0]!.fid}`, { method: 'DELETE' })).status).toBe(202);
+    const stats = srv.stats('local.default');
+    const before = { requests: stats.requests, reads: stats.reads };
+    const { remote } = await tierUpload(srv.base, 9, 'local.default');
+    // Besides its reads: the .dat, the index and one deletion set (the publish after the commit found it current).
+    expect(stats.requests - before.requests - (stats.reads - before.reads), 'uploads').toBe(3);
+    const setPath = join(dir, 'tier', remote!.deletesKey!);
+    const setKeys = () => [...decodeDeletionSet(readFileSync(setPath)).keys].sort();
+    expect(setKeys()).toEqual([keyOf(0)]);
+
+    // The same steps driven by hand: the sidecars, a delete before the publish, the publish.
+    const volume = srv.server.store.get(9);
+    const backends = srv.server.store.config.backends!;
+    await writeSidecars(volume, backends.get('local.default'), remote!.key);
+    expect((await http(srv.base, `/${blobs[1]!.fid}`, { method: 'DELETE' })).status).toBe(202);
+    expect(setKeys(), 'the delete is in the bucket once acknowledged').toEqual([keyOf(0), keyOf(1)].sort());
+    // And with none in between the publish leaves the set as written: each put is a new file (a rename).
+    await writeSidecars(volume, backends.get('local.default'), remote!.key);
+    const written = statSync(setPath).ino;
+    await publishDeletes(volume, backends);
+    expect(statSync(setPath).ino).toBe(written);
+    expect(setKeys()).toEqual([keyOf(0), keyOf(1)].sort());
+    expect((await http(srv.base, `/${blobs[1]!.fid}`)).status).toBe(404);
   });
 
   it('an empty volume (a superblock and nothing else) tiers, reopens and comes back writable', async () => {

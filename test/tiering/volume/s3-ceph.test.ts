@@ -96,6 +96,7 @@ async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 3
 // at startup" are checked on the wire too; the inspector goes direct and is not counted.
 describeTieredVolume('S3 on Ceph RGW', () => ({
   backend: 's3.default',
+  checksum: 'sha256',
   configs: () => [s3({ endpoint: counter.endpoint })],
   inspector: () => createBackend(s3()),
   serverGets: () => counter.counts.gets,

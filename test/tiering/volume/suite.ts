@@ -19,13 +19,16 @@ import { LARGE_NEEDLE_BYTES } from '../../../origin/volume/volume.ts';
 import type { RemoteDat } from '../../../origin/volume/volume-info.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { needleRecordSize } from '../../../shared/needle.ts';
-import type { BackendConfig, TierBackend } from '../../../tiering/backends/backend.ts';
+import type { BackendConfig, ObjectChecksum, TierBackend } from '../../../tiering/backends/backend.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   assignVolume,
   type Blob,
+  type ChecksumKind,
+  checksumFile,
   datPath,
   expectAllReadBack,
+  expecting,
   fillVolume,
   http,
   json,
@@ -47,6 +50,8 @@ import {
 export interface TierTarget {
   /** The backend's name on the volume server (`s3.default`). */
   backend: string;
+  /** The checksum its uploads record in the `.vif`. */
+  checksum: ChecksumKind;
   /** What the volume server is configured with (`local.default` needs nothing). */
   configs(): BackendConfig[];
   /** A client of its own on the same store, to look at objects behind the server's back. */
@@ -71,6 +76,7 @@ export function describeTieredVolume(name: string, target: () => TierTarget): vo
     let blobs: Blob[];
     let datSize: number;
     let datSha: string;
+    let datChecksum: ObjectChecksum;
     let remote: RemoteDat;
     const deleted = new Set<Blob>();
     const live = () => blobs.filter((b) => !deleted.has(b));
@@ -108,6 +114,7 @@ export function describeTieredVolume(name: string, target: () => TierTarget): vo
       const dat = datPath(dir, VID);
       datSize = statSync(dat).size;
       datSha = sha256File(dat);
+      datChecksum = checksumFile(dat, t.checksum);
       expect((await tierStatus(srv.base, VID)).remote).toBeNull();
 
       const job = await startUpload(srv.base, VID, t.backend);
@@ -122,9 +129,10 @@ export function describeTieredVolume(name: string, target: () => TierTarget): vo
       expect(remote).toMatchObject({
         backend: t.backend,
         size: datSize,
-        sha256: datSha,
+        ...datChecksum,
         keepLocalDat: false,
       });
+      expect(remote[t.checksum === 'crc32c' ? 'sha256' : 'crc32c'], 'one checksum only').toBeUndefined();
       expect(remote.key).toMatch(/^1-[0-9a-f-]{36}\.dat$/);
       expect(Number.isNaN(Date.parse(remote.mtime))).toBe(false);
       expect(Buffer.from(remote.superBlock, 'base64').length).toBeGreaterThanOrEqual(8);
@@ -254,7 +262,7 @@ export function describeTieredVolume(name: string, target: () => TierTarget): vo
       expect((await inspector.stat(remote.key))?.size).toBe(datSize);
       const copy = join(dir, 'remote-copy.bin');
       // A checksum-checked download of the object: its bytes are the ones uploaded.
-      await inspector.download(remote.key, copy, { expectedSha256: datSha });
+      await inspector.download(remote.key, copy, expecting(datChecksum));
       rmSync(copy);
     });
 
