@@ -1,10 +1,12 @@
 /**
  * Server-to-server HTTP (master → volume server, volume → replica): plain
  * node:http on a keep-alive agent. Several times cheaper per request than
- * fetch/undici here, and these calls sit on the write path.
+ * fetch/undici here, and these calls sit on the write path. A server linked
+ * in this process (in-process.ts, `kelp server`) is reached without a socket.
  */
 import { createReadStream } from 'node:fs';
 import { Agent, type OutgoingHttpHeaders, request } from 'node:http';
+import { inProcessAgent } from './in-process.ts';
 
 /**
  * How long our servers keep an idle keep-alive connection: longer than
@@ -41,7 +43,8 @@ export function peerRequest(
   const fromFile = body !== undefined && !(body instanceof Uint8Array);
   const headers = fromFile ? { ...init.headers, 'Content-Length': body.size } : init.headers;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: init.method, headers, agent, timeout: init.timeoutMs }, (res) => {
+    const via = inProcessAgent(url) ?? agent;
+    const req = request(url, { method: init.method, headers, agent: via, timeout: init.timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
