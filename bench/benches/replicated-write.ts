@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { clusterHeaders } from '../../origin/security/cluster-auth.ts';
 import { compare } from '../lib/compare.ts';
 import { BENCH_COOKIE, scratchDir } from '../lib/kelp.ts';
+import { benchNodeFlags } from '../lib/node-flags.ts';
 import { type Started, startServer } from '../lib/process.ts';
 import type { Bench } from '../run.ts';
 
@@ -30,14 +31,38 @@ export async function startReplicated(
 ): Promise<Started & { volumeId: number; replicas: string[] }> {
   const env: Record<string, string> = clusterKey ? { KELP_CLUSTER_KEY: clusterKey } : {};
   const master = await startServer(
-    [CLI, 'master', '--ip', '127.0.0.1', '--port', '0', '--mdir', `${dir}/m`, '--pulseSeconds', '1'],
+    [
+      ...benchNodeFlags(),
+      CLI,
+      'master',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--mdir',
+      `${dir}/m`,
+      '--pulseSeconds',
+      '1',
+    ],
     { ready: /kelp master listening on http:\/\/127\.0\.0\.1:(\d+)/, env },
   );
   const base = `http://127.0.0.1:${master.port}`;
   const volumes = await Promise.all(
     ['a', 'b'].map((n) =>
       startServer(
-        [CLI, 'volume', '--ip', '127.0.0.1', '--port', '0', '--dir', `${dir}/${n}`, '--fsync', 'batch'],
+        [
+          ...benchNodeFlags(),
+          CLI,
+          'volume',
+          '--ip',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--dir',
+          `${dir}/${n}`,
+          '--fsync',
+          'batch',
+        ],
         {
           ready: /kelp volume server listening on http:\/\/127\.0\.0\.1:(\d+)/,
           env: { ...env, KELP_MASTER: `127.0.0.1:${master.port}`, KELP_PULSE_SECONDS: '1' },

@@ -92,7 +92,8 @@ export function registerServerCommand(program: Command): void {
       // Port 0 is fine for the master: the volume server is told the address actually bound.
       // With peers (several masters), the volume server heartbeats every one of them.
       const masters = [master.address, ...masterList(resolution.values['master.peers'])].join(',');
-      volume = await startVolumeServer({ ...configs.volume, master: masters, logger: log });
+      // inProcess: the master's calls to it (each /submit's upload) skip the loopback socket.
+      volume = await startVolumeServer({ ...configs.volume, master: masters, logger: log, inProcess: true });
     } catch (err) {
       await master.close();
       throw err;

@@ -1,7 +1,8 @@
 /**
  * `/dir/assign`: pick a writable volume of the layout (growing one if there
- * is none, or all are crowded), take fresh keys from the sequencer, and hand
- * out `<vid>,<key><cookie>` with the location to upload to.
+ * is none, or all are crowded; concurrent assigns to the same servers share
+ * one, sticky-picks.ts), take fresh keys from the sequencer, and hand out
+ * `<vid>,<key><cookie>` with the location to upload to.
  */
 import { randomInt } from 'node:crypto';
 import type { AssignResponse } from '../../shared/api.ts';
@@ -13,7 +14,8 @@ import { formatTtl, parseTtl } from '../../shared/ttl.ts';
 import { signFileToken } from '../security/jwt.ts';
 import type { VolumeGrowth } from './growth.ts';
 import type { Sequencer } from './sequencer.ts';
-import type { LayoutKey, NodeFilter, Topology } from './topology.ts';
+import type { StickyPicks } from './sticky-picks.ts';
+import type { DataNode, LayoutKey, NodeFilter, Topology } from './topology.ts';
 
 /** Most keys one assign may reserve. */
 export const MAX_ASSIGN_COUNT = 10_000;
@@ -30,6 +32,8 @@ export interface AssignContext {
   growth: VolumeGrowth;
   signingKey?: string;
   defaultReplication: string;
+  /** Concurrent assigns to the same servers share a volume (sticky-picks.ts); none: every pick is fresh. */
+  picks?: StickyPicks;
 }
 
 export function parseAssignRequest(q: URLSearchParams, defaultReplication: string): AssignRequest {
@@ -65,6 +69,13 @@ function pickWeighted(vols: Array<{ id: number; size: number }>, limit: number):
   return vols[vols.length - 1]!.id;
 }
 
+/** The layout and the servers holding a volume, as sticky-picks.ts remembers picks by. */
+function stickyKey(layout: LayoutKey, holders: DataNode[]): string {
+  const urls = holders.map((n) => n.url);
+  if (urls.length > 1) urls.sort();
+  return `${layout.collection}|${layout.replication}|${layout.ttl}|${urls.join(',')}`;
+}
+
 export async function assign(ctx: AssignContext, req: AssignRequest): Promise<AssignResponse> {
   const { topology } = ctx;
   if (topology.aliveNodes().length === 0) {
@@ -88,7 +99,10 @@ export async function assign(ctx: AssignContext, req: AssignRequest): Promise<As
     vols = topology.writable(req.layout, req.filter);
   }
   if (vols.length === 0) throw new UnavailableError('no writable volume yet; retry shortly', 1);
-  const volumeId = pickWeighted(vols, topology.volumeSizeLimit);
+  const picked = pickWeighted(vols, topology.volumeSizeLimit);
+  const volumeId = ctx.picks
+    ? ctx.picks.choose(stickyKey(req.layout, topology.holders(picked)), picked, vols)
+    : picked;
   const holders = topology.holders(volumeId);
   const filtered = holders.filter((n) => topology.aliveNodes(req.filter).includes(n));
   const pool = filtered.length ? filtered : holders;

@@ -69,6 +69,7 @@ import { handleLeave, LEAVE_PATH } from './leave.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { MasterStatusPage } from './status-page.ts';
+import { StickyPicks } from './sticky-picks.ts';
 import { Topology } from './topology.ts';
 
 export interface MasterConfig {
@@ -223,6 +224,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     growth,
     signingKey: config.signingKey,
     defaultReplication: config.defaultReplication,
+    picks: new StickyPicks(config.now),
   };
   let self = '';
   const admin = new AdminEndpoints(topology, access, masterAuth(config));

@@ -9,6 +9,7 @@ import type { BackendConfig } from '../../tiering/backends/backend.ts';
 import { MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
+import { serveInProcess } from '../http/in-process.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { splitUrl } from '../http/params.ts';
 import { installNativeCrc32c } from '../native-crc.ts';
@@ -81,6 +82,11 @@ export interface VolumeServerConfig {
   pulseSeconds: number;
   /** Cloud tiers this server may move sealed volumes to; `local.default` (a folder beside the data) is always there. */
   backends: BackendConfig[];
+  /**
+   * Callers in this process (the master of `kelp server`) reach this server
+   * without a socket (http/in-process.ts); off by default.
+   */
+  inProcess?: boolean;
 }
 
 export const VOLUME_SERVER_DEFAULTS = {
@@ -249,6 +255,8 @@ export async function startVolumeServer(
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
+  // Under the address the master knows this server by (the one heartbeats give).
+  const unlink = config.inProcess ? serveInProcess(url, server) : undefined;
   write.replicator = new Replicator(
     config.master,
     [url, publicUrl, address],
@@ -302,6 +310,7 @@ export async function startVolumeServer(
     close() {
       closing ??= (async () => {
         health.markStopping();
+        await unlink?.();
         await heartbeat?.stop();
         await closeServer(server);
         await closeRest();
@@ -315,7 +324,8 @@ export async function startVolumeServer(
         await heartbeat?.stop();
         if (config.master)
           await sendLeave({ master: config.master, url, clusterKey: config.clusterKey, log });
-        const drained = await drainServer(server, drainMs);
+        // In-memory callers drain like socket ones: no new calls, those in flight get drainMs.
+        const [, drained] = await Promise.all([unlink?.(drainMs), drainServer(server, drainMs)]);
         if (drained.forced)
           log.warn(`${drained.forced} connections were still busy after the drain deadline: closed`);
         await closeRest();

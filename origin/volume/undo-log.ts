@@ -23,7 +23,7 @@ import type { EntryChange, Volume } from './volume.ts';
 export const UNDO_TTL_MS = 60_000;
 /** Changes remembered at once (about 200 B each); the oldest go first, with a log line. */
 export const MAX_UNDO_RECORDS = 100_000;
-/** A change id: what the primary sends in `change=` and `undo=` (replication.ts makes 22 characters). */
+/** A change id: what the primary sends in `change=` and `undo=` (replication.ts makes 36: a UUID). */
 const CHANGE_ID = /^[A-Za-z0-9_-]{16,64}$/;
 /** At most one "records evicted early" log line per this long. */
 const EVICTION_LOG_INTERVAL_MS = 60_000;
