@@ -227,7 +227,9 @@ describe('volume.mark, volume.list, collection.delete', () => {
     expect(await holders(m, id!)).toHaveLength(2);
     const del = await kelp(['admin', 'collection.delete', '--collection', 'tmp', '--master', m.address]);
     expect(del.code).toBe(0);
-    expect(await holders(m, id!)).toEqual([]);
+    // No holder, and the master says why: the volume was deleted (not that its holders are down).
+    const gone = await fetch(`${m.base}/dir/lookup?volumeId=${id}`);
+    expect([gone.status, ((await gone.json()) as { code: string }).code]).toEqual([410, 'volume_deleted']);
     // Without the key, the CLI is refused and says why.
     const child = spawn(process.execPath, [CLI, 'admin', 'volume.list', '--master', m.address], {
       env: { ...process.env, KELP_ADMIN_KEY: '' },
