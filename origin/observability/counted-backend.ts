@@ -13,13 +13,16 @@ import type { BackendFile, TierBackend } from '../../tiering/backends/backend.ts
 /** Called once per failed operation: `upload`, `download`, `read`, `stat`, `delete`. */
 export type BackendFailure = (op: string) => void;
 
+/** `p`, with its failure reported as `op`'s; an operation aborted on purpose (shutdown) is not the backend's failure. */
+function counted<T>(failed: BackendFailure, op: string, p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  return p.catch((err: unknown) => {
+    if (!signal?.aborted) failed(op);
+    throw err;
+  });
+}
+
 export function countedBackend(backend: TierBackend, failed: BackendFailure): TierBackend {
-  const guard = <T>(op: string, p: Promise<T>, signal?: AbortSignal): Promise<T> =>
-    p.catch((err: unknown) => {
-      // A transfer aborted on purpose (shutdown) is not the backend's failure.
-      if (!signal?.aborted) failed(op);
-      throw err;
-    });
+  const guard = <T>(op: string, p: Promise<T>, signal?: AbortSignal) => counted(failed, op, p, signal);
   return {
     type: backend.type,
     id: backend.id,
@@ -37,18 +40,14 @@ export function countedBackend(backend: TierBackend, failed: BackendFailure): Ti
 }
 
 function countedFile(file: BackendFile, failed: BackendFailure): BackendFile {
-  const counted: BackendFile = {
+  const wrapped: BackendFile = {
     key: file.key,
     size: file.size,
-    readAt: (offset, length, signal) =>
-      file.readAt(offset, length, signal).catch((err: unknown) => {
-        if (!signal?.aborted) failed('read');
-        throw err;
-      }),
+    readAt: (offset, length, signal) => counted(failed, 'read', file.readAt(offset, length, signal), signal),
     close: () => file.close(),
   };
   if (file.readAtSync) {
-    counted.readAtSync = (offset, into) => {
+    wrapped.readAtSync = (offset, into) => {
       try {
         file.readAtSync!(offset, into);
       } catch (err) {
@@ -58,5 +57,5 @@ function countedFile(file: BackendFile, failed: BackendFailure): BackendFile {
       }
     };
   }
-  return counted;
+  return wrapped;
 }
