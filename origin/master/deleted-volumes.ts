@@ -47,7 +47,7 @@ export class DeletedVolumes {
   }
 
   /** What this master knows without asking the store. */
-  knows(volumeId: number): boolean {
+  private knows(volumeId: number): boolean {
     return hasVolumeId(this.ranges, volumeId);
   }
 
@@ -75,11 +75,6 @@ export class DeletedVolumes {
       deletedVolumes: addVolumeIds(s.deletedVolumes, volumeIds),
     }));
     this.ranges = unionVolumeRanges(this.ranges, saved.deletedVolumes);
-  }
-
-  /** The number of ranges held (for tests and the status of the bound). */
-  get rangeCount(): number {
-    return this.ranges.length;
   }
 
   private reload(): Promise<void> {
