@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BUILT_DIRS, buildModule, DIST } from '../../../scripts/build.ts';
 import type { AssignResponse, VolumeTierStatus } from '../../../shared/api.ts';
 import { spawnUntilReady } from '../../support/process.ts';
+import { waitFor } from '../../support/wait.ts';
 import { cleanEnv, freePort, REPO_ROOT, removeTempDirs, runKelp, tempDir } from './harness.ts';
 
 const RECORD = fileURLToPath(new URL('./fixtures/record-loaded.mjs', import.meta.url));
@@ -73,7 +74,11 @@ describe('dist/', () => {
     );
     try {
       const master = `127.0.0.1:${masterPort}`;
-      const assigned = (await (await fetch(`http://${master}/dir/assign`)).json()) as AssignResponse;
+      // Listening is not yet writable: the master grows a volume once the server's first heartbeat is in.
+      const assigned = await waitFor('a writable volume', async () => {
+        const res = await fetch(`http://${master}/dir/assign`);
+        return res.status === 200 ? ((await res.json()) as AssignResponse) : void (await res.body?.cancel());
+      });
       const blob = randomBytes(4096);
       const form = new FormData();
       form.append('file', new Blob([blob]), 'b.bin');
