@@ -3,7 +3,8 @@
  * refused as early as it can be known: from Content-Length before a byte is
  * read, or at the chunk that crosses the limit for a chunked body.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 
 /** Largest upload accepted, as SeaweedFS's `-fileSizeLimitMB` default (docs/format.md §8); config overrides it. */
@@ -92,6 +93,8 @@ async function* pull(req: IncomingMessage, limit: number): AsyncGenerator<Buffer
 export function readBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES): Promise<Buffer> {
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit) return Promise.reject(tooLarge(limit));
+  const buffered = (req as Partial<Buffered>).bufferedBody;
+  if (buffered) return buffered.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(buffered);
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
   if (req.destroyed) return Promise.reject(new BadRequestError('request body aborted'));
   return new Promise((resolve, reject) => {
@@ -132,4 +135,23 @@ export function readBody(req: IncomingMessage, limit: number = MAX_UPLOAD_BYTES)
     req.on('close', onClose);
     req.on('error', onError);
   });
+}
+
+interface Buffered {
+  /** The whole body, for readBody to take without reading the stream. */
+  bufferedBody: Buffer;
+}
+
+/**
+ * A body already read, as a request the upload parsers can read: the headers
+ * it came with, complete (so its end is not taken for an abort). readBody
+ * takes the bytes as they are; busboy pipes them from the stream.
+ */
+export function bufferedRequest(body: Buffer, headers: IncomingHttpHeaders): IncomingMessage {
+  const buffered: Buffered & { headers: IncomingHttpHeaders; complete: boolean } = {
+    headers,
+    complete: true,
+    bufferedBody: body,
+  };
+  return Object.assign(Readable.from([body], { objectMode: false }), buffered) as unknown as IncomingMessage;
 }

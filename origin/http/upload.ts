@@ -16,12 +16,12 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
 import { asStorageError } from '../fs/no-space.ts';
-import { declaredLength, readBody } from './body.ts';
+import { bufferedRequest, declaredLength, readBody } from './body.ts';
 import { FilePartTypes } from './part-types.ts';
 import { parseSimpleMultipart } from './simple-multipart.ts';
 
@@ -90,6 +90,22 @@ export function uploadSize(upload: UploadBody): number {
 function pairPrefix(header: string): string | undefined {
   for (const p of PAIR_PREFIXES) if (header.startsWith(p)) return p;
   return undefined;
+}
+
+/**
+ * What a volume server answers a stored upload: 201 with its description, or
+ * 204 when the same bytes were already there.
+ */
+export type UploadAnswer =
+  | { status: 201; eTag: string; body: UploadDescription }
+  | { status: 204; eTag: string };
+
+/** The body of a 201: the name and plain size the upload was stored with, its ETag unquoted, its type. */
+export interface UploadDescription {
+  name: string;
+  size: number;
+  eTag: string;
+  mime: string;
 }
 
 /** Request headers parseUpload reads (besides the length): what a body passed through unparsed needs beside it. */
@@ -333,20 +349,9 @@ async function multipartFile(
   const part = parseSimpleMultipart(body, type);
   // Over the limit (413) or the spool threshold (spooled): busboy's path decides, as for any body.
   if (!part || part.data.length > limit || part.data.length > SPOOL_THRESHOLD_BYTES) {
-    return firstFilePart(bufferedRequest(body, req), limit, spoolDir, wantMd5);
+    return firstFilePart(bufferedRequest(body, req.headers), limit, spoolDir, wantMd5);
   }
   return { data: part.data, name: part.name, mime: mimeOf(part.mime), gzipped: false };
-}
-
-/**
- * A body already read, as a request busboy can be piped from: its headers,
- * complete (so its end is not taken for an abort).
- */
-export function bufferedRequest(body: Buffer, req: IncomingMessage): IncomingMessage {
-  return Object.assign(Readable.from([body], { objectMode: false }), {
-    headers: req.headers,
-    complete: true,
-  }) as unknown as IncomingMessage;
 }
 
 function firstFilePart(

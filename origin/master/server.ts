@@ -28,6 +28,7 @@ import { declaredLength, readBody } from '../http/body.ts';
 import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts';
 import { type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
+import { type InProcessUpload, type InProcessUploads, inProcessUploads } from '../http/in-process.ts';
 import { closeServer, listen } from '../http/listen.ts';
 import { splitUrl } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
@@ -39,6 +40,8 @@ import {
   SPOOL_THRESHOLD_BYTES,
   spoolDir,
   type Upload,
+  type UploadAnswer,
+  type UploadDescription,
   uploadHeaders,
   uploadSize,
 } from '../http/upload.ts';
@@ -389,39 +392,36 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const headers: Record<string, string> = { ...out.headers, ...requestIdHeader(requestId) };
     if (assigned.auth) headers.authorization = `Bearer ${assigned.auth}`;
     const ttl = param(q, 'ttl');
-    const url = `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`;
-    const put = () => peerRequest(url, { method: 'PUT', headers, body: out.body, timeoutMs: 60_000 });
-    let res: PeerResponse;
-    try {
-      res = await put();
-    } catch {
-      // A pooled socket the volume server was closing: the same PUT again is safe
-      // (same fid and bytes; a copy that did land answers 204).
-      res = await put().catch((err: unknown) => {
-        throw new UpstreamError(`volume server ${assigned.url} is unreachable`, { cause: err });
-      });
-    }
-    if (res.status === 204) {
+    const url = `http://${assigned.url}/${assigned.fid}`;
+    // `kelp server`: an upload held in memory is handed to this process's own volume server as a
+    // call (http/in-process.ts); any other goes over HTTP.
+    const inMemory = Buffer.isBuffer(out.body) ? out.body : undefined;
+    const local = inMemory && inProcessUploads(assigned.url);
+    const stored = local
+      ? await handOver(local, assigned.url, {
+          pathname: `/${assigned.fid}`,
+          query: ttl ? new URLSearchParams({ ttl }) : null,
+          headers: { ...headers, 'content-length': String(inMemory.length) },
+          body: inMemory,
+          requestId,
+        })
+      : await putOverHttp(
+          `${url}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`,
+          assigned.url,
+          headers,
+          out,
+        );
+    if (stored.status === 204) {
       const { name, size } = await out.described();
       return {
         fileName: name,
         fid: assigned.fid,
         fileUrl: `${assigned.publicUrl}/${assigned.fid}`,
         size,
-        eTag: String(res.headers.etag ?? '').replaceAll('"', ''),
+        eTag: stored.eTag.replaceAll('"', ''),
       };
     }
-    const body = JSON.parse(res.body.toString()) as {
-      name: string;
-      size: number;
-      eTag: string;
-      error?: string;
-    };
-    if (res.status !== 201) {
-      throw new UpstreamError(
-        `volume server ${assigned.url} refused the upload: ${body.error ?? res.status}`,
-      );
-    }
+    const body = stored.body;
     return {
       fileName: body.name,
       fid: assigned.fid,
@@ -660,7 +660,7 @@ interface Described {
 
 /** The PUT a /submit sends to the volume server, before the assignment's headers. */
 interface Outgoing {
-  body: Uint8Array | FileBody;
+  body: Buffer | FileBody;
   headers: Record<string, string>;
   described(): Promise<Described>;
 }
@@ -676,6 +676,47 @@ function rebuilt(upload: Upload): Outgoing {
   const body = upload.spool ? { path: upload.spool.path, size: upload.spool.size } : upload.data;
   const size = uploadSize(upload);
   return { body, headers, described: async () => ({ name: upload.name, size }) };
+}
+
+/** A /submit's upload PUT to the volume server it was assigned to; a refusal is a 502. */
+async function putOverHttp(
+  url: string,
+  server: string,
+  headers: Record<string, string>,
+  out: Outgoing,
+): Promise<UploadAnswer> {
+  const put = () => peerRequest(url, { method: 'PUT', headers, body: out.body, timeoutMs: 60_000 });
+  let res: PeerResponse;
+  try {
+    res = await put();
+  } catch {
+    // A pooled socket the volume server was closing: the same PUT again is safe
+    // (same fid and bytes; a copy that did land answers 204).
+    res = await put().catch((err: unknown) => {
+      throw new UpstreamError(`volume server ${server} is unreachable`, { cause: err });
+    });
+  }
+  if (res.status === 204) return { status: 204, eTag: String(res.headers.etag ?? '') };
+  const body = JSON.parse(res.body.toString()) as UploadDescription & { error?: string };
+  if (res.status !== 201) {
+    throw new UpstreamError(`volume server ${server} refused the upload: ${body.error ?? res.status}`);
+  }
+  return { status: 201, eTag: String(res.headers.etag ?? ''), body };
+}
+
+/** The same upload handed to this process's own volume server: refused as over HTTP (502, its reason). */
+async function handOver(
+  local: InProcessUploads,
+  server: string,
+  upload: InProcessUpload,
+): Promise<UploadAnswer> {
+  try {
+    return await local(upload);
+  } catch (err) {
+    throw new UpstreamError(`volume server ${server} refused the upload: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }
 
 /** The placement parameters of a /submit, as the leader's /dir/assign takes them. */

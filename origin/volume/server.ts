@@ -6,7 +6,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { MethodNotAllowedError } from '../../shared/errors.ts';
 import { parseFidPath } from '../../shared/fid.ts';
 import type { BackendConfig } from '../../tiering/backends/backend.ts';
-import { MAX_UPLOAD_BYTES } from '../http/body.ts';
+import { bufferedRequest, MAX_UPLOAD_BYTES } from '../http/body.ts';
 import { DEFAULT_DRAIN_SECONDS, type DrainResult, drainServer } from '../http/drain.ts';
 import { Health } from '../http/health.ts';
 import { serveInProcess } from '../http/in-process.ts';
@@ -38,7 +38,7 @@ import { handleTier, handleTierStatus, type TierContext } from './tier-handler.t
 import { TierPeers } from './tier-share.ts';
 import { DEFAULT_VOLUME_SIZE_LIMIT } from './volume.ts';
 import { VolumeMoves } from './volume-move.ts';
-import { handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
+import { acceptWrite, handleDelete, handleWrite, type WriteConfig } from './write-handler.ts';
 
 export interface VolumeServerConfig {
   host: string;
@@ -255,8 +255,13 @@ export async function startVolumeServer(
   const port = address.slice(address.lastIndexOf(':') + 1);
   const url = config.host === '0.0.0.0' || config.host === '::' ? `127.0.0.1:${port}` : address;
   const publicUrl = config.publicUrl ?? url;
-  // Under the address the master knows this server by (the one heartbeats give).
-  const unlink = config.inProcess ? serveInProcess(url, server) : undefined;
+  // Under the address the master knows this server by (the one heartbeats give); uploads already
+  // read whole (the master's small /submit bodies) are taken as calls to the same write path.
+  const unlink = config.inProcess
+    ? serveInProcess(url, server, (u) =>
+        acceptWrite(bufferedRequest(u.body, u.headers), store, u.pathname, u.query, write, u.requestId),
+      )
+    : undefined;
   write.replicator = new Replicator(
     config.master,
     [url, publicUrl, address],

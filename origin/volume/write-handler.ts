@@ -16,7 +16,14 @@ import { copyCount } from '../../shared/placement.ts';
 import { isEmptyTtl, parseTtl, type Ttl } from '../../shared/ttl.ts';
 import { assertKnownParams } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
-import { parseUpload, releaseUpload, type Spool, spoolDir, type Upload } from '../http/upload.ts';
+import {
+  parseUpload,
+  releaseUpload,
+  type Spool,
+  spoolDir,
+  type Upload,
+  type UploadAnswer,
+} from '../http/upload.ts';
 import { requestIdOf } from '../observability/request-id.ts';
 import {
   assertBody,
@@ -142,6 +149,28 @@ export async function handleWrite(
   query: URLSearchParams | null,
   config: WriteConfig,
 ): Promise<void> {
+  const answer = await acceptWrite(req, store, pathname, query, config, requestIdOf(req));
+  if (answer.status === 204) {
+    res.writeHead(204, { ETag: answer.eTag });
+    res.end();
+    return;
+  }
+  sendJson(res, 201, answer.body, { ETag: answer.eTag });
+}
+
+/**
+ * A write, from the checks of its fid, token and signature to its answer:
+ * `req` is the request as received, or an upload already read whole
+ * (http/upload.ts bufferedRequest) with the headers it came with.
+ */
+export async function acceptWrite(
+  req: IncomingMessage,
+  store: Store,
+  pathname: string,
+  query: URLSearchParams | null,
+  config: WriteConfig,
+  requestId: string | undefined,
+): Promise<UploadAnswer> {
   const { fid, ext } = uploadFid(pathname);
   if (query) assertKnownParams(query, WRITE_PARAMS);
   const signedBody = memberSignature(req, query, config);
@@ -164,7 +193,8 @@ export async function handleWrite(
     if (signedBody) {
       assertBody(signedBody, upload.spool ? await fileSha256Hex(upload.spool.path) : sha256Hex(upload.data));
     }
-    await storeUpload(upload, res, { volume, pathname, fid, ext, ttl, lastModified, query, token }, config);
+    const target = { volume, pathname, fid, ext, ttl, lastModified, query, token, requestId };
+    return await storeUpload(upload, target, config);
   } finally {
     releaseUpload(upload);
   }
@@ -180,15 +210,12 @@ interface WriteTarget {
   lastModified: number;
   query: URLSearchParams | null;
   token: string | undefined;
+  /** The client request's id, sent on to every replica. */
+  requestId: string | undefined;
 }
 
-async function storeUpload(
-  upload: Upload,
-  res: ServerResponse,
-  target: WriteTarget,
-  config: WriteConfig,
-): Promise<void> {
-  const { volume, pathname, fid, ext, ttl, lastModified, query, token } = target;
+async function storeUpload(upload: Upload, target: WriteTarget, config: WriteConfig): Promise<UploadAnswer> {
+  const { volume, pathname, fid, ext, ttl, lastModified, query, token, requestId } = target;
   const { plainSize, plainMd5 } = upload.spool
     ? await spooledPlain(upload.spool, upload.gzipped, upload.md5 !== undefined)
     : inMemoryPlain(upload.data, upload.gzipped, upload.md5 !== undefined);
@@ -237,19 +264,15 @@ async function storeUpload(
     // Sent while this copy's fsync runs (the append itself happened in the call above).
     // A spooled body streams from its file to each replica (the file outlives this call).
     const body = data ?? { path: upload.spool!.path, size: upload.spool!.size };
-    const w = { fid: pathname.slice(1), data: body, meta, token, requestId: requestIdOf(res.req) };
+    const w = { fid: pathname.slice(1), data: body, meta, token, requestId };
     await config.replicator.write(peers, fid.volumeId, w, applying, rollbackWhenApplied(volume, applying));
   }
   const result = await applying;
   // An overwrite changes what the edge may hold; the client-facing server (not each replica) says so.
   if (overwrite && !result.unchanged && isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   const eTag = etagOf(result.checksum);
-  if (result.unchanged) {
-    res.writeHead(204, { ETag: eTag });
-    res.end();
-    return;
-  }
-  sendJson(res, 201, { name: upload.name, size: plainSize, eTag: eTag.slice(1, -1), mime }, { ETag: eTag });
+  if (result.unchanged) return { status: 204, eTag };
+  return { status: 201, eTag, body: { name: upload.name, size: plainSize, eTag: eTag.slice(1, -1), mime } };
 }
 
 interface Plain {

@@ -1,14 +1,17 @@
 /**
  * `kelp server`'s link between its master and volume server (http/in-process.ts,
  * `inProcess: true`): a `/submit` reaches the volume server without a TCP
- * connection, through the same checks (here a signing key and a cluster key:
- * the master's token and signature travel in the headers), and is stored and
- * read back like any other.
+ * connection (a small upload without any connection at all: it is handed to
+ * the write path as a call), through the same checks (here a signing key and
+ * a cluster key: the master's token and signature travel in the headers), and
+ * is stored and read back like any other.
  */
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inProcessUploads } from '../../../origin/http/in-process.ts';
 import type { SubmitResponse } from '../../../shared/api.ts';
+import { UnauthorizedError } from '../../../shared/errors.ts';
 import {
   json,
   master,
@@ -27,12 +30,15 @@ const CLIENT_KEY = 'in-process-client-key';
 let m: TestMaster;
 let v: TestVolume;
 const seen = { tcp: 0, other: 0 };
+/** Requests the volume server's HTTP server took (a call handed over is not one). */
+let httpRequests = 0;
 
 beforeAll(async () => {
   const secured = { signingKey: SIGNING_KEY, clusterKey: CLUSTER_KEY };
   m = await master({ ...secured, clientKeys: [CLIENT_KEY] });
   v = await volume(m.address, { ...secured, inProcess: true });
   v.server.server.on('connection', (s) => (s instanceof Socket ? seen.tcp++ : seen.other++));
+  v.server.server.on('request', () => httpRequests++);
   await waitForNodes(m, 1);
   // The first assign grows the volumes (admin calls, over TCP: only forwarded uploads go in memory).
   const warm = await fetch(`${m.base}/dir/assign`, { headers: { Authorization: `Bearer ${CLIENT_KEY}` } });
@@ -41,13 +47,18 @@ beforeAll(async () => {
 
 afterAll(stopAll);
 
-function submit(data: Buffer, name: string): Promise<Response> {
+function submit(
+  data: Buffer,
+  name: string,
+  type?: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const form = new FormData();
-  form.append('file', new Blob([data]), name);
+  form.append('file', new Blob([data], type ? { type } : {}), name);
   return fetch(`${m.base}/submit`, {
     method: 'POST',
     body: form,
-    headers: { Authorization: `Bearer ${CLIENT_KEY}` },
+    headers: { Authorization: `Bearer ${CLIENT_KEY}`, ...headers },
   });
 }
 
@@ -70,8 +81,56 @@ describe('/submit to a volume server linked in process', () => {
     expect(bare.status).toBe(401);
   });
 
+  it('hands a small upload to the write path as a call: no connection, name, type and pairs kept', async () => {
+    const data = randomBytes(1024);
+    const before = httpRequests;
+    const res = await submit(data, 'photo.png', 'image/png', { 'Kelp-Owner': 'ana' });
+    const out = await json<SubmitResponse>(res, 201);
+    expect(out.fileName).toBe('photo.png');
+    expect(out.size).toBe(1024);
+    // No HTTP request reached the volume server (over a socket or in memory): the upload was a call.
+    expect(httpRequests).toBe(before);
+    const back = await fetch(`http://${out.fileUrl}`);
+    expect(back.status).toBe(200);
+    expect(back.headers.get('content-type')).toBe('image/png');
+    expect(back.headers.get('content-disposition')).toContain('photo.png');
+    expect(back.headers.get('kelp-owner')).toBe('ana');
+    expect(back.headers.get('etag')).toBe(`"${out.eTag}"`);
+    expect(Buffer.from(await back.arrayBuffer()).equals(data)).toBe(true);
+  });
+
+  it("a call still needs the master's token, and the same bytes again answer 204", async () => {
+    const uploads = inProcessUploads(v.url);
+    expect(uploads).toBeDefined();
+    const assigned = await json<{ fid: string; auth: string }>(
+      await fetch(`${m.base}/dir/assign`, { headers: { Authorization: `Bearer ${CLIENT_KEY}` } }),
+      200,
+    );
+    const body = Buffer.from('raw bytes, no form');
+    const upload = (token?: string) =>
+      uploads!({
+        pathname: `/${assigned.fid}`,
+        query: null,
+        headers: {
+          'content-length': String(body.length),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body,
+      });
+    await expect(upload()).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(upload('not-a-token')).rejects.toBeInstanceOf(UnauthorizedError);
+    const first = await upload(assigned.auth);
+    expect(first.status).toBe(201);
+    const again = await upload(assigned.auth);
+    expect(again).toEqual({ status: 204, eTag: first.eTag });
+    const back = await readBytes(`${v.url}/${assigned.fid}`);
+    expect(back.body.equals(body)).toBe(true);
+  });
+
   it('once the volume server has stopped, /submit fails as for a stopped server over TCP', async () => {
     await v.stop();
+    // Unlinked on stop: no call is handed to a stopped server.
+    expect(inProcessUploads(v.url)).toBeUndefined();
     const res = await submit(Buffer.from('late'), 'late.txt');
     expect(res.status).toBeGreaterThanOrEqual(500);
   });
