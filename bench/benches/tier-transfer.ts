@@ -23,7 +23,16 @@
  * `KELP_BENCH_TIER_TRANSFER_MIB=1024 KELP_BENCH_TIER_TRANSFER_ROUNDS=1`.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +52,7 @@ import {
   type TierStatus,
   tierDownload,
   tierUpload,
+  vifOf,
 } from '../../test/tiering/volume/harness.ts';
 import type { BackendConfig, UploadResult } from '../../tiering/backends/backend.ts';
 import { createBackend } from '../../tiering/backends/create-backend.ts';
@@ -61,7 +71,23 @@ const RSS_SAMPLE_MS = 20;
 /** Volume ids: 1 the filled volume; copies of it per round, 10+ for local.default and 20+ for S3. */
 const SOURCE = 1;
 
-const backendsOf = (s3: S3Store | undefined): BackendConfig[] => (s3 ? [s3.config] : []);
+/**
+ * A local tier on another filesystem than the data (tmpfs under /dev/shm): a download from it is a
+ * copy, where one from `local.default` (beside the data) moves the checked object into place.
+ */
+const OTHER_FS_BACKEND = 'local.otherfs';
+const OTHER_FS_VOLUME = 30;
+
+function otherFilesystemDir(dataDir: string): string | undefined {
+  const root = '/dev/shm';
+  if (!existsSync(root) || statSync(root).dev === statSync(dataDir).dev) return undefined;
+  return mkdtempSync(join(root, 'kelp-bench-transfer-'));
+}
+
+const backendsOf = (s3: S3Store | undefined, otherFs: string | undefined): BackendConfig[] => [
+  ...(s3 ? [s3.config] : []),
+  ...(otherFs ? [{ type: 'local' as const, id: 'otherfs', path: otherFs }] : []),
+];
 
 function copyVolume(dir: string, from: number, to: number): void {
   for (const ext of ['dat', 'idx']) copyFileSync(join(dir, `${from}.${ext}`), join(dir, `${to}.${ext}`));
@@ -186,7 +212,12 @@ async function pair(round: number, plain: () => Promise<void>, kelp: () => Promi
   }
 }
 
-async function localRows(dir: string, srv: ChildTierServer, size: number): Promise<Row[]> {
+async function localRows(
+  dir: string,
+  srv: ChildTierServer,
+  size: number,
+  otherFs: string | undefined,
+): Promise<Row[]> {
   const src = join(dir, `${SOURCE}.dat`);
   const scratch = join(dir, 'plain-copy.bin');
   // The backend alone, in this process: the copy with its hash thread, fsync and rename, no job around it.
@@ -207,6 +238,8 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
   const copyBack: Timed[] = [];
   const backendDown: Timed[] = [];
   const down: Timed[] = [];
+  const copyAcross: Timed[] = [];
+  const downAcross: Timed[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const vid = 10 + round;
     let uploaded: UploadResult | undefined;
@@ -242,6 +275,29 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
         down.push(await job(srv, () => tierDownload(srv.base, vid)));
       },
     );
+    if (otherFs) {
+      const across = OTHER_FS_VOLUME + round;
+      await tierUpload(srv.base, across, OTHER_FS_BACKEND);
+      // The plain copy's source: the same bytes on the same filesystem (the job deletes its object).
+      const object = join(otherFs, 'plain-source.bin');
+      copyFileSync(join(otherFs, vifOf(dir, across)!.remote!.key), object);
+      await pair(
+        round,
+        async () => {
+          copyAcross.push(
+            await time(async () => {
+              await copyFile(object, scratch);
+              await fsync(scratch);
+            }),
+          );
+          rmSync(scratch);
+        },
+        async () => {
+          downAcross.push(await job(srv, () => tierDownload(srv.base, across)));
+        },
+      );
+      rmSync(object);
+    }
   }
   const copyRate = rate(size, copy);
   const backRate = rate(size, copyBack);
@@ -258,7 +314,25 @@ async function localRows(dir: string, srv: ChildTierServer, size: number): Promi
     row('tier upload job to local.default', size, up, copyRate, '>= 80 %: + verify, .vif, .dat moved out'),
     row('local: plain copyFile + fsync, again', size, copyBack),
     row('local backend download alone (crc32c checked)', size, backendDown, backRate, 'vs copyFile'),
-    row('tier download job from local.default', size, down, backRate, '>= 80 %: + reopen, object deleted'),
+    row(
+      'tier download job from local.default',
+      size,
+      down,
+      backRate,
+      '>= 80 %: checked, moved into place (same filesystem), reopened',
+    ),
+    ...(otherFs
+      ? [
+          row('local: plain copyFile + fsync from another filesystem (tmpfs)', size, copyAcross),
+          row(
+            'tier download job from a local tier on another filesystem',
+            size,
+            downAcross,
+            rate(size, copyAcross),
+            '>= 80 %: copied, checked, reopened, object deleted',
+          ),
+        ]
+      : []),
   ];
 }
 
@@ -331,6 +405,7 @@ const bench: Bench = {
     const scratch = await mkdtemp(join(tmpdir(), 'kelp-bench-transfer-'));
     let s3: S3Store | undefined;
     let srv: ChildTierServer | undefined;
+    let otherFs: string | undefined;
     try {
       const dir = join(scratch, 'volumes');
       const started = performance.now();
@@ -344,20 +419,23 @@ const bench: Bench = {
         dir: scratch,
         memstoreBytes: 2 * ROUNDS * size + 512 * MiB,
       });
+      otherFs = otherFilesystemDir(dir);
       for (let round = 0; round < ROUNDS; round++) {
         copyVolume(dir, SOURCE, 10 + round);
         if (s3) copyVolume(dir, SOURCE, 20 + round);
+        if (otherFs) copyVolume(dir, SOURCE, OTHER_FS_VOLUME + round);
       }
-      srv = await startChildTierServer(dir, backendsOf(s3));
+      srv = await startChildTierServer(dir, backendsOf(s3, otherFs));
       // One read, so the server has loaded what a first request loads before anything is timed.
       await http(srv.base, '/status');
-      const rows = await localRows(dir, srv, size);
+      const rows = await localRows(dir, srv, size, otherFs);
       if (s3) rows.push(...(await s3Rows(dir, srv, s3, size)));
       return rows;
     } finally {
       await srv?.stop();
       await s3?.stop();
       await rm(scratch, { recursive: true, force: true });
+      if (otherFs) await rm(otherFs, { recursive: true, force: true });
     }
   },
 };

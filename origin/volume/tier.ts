@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { TierJob } from '../../shared/api.ts';
 import { ConflictError, CorruptDataError, InvalidParamError, NotFoundError } from '../../shared/errors.ts';
+import { copyCount } from '../../shared/placement.ts';
 import { encodeSuperBlock } from '../../shared/superblock.ts';
 import {
   type BackendConfig,
@@ -357,6 +358,8 @@ export async function tierDownload(
       await backend.download(remote.key, volume.path('dat'), {
         expectedSha256: remote.sha256,
         expectedCrc32c: remote.crc32c,
+        // Deleted after the commit below, and read by no one else unless replicas share it (tier-share.ts).
+        move: copyCount(volume.superBlock.placement) === 1,
         onProgress,
         signal,
       });

@@ -67,6 +67,12 @@ export interface DownloadOptions extends TransferOptions {
    * checks only SHA-256 refuses it (`InternalError`) rather than skip it.
    */
   expectedCrc32c?: string;
+  /**
+   * The caller deletes the object once this download is committed, and no one
+   * else reads it: a backend that can hand the object over instead of copying
+   * it (`local` on the same filesystem: a rename) may do so. Others ignore it.
+   */
+  move?: boolean;
 }
 
 /** What was written and its checksum (the kind the `.vif` asked to check). */

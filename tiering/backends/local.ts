@@ -5,8 +5,8 @@
  * file, fsync and rename, so a key is either absent or complete.
  */
 import { closeSync, constants, open as fsOpen, read as fsRead, openSync, readSync } from 'node:fs';
-import { copyFile, rm, stat } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fsyncDirAsync } from '../../origin/fs/files.ts';
 import {
@@ -116,7 +116,12 @@ export class LocalBackend extends DescribedBackend implements TierBackend {
       async () => {
         this.stats.requests++;
         try {
-          return await copyChecked(src, localPath, (await stat(src)).size, opts);
+          const total = (await stat(src)).size;
+          if (opts.move) {
+            const moved = await moveChecked(src, localPath, total, opts);
+            if (moved) return moved;
+          }
+          return await copyChecked(src, localPath, total, opts);
         } catch (err) {
           throw mapFsError(err, what);
         }
@@ -221,6 +226,64 @@ async function copyChecked(
     });
     opts.onProgress?.(total, total);
     return result;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    hasher.cancel();
+  }
+}
+
+/**
+ * A download the caller will delete the object after (`opts.move`), on the
+ * same filesystem: the object is checked where it lies, then renamed to
+ * `dest`, so the download costs one read of the object (the checksum) instead
+ * of a copy, and the delete after it has nothing left to free (an `unlink`
+ * of a large file frees its extents inline: 81 ms for 256 MiB on ext4 here).
+ * Returns undefined, having changed nothing, when `dest` is on another
+ * filesystem: the caller copies instead.
+ *
+ * Durability: the object was fsynced when it was uploaded; the rename is made
+ * durable by an fsync of both directories. A crash between the rename and the
+ * caller's commit leaves the `.dat` in place with the `.vif` still naming the
+ * object, which opens as a local volume (volume-open.ts) and a retried
+ * download commits it.
+ */
+async function moveChecked(
+  src: string,
+  dest: string,
+  total: number,
+  opts: DownloadOptions,
+): Promise<DownloadResult | undefined> {
+  opts.signal?.throwIfAborted();
+  // Known before the object is read: a rename across filesystems would fail after the checksum's pass.
+  const [from, into] = await Promise.all([stat(src), stat(dirname(dest))]);
+  if (from.dev !== into.dev) return undefined;
+  const algorithm =
+    opts.expectedCrc32c === undefined && opts.expectedSha256 !== undefined ? 'sha256' : 'crc32c';
+  const below = Math.max(0, total - 1);
+  const hasher = new FileHasher(src, {
+    algorithm,
+    total,
+    onProgress: (n) => opts.onProgress?.(Math.min(n, below), total),
+  });
+  const onAbort = () => hasher.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const { digest } = await hasher.result().catch((err: unknown) => {
+      opts.signal?.throwIfAborted();
+      throw err;
+    });
+    const expected = algorithm === 'sha256' ? opts.expectedSha256 : opts.expectedCrc32c;
+    checkDigest(src, algorithm, digest, expected);
+    opts.signal?.throwIfAborted();
+    try {
+      await rename(src, dest);
+    } catch (err) {
+      if (fsCode(err) === 'EXDEV') return undefined;
+      throw err;
+    }
+    await Promise.all([fsyncDirAsync(dirname(dest)), fsyncDirAsync(dirname(src))]);
+    opts.onProgress?.(total, total);
+    return algorithm === 'sha256' ? { size: total, sha256: digest } : { size: total, crc32c: digest };
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     hasher.cancel();

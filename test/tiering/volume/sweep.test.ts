@@ -25,6 +25,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { TIER_TEMP_FILE_MAX_IDLE_MS } from '../../../tiering/backends/local.ts';
 import {
   assignVolume,
@@ -157,14 +158,28 @@ describe('issue 10 finding 10: temp files of interrupted transfers are swept at 
   }, 120_000);
 
   it('a download killed midway leaves a temp .dat in the data directory; the next start removes it at once, with the other leftovers of a crash', async () => {
-    child = await startChildTierServer(dir);
+    // A download that copies, so it has a temp .dat: from a local tier on another filesystem than
+    // the data (one from local.default, on the data's own filesystem, moves the object instead).
+    const elsewhere = ['/dev/shm', '/run'].find(
+      (d) => existsSync(d) && statSync(d).dev !== statSync(dir).dev,
+    );
+    expect(elsewhere, "a filesystem other than the data directory's to tier to").toBeDefined();
+    const otherFs = mkdtempSync(join(elsewhere!, 'kelp-tier-sweep-'));
+    dirs.push(otherFs);
+    const backends: LocalBackendConfig[] = [{ type: 'local', id: 'otherfs', path: otherFs }];
+    child = await startChildTierServer(dir, backends);
+    await assignVolume(child.base, 4);
+    // About 100 MiB: a copy from tmpfs is quick, and the kill must land well before it ends.
+    const blobs4 = await fillVolume(child.base, 4, { small: 100, large: Array(80).fill(1.25 * MiB) });
+    await sealVolume(child.base, 4);
+    await tierUpload(child.base, 4, 'local.otherfs');
     const killed = killOnTempFile(child, dir);
-    await startDownload(child.base, 2);
+    await startDownload(child.base, 4);
     const downloadTemp = await killed;
     await child.kill();
     child = undefined;
-    expect(existsSync(downloadTemp)).toBe(true);
-    expect(vifOf(dir, 2)?.remote?.backend).toBe('local.default');
+    expect(existsSync(downloadTemp), 'the temp .dat the kill left').toBe(true);
+    expect(vifOf(dir, 4)?.remote?.backend).toBe('local.otherfs');
 
     // The other leftovers: an upload's spool file, and the compaction files of a volume that is gone.
     const spool = put(join(dir, '.spool', 'a1b2c3d4e5f6a1b2c3d4e5f6'));
@@ -172,14 +187,18 @@ describe('issue 10 finding 10: temp files of interrupted transfers are swept at 
     // Not ours: kept.
     const foreign = [join(dir, 'notes.txt'), join(dir, '.2.dat.tmp')].map((f) => put(f));
 
-    srv = await startTierServer(dir);
+    srv = await startTierServer(dir, backends);
     expect(existsSync(downloadTemp), "the killed download's temp .dat").toBe(false);
     expect(existsSync(spool)).toBe(false);
     for (const o of orphans) expect(existsSync(o), o).toBe(false);
     for (const f of foreign) expect(existsSync(f), f).toBe(true);
     // Still tiered and served from the tier; a retry of the download completes.
-    expect((await tierStatus(srv.base, 2)).remote?.backend).toBe('local.default');
-    await expectAllReadBack(srv.base, blobs2);
+    expect((await tierStatus(srv.base, 4)).remote?.backend).toBe('local.otherfs');
+    await expectAllReadBack(srv.base, blobs4);
+    await tierDownload(srv.base, 4);
+    expect(vifOf(dir, 4)?.remote).toBeUndefined();
+    await expectAllReadBack(srv.base, blobs4);
+    // Volume 2, in local.default: its download moves the object into place.
     await tierDownload(srv.base, 2);
     expect(vifOf(dir, 2)?.remote).toBeUndefined();
     await expectAllReadBack(srv.base, blobs2);
