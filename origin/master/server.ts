@@ -392,7 +392,6 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
     const headers: Record<string, string> = { ...out.headers, ...requestIdHeader(requestId) };
     if (assigned.auth) headers.authorization = `Bearer ${assigned.auth}`;
     const ttl = param(q, 'ttl');
-    const url = `http://${assigned.url}/${assigned.fid}`;
     // `kelp server`: an upload held in memory is handed to this process's own volume server as a
     // call (http/in-process.ts); any other goes over HTTP.
     const inMemory = Buffer.isBuffer(out.body) ? out.body : undefined;
@@ -406,7 +405,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
           requestId,
         })
       : await putOverHttp(
-          `${url}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`,
+          `http://${assigned.url}/${assigned.fid}${ttl ? `?ttl=${encodeURIComponent(ttl)}` : ''}`,
           assigned.url,
           headers,
           out,
