@@ -52,10 +52,11 @@ function submit(
   name: string,
   type?: string,
   headers: Record<string, string> = {},
+  query = '',
 ): Promise<Response> {
   const form = new FormData();
   form.append('file', new Blob([data], type ? { type } : {}), name);
-  return fetch(`${m.base}/submit`, {
+  return fetch(`${m.base}/submit${query}`, {
     method: 'POST',
     body: form,
     headers: { Authorization: `Bearer ${CLIENT_KEY}`, ...headers },
@@ -81,10 +82,15 @@ describe('/submit to a volume server linked in process', () => {
     expect(bare.status).toBe(401);
   });
 
-  it('hands a small upload to the write path as a call: no connection, name, type and pairs kept', async () => {
+  it('hands a small upload to the write path as a call: no HTTP request; name, type, pairs and TTL kept', async () => {
     const data = randomBytes(1024);
+    // Volumes of the 3m layout grown first: growing is the master's admin call over TCP.
+    const grown = await fetch(`${m.base}/dir/assign?ttl=3m`, {
+      headers: { Authorization: `Bearer ${CLIENT_KEY}` },
+    });
+    expect(grown.status).toBe(200);
     const before = httpRequests;
-    const res = await submit(data, 'photo.png', 'image/png', { 'Kelp-Owner': 'ana' });
+    const res = await submit(data, 'photo.png', 'image/png', { 'Kelp-Owner': 'ana' }, '?ttl=3m');
     const out = await json<SubmitResponse>(res, 201);
     expect(out.fileName).toBe('photo.png');
     expect(out.size).toBe(1024);
@@ -95,6 +101,10 @@ describe('/submit to a volume server linked in process', () => {
     expect(back.headers.get('content-type')).toBe('image/png');
     expect(back.headers.get('content-disposition')).toContain('photo.png');
     expect(back.headers.get('kelp-owner')).toBe('ana');
+    // The TTL went with the call: the blob expires 3 minutes after it was written.
+    const expires = Date.parse(back.headers.get('expires') ?? '');
+    expect(expires - Date.now()).toBeGreaterThan(2 * 60_000);
+    expect(expires - Date.now()).toBeLessThanOrEqual(3 * 60_000);
     expect(back.headers.get('etag')).toBe(`"${out.eTag}"`);
     expect(Buffer.from(await back.arrayBuffer()).equals(data)).toBe(true);
   });
