@@ -10,7 +10,9 @@
  *   told by heartbeats POSTed by this script);
  * - what one heartbeat of 1,000 volumes costs the master (CPU, latency,
  *   size): a full list, and the deltas sent between full lists (10 volumes
- *   changed, and none).
+ *   changed, and none);
+ * - assigns at that master: with 1 % of the 10^4 volumes open for writes
+ *   (as in a cluster that has filled most of its volumes), and with all open.
  * The volume servers run the built tree (dist/, rebuilt here first), as
  * deployments do (decision 0017); an empty one is also run from the
  * TypeScript sources, for what Node's type stripper adds.
@@ -43,6 +45,9 @@ const LOOKUPS = 20_000;
 const HEARTBEATS = 200;
 /** Volumes changed between two beats in the delta measured: a server taking writes on a few. */
 const DELTA_CHANGED = 10;
+const ASSIGNS = 5_000;
+/** Of each server's volumes, how many stay writable in the first assign row (the rest read-only, as full). */
+const OPEN_PER_SERVER = 10;
 const COOKIE = 0x1234abcd;
 
 const rows: string[][] = [];
@@ -95,7 +100,7 @@ async function call(port: number, method: string, path: string, body: string | u
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 
-function heartbeatBody(server: number, firstVolume: number): string {
+function heartbeatBody(server: number, firstVolume: number, open = VOLUMES_PER_SERVER): string {
   const volumes = Array.from({ length: VOLUMES_PER_SERVER }, (_, i) => ({
     id: firstVolume + i,
     collection: '',
@@ -103,7 +108,7 @@ function heartbeatBody(server: number, firstVolume: number): string {
     fileCount: 1000,
     deleteCount: 0,
     deletedByteCount: 0,
-    readOnly: false,
+    readOnly: i >= open,
     replicaPlacement: '000',
     ttl: '',
     compactRevision: 0,
@@ -245,6 +250,38 @@ try {
         `master CPU ${cpu0 === undefined || cpu1 === undefined ? '?' : (((cpu1 - cpu0) / HEARTBEATS) * 1000).toFixed(2)} ms/beat, p50 ${pct(beats, 0.5).toFixed(2)} ms, p99 ${pct(beats, 0.99).toFixed(2)} ms`,
       );
     };
+    // Assigns, first with most volumes full (read-only), then with every volume open.
+    const timeAssigns = async (what: string) => {
+      const cpu0 = cpuSeconds(master.child!.pid);
+      const t0 = performance.now();
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (sent < ASSIGNS) {
+            sent++;
+            const status = await call(master.port, 'GET', '/dir/assign', undefined, agent);
+            if (status !== 200) throw new Error(`assign: HTTP ${status}`);
+          }
+        }),
+      );
+      const secs = (performance.now() - t0) / 1000;
+      const cpu1 = cpuSeconds(master.child!.pid);
+      row(
+        `master assign, ${total.toLocaleString('en-US')} volumes, ${what}, c=16`,
+        `${(ASSIGNS / secs).toFixed(0)} req/s, master CPU ${cpu0 === undefined || cpu1 === undefined ? '?' : (((cpu1 - cpu0) / ASSIGNS) * 1e6).toFixed(0)} µs/assign`,
+      );
+    };
+    for (let s = 0; s < LOOKUP_SERVERS; s++) {
+      const beat = heartbeatBody(s, 1 + s * VOLUMES_PER_SERVER, OPEN_PER_SERVER);
+      const status = await call(master.port, 'POST', '/heartbeat', beat, agent);
+      if (status !== 200) throw new Error(`heartbeat: HTTP ${status}`);
+    }
+    await timeAssigns(`${LOOKUP_SERVERS * OPEN_PER_SERVER} open`);
+    for (const b of bodies) {
+      const status = await call(master.port, 'POST', '/heartbeat', b, agent);
+      if (status !== 200) throw new Error(`heartbeat: HTTP ${status}`);
+    }
+    await timeAssigns('all open');
     const full = bodies[0]!;
     await timeBeats('full list', full);
     // Deltas as a volume server sends them between full lists (origin/volume/heartbeat.ts).
