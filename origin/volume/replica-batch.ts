@@ -23,8 +23,16 @@ export const MAX_BATCH_WRITES = 64;
 export const MAX_BATCH_DATA_BYTES = 1024 * 1024;
 /** A write's data must be under this to go in a batch; larger ones are sent on their own. */
 export const MAX_BATCHED_WRITE_BYTES = 64 * 1024;
-/** The JSON part of a batch at most: per write a fid, a change id, a token and short meta. */
-export const MAX_BATCH_HEADER_BYTES = 256 * 1024;
+/**
+ * Characters of a write's text fields (name, mime, pairs, token, request id)
+ * at most for it to go in a batch; a write with more is sent on its own.
+ */
+export const MAX_BATCHED_TEXT_CHARS = 2048;
+/**
+ * The JSON part of a batch at most: MAX_BATCH_WRITES writes whose text,
+ * escaped at worst (6 bytes a character), fits with room for the fixed fields.
+ */
+export const MAX_BATCH_HEADER_BYTES = 1024 * 1024;
 /** The largest body a replica reads for a batch. */
 export const MAX_BATCH_BODY_BYTES = 4 + MAX_BATCH_HEADER_BYTES + MAX_BATCH_DATA_BYTES;
 const LENGTH_PREFIX_BYTES = 4;

@@ -22,6 +22,9 @@ export interface QueuedWrite {
   alone(): Promise<number>;
 }
 
+/** Requests to one replica at once; writes that arrive meanwhile wait for the next. */
+const MAX_IN_FLIGHT = 1;
+
 interface Waiting extends QueuedWrite {
   resolve(status: number): void;
   reject(err: unknown): void;
@@ -29,7 +32,8 @@ interface Waiting extends QueuedWrite {
 
 interface PeerQueue {
   waiting: Waiting[];
-  busy: boolean;
+  /** Requests to this replica not yet answered. */
+  inFlight: number;
 }
 
 /** Sends a batch to a replica; resolves to one result per write, in order. */
@@ -42,16 +46,19 @@ export type SendBatch = (
 export class ReplicaBatches {
   private readonly queues = new Map<string, PeerQueue>();
   private readonly sendBatch: SendBatch;
+  private readonly observe: ((writes: number) => void) | undefined;
 
-  constructor(sendBatch: SendBatch) {
+  /** `observe` is told how many writes each request carried (metrics). */
+  constructor(sendBatch: SendBatch, observe?: (writes: number) => void) {
     this.sendBatch = sendBatch;
+    this.observe = observe;
   }
 
   /** Resolves to the status the replica gave this write; rejects when its request failed. */
   add(peer: string, write: QueuedWrite): Promise<number> {
     let q = this.queues.get(peer);
     if (q === undefined) {
-      q = { waiting: [], busy: false };
+      q = { waiting: [], inFlight: 0 };
       this.queues.set(peer, q);
     }
     const queue = q;
@@ -63,16 +70,17 @@ export class ReplicaBatches {
 
   /** Sends what waits, unless a request to this replica is still out; runs again when it settles. */
   private next(peer: string, q: PeerQueue): void {
-    if (q.busy) return;
+    if (q.inFlight >= MAX_IN_FLIGHT) return;
     if (q.waiting.length === 0) {
       // An idle replica keeps no entry: the map holds only replicas written to now.
-      this.queues.delete(peer);
+      if (q.inFlight === 0) this.queues.delete(peer);
       return;
     }
     const batch = take(q.waiting);
-    q.busy = true;
+    this.observe?.(batch.length);
+    q.inFlight++;
     const settled = () => {
-      q.busy = false;
+      q.inFlight--;
       this.next(peer, q);
     };
     if (batch.length === 1) {

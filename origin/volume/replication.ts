@@ -32,6 +32,7 @@ import {
   type BatchedResult,
   type BatchedWrite,
   encodeBatch,
+  MAX_BATCHED_TEXT_CHARS,
   MAX_BATCHED_WRITE_BYTES,
   REPLICA_BATCH_URL,
 } from './replica-batch.ts';
@@ -103,7 +104,7 @@ export class Replicator {
   /** Signs every request to a replica (replicas take `type=replicate` only from cluster members). */
   private readonly clusterKey: string | undefined;
   /** Small writes per replica, gathered while a request to it is out. */
-  private readonly batches = new ReplicaBatches((peer, writes, data) => this.sendBatch(peer, writes, data));
+  private readonly batches: ReplicaBatches;
 
   constructor(
     master: string | undefined,
@@ -111,6 +112,7 @@ export class Replicator {
     log?: Logger,
     clusterKey?: string,
     observe?: ReplicationObserver,
+    observeBatch?: (writes: number) => void,
   ) {
     this.masters = new MasterClient(master ?? '', { timeoutMs: LOOKUP_TIMEOUT_MS });
     this.self = new Set(selfUrls);
@@ -118,6 +120,10 @@ export class Replicator {
     this.observe = observe;
     this.undoLog = new UndoLog({ log });
     this.clusterKey = clusterKey;
+    this.batches = new ReplicaBatches(
+      (peer, writes, data) => this.sendBatch(peer, writes, data),
+      observeBatch,
+    );
   }
 
   /** The other replicas of a volume: every location the master knows, minus this server. */
@@ -353,9 +359,10 @@ export class Replicator {
     const change: Change = { fid: w.fid, token: w.token, id: newChangeId(), requestId: w.requestId };
     const data = w.data;
     let send: (peer: string) => Promise<number>;
-    if (data instanceof Uint8Array && data.length < MAX_BATCHED_WRITE_BYTES) {
+    const entry =
+      data instanceof Uint8Array && data.length < MAX_BATCHED_WRITE_BYTES && batchedWrite(w, change.id);
+    if (entry && data instanceof Uint8Array) {
       // Small writes to a busy replica wait and go together (replica-batches.ts).
-      const entry = batchedWrite(w, change.id);
       send = (peer) =>
         this.batches.add(peer, { entry, data, alone: () => this.sendWrite(peer, w, change.id) });
     } else {
@@ -457,9 +464,16 @@ function newChangeId(): string {
   return randomUUID();
 }
 
-/** A write as a replica batch carries it: the stored data's meta as fields. */
-function batchedWrite(w: ReplicaWrite, changeId: string): BatchedWrite {
+/**
+ * A write as a replica batch carries it: the stored data's meta as fields.
+ * Undefined when its text is too long for a batch (it goes on its own).
+ */
+function batchedWrite(w: ReplicaWrite, changeId: string): BatchedWrite | undefined {
   const m = w.meta;
+  const textBytes =
+    (m.name?.length ?? 0) + (m.mime?.length ?? 0) + (m.pairs?.length ?? 0) + (w.token?.length ?? 0);
+  // UTF-8 bytes bound the characters they decode to; the request id is at most MAX_REQUEST_ID_LENGTH.
+  if (textBytes + (w.requestId?.length ?? 0) > MAX_BATCHED_TEXT_CHARS) return undefined;
   const entry: BatchedWrite = { fid: w.fid, change: changeId, size: (w.data as Uint8Array).length };
   if (m.flags & FLAG_GZIP) entry.gzip = true;
   if (m.lastModified !== undefined) entry.ts = m.lastModified;

@@ -235,6 +235,7 @@ export async function startVolumeServer(
       replicationLog,
       config.clusterKey,
       volumeMetrics?.onReplication,
+      volumeMetrics?.onReplicaBatch,
     ),
     ...(purgers.length
       ? { edgePurge: new EdgePurgeEvents(purgers, log.child({ component: 'edge-purge' })) }
@@ -266,6 +267,7 @@ export async function startVolumeServer(
     replicationLog,
     config.clusterKey,
     volumeMetrics?.onReplication,
+    volumeMetrics?.onReplicaBatch,
   );
   if (config.master) {
     heartbeat = new HeartbeatClient({
