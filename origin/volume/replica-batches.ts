@@ -1,11 +1,13 @@
 /**
  * The primary's side of replica batches (replica-batch.ts): per replica, at
  * most one request in flight; small writes that arrive meanwhile wait and go
- * together in the next one. A write that finds its replica idle goes at once,
- * on its own, as the plain per-write request: batching adds no wait, it only
- * gathers what would otherwise queue behind the replica's fsync. Under load
- * a replica then sees one request and one group fsync per batch instead of
- * one per write (docs/decisions/0021-replica-batches.md).
+ * together in the next one. A write that finds its replica idle goes at the
+ * end of the current event-loop turn (setImmediate), with the writes that
+ * came in during that turn; alone, it goes as the plain per-write request.
+ * No timer: batching only gathers what arrives together or would otherwise
+ * queue behind the replica's fsync. Under load a replica then sees one
+ * request and one group fsync per batch instead of one per write
+ * (docs/decisions/0021-replica-batches.md).
  */
 import {
   type BatchedResult,
@@ -34,6 +36,8 @@ interface PeerQueue {
   waiting: Waiting[];
   /** Requests to this replica not yet answered. */
   inFlight: number;
+  /** A send is queued for the end of this event-loop turn (the replica was idle). */
+  scheduled: boolean;
 }
 
 /** Sends a batch to a replica; resolves to one result per write, in order. */
@@ -58,13 +62,19 @@ export class ReplicaBatches {
   add(peer: string, write: QueuedWrite): Promise<number> {
     let q = this.queues.get(peer);
     if (q === undefined) {
-      q = { waiting: [], inFlight: 0 };
+      q = { waiting: [], inFlight: 0, scheduled: false };
       this.queues.set(peer, q);
     }
     const queue = q;
     return new Promise((resolve, reject) => {
       queue.waiting.push({ ...write, resolve, reject });
-      this.next(peer, queue);
+      if (queue.inFlight > 0 || queue.scheduled) return;
+      // Idle: send at the end of this turn of the event loop, with every write that came in during it.
+      queue.scheduled = true;
+      setImmediate(() => {
+        queue.scheduled = false;
+        this.next(peer, queue);
+      });
     });
   }
 

@@ -56,9 +56,12 @@ function harness() {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('ReplicaBatches', () => {
-  it('sends a write to an idle replica at once, on its own; what arrives meanwhile goes as one batch after it', async () => {
+  it('an idle replica gets the writes of this event-loop turn at its end; what arrives while that is out goes as one batch after it', async () => {
     const { batches, sent, alone, write } = harness();
     const first = batches.add('r1:80', write(1));
+    // Nothing goes before the end of the turn: a write arriving in it would join.
+    expect(alone).toHaveLength(0);
+    await tick();
     expect(alone.map((a) => a.fid)).toEqual(['1,1']);
     const rest = [2, 3, 4].map((n) => batches.add('r1:80', write(n)));
     await tick();
@@ -71,18 +74,31 @@ describe('ReplicaBatches', () => {
     expect(await Promise.all(rest)).toEqual([201, 409, 204]);
   });
 
+  it('writes that reach an idle replica in the same turn go together', async () => {
+    const { batches, sent, alone, write } = harness();
+    const both = [1, 2].map((n) => batches.add('r1:80', write(n)));
+    await tick();
+    expect(alone).toHaveLength(0);
+    expect(sent.map((s) => s.fids)).toEqual([['1,1', '1,2']]);
+    sent[0]!.answer.resolve([{ status: 201 }, { status: 201 }]);
+    expect(await Promise.all(both)).toEqual([201, 201]);
+  });
+
   it('keeps one request in flight per replica, not across replicas', async () => {
-    const { batches, alone, write } = harness();
+    const { batches, alone, sent, write } = harness();
     void batches.add('r1:80', write(1));
     void batches.add('r2:80', write(2));
+    await tick();
     void batches.add('r1:80', write(3));
     await tick();
     expect(alone.map((a) => a.fid)).toEqual(['1,1', '1,2']);
+    expect(sent).toHaveLength(0);
   });
 
   it('a batch that fails fails every write in it, and the next batch still goes', async () => {
     const { batches, sent, alone, write } = harness();
     void batches.add('r1:80', write(1));
+    await tick();
     const doomed = [2, 3].map((n) => batches.add('r1:80', write(n)));
     alone[0]!.answer.resolve(201);
     await tick();
@@ -96,10 +112,8 @@ describe('ReplicaBatches', () => {
   });
 
   it('a batch answered with the wrong number of results fails every write in it', async () => {
-    const { batches, sent, alone, write } = harness();
-    void batches.add('r1:80', write(1));
+    const { batches, sent, write } = harness();
     const pair = [2, 3].map((n) => batches.add('r1:80', write(n)));
-    alone[0]!.answer.resolve(201);
     await tick();
     sent[0]!.answer.resolve([{ status: 201 }]);
     for (const p of pair) await expect(p).rejects.toThrow(/1 results for 2 writes/);
@@ -107,21 +121,17 @@ describe('ReplicaBatches', () => {
 
   it(`closes a batch at ${MAX_BATCH_WRITES} writes and at ${MAX_BATCH_DATA_BYTES} bytes of data`, async () => {
     const { batches, sent, alone, write } = harness();
-    void batches.add('r1:80', write(0));
     for (let n = 1; n <= MAX_BATCH_WRITES + 1; n++) void batches.add('r1:80', write(n));
-    alone[0]!.answer.resolve(201);
     await tick();
     expect(sent[0]!.fids).toHaveLength(MAX_BATCH_WRITES);
     sent[0]!.answer.resolve(sent[0]!.fids.map(() => ({ status: 201 })));
     await tick();
     // The one left over goes alone.
-    expect(alone.map((a) => a.fid)).toEqual(['1,0', `1,${MAX_BATCH_WRITES + 1}`]);
+    expect(alone.map((a) => a.fid)).toEqual([`1,${MAX_BATCH_WRITES + 1}`]);
 
     const big = harness();
     const size = 60 * 1024;
-    void big.batches.add('r1:80', big.write(0, size));
     for (let n = 1; n <= 20; n++) void big.batches.add('r1:80', big.write(n, size));
-    big.alone[0]!.answer.resolve(201);
     await tick();
     expect(big.sent[0]!.fids).toHaveLength(Math.floor(MAX_BATCH_DATA_BYTES / size));
   });
