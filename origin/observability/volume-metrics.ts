@@ -67,6 +67,7 @@ function samples(map: Map<string, number>, names: readonly string[]): Samples {
 export class VolumeMetrics {
   private sources: Sources | undefined;
   private readonly fsyncBatch;
+  private readonly replicaBatch;
   private readonly fsyncSeconds;
   private fsyncFailures = 0;
   private readonly replication = new Map<string, number>();
@@ -183,6 +184,12 @@ export class VolumeMetrics {
       r,
       `${P}fsync_batch_writes`,
       'Writes made durable by one fdatasync of a volume (group commit; --fsync batch shares, always does not)',
+      BATCH_BUCKETS,
+    ).series();
+    this.replicaBatch = new FastHistogram(
+      r,
+      `${P}replication_batch_writes`,
+      'Small writes sent to a replica in one request (1 = sent alone; more: a batch, replica-batches.ts)',
       BATCH_BUCKETS,
     ).series();
     this.fsyncSeconds = new FastHistogram(
@@ -309,6 +316,11 @@ export class VolumeMetrics {
     }
     this.fsyncBatch.observe(writes);
     this.fsyncSeconds.observe(seconds);
+  };
+
+  /** Told of each request of small writes to a replica: how many writes it carried. */
+  readonly onReplicaBatch = (writes: number): void => {
+    this.replicaBatch.observe(writes);
   };
 
   readonly onReplication: ReplicationObserver = (op, peers, failed, kept) => {

@@ -11,6 +11,10 @@
  * id (`DELETE /<fid>?type=replicate&undo=<id>`, undo-log.ts), so no replica
  * keeps serving a write or delete the client was told failed.
  *
+ * Small writes to a replica that is busy with an earlier request wait and go
+ * together, in one request (replica-batches.ts, docs/decisions/0023-replica-batches.md);
+ * each keeps its own change id, answer and rollback.
+ *
  * Every request to a replica goes through `Replicator.send`: the one place
  * replica traffic can be authenticated.
  */
@@ -24,6 +28,15 @@ import { type FileBody, type PeerResponse, peerRequest } from '../http/client.ts
 import type { Logger } from '../observability/log.ts';
 import { requestIdHeader } from '../observability/request-id.ts';
 import { clusterHeaders, EMPTY_SHA256, fileSha256Hex, sha256Hex } from '../security/cluster-auth.ts';
+import {
+  type BatchedResult,
+  type BatchedWrite,
+  encodeBatch,
+  MAX_BATCHED_TEXT_CHARS,
+  MAX_BATCHED_WRITE_BYTES,
+  REPLICA_BATCH_URL,
+} from './replica-batch.ts';
+import { ReplicaBatches } from './replica-batches.ts';
 import { UndoLog } from './undo-log.ts';
 
 /** Seconds a lookup of replica locations is trusted. */
@@ -90,6 +103,8 @@ export class Replicator {
 
   /** Signs every request to a replica (replicas take `type=replicate` only from cluster members). */
   private readonly clusterKey: string | undefined;
+  /** Small writes per replica, gathered while a request to it is out. */
+  private readonly batches: ReplicaBatches;
 
   constructor(
     master: string | undefined,
@@ -97,6 +112,7 @@ export class Replicator {
     log?: Logger,
     clusterKey?: string,
     observe?: ReplicationObserver,
+    observeBatch?: (writes: number) => void,
   ) {
     this.masters = new MasterClient(master ?? '', { timeoutMs: LOOKUP_TIMEOUT_MS });
     this.self = new Set(selfUrls);
@@ -104,6 +120,10 @@ export class Replicator {
     this.observe = observe;
     this.undoLog = new UndoLog({ log });
     this.clusterKey = clusterKey;
+    this.batches = new ReplicaBatches(
+      (peer, writes, data) => this.sendBatch(peer, writes, data),
+      observeBatch,
+    );
   }
 
   /** The other replicas of a volume: every location the master knows, minus this server. */
@@ -336,6 +356,31 @@ export class Replicator {
     local: Promise<unknown>,
     rollback: LocalRollback,
   ): Promise<void> {
+    const change: Change = { fid: w.fid, token: w.token, id: newChangeId(), requestId: w.requestId };
+    const data = w.data;
+    let send: (peer: string) => Promise<number>;
+    const entry =
+      data instanceof Uint8Array && data.length < MAX_BATCHED_WRITE_BYTES && batchedWrite(w, change.id);
+    if (entry && data instanceof Uint8Array) {
+      // Small writes to a busy replica wait and go together (replica-batches.ts).
+      send = (peer) =>
+        this.batches.add(peer, { entry, data, alone: () => this.sendWrite(peer, w, change.id) });
+    } else {
+      // A spooled body is hashed once for every replica's signature (an extra read of the spool file).
+      const bodySha256 =
+        this.clusterKey && !(data instanceof Uint8Array) ? await fileSha256Hex(data.path) : undefined;
+      send = (peer) => this.sendWrite(peer, w, change.id, bodySha256);
+    }
+    await this.fanOut('write', volumeId, peers, change, send, rollback, local);
+  }
+
+  /** One write to one replica as a request of its own: `PUT /<fid>?type=replicate&change=<id>`. */
+  private async sendWrite(
+    peer: string,
+    w: ReplicaWrite,
+    changeId: string,
+    bodySha256?: string,
+  ): Promise<number> {
     const headers: Record<string, string> = { 'Content-Type': mimeOf(w.meta) || 'application/octet-stream' };
     if (w.meta.flags & FLAG_GZIP) headers['Content-Encoding'] = 'gzip';
     if (w.meta.name?.length) {
@@ -350,32 +395,38 @@ export class Replicator {
       }
     }
     if (w.token) headers.Authorization = `Bearer ${w.token}`;
-    const change: Change = { fid: w.fid, token: w.token, id: newChangeId(), requestId: w.requestId };
-    const q = new URLSearchParams({ type: 'replicate', change: change.id });
+    const q = new URLSearchParams({ type: 'replicate', change: changeId });
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
-    // A spooled body is hashed once for every replica's signature (an extra read of the spool file).
-    const bodySha256 =
-      this.clusterKey && !(w.data instanceof Uint8Array) ? await fileSha256Hex(w.data.path) : undefined;
-    await this.fanOut(
-      'write',
-      volumeId,
-      peers,
-      change,
-      async (peer) => {
-        const res = await this.send(peer, `/${w.fid}?${q}`, {
-          method: 'PUT',
-          headers,
-          body: w.data,
-          bodySha256,
-          requestId: w.requestId,
-          timeoutMs: REPLICA_TIMEOUT_MS,
-        });
-        return res.status;
-      },
-      rollback,
-      local,
-    );
+    const res = await this.send(peer, `/${w.fid}?${q}`, {
+      method: 'PUT',
+      headers,
+      body: w.data,
+      bodySha256,
+      requestId: w.requestId,
+      timeoutMs: REPLICA_TIMEOUT_MS,
+    });
+    return res.status;
+  }
+
+  /** Several small writes to one replica in one request (replica-batch.ts), signed as one body. */
+  private async sendBatch(
+    peer: string,
+    writes: BatchedWrite[],
+    data: Uint8Array[],
+  ): Promise<BatchedResult[]> {
+    const res = await this.send(peer, REPLICA_BATCH_URL, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body: encodeBatch(writes, data),
+      timeoutMs: REPLICA_TIMEOUT_MS,
+    });
+    if (res.status !== 200) {
+      throw new Error(
+        `batch of ${writes.length} answered HTTP ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`,
+      );
+    }
+    return (JSON.parse(res.body.toString('utf8')) as { results: BatchedResult[] }).results;
   }
 
   /** Fans out a delete the primary applied; `peers` as peers() gave them before. */
@@ -411,6 +462,28 @@ export class Replicator {
  */
 function newChangeId(): string {
   return randomUUID();
+}
+
+/**
+ * A write as a replica batch carries it: the stored data's meta as fields.
+ * Undefined when its text is too long for a batch (it goes on its own).
+ */
+function batchedWrite(w: ReplicaWrite, changeId: string): BatchedWrite | undefined {
+  const m = w.meta;
+  const textBytes =
+    (m.name?.length ?? 0) + (m.mime?.length ?? 0) + (m.pairs?.length ?? 0) + (w.token?.length ?? 0);
+  // UTF-8 bytes bound the characters they decode to; the request id is at most MAX_REQUEST_ID_LENGTH.
+  if (textBytes + (w.requestId?.length ?? 0) > MAX_BATCHED_TEXT_CHARS) return undefined;
+  const entry: BatchedWrite = { fid: w.fid, change: changeId, size: (w.data as Uint8Array).length };
+  if (m.flags & FLAG_GZIP) entry.gzip = true;
+  if (m.lastModified !== undefined) entry.ts = m.lastModified;
+  if (m.ttl) entry.ttl = formatTtl(m.ttl);
+  if (m.mime?.length) entry.mime = DECODER.decode(m.mime);
+  if (m.name?.length) entry.name = DECODER.decode(m.name);
+  if (m.pairs?.length) entry.pairs = DECODER.decode(m.pairs);
+  if (w.token) entry.token = w.token;
+  if (w.requestId) entry.reqId = w.requestId;
+  return entry;
 }
 
 function mimeOf(meta: NeedleMeta): string {

@@ -28,6 +28,8 @@ import { HeartbeatClient } from './heartbeat.ts';
 import { sendLeave } from './leave.ts';
 import { handleVolumeMove } from './move-handler.ts';
 import { handleRead } from './read-handler.ts';
+import { REPLICA_BATCH_PATH } from './replica-batch.ts';
+import { handleReplicaBatch } from './replica-batch-handler.ts';
 import { Replicator } from './replication.ts';
 import { Resizer } from './resize.ts';
 import { VolumeStatusPage } from './status-page.ts';
@@ -162,6 +164,7 @@ function route(
             return handleVolumeMove(req, res, moves, pathname, query);
           return handleAdmin(req, res, store, pathname, query, write.edgePurge);
         }
+        if (pathname === REPLICA_BATCH_PATH) return handleReplicaBatch(req, res, store, query, write);
         return handleWrite(req, res, store, pathname, query, write);
       case 'DELETE':
         return handleDelete(req, res, store, pathname, query, write);
@@ -232,6 +235,7 @@ export async function startVolumeServer(
       replicationLog,
       config.clusterKey,
       volumeMetrics?.onReplication,
+      volumeMetrics?.onReplicaBatch,
     ),
     ...(purgers.length
       ? { edgePurge: new EdgePurgeEvents(purgers, log.child({ component: 'edge-purge' })) }
@@ -268,6 +272,7 @@ export async function startVolumeServer(
     replicationLog,
     config.clusterKey,
     volumeMetrics?.onReplication,
+    volumeMetrics?.onReplicaBatch,
   );
   if (config.master) {
     heartbeat = new HeartbeatClient({

@@ -31,6 +31,8 @@ export class GroupSyncer {
   private readonly observe: SyncObserver | undefined;
   private waiting: Array<{ resolve(): void; reject(err: unknown): void }> = [];
   private running = false;
+  /** A kick() is queued as a microtask (sync() on an idle syncer). */
+  private kickQueued = false;
 
   constructor(policy: FsyncPolicy, fds: () => number[], observe?: SyncObserver) {
     this.policy = policy;
@@ -38,14 +40,27 @@ export class GroupSyncer {
     this.observe = observe;
   }
 
-  /** Resolves once every write issued before this call is durable under the policy. */
+  /**
+   * Resolves once every write issued before this call is durable under the
+   * policy. An idle syncer starts the next sync in a microtask, not at once:
+   * writes appended in the same synchronous run (a replica batch,
+   * replica-batch-handler.ts) then share it, where starting at the first
+   * would sync it alone and make the rest wait for a second sync.
+   */
   sync(): Promise<void> {
     if (this.policy === 'never') return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.kick();
+      if (this.running || this.kickQueued) return;
+      this.kickQueued = true;
+      queueMicrotask(this.queuedKick);
     });
   }
+
+  private readonly queuedKick = (): void => {
+    this.kickQueued = false;
+    this.kick();
+  };
 
   private kick(): void {
     if (this.running || this.waiting.length === 0) return;

@@ -54,7 +54,7 @@ const MIN_GZIP_SAVING = 0.1;
 const MIN_GZIP_INPUT_BYTES = 128;
 const EMPTY = new Uint8Array(0);
 
-function utf8(s: string): Uint8Array {
+export function utf8(s: string): Uint8Array {
   return s.length === 0 ? EMPTY : Buffer.from(s, 'utf8');
 }
 
@@ -127,7 +127,7 @@ function rollbackWhenApplied(volume: Volume, applying: Promise<{ change?: EntryC
 }
 
 /** Uploads take the comma form only (docs/format.md §1), optionally with an extension. */
-function uploadFid(pathname: string) {
+export function uploadFid(pathname: string) {
   const parsed = parseFidPath(pathname);
   if (!pathname.includes(',') || parsed.name !== undefined) {
     throw new InvalidFidError('uploads use the comma form: /<volumeId>,<key><cookie>');
