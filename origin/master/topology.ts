@@ -81,8 +81,8 @@ export class Topology {
    * assigned since its last beat) is still checked per assign.
    */
   readonly #open = new Map<string, Set<number>>();
-  /** Each indexed volume's layout key (a volume's layout never changes). */
-  readonly #layoutOf = new Map<number, string>();
+  /** Each indexed volume's layout, and its key in `#open`. */
+  readonly #layoutOf = new Map<number, LayoutKey & { key: string }>();
 
   constructor(opts: { pulseSeconds: number; volumeSizeLimit: number; now: () => number }) {
     this.pulseSeconds = opts.pulseSeconds;
@@ -243,27 +243,42 @@ export class Topology {
 
   /** Puts the volume in its layout's open set, or takes it out, as its copies now report it. */
   #refresh(volumeId: number): void {
-    let key: string | undefined;
+    let first: HeartbeatVolume | undefined;
     // Open while any copy takes writes: whether the others count depends on their liveness,
     // which only writable() can tell (a dead node's read-only copy does not close a volume).
     let open = false;
     for (const url of this.#holderUrls.get(volumeId) ?? []) {
       const v = this.nodes.get(url)?.volumes.get(volumeId);
       if (v === undefined) continue;
-      key ??= layoutKeyOf(v.collection, v.replicaPlacement, v.ttl);
-      open ||= !(v.readOnly || v.full);
+      first ??= v;
+      if (!(v.readOnly || v.full)) {
+        open = true;
+        break;
+      }
     }
-    const was = this.#layoutOf.get(volumeId);
-    if (was !== undefined && (was !== key || !open)) this.#open.get(was)?.delete(volumeId);
-    if (key === undefined) {
+    let layout = this.#layoutOf.get(volumeId);
+    // Every beat refreshes every volume it lists: the layout's key is built only when it is new.
+    if (
+      layout !== undefined &&
+      (first === undefined ||
+        layout.collection !== first.collection ||
+        layout.replication !== first.replicaPlacement ||
+        layout.ttl !== first.ttl)
+    ) {
+      this.#open.get(layout.key)?.delete(volumeId);
       this.#layoutOf.delete(volumeId);
-      return;
+      layout = undefined;
     }
-    this.#layoutOf.set(volumeId, key);
-    if (!open) return;
-    const ids = this.#open.get(key);
-    if (ids) ids.add(volumeId);
-    else this.#open.set(key, new Set([volumeId]));
+    if (first === undefined) return;
+    if (layout === undefined) {
+      const { collection, replicaPlacement: replication, ttl } = first;
+      layout = { key: layoutKeyOf(collection, replication, ttl), collection, replication, ttl };
+      this.#layoutOf.set(volumeId, layout);
+    }
+    const ids = this.#open.get(layout.key);
+    if (!open) ids?.delete(volumeId);
+    else if (ids) ids.add(volumeId);
+    else this.#open.set(layout.key, new Set([volumeId]));
   }
 
   /** Alive nodes holding the volume: O(copies), from the index. */
