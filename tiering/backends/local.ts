@@ -196,6 +196,30 @@ async function copyChecked(
   opts: DownloadOptions,
 ): Promise<DownloadResult> {
   opts.signal?.throwIfAborted();
+  const checksum = checksumThread(src, total, opts);
+  try {
+    const result = await replaceAtomically(dest, async (tmp) => {
+      await copyFile(src, tmp, constants.COPYFILE_EXCL);
+      opts.signal?.throwIfAborted();
+      const size = (await stat(tmp)).size;
+      if (size !== total) throw new TruncatedDataError(`${dest}: copied ${size} bytes, expected ${total}`);
+      await fsyncFile(tmp);
+      return checksum.checked(dest, size);
+    });
+    opts.onProgress?.(total, total);
+    return result;
+  } finally {
+    checksum.dispose();
+  }
+}
+
+/**
+ * The checksum of a transfer of `src` in a thread (file-hash.ts), of the kind
+ * the `.vif` asks for: SHA-256 when it has only that (an object uploaded
+ * before decision 0018), else CRC-32C. Progress follows it, held below
+ * `total` until the caller's transfer is in place; an abort cancels it.
+ */
+function checksumThread(src: string, total: number, opts: DownloadOptions) {
   const algorithm =
     opts.expectedCrc32c === undefined && opts.expectedSha256 !== undefined ? 'sha256' : 'crc32c';
   const below = Math.max(0, total - 1);
@@ -206,30 +230,26 @@ async function copyChecked(
   });
   const onAbort = () => hasher.cancel();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const result = await replaceAtomically(dest, async (tmp) => {
-      await copyFile(src, tmp, constants.COPYFILE_EXCL);
-      opts.signal?.throwIfAborted();
-      const size = (await stat(tmp)).size;
-      if (size !== total) throw new TruncatedDataError(`${dest}: copied ${size} bytes, expected ${total}`);
-      await fsyncFile(tmp);
+  return {
+    /** The digest, checked against the expected one when there is one (a mismatch names `what`). */
+    async checked(what: string, size: number): Promise<DownloadResult> {
       const { digest } = await hasher.result().catch((err: unknown) => {
+        // An abort cancels the thread: say it was the abort, not the thread's failure.
         opts.signal?.throwIfAborted();
         throw err;
       });
       if (algorithm === 'sha256') {
-        checkDigest(dest, algorithm, digest, opts.expectedSha256);
+        checkDigest(what, algorithm, digest, opts.expectedSha256);
         return { size, sha256: digest };
       }
-      checkDigest(dest, algorithm, digest, opts.expectedCrc32c);
+      checkDigest(what, algorithm, digest, opts.expectedCrc32c);
       return { size, crc32c: digest };
-    });
-    opts.onProgress?.(total, total);
-    return result;
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-    hasher.cancel();
-  }
+    },
+    dispose(): void {
+      opts.signal?.removeEventListener('abort', onAbort);
+      hasher.cancel();
+    },
+  };
 }
 
 /**
@@ -257,23 +277,9 @@ async function moveChecked(
   // Known before the object is read: a rename across filesystems would fail after the checksum's pass.
   const [from, into] = await Promise.all([stat(src), stat(dirname(dest))]);
   if (from.dev !== into.dev) return undefined;
-  const algorithm =
-    opts.expectedCrc32c === undefined && opts.expectedSha256 !== undefined ? 'sha256' : 'crc32c';
-  const below = Math.max(0, total - 1);
-  const hasher = new FileHasher(src, {
-    algorithm,
-    total,
-    onProgress: (n) => opts.onProgress?.(Math.min(n, below), total),
-  });
-  const onAbort = () => hasher.cancel();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const checksum = checksumThread(src, total, opts);
   try {
-    const { digest } = await hasher.result().catch((err: unknown) => {
-      opts.signal?.throwIfAborted();
-      throw err;
-    });
-    const expected = algorithm === 'sha256' ? opts.expectedSha256 : opts.expectedCrc32c;
-    checkDigest(src, algorithm, digest, expected);
+    const result = await checksum.checked(src, total);
     opts.signal?.throwIfAborted();
     try {
       await rename(src, dest);
@@ -283,10 +289,9 @@ async function moveChecked(
     }
     await Promise.all([fsyncDirAsync(dirname(dest)), fsyncDirAsync(dirname(src))]);
     opts.onProgress?.(total, total);
-    return algorithm === 'sha256' ? { size: total, sha256: digest } : { size: total, crc32c: digest };
+    return result;
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-    hasher.cancel();
+    checksum.dispose();
   }
 }
 
