@@ -26,6 +26,14 @@ export interface QueuedWrite {
 
 /** Requests to one replica at once; writes that arrive meanwhile wait for the next. */
 const MAX_IN_FLIGHT = 1;
+/** After a replica did not understand a batch, how long its writes go one by one before a batch is tried again. */
+export const UNBATCHED_AFTER_REFUSAL_MS = 60_000;
+
+/**
+ * A replica did not take a batch as one (it runs code from before batches, in
+ * a rolling upgrade): its writes are sent again one by one, not failed.
+ */
+export class BatchNotUnderstood extends Error {}
 
 interface Waiting extends QueuedWrite {
   resolve(status: number): void;
@@ -51,11 +59,15 @@ export class ReplicaBatches {
   private readonly queues = new Map<string, PeerQueue>();
   private readonly sendBatch: SendBatch;
   private readonly observe: ((writes: number) => void) | undefined;
+  private readonly now: () => number;
+  /** Replicas that did not understand a batch, and when (their writes go one by one for a while). */
+  private readonly refusedAt = new Map<string, number>();
 
   /** `observe` is told how many writes each request carried (metrics). */
-  constructor(sendBatch: SendBatch, observe?: (writes: number) => void) {
+  constructor(sendBatch: SendBatch, observe?: (writes: number) => void, now: () => number = Date.now) {
     this.sendBatch = sendBatch;
     this.observe = observe;
+    this.now = now;
   }
 
   /** Resolves to the status the replica gave this write; rejects when its request failed. */
@@ -94,9 +106,11 @@ export class ReplicaBatches {
       q.inFlight--;
       this.next(peer, q);
     };
-    if (batch.length === 1) {
-      const w = batch[0]!;
-      w.alone().then(w.resolve, w.reject).finally(settled);
+    const refused = this.refusedAt.get(peer);
+    if (refused !== undefined && this.now() - refused >= UNBATCHED_AFTER_REFUSAL_MS)
+      this.refusedAt.delete(peer);
+    if (batch.length === 1 || this.refusedAt.has(peer)) {
+      oneByOne(batch).finally(settled);
       return;
     }
     this.sendBatch(
@@ -111,10 +125,20 @@ export class ReplicaBatches {
         for (const [i, w] of batch.entries()) w.resolve(results[i]!.status);
       })
       .catch((err: unknown) => {
-        for (const w of batch) w.reject(err);
+        if (!(err instanceof BatchNotUnderstood)) {
+          for (const w of batch) w.reject(err);
+          return;
+        }
+        this.refusedAt.set(peer, this.now());
+        return oneByOne(batch);
       })
       .finally(settled);
   }
+}
+
+/** Each write as its own request, all at once; settles when every one has its answer. */
+function oneByOne(batch: Waiting[]): Promise<unknown> {
+  return Promise.all(batch.map((w) => w.alone().then(w.resolve, w.reject)));
 }
 
 /** The oldest waiting writes that fit in one batch (at least one). */

@@ -36,9 +36,11 @@ import {
   MAX_BATCHED_WRITE_BYTES,
   REPLICA_BATCH_URL,
 } from './replica-batch.ts';
-import { ReplicaBatches } from './replica-batches.ts';
+import { BatchNotUnderstood, ReplicaBatches } from './replica-batches.ts';
 import { UndoLog } from './undo-log.ts';
 
+/** Answers to a batch that mean "send these one by one": a replica from before batches, or one that refused its form. */
+const BATCH_NOT_UNDERSTOOD = new Set([400, 404, 405]);
 /** Seconds a lookup of replica locations is trusted. */
 const LOCATIONS_TTL_MS = 5_000;
 /** A master that does not answer a lookup in this long is passed over for the next. */
@@ -421,11 +423,11 @@ export class Replicator {
       body: encodeBatch(writes, data),
       timeoutMs: REPLICA_TIMEOUT_MS,
     });
-    if (res.status !== 200) {
-      throw new Error(
-        `batch of ${writes.length} answered HTTP ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`,
-      );
-    }
+    const why = () =>
+      `batch of ${writes.length} answered HTTP ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`;
+    // A replica running code from before batches takes the path for a fid (400), or does not route it.
+    if (BATCH_NOT_UNDERSTOOD.has(res.status)) throw new BatchNotUnderstood(why());
+    if (res.status !== 200) throw new Error(why());
     return (JSON.parse(res.body.toString('utf8')) as { results: BatchedResult[] }).results;
   }
 

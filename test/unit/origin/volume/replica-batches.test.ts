@@ -14,7 +14,12 @@ import {
   MAX_BATCH_DATA_BYTES,
   MAX_BATCH_WRITES,
 } from '../../../../origin/volume/replica-batch.ts';
-import { type QueuedWrite, ReplicaBatches } from '../../../../origin/volume/replica-batches.ts';
+import {
+  BatchNotUnderstood,
+  type QueuedWrite,
+  ReplicaBatches,
+  UNBATCHED_AFTER_REFUSAL_MS,
+} from '../../../../origin/volume/replica-batches.ts';
 import { BadRequestError } from '../../../../shared/errors.ts';
 
 interface Held<T> {
@@ -33,14 +38,18 @@ function held<T>(): Held<T> {
 }
 
 /** A queue whose every request (alone or batch) is recorded and answered when the test says. */
-function harness() {
+function harness(now: () => number = Date.now) {
   const sent: Array<{ peer: string; fids: string[]; answer: Held<BatchedResult[]> }> = [];
   const alone: Array<{ fid: string; answer: Held<number> }> = [];
-  const batches = new ReplicaBatches((peer, writes) => {
-    const answer = held<BatchedResult[]>();
-    sent.push({ peer, fids: writes.map((w) => w.fid), answer });
-    return answer.promise;
-  });
+  const batches = new ReplicaBatches(
+    (peer, writes) => {
+      const answer = held<BatchedResult[]>();
+      sent.push({ peer, fids: writes.map((w) => w.fid), answer });
+      return answer.promise;
+    },
+    undefined,
+    now,
+  );
   const write = (n: number, size = 10): QueuedWrite => ({
     entry: { fid: `1,${n}`, change: `change-${String(n).padStart(12, '0')}`, size },
     data: new Uint8Array(size),
@@ -109,6 +118,37 @@ describe('ReplicaBatches', () => {
     expect(sent[1]!.fids).toEqual(['1,4', '1,5']);
     sent[1]!.answer.resolve([{ status: 201 }, { status: 201 }]);
     expect(await Promise.all(later)).toEqual([201, 201]);
+  });
+
+  it('a replica that does not understand batches (older code) gets the writes one by one, and a batch again a minute later', async () => {
+    let now = 1_000_000;
+    const { batches, sent, alone, write } = harness(() => now);
+    const pair = [1, 2].map((n) => batches.add('r1:80', write(n)));
+    await tick();
+    sent[0]!.answer.reject(new BatchNotUnderstood('batch of 2 answered HTTP 400'));
+    await tick();
+    // Not failed: each sent again as its own request, each with its own answer.
+    expect(alone.map((a) => a.fid)).toEqual(['1,1', '1,2']);
+    alone[0]!.answer.resolve(201);
+    alone[1]!.answer.resolve(204);
+    expect(await Promise.all(pair)).toEqual([201, 204]);
+    // Within the minute: one by one from the start.
+    const next = [3, 4].map((n) => batches.add('r1:80', write(n)));
+    await tick();
+    expect(sent).toHaveLength(1);
+    expect(alone.map((a) => a.fid)).toEqual(['1,1', '1,2', '1,3', '1,4']);
+    for (const a of alone.slice(2)) a.answer.resolve(201);
+    expect(await Promise.all(next)).toEqual([201, 201]);
+    // Another replica still gets batches meanwhile; this one again once the minute is over.
+    void [5, 6].map((n) => batches.add('r2:80', write(n)));
+    now += UNBATCHED_AFTER_REFUSAL_MS;
+    void [7, 8].map((n) => batches.add('r1:80', write(n)));
+    await tick();
+    const later = sent.slice(1).map((x) => [x.peer, x.fids] as const);
+    expect(later.sort((a, b) => a[0].localeCompare(b[0]))).toEqual([
+      ['r1:80', ['1,7', '1,8']],
+      ['r2:80', ['1,5', '1,6']],
+    ]);
   });
 
   it('a batch answered with the wrong number of results fails every write in it', async () => {
