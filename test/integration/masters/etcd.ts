@@ -15,6 +15,10 @@ import { freePort } from '../../support/ports.ts';
 export const ETCD_BIN = '/usr/bin/etcd';
 /** How long a member may take to answer /health after it starts. */
 const READY_TIMEOUT_MS = 20_000;
+/** Starts of a cluster tried before giving up, when a port picked free was taken before etcd bound it. */
+const START_ATTEMPTS = 3;
+/** What etcd says when another process took a port between freePort() and its bind. */
+const PORT_TAKEN = /address already in use/;
 
 /**
  * etcd must be there: `npm test` installs Debian's etcd-server when it is
@@ -77,14 +81,31 @@ async function waitHealthy(ports: number[], output: () => string): Promise<void>
   for (;;) {
     const ok = await Promise.all(ports.map(healthy));
     if (ok.every(Boolean)) return;
-    if (Date.now() > deadline) throw new Error(`etcd did not become healthy:\n${output().slice(-3000)}`);
+    // A member that could not bind has exited: no need to wait out the deadline.
+    if (Date.now() > deadline || PORT_TAKEN.test(output())) {
+      throw new Error(`etcd did not become healthy:\n${output().slice(-3000)}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-/** Three (or `size`) etcd members on loopback, healthy. */
+/**
+ * Three (or `size`) etcd members on loopback, healthy. Ports are picked free
+ * and then bound by etcd, so another process on the machine can take one in
+ * between: that start is stopped and tried again on new ports.
+ */
 export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   requireEtcd();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdClusterOnce(size);
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS || !PORT_TAKEN.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), 'kelp-etcd-'));
   const token = `kelp-test-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = [];
