@@ -84,8 +84,22 @@ export interface CephRgwOptions {
   memstoreBytes?: number;
 }
 
+/** Starts tried: the ports are picked free before the daemons bind them, so another process can take one. */
+const START_ATTEMPTS = 2;
+
+/** A Ceph RGW on loopback; a start that fails (a port taken in between) is tried once more on new ports. */
 export async function startCephRgw(opts: CephRgwOptions = {}): Promise<CephRgw> {
   assertCephInstalled();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCephRgwOnce(opts);
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startCephRgwOnce(opts: CephRgwOptions): Promise<CephRgw> {
   const root = await mkdtemp(join(tmpdir(), 'kelp-ceph-'));
   const dir = join(root, 'ceph');
   const [port, monPort] = [await freePort(), await freePort()];
