@@ -23,22 +23,14 @@
  * `KELP_BENCH_TIER_TRANSFER_MIB=1024 KELP_BENCH_TIER_TRANSFER_ROUNDS=1`.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  copyFileSync,
-  createReadStream,
-  createWriteStream,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { tempDirOnAnotherFilesystem } from '../../test/support/temp-dirs.ts';
 import {
   assignVolume,
   type ChildTierServer,
@@ -77,12 +69,6 @@ const SOURCE = 1;
  */
 const OTHER_FS_BACKEND = 'local.otherfs';
 const OTHER_FS_VOLUME = 30;
-
-function otherFilesystemDir(dataDir: string): string | undefined {
-  const root = '/dev/shm';
-  if (!existsSync(root) || statSync(root).dev === statSync(dataDir).dev) return undefined;
-  return mkdtempSync(join(root, 'kelp-bench-transfer-'));
-}
 
 const backendsOf = (s3: S3Store | undefined, otherFs: string | undefined): BackendConfig[] => [
   ...(s3 ? [s3.config] : []),
@@ -419,7 +405,7 @@ const bench: Bench = {
         dir: scratch,
         memstoreBytes: 2 * ROUNDS * size + 512 * MiB,
       });
-      otherFs = otherFilesystemDir(dir);
+      otherFs = tempDirOnAnotherFilesystem(dir, 'kelp-bench-transfer-');
       for (let round = 0; round < ROUNDS; round++) {
         copyVolume(dir, SOURCE, 10 + round);
         if (s3) copyVolume(dir, SOURCE, 20 + round);

@@ -3,7 +3,7 @@
  * remembered, so one removeTempDirs() in afterAll (or a harness's stopAll)
  * deletes them all, whichever harness made them.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,4 +18,19 @@ export function tempDir(prefix = 'kelp-test-'): string {
 
 export function removeTempDirs(): void {
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** Where a filesystem other than the OS temp dir's may be mounted on Linux (tmpfs). */
+const OTHER_FILESYSTEMS = ['/dev/shm', '/run'];
+
+/**
+ * A fresh directory on another filesystem than `than` (tmpfs under /dev/shm
+ * or /run), or undefined if there is none. Not remembered: the caller removes
+ * it (a tmpfs holds its files in RAM).
+ */
+export function tempDirOnAnotherFilesystem(than: string, prefix = 'kelp-test-'): string | undefined {
+  const dev = statSync(than).dev;
+  const root = OTHER_FILESYSTEMS.find((d) => existsSync(d) && statSync(d).dev !== dev);
+  if (root === undefined) return undefined;
+  return mkdtempSync(join(root, prefix));
 }

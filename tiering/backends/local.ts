@@ -116,9 +116,10 @@ export class LocalBackend extends DescribedBackend implements TierBackend {
       async () => {
         this.stats.requests++;
         try {
-          const total = (await stat(src)).size;
+          const object = await stat(src);
+          const total = object.size;
           if (opts.move) {
-            const moved = await moveChecked(src, localPath, total, opts);
+            const moved = await moveChecked(src, localPath, object, opts);
             if (moved) return moved;
           }
           return await copyChecked(src, localPath, total, opts);
@@ -270,13 +271,13 @@ function checksumThread(src: string, total: number, opts: DownloadOptions) {
 async function moveChecked(
   src: string,
   dest: string,
-  total: number,
+  object: { size: number; dev: number },
   opts: DownloadOptions,
 ): Promise<DownloadResult | undefined> {
   opts.signal?.throwIfAborted();
   // Known before the object is read: a rename across filesystems would fail after the checksum's pass.
-  const [from, into] = await Promise.all([stat(src), stat(dirname(dest))]);
-  if (from.dev !== into.dev) return undefined;
+  if (object.dev !== (await stat(dirname(dest))).dev) return undefined;
+  const total = object.size;
   const checksum = checksumThread(src, total, opts);
   try {
     const result = await checksum.checked(src, total);

@@ -24,6 +24,7 @@ import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import { isTempFileName } from '../../../tiering/backends/transfer.ts';
 import { sample, scrape } from '../../helpers/metrics.ts';
+import { tempDirOnAnotherFilesystem } from '../../support/temp-dirs.ts';
 import {
   assignVolume,
   crc32cFile,
@@ -307,13 +308,10 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
   it('a download on the same filesystem moves the checked object into place (same inode, no copy); from another filesystem it copies', async () => {
     const dir = tempDir();
     // A folder on another filesystem than the data: tmpfs under /dev/shm (or /run) on Linux.
-    const elsewhere = ['/dev/shm', '/run'].find(
-      (d) => existsSync(d) && statSync(d).dev !== statSync(dir).dev,
-    );
-    expect(elsewhere, "a filesystem other than the data directory's to tier to").toBeDefined();
-    const remoteDir = mkdtempSync(join(elsewhere!, 'kelp-tier-other-fs-'));
-    dirs.push(remoteDir);
-    const other: LocalBackendConfig = { type: 'local', id: 'otherfs', path: remoteDir };
+    const remoteDir = tempDirOnAnotherFilesystem(dir, 'kelp-tier-other-fs-');
+    expect(remoteDir, "a filesystem other than the data directory's to tier to").toBeDefined();
+    dirs.push(remoteDir!);
+    const other: LocalBackendConfig = { type: 'local', id: 'otherfs', path: remoteDir! };
     const srv = await start(dir, [other]);
     for (const [vid, backend] of [
       [5, 'local.default'],
@@ -322,7 +320,7 @@ describe('local tier: keepLocalDat and a backend missing from the config', () =>
       await assignVolume(srv.base, vid);
       const blobs = await fillVolume(srv.base, vid, { small: 30, large: [200 * KiB] });
       const { remote } = await tierUpload(srv.base, vid, backend);
-      const object = join(backend === 'local.default' ? join(dir, 'tier') : remoteDir, remote!.key);
+      const object = join(backend === 'local.default' ? join(dir, 'tier') : remoteDir!, remote!.key);
       const inode = statSync(object).ino;
       await tierDownload(srv.base, vid);
       expect(vifOf(dir, vid)?.remote, backend).toBeUndefined();

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LocalBackendConfig } from '../../../tiering/backends/backend.ts';
 import { TIER_TEMP_FILE_MAX_IDLE_MS } from '../../../tiering/backends/local.ts';
+import { tempDirOnAnotherFilesystem } from '../../support/temp-dirs.ts';
 import {
   assignVolume,
   type Blob,
@@ -160,13 +161,10 @@ describe('issue 10 finding 10: temp files of interrupted transfers are swept at 
   it('a download killed midway leaves a temp .dat in the data directory; the next start removes it at once, with the other leftovers of a crash', async () => {
     // A download that copies, so it has a temp .dat: from a local tier on another filesystem than
     // the data (one from local.default, on the data's own filesystem, moves the object instead).
-    const elsewhere = ['/dev/shm', '/run'].find(
-      (d) => existsSync(d) && statSync(d).dev !== statSync(dir).dev,
-    );
-    expect(elsewhere, "a filesystem other than the data directory's to tier to").toBeDefined();
-    const otherFs = mkdtempSync(join(elsewhere!, 'kelp-tier-sweep-'));
-    dirs.push(otherFs);
-    const backends: LocalBackendConfig[] = [{ type: 'local', id: 'otherfs', path: otherFs }];
+    const otherFs = tempDirOnAnotherFilesystem(dir, 'kelp-tier-sweep-');
+    expect(otherFs, "a filesystem other than the data directory's to tier to").toBeDefined();
+    dirs.push(otherFs!);
+    const backends: LocalBackendConfig[] = [{ type: 'local', id: 'otherfs', path: otherFs! }];
     child = await startChildTierServer(dir, backends);
     await assignVolume(child.base, 4);
     // About 100 MiB: a copy from tmpfs is quick, and the kill must land well before it ends.
