@@ -93,11 +93,13 @@ async function checkTokens(key: string, writes: BatchedWrite[], prepared: Prepar
 /** The needle meta the primary stored, from the batch's fields. */
 function metaOf(w: BatchedWrite, now: number): NeedleMeta {
   const ttl = w.ttl ? parseTtl(w.ttl) : undefined;
-  const name = w.name ? utf8(w.name) : undefined;
+  // Absent stays absent and empty stays empty: the primary's record, byte for byte (needle.ts sets a field's
+  // flag for an empty one too).
+  const name = w.name === undefined ? undefined : utf8(w.name);
   return {
     flags: w.gzip ? FLAG_GZIP : 0,
     name: name && name.length <= MAX_NAME_BYTES ? name : undefined,
-    mime: utf8(w.mime ?? ''),
+    mime: w.mime === undefined ? undefined : utf8(w.mime),
     lastModified: w.ts ?? Math.floor(now / 1000),
     ttl: ttl && !isEmptyTtl(ttl) ? ttl : undefined,
     pairs: w.pairs ? utf8(w.pairs) : undefined,

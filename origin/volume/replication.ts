@@ -480,8 +480,10 @@ function batchedWrite(w: ReplicaWrite, changeId: string): BatchedWrite | undefin
   if (m.flags & FLAG_GZIP) entry.gzip = true;
   if (m.lastModified !== undefined) entry.ts = m.lastModified;
   if (m.ttl) entry.ttl = formatTtl(m.ttl);
-  if (m.mime?.length) entry.mime = DECODER.decode(m.mime);
-  if (m.name?.length) entry.name = DECODER.decode(m.name);
+  // Present even when empty: an empty name or type is stored (flag and a zero length), an absent one is not,
+  // and the replica's record must be the primary's byte for byte.
+  if (m.mime !== undefined) entry.mime = DECODER.decode(m.mime);
+  if (m.name !== undefined) entry.name = DECODER.decode(m.name);
   if (m.pairs?.length) entry.pairs = DECODER.decode(m.pairs);
   if (w.token) entry.token = w.token;
   if (w.requestId) entry.reqId = w.requestId;

@@ -104,6 +104,37 @@ describe('replica batches in an open cluster', () => {
     expect(sample(p, 'kelp_replication_batch_writes_count')).toBe(requests);
   });
 
+  it('writes without a name or a type are stored with the same record on both copies', async () => {
+    const m = await master();
+    const a = await volume(m.address);
+    const b = await volume(m.address);
+    await waitForNodes(m, 2);
+    const first = await assignOk(m.base, 'replication=001');
+    const primary = first.url === a.url ? a : b;
+    const replica = primary === a ? b : a;
+    const vid = volumeIdOf(first.fid);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const fids = Array.from({ length: CONCURRENT_WRITES }, (_, i) =>
+        nth(first.fid, 1000 + round * 100 + i),
+      );
+      // A raw PUT: no Content-Disposition, no Content-Type.
+      const answers = await Promise.all(
+        fids.map((fid) => send(`${primary.base}/${fid}`, { method: 'PUT', body: randomBytes(64) })),
+      );
+      for (const r of answers) expect(r.status).toBe(201);
+      const [p, r] = [primary, replica].map((v) => v.server.store.get(vid));
+      for (const fid of fids) {
+        expect(r!.map.get(keyOf(fid))?.size, fid).toBe(p!.map.get(keyOf(fid))?.size);
+      }
+      expect(r!.datSize, 'the same bytes appended on both').toBe(p!.datSize);
+    }
+    const s = await scrape(replica.base);
+    expect(
+      sample(s, D, { route: 'replicate', status: '200' }),
+      'batches reached the replica',
+    ).toBeGreaterThan(0);
+  });
+
   it('each write of a batch gets its own answer: stored, refused as undone (409), refused as a bad fid (400)', async () => {
     const m = await master();
     const a = await volume(m.address);
