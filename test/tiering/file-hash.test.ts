@@ -1,8 +1,8 @@
 /**
  * The hash thread of tier transfers (tiering/backends/file-hash.ts): digests of a
  * complete file, of a file still being written (it must never read past what
- * the writer said is final), and failures: a file shorter than promised, a
- * cancelled hash.
+ * the writer said is final), part digests handed out as they are done, and
+ * failures: a file shorter than promised, a cancelled hash.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
@@ -104,5 +104,51 @@ describe('FileHasher', () => {
     const hasher = new FileHasher(path, { algorithm: 'sha256', total: MiB, available: 0 });
     hasher.cancel();
     await expect(hasher.result()).rejects.toBeInstanceOf(InternalError);
+  });
+  it("hands out each part's digest as it is done, before the whole (an S3 part is signed with it)", async () => {
+    const partSize = 2 * MiB;
+    const data = randomBytes(3 * partSize + 7);
+    const path = join(dir, 'parts.dat');
+    const fd = openSync(path, 'w');
+    writeSync(fd, data, 0, data.length, 0);
+    closeSync(fd);
+    const parts = [0, 1, 2, 3].map((i) => data.subarray(i * partSize, (i + 1) * partSize));
+    // Only the first part is final: its digest comes, the whole cannot have.
+    const hasher = new FileHasher(path, {
+      algorithm: 'sha256',
+      total: data.length,
+      available: partSize,
+      partSize,
+      streamParts: true,
+    });
+    let whole = false;
+    void hasher.result().then(() => {
+      whole = true;
+    });
+    expect((await hasher.part(0)).toString('hex')).toBe(sha256(parts[0]!));
+    expect(whole).toBe(false);
+    hasher.advance(data.length);
+    const digests = await Promise.all([3, 1, 2].map((i) => hasher.part(i)));
+    expect(digests.map((d) => d.toString('hex'))).toEqual([3, 1, 2].map((i) => sha256(parts[i]!)));
+    const r = await hasher.result();
+    expect(r.digest).toBe(sha256(data));
+    // Asked for after the end: from the result; a part there is not: refused, not left waiting.
+    expect((await hasher.part(2)).toString('hex')).toBe(sha256(parts[2]!));
+    await expect(hasher.part(4)).rejects.toBeInstanceOf(InternalError);
+  });
+
+  it('a cancelled hash fails the parts still awaited', async () => {
+    const path = join(dir, 'parts-cancelled.dat');
+    await writeFile(path, randomBytes(2 * MiB));
+    const hasher = new FileHasher(path, {
+      algorithm: 'sha256',
+      total: 2 * MiB,
+      available: 0,
+      partSize: MiB,
+      streamParts: true,
+    });
+    const waiting = hasher.part(1);
+    hasher.cancel();
+    await expect(waiting).rejects.toBeInstanceOf(InternalError);
   });
 });

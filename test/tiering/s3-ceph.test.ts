@@ -1,8 +1,8 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChecksumMismatchError, UpstreamError } from '../../shared/errors.ts';
 import type { S3BackendConfig } from '../../tiering/backends/backend.ts';
@@ -14,6 +14,7 @@ import { describeBackend, TEST_PART_SIZE } from './conformance.ts';
 // Ceph's RADOS Gateway from Debian (ceph-rgw.ts): the S3 that production clusters run. One cluster per file
 // (about 15 s to start); a missing install fails here with the apt command to run.
 let rgw: CephRgw;
+const sha256Hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const BUCKET = 'kelp-tier-test';
 
 const config = (endpoint: string, extra: Partial<S3BackendConfig> = {}): S3BackendConfig => ({
@@ -46,7 +47,7 @@ describeBackend(
   'S3 on Ceph RGW',
   {
     type: 's3',
-    verifiedBy: 'md5-etag',
+    verifiedBy: 'sha256-payload',
     checksum: 'sha256',
     server: () => ({
       host: rgw.host,
@@ -71,63 +72,88 @@ describe('S3 on Ceph RGW: store specifics', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('verifies a multipart upload against the "-N" ETag Ceph computes from the parts', async () => {
-    const backend = await createBackend(config(rgw.endpoint));
-    const path = join(dir, 'three-parts.dat');
-    await writeFile(path, randomBytes(2 * TEST_PART_SIZE + 1));
-    const r = await backend.upload(path, `kelp-test/${randomUUID()}.dat`);
-    expect(r.verifiedBy).toBe('md5-etag');
-    expect(r.etag).toMatch(/^[0-9a-f]{32}-3$/);
-    await backend.close();
-  });
-
-  it('an upload whose stored ETag does not match what was sent fails and removes the object', async () => {
+  it('signs each part with its SHA-256, which Ceph checks: the object gets the "-N" ETag of its parts', async () => {
     const backend = (await createBackend(config(rgw.endpoint))) as S3Backend;
-    // As if the store had received other bytes: HeadObject reports another ETag.
+    const signed: string[] = [];
     backend.client.middlewareStack.add(
       (next, context) => async (args) => {
-        const result = await next(args);
-        if (context.commandName === 'HeadObjectCommand') {
-          (result.output as { ETag?: string }).ETag = `"${'0'.repeat(32)}"`;
+        if (context.commandName === 'UploadPartCommand') {
+          signed.push((args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256']!);
         }
-        return result;
+        return next(args);
       },
-      { step: 'initialize', name: 'corruptEtag' },
+      { step: 'finalizeRequest', name: 'seeSignedHashes' },
     );
-    const path = join(dir, 'mismatch.dat');
-    await writeFile(path, randomBytes(1000));
-    const key = `kelp-test/${randomUUID()}.dat`;
-    await expect(backend.upload(path, key)).rejects.toBeInstanceOf(ChecksumMismatchError);
-    backend.client.middlewareStack.remove('corruptEtag');
-    expect(await backend.stat(key)).toBeUndefined();
+    const path = join(dir, 'three-parts.dat');
+    const data = randomBytes(2 * TEST_PART_SIZE + 1);
+    await writeFile(path, data);
+    const r = await backend.upload(path, `kelp-test/${randomUUID()}.dat`);
+    expect(r.verifiedBy).toBe('sha256-payload');
+    expect(r.etag).toMatch(/^[0-9a-f]{32}-3$/);
+    const parts = [0, 1, 2].map((i) => data.subarray(i * TEST_PART_SIZE, (i + 1) * TEST_PART_SIZE));
+    expect(signed.sort()).toEqual(parts.map((p) => sha256Hex(p)).sort());
     await backend.close();
   });
 
-  it('a part the store received other than sent fails the upload before it is completed, and leaves nothing', async () => {
+  it('a part whose bytes are not the ones it was signed for is refused by Ceph: the upload fails and leaves nothing', async () => {
     const backend = (await createBackend(config(rgw.endpoint))) as S3Backend;
-    // As if the second part had been damaged on the way: its UploadPart answers another ETag.
+    // The fault a real network does not make on demand: the second part's bytes are swapped for others of
+    // the same length after it was signed. Ceph's refusal (XAmzContentSHA256Mismatch) is real.
     backend.client.middlewareStack.add(
       (next, context) => async (args) => {
-        const result = await next(args);
         const input = args.input as { PartNumber?: number };
         if (context.commandName === 'UploadPartCommand' && input.PartNumber === 2) {
-          (result.output as { ETag?: string }).ETag = `"${'0'.repeat(32)}"`;
+          const request = args.request as { body: unknown; headers: Record<string, string> };
+          (request.body as { destroy?(): void }).destroy?.();
+          request.body = randomBytes(Number(request.headers['content-length']));
         }
-        return result;
+        return next(args);
       },
-      { step: 'initialize', name: 'corruptPartEtag' },
+      { step: 'finalizeRequest', name: 'damagePart' },
     );
     const path = join(dir, 'bad-part.dat');
     await writeFile(path, randomBytes(2 * TEST_PART_SIZE + 1));
     const key = `kelp-test/${randomUUID()}.dat`;
     const err = await backend.upload(path, key).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ChecksumMismatchError);
-    expect((err as Error).message).toContain('part 2');
+    expect((err as Error).message).toContain('XAmzContentSHA256Mismatch');
     expect(await backend.stat(key)).toBeUndefined();
     const pending = await backend.client.send(
       new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }),
     );
     expect(pending.Uploads ?? [], 'the multipart upload was aborted').toEqual([]);
+    await backend.close();
+  });
+
+  it('when the payload check cannot be told (the probe fails), an upload checks MD5 ETags and the next asks again', async () => {
+    const backend = (await createBackend(config(rgw.endpoint))) as S3Backend;
+    // A probe that dies on the way (a fault Ceph does not make on demand), once.
+    let failProbe = true;
+    backend.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string };
+        if (
+          context.commandName === 'PutObjectCommand' &&
+          input.Key?.endsWith('.payload-check') &&
+          failProbe
+        ) {
+          failProbe = false;
+          throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'failProbe' },
+    );
+    const path = join(dir, 'probe.dat');
+    await writeFile(path, randomBytes(2 * TEST_PART_SIZE + 1));
+    const first = await backend.upload(path, `kelp-test/${randomUUID()}.dat`);
+    expect(first.verifiedBy).toBe('md5-etag');
+    const second = await backend.upload(path, `kelp-test/${randomUUID()}.dat`);
+    expect(second.verifiedBy).toBe('sha256-payload');
+    const left = await backend.client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'kelp-test/' }),
+    );
+    expect((left.Contents ?? []).filter((o) => o.Key?.endsWith('.payload-check'))).toEqual([]);
     await backend.close();
   });
 

@@ -8,8 +8,9 @@
  *
  * Messages in: `{ type: 'job', ... }`, one at a time (a thread serves many
  * jobs, one after the other), and `{ type: 'advance', available }`. Out, per
- * job: `{ progress }` every PROGRESS_EVERY_BYTES, then one `{ digest, parts }`
- * or `{ error }`.
+ * job: `{ progress }` every PROGRESS_EVERY_BYTES, `{ part, index }` as each
+ * part is done when the job asks for them (`streamParts`), then one
+ * `{ digest, parts }` or `{ error }`.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -29,6 +30,8 @@ interface Job {
   partSize: number;
   /** With partSize: no digest of the whole range (it costs as much again); `digest` is ''. */
   partsOnly: boolean;
+  /** With partSize: send each part's digest as soon as it is done (an upload signs the part with it). */
+  streamParts: boolean;
 }
 
 type Message = ({ type: 'job' } & Job) | { type: 'advance'; available: number };
@@ -109,7 +112,9 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
         part.update(chunk);
         inPart += n;
         if (inPart === job.partSize) {
-          parts.push(part.digest());
+          const digest = part.digest();
+          if (job.streamParts) parentPort!.postMessage({ part: digest, index: parts.length });
+          parts.push(digest);
           part = newDigest(job.algorithm);
           inPart = 0;
         }
@@ -122,7 +127,11 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
-    if (part && (inPart > 0 || parts.length === 0)) parts.push(part.digest());
+    if (part && (inPart > 0 || parts.length === 0)) {
+      const digest = part.digest();
+      if (job.streamParts) parentPort!.postMessage({ part: digest, index: parts.length });
+      parts.push(digest);
+    }
     return { digest: whole?.digest().toString('hex') ?? '', parts };
   } finally {
     closeSync(fd);

@@ -84,6 +84,12 @@ export interface FileHashOptions {
    * transfer runs), and a multipart upload checks its parts, not the whole.
    */
   partsOnly?: boolean;
+  /**
+   * With `partSize`: each part's digest is handed out (`part(i)`) as soon as
+   * the thread has it, not only with the result: an S3 upload signs a part
+   * with its SHA-256, so the part cannot leave before its digest is known.
+   */
+  streamParts?: boolean;
   /** Bytes hashed so far, every few MiB. */
   onProgress?(bytes: number): void;
 }
@@ -95,9 +101,36 @@ export interface FileHashResult {
   parts: Buffer[];
 }
 
+/** A part's digest that someone waits for, or that came before anyone asked. */
+interface PartSlot {
+  promise: Promise<Buffer>;
+  resolve(digest: Buffer): void;
+  reject(err: unknown): void;
+}
+
+function partSlot(): PartSlot {
+  let resolve!: (digest: Buffer) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<Buffer>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A part nobody asked for (the upload failed first) must not surface as an unhandled rejection.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+function settlePart(slot: PartSlot, r: FileHashResult, index: number): void {
+  const digest = r.parts[index];
+  if (digest) slot.resolve(digest);
+  else slot.reject(new InternalError(`hashing has no part ${index} (${r.parts.length} parts)`));
+}
+
 export class FileHasher {
   readonly #worker: Worker;
   readonly #result: Promise<FileHashResult>;
+  /** With `streamParts`: each part's digest, by index, as it arrives or is asked for. */
+  readonly #parts = new Map<number, PartSlot>();
   #settled = false;
   #reject: (err: unknown) => void = () => {};
 
@@ -108,9 +141,20 @@ export class FileHasher {
       this.#reject = reject;
       worker.on(
         'message',
-        (m: { progress?: number; digest?: string; parts?: Uint8Array[]; error?: string }) => {
+        (m: {
+          progress?: number;
+          part?: Uint8Array;
+          index?: number;
+          digest?: string;
+          parts?: Uint8Array[];
+          error?: string;
+        }) => {
           if (m.progress !== undefined) {
             opts.onProgress?.(m.progress);
+            return;
+          }
+          if (m.part !== undefined) {
+            this.#slot(m.index!).resolve(Buffer.from(m.part));
             return;
           }
           this.#settled = true;
@@ -132,8 +176,16 @@ export class FileHasher {
         if (!this.#settled) reject(new InternalError(`hashing ${path}: the hash thread exited (${code})`));
       });
     });
-    // A hasher cancelled or abandoned after a failed transfer must not surface as an unhandled rejection.
-    this.#result.catch(() => {});
+    // Every part awaited gets its digest or the hash's failure (a part already given is not changed);
+    // this also keeps a hasher cancelled after a failed transfer from an unhandled rejection.
+    this.#result.then(
+      (r) => {
+        for (const [i, slot] of this.#parts) settlePart(slot, r, i);
+      },
+      (err: unknown) => {
+        for (const slot of this.#parts.values()) slot.reject(err);
+      },
+    );
     worker.postMessage({
       type: 'job',
       path,
@@ -142,7 +194,31 @@ export class FileHasher {
       available: opts.available ?? opts.total,
       partSize: opts.partSize ?? 0,
       partsOnly: (opts.partsOnly ?? false) && (opts.partSize ?? 0) > 0,
+      streamParts: (opts.streamParts ?? false) && (opts.partSize ?? 0) > 0,
     });
+  }
+
+  #slot(index: number): PartSlot {
+    let slot = this.#parts.get(index);
+    if (slot === undefined) {
+      slot = partSlot();
+      this.#parts.set(index, slot);
+      // Asked for after the hash ended: settled from its result.
+      if (this.#settled) {
+        const asked = slot;
+        this.#result.then((r) => settlePart(asked, r, index), asked.reject);
+      }
+    }
+    return slot;
+  }
+
+  /**
+   * The binary digest of part `index` (0-based) once the thread has it: for
+   * a hasher made with `streamParts`; rejects if the hash fails or is
+   * cancelled first.
+   */
+  part(index: number): Promise<Buffer> {
+    return this.#slot(index).promise;
   }
 
   /** Bytes [0, available) of the file are written and final. */

@@ -57,8 +57,12 @@ export const S3_API_FIELDS = {
    * multipart upload; reads use `retry`.
    */
   uploadAttempts: count({ description: 'attempts per upload request' }).default(4),
-  /** ETags are MD5s (true except with SSE-KMS or SSE-C): uploads are verified against them. */
-  etagIsMd5: flag({ description: 'verify uploads against ETags (false with SSE-KMS)' }).default(true),
+  /**
+   * ETags are MD5s (true except with SSE-KMS or SSE-C). Uploads are signed
+   * part by part with their SHA-256, which the store checks; on a store found
+   * not to check it (decision 0024), they are verified against these ETags.
+   */
+  etagIsMd5: flag({ description: 'ETags are MD5s (false with SSE-KMS)' }).default(true),
   connectTimeoutMs: count({ description: 'connect timeout, ms' }).default(3_000),
   /** Socket idle time before a request is given up (and retried). */
   requestTimeoutMs: count({ description: 'request timeout, ms' }).default(30_000),

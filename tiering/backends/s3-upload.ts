@@ -9,8 +9,13 @@
  *
  * Parts go `concurrency` at a time, each attempt counted and bounded by the
  * retry policy (a stream body cannot be replayed by the SDK's own retries).
- * `verifyParts` sees every part's ETag before the upload is completed, so a
- * part the store received wrong is never assembled into the object.
+ * With `partSha256`, each part (or the single PutObject) is signed with the
+ * SHA-256 of its bytes as `x-amz-content-sha256`, which the store checks
+ * against what it received and refuses on a mismatch
+ * (`XAmzContentSHA256Mismatch`, docs/decisions/0024). `verifyParts` sees every
+ * part's ETag before the upload is completed (the MD5 check, for a store that
+ * does not check payload hashes), so a part the store received wrong is never
+ * assembled into the object.
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -48,8 +53,46 @@ export interface FileUpload {
   onBytes?(n: number): void;
   /** Maps a failure of one request (SDK error, socket) to a typed one; UnavailableError is retried. */
   mapError(err: unknown): unknown;
+  /**
+   * The hex SHA-256 of part `index` (0-based; the whole file for a single
+   * PutObject), which the part is signed with: the store then checks it.
+   * Without it, bodies go as UNSIGNED-PAYLOAD.
+   */
+  partSha256?(index: number): Promise<string>;
   /** Sees the part ETags (unquoted, lower-case; one for a single PutObject) before the object is completed. */
   verifyParts?(etags: (string | undefined)[]): Promise<void>;
+}
+
+/** What signPayload uses of a command's middleware stack. */
+interface BuildSteps {
+  add(
+    step: (
+      next: (args: { request: unknown }) => Promise<unknown>,
+    ) => (args: { request: unknown }) => Promise<unknown>,
+    options: { step: 'build'; name: string },
+  ): void;
+}
+
+/**
+ * Sets `x-amz-content-sha256` on the command's request, before it is signed:
+ * SigV4 then signs that value instead of UNSIGNED-PAYLOAD, and the store
+ * refuses a body whose SHA-256 differs from it.
+ */
+export function signPayload<C extends PutObjectCommand | UploadPartCommand>(
+  command: C,
+  sha256Hex: string | undefined,
+): C {
+  if (sha256Hex === undefined) return command;
+  // One build step, the same for both commands (their stacks' `add` overloads do not unify).
+  (command.middlewareStack as unknown as BuildSteps).add(
+    (next) => (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers) request.headers['x-amz-content-sha256'] = sha256Hex;
+      return next(args);
+    },
+    { step: 'build', name: 'kelpPayloadSha256' },
+  );
+  return command;
 }
 
 export interface FileUploadResult {
@@ -74,16 +117,20 @@ export async function uploadFile(
   const sendOpts = signal ? { abortSignal: signal } : {};
   const storage = upload.storageClass ? { StorageClass: upload.storageClass as StorageClass } : {};
   if (upload.total <= upload.partSize) {
+    const sha256 = await upload.partSha256?.(0);
     const etag = await sendRange(upload, 0, upload.total, async (body) => {
       const res = await client.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: key,
-          Body: body,
-          ContentLength: upload.total,
-          ContentType: 'application/octet-stream',
-          ...storage,
-        }),
+        signPayload(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentLength: upload.total,
+            ContentType: 'application/octet-stream',
+            ...storage,
+          }),
+          sha256,
+        ),
         sendOpts,
       );
       return res.ETag;
@@ -117,16 +164,21 @@ export async function uploadFile(
         const start = index * upload.partSize;
         const length = Math.min(upload.partSize, upload.total - start);
         try {
+          // The part's digest is known before it is sent (the hash thread runs ahead of the lanes).
+          const sha256 = await upload.partSha256?.(index);
           etags[index] = await sendRange(laneUpload, start, length, async (body) => {
             const res = await client.send(
-              new UploadPartCommand({
-                Bucket: bucket,
-                Key: key,
-                UploadId: uploadId,
-                PartNumber: index + 1,
-                Body: body,
-                ContentLength: length,
-              }),
+              signPayload(
+                new UploadPartCommand({
+                  Bucket: bucket,
+                  Key: key,
+                  UploadId: uploadId,
+                  PartNumber: index + 1,
+                  Body: body,
+                  ContentLength: length,
+                }),
+                sha256,
+              ),
               { abortSignal: laneUpload.signal },
             );
             return res.ETag;

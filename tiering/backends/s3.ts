@@ -7,8 +7,10 @@
  * SDK client's own signer and endpoint rules but not its per-request
  * middleware (a quarter of the CPU). Uploads (s3-upload.ts) are the SDK's
  * PutObject or multipart commands with parts streamed from their file ranges,
- * checked part by part and then by HeadObject against the size and the ETag
- * predicted from MD5s a hash thread computes (file-hash.ts, s3-etag.ts).
+ * each signed with its SHA-256 where the store checks it (decision 0024),
+ * else checked against the ETag predicted from MD5s (s3-etag.ts); digests come
+ * from hash threads reading the file alongside (file-hash.ts). HeadObject
+ * then checks the size.
  * Downloads (s3-download.ts) are parallel ranged GetObjects written at their
  * offsets, the SHA-256 following them.
  *
@@ -18,14 +20,17 @@
  * requests that open, complete and abort a multipart upload keep the SDK's
  * own retries. The SDK's flexible checksums are off (`WHEN_REQUIRED`): Ceph 16
  * (Debian bookworm's) accepts a CRC32C but never stores or returns it, other
- * S3-compatible servers reject the SDK's newer encodings, and the MD5 ETag
- * check gives a server-computed checksum of every byte on all of them.
+ * S3-compatible servers reject the SDK's newer encodings, and SigV4's signed
+ * payload hash (or the MD5 ETag check) gives a check of every byte on all of
+ * them.
  */
+import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
@@ -57,12 +62,19 @@ import { S3_CONFIG } from './s3-config.ts';
 import { downloadRanges } from './s3-download.ts';
 import { multipartEtag, normalizeEtag, s3PartSize } from './s3-etag.ts';
 import { S3RangeGetter } from './s3-get.ts';
-import { uploadFile } from './s3-upload.ts';
+import { signPayload, uploadFile } from './s3-upload.ts';
 import { checkRead, checkSha256, isAbortError, isNetworkError, replaceAtomically } from './transfer.ts';
 
 /** What a config leaves out (s3-config.ts declares them). */
 const DEFAULTS = configDefaults(S3_CONFIG);
 
+/** Errors a store answers a body that is not the signed SHA-256 with (AWS, Ceph RGW, MinIO; BadDigest: others). */
+const PAYLOAD_MISMATCH_NAMES = new Set(['XAmzContentSHA256Mismatch', 'BadDigest']);
+/** The payload-check probe: its key is the upload's plus this (unique as the upload's is, and in its prefix). */
+const PAYLOAD_PROBE_SUFFIX = '.payload-check';
+const PAYLOAD_PROBE_BODY = 'kelp: does this store check x-amz-content-sha256?';
+/** Signed as the probe's payload hash: the SHA-256 of other bytes, so a store that checks refuses the probe. */
+const PAYLOAD_PROBE_WRONG_SHA256 = createHash('sha256').update(`not ${PAYLOAD_PROBE_BODY}`).digest('hex');
 const UNAVAILABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'RequestTimeout', 'InternalError']);
 
 interface SdkError {
@@ -77,6 +89,12 @@ export function mapS3Error(err: unknown, what: string): unknown {
   const status = $metadata?.httpStatusCode;
   const options = { cause: err };
   if (name === 'NoSuchBucket') return new UpstreamError(`${what}: no such bucket`, options);
+  if (PAYLOAD_MISMATCH_NAMES.has(name)) {
+    return new ChecksumMismatchError(
+      `${what}: the store received other bytes than were signed (${name})`,
+      options,
+    );
+  }
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') {
     return new NotFoundError(`${what}: no such object`, options);
   }
@@ -125,6 +143,8 @@ export class S3Backend extends DescribedBackend implements TierBackend {
   /** Ranged reads (S3File): signed by `client`'s signer, sent without its middleware (s3-get.ts). */
   readonly getter: S3RangeGetter;
   readonly #uploadClient: S3Client;
+  /** Whether the store checks `x-amz-content-sha256`, once asked (#storeChecksPayloads). */
+  #payloadCheck: Promise<boolean> | undefined;
 
   constructor(config: S3BackendConfig) {
     super(config);
@@ -174,13 +194,19 @@ export class S3Backend extends DescribedBackend implements TierBackend {
     const total = (await stat(localPath)).size;
     const partSize = s3PartSize(total, this.#config.partSize ?? DEFAULTS.partSize);
     const multipart = total > partSize;
-    // Both digests come from threads reading the file alongside the upload (file-hash.ts): the SHA-256
-    // for the `.vif`, and the MD5s the store's ETags are checked against: per part when multipart, and
-    // then only per part (the object's ETag is the MD5 of the parts' MD5s; a whole-file MD5 would double
-    // the slowest hash of the upload for nothing).
-    const sha = new FileHasher(localPath, { algorithm: 'sha256', total });
+    // Where the store checks each part's SHA-256 (decision 0024), one thread reads the file alongside the
+    // upload and hashes it once for the `.vif` and once per part, and each part is signed with its digest.
+    // Elsewhere the store's ETags are checked against MD5s a second thread computes: per part when
+    // multipart, and then only per part (the object's ETag is the MD5 of the parts' MD5s; a whole-file
+    // MD5 would double the slowest hash of the upload for nothing).
+    const payloadChecked = await this.#storeChecksPayloads(key);
+    const sha = new FileHasher(localPath, {
+      algorithm: 'sha256',
+      total,
+      ...(payloadChecked ? { partSize, streamParts: true } : {}),
+    });
     const md5 =
-      (this.#config.etagIsMd5 ?? DEFAULTS.etagIsMd5)
+      !payloadChecked && (this.#config.etagIsMd5 ?? DEFAULTS.etagIsMd5)
         ? new FileHasher(localPath, {
             algorithm: 'md5',
             total,
@@ -194,9 +220,9 @@ export class S3Backend extends DescribedBackend implements TierBackend {
       md5?.cancel();
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const hashed = async (h: FileHasher) => {
+    const hashed = async <T>(digest: Promise<T>): Promise<T> => {
       try {
-        return await h.result();
+        return await digest;
       } catch (err) {
         opts.signal?.throwIfAborted();
         throw err;
@@ -222,9 +248,12 @@ export class S3Backend extends DescribedBackend implements TierBackend {
           reported = bytes;
           opts.onProgress?.(bytes, total);
         },
+        ...(payloadChecked
+          ? { partSha256: async (index: number) => (await hashed(sha.part(index))).toString('hex') }
+          : {}),
         verifyParts: async (etags) => {
           if (!md5) return;
-          const { digest, parts } = await hashed(md5);
+          const { digest, parts } = await hashed(md5.result());
           const sentMd5 = multipart ? parts.map((p) => p.toString('hex')) : [digest];
           etags.forEach((etag, i) => {
             if (etag !== undefined && etag !== sentMd5[i]) {
@@ -242,22 +271,22 @@ export class S3Backend extends DescribedBackend implements TierBackend {
         throw new ChecksumMismatchError(`${what}: stored ${head.ContentLength} bytes, sent ${total}`);
       }
       const stored = normalizeEtag(head.ETag);
-      let verifiedBy = 'size';
+      let verifiedBy = payloadChecked ? 'sha256-payload' : 'size';
       if (md5) {
-        const { digest, parts } = await hashed(md5);
+        const { digest, parts } = await hashed(md5.result());
         const expected = multipart ? multipartEtag(parts) : digest;
         // Some S3-compatible servers (s3rver) give a multipart object the whole file's MD5: also a checksum
         // of every byte, computed (one more read of the file) only when the store answers in that form.
         const wholeMd5 =
           stored !== expected && multipart && stored !== undefined && !stored.includes('-')
-            ? (await hashed(new FileHasher(localPath, { algorithm: 'md5', total }))).digest
+            ? (await hashed(new FileHasher(localPath, { algorithm: 'md5', total }).result())).digest
             : undefined;
         if (stored !== expected && stored !== wholeMd5) {
           throw new ChecksumMismatchError(`${what}: ETag ${stored} does not match ${expected}`);
         }
         verifiedBy = 'md5-etag';
       }
-      const { digest: sha256 } = await hashed(sha);
+      const { digest: sha256 } = await hashed(sha.result());
       opts.onProgress?.(total, total);
       return {
         key,
@@ -277,6 +306,42 @@ export class S3Backend extends DescribedBackend implements TierBackend {
       sha.cancel();
       md5?.cancel();
     }
+  }
+
+  /**
+   * Whether the store refuses a body whose SHA-256 is not the signed
+   * `x-amz-content-sha256` (AWS, Ceph RGW and MinIO do; s3rver, for one,
+   * does not). Asked once per backend, the first time it uploads: a small
+   * PutObject beside the upload's key, signed with the digest of other
+   * bytes. Refused as a mismatch: the store checks. Stored: it does not (the
+   * object is deleted, and uploads fall back to the MD5 ETags). Any other
+   * answer settles nothing: this upload falls back, the next one asks again.
+   */
+  #storeChecksPayloads(key: string): Promise<boolean> {
+    // Not under the upload's signal: uploads started meanwhile wait on the same answer.
+    this.#payloadCheck ??= this.#probePayloadCheck(`${key}${PAYLOAD_PROBE_SUFFIX}`).catch(() => {
+      this.#payloadCheck = undefined;
+      // Not this upload's failure: it goes on with the MD5 check, and says so in `verifiedBy`.
+      return false;
+    });
+    return this.#payloadCheck;
+  }
+
+  async #probePayloadCheck(key: string): Promise<boolean> {
+    const body = Buffer.from(PAYLOAD_PROBE_BODY);
+    try {
+      await this.client.send(
+        signPayload(
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length }),
+          PAYLOAD_PROBE_WRONG_SHA256,
+        ),
+      );
+    } catch (err) {
+      if (PAYLOAD_MISMATCH_NAMES.has((err as SdkError | undefined)?.name ?? '')) return true;
+      throw err;
+    }
+    await this.delete(key);
+    return false;
   }
 
   async #head(key: string, what: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
