@@ -398,6 +398,8 @@ export class Replicator {
     }
     if (w.token) headers.Authorization = `Bearer ${w.token}`;
     const q = new URLSearchParams({ type: 'replicate', change: changeId });
+    // No Content-Disposition stores an empty name: a record without one is said so.
+    if (w.meta.name === undefined) q.set('noname', 'true');
     if (w.meta.lastModified !== undefined) q.set('ts', String(w.meta.lastModified));
     if (w.meta.ttl) q.set('ttl', formatTtl(w.meta.ttl));
     const res = await this.send(peer, `/${w.fid}?${q}`, {

@@ -45,7 +45,7 @@ import type { EntryChange, Volume } from './volume.ts';
  * `type=replicate` marks a replica's copy of a write, `change` its id (kept to
  * undo it, undo-log.ts); `jwt` is one of the three places a token may come in.
  */
-const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt', 'change']);
+const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt', 'change', 'noname']);
 /** `undo=<change id>` (with `type=replicate`) takes back a replicated change instead of deleting. */
 const DELETE_PARAMS = new Set(['type', 'jwt', 'change', 'undo']);
 /** Auto-gzip keeps the compressed form only if it saves at least this fraction. */
@@ -114,6 +114,20 @@ function changeIdOf(query: URLSearchParams | null, name: 'change' | 'undo'): str
   return assertChangeId(id);
 }
 
+/**
+ * `noname=true` (replica traffic only): the primary stored no name field (it
+ * dropped a name over 255 bytes, as SeaweedFS does), which a request without
+ * Content-Disposition cannot say: that one stores an empty name, one byte
+ * longer, and replicas must hold the same bytes (they share a tier object).
+ */
+function storesNoName(query: URLSearchParams | null): boolean {
+  const value = query?.get('noname');
+  if (value === null || value === undefined) return false;
+  if (isPrimary(query)) throw new BadRequestError('noname= is replica traffic: it goes with type=replicate');
+  if (value !== 'true') throw new BadRequestError(`noname must be true, got ${JSON.stringify(value)}`);
+  return true;
+}
+
 /** Undoes the primary's own copy of a change whose fan-out failed: nothing to do if it changed nothing. */
 function rollbackOf(volume: Volume, change: EntryChange | undefined): LocalRollback {
   return async () => {
@@ -178,6 +192,7 @@ export async function acceptWrite(
   const token = config.signingKey ? await authorize(req, query, config, fid) : tokenFrom(req, query);
   const ttl = parseTtl(query?.get('ttl') ?? '');
   const lastModified = parseTimestamp(query?.get('ts'), config.now());
+  const noName = storesNoName(query);
   const volume = store.get(fid.volumeId);
   const upload = await parseUpload(
     req,
@@ -193,7 +208,7 @@ export async function acceptWrite(
     if (signedBody) {
       assertBody(signedBody, upload.spool ? await fileSha256Hex(upload.spool.path) : sha256Hex(upload.data));
     }
-    const target = { volume, pathname, fid, ext, ttl, lastModified, query, token, requestId };
+    const target = { volume, pathname, fid, ext, ttl, lastModified, noName, query, token, requestId };
     return await storeUpload(upload, target, config);
   } finally {
     releaseUpload(upload);
@@ -208,6 +223,8 @@ interface WriteTarget {
   ext: string | undefined;
   ttl: Ttl;
   lastModified: number;
+  /** Store no name field whatever the upload says (`noname=true`, replica traffic). */
+  noName: boolean;
   query: URLSearchParams | null;
   token: string | undefined;
   /** The client request's id, sent on to every replica. */
@@ -215,7 +232,7 @@ interface WriteTarget {
 }
 
 async function storeUpload(upload: Upload, target: WriteTarget, config: WriteConfig): Promise<UploadAnswer> {
-  const { volume, pathname, fid, ext, ttl, lastModified, query, token, requestId } = target;
+  const { volume, pathname, fid, ext, ttl, lastModified, noName, query, token, requestId } = target;
   const { plainSize, plainMd5 } = upload.spool
     ? await spooledPlain(upload.spool, upload.gzipped, upload.md5 !== undefined)
     : inMemoryPlain(upload.data, upload.gzipped, upload.md5 !== undefined);
@@ -241,7 +258,7 @@ async function storeUpload(upload: Upload, target: WriteTarget, config: WriteCon
   const nameBytes = utf8(upload.name);
   const meta: NeedleMeta = {
     flags,
-    name: nameBytes.length <= MAX_NAME_BYTES ? nameBytes : undefined,
+    name: nameBytes.length <= MAX_NAME_BYTES && !noName ? nameBytes : undefined,
     mime: utf8(mime),
     lastModified,
     ttl: isEmptyTtl(ttl) ? undefined : ttl,
