@@ -378,7 +378,13 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
   }
   return [
     row(`${s3.label}: one plain PutObject (file stream)`, size, put),
-    row(`tier upload job to ${s3.label}`, size, up, rate(size, put), '>= 80 %: multipart, signed part SHA-256s'),
+    row(
+      `tier upload job to ${s3.label}`,
+      size,
+      up,
+      rate(size, put),
+      '>= 80 %: multipart, signed part SHA-256s',
+    ),
     row(`${s3.label}: one plain GetObject to a file + fsync`, size, get),
     row(`tier download job from ${s3.label}`, size, down, rate(size, get), '>= 80 %: ranged GETs, sha256'),
   ];
