@@ -10,7 +10,7 @@
  * deletes and undo (volume-delete.ts); here, opening (volume-open.ts), the
  * one operation that swaps its files (replaceDat), and closing.
  */
-import { closeSync, fstatSync, openSync, renameSync } from 'node:fs';
+import { closeSync, fstatSync, futimesSync, openSync, renameSync } from 'node:fs';
 import { ConflictError } from '../../shared/errors.ts';
 import { toByteOffset } from '../../shared/idx.ts';
 import { needleRecordSize } from '../../shared/needle.ts';
@@ -140,6 +140,10 @@ export class Volume extends VolumeDeletes {
     if (this.closed) return;
     this.closed = true;
     await this.syncer.flush();
+    // The next open takes modifiedAt from the `.idx`'s mtime, which the kernel's coarse clock set up to a
+    // tick before this.modifiedAt was read: across a second's edge, the second before. Kept exact here.
+    const { atime } = fstatSync(this.idxFd);
+    futimesSync(this.idxFd, atime, new Date(this.modifiedAt));
     if (opts.markClean && this.dat instanceof LocalDat)
       writeCleanMark(this.path('clean'), this.dat.fd, this.idxFd);
     closeSync(this.idxFd);

@@ -73,6 +73,21 @@ describe('the clean-shutdown mark', () => {
     expect(reopen(v).openedClean).toBe(false);
   });
 
+  it('a restart keeps when the volume was last written, as the volume recorded it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kelp-clean-'));
+    dirs.push(dir);
+    // A clock 5.5 s ahead of the kernel's: the .idx's mtime (the kernel's) and the volume's own time of
+    // its last write (config.now) then differ by whole seconds, as across a second's edge they do by one.
+    const ahead = { ...config(dir), now: () => Date.now() + 5_500 };
+    const v = Volume.create(ahead, { placement: parsePlacement('000'), ttl: parseTtl('') });
+    await v.write({ key: 1n, cookie: 7, data: randomBlob(100), meta: { flags: 0 } });
+    const written = v.modifiedAt;
+    await v.close({ markClean: true });
+    const again = reopen(v);
+    expect(again.modifiedAt).toBe(written);
+    expect(again.openedClean, 'the clean mark still matches the files').toBe(true);
+  });
+
   it('is not trusted when the .dat changed after it: the scan runs and repairs the torn tail', async () => {
     const v = await volumeWithBlobs();
     await v.close({ markClean: true });
