@@ -268,6 +268,11 @@ export async function tierUpload(
       signal: opts.signal,
     });
     uploaded = true;
+    // Which check the stored bytes passed (decision 0024): an operator's answer to "was this verified?".
+    opts.log?.info(
+      { volume: volume.id, backend: backend.name, key, size: result.size, verifiedBy: result.verifiedBy },
+      'tier upload stored',
+    );
     if (result.size !== size) {
       throw new ConflictError(`volume ${volume.id}: uploaded ${result.size} bytes, expected ${size}`);
     }

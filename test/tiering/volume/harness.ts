@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { silentLogger } from '../../../origin/observability/log.ts';
+import { type Logger, silentLogger } from '../../../origin/observability/log.ts';
 import { startVolumeServer, type VolumeServer } from '../../../origin/volume/server.ts';
 import type { TierJob } from '../../../origin/volume/tier.ts';
 import type { VolumeInfo } from '../../../origin/volume/volume-info.ts';
@@ -48,13 +48,17 @@ export interface TierServer {
 }
 
 /** A volume server on 127.0.0.1:0 over `dir` (8 volume slots), with `backends` besides `local.default`. */
-export async function startTierServer(dir: string, backends: BackendConfig[] = []): Promise<TierServer> {
+export async function startTierServer(
+  dir: string,
+  backends: BackendConfig[] = [],
+  logger: Logger = silentLogger(),
+): Promise<TierServer> {
   const server = await startVolumeServer({
     host: '127.0.0.1',
     port: 0,
     locations: [{ dir, maxVolumes: 8 }],
     backends,
-    logger: silentLogger(),
+    logger,
   });
   return {
     server,

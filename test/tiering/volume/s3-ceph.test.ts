@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3BackendConfig } from '../../../tiering/backends/backend.ts';
 import { createBackend } from '../../../tiering/backends/create-backend.ts';
 import type { S3Backend } from '../../../tiering/backends/s3.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 import { type CephRgw, startCephRgw } from '../ceph-rgw.ts';
 import { FAST_RETRY, TEST_PART_SIZE } from '../conformance.ts';
 import { startTcpProxy, type TcpProxy } from '../tcp-proxy.ts';
@@ -318,6 +319,28 @@ describe('S3 on Ceph RGW: faults during tier uploads and reads', () => {
       await check();
     } finally {
       await server.stop();
+    }
+  }, 120_000);
+});
+
+describe('S3 on Ceph RGW: what checked an upload', () => {
+  it('the volume server logs that the store checked each part against its signed SHA-256, and no probe object stays', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kelp-tier-verified-'));
+    const logs = captureLogs([], 'info');
+    const server = await startTierServer(dir, [s3()], logs.logger);
+    try {
+      await assignVolume(server.base, 6);
+      const blobs = await fillVolume(server.base, 6, { small: 20, large: [3 * MiB, 3 * MiB] });
+      await sealVolume(server.base, 6);
+      await tierUpload(server.base, 6, 's3.default');
+      const stored = logs.records().find((r) => r.msg === 'tier upload stored');
+      expect(stored).toMatchObject({ volume: 6, backend: 's3.default', verifiedBy: 'sha256-payload' });
+      const listed = await inspector.client.send(new ListObjectsV2Command({ Bucket: BUCKET }));
+      expect((listed.Contents ?? []).filter((o) => o.Key?.endsWith('.payload-check'))).toEqual([]);
+      await expectAllReadBack(server.base, blobs);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
 });
