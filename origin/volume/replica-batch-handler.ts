@@ -16,7 +16,7 @@ import { isEmptyTtl, parseTtl } from '../../shared/ttl.ts';
 import { readBody } from '../http/body.ts';
 import { assertKnownParams } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
-import { rootLogger } from '../observability/log.ts';
+import { type Logger, rootLogger } from '../observability/log.ts';
 import { assertBody, sha256Hex, verifyClusterRequest } from '../security/cluster-auth.ts';
 import { verifyFileToken } from '../security/jwt.ts';
 import { type BatchedResult, type BatchedWrite, decodeBatch, MAX_BATCH_BODY_BYTES } from './replica-batch.ts';
@@ -46,8 +46,9 @@ export async function handleReplicaBatch(
   const body = await readBody(req, MAX_BATCH_BODY_BYTES);
   if (signed) assertBody(signed, sha256Hex(body));
   const { writes, data } = decodeBatch(body);
-  const prepared = writes.map(prepare);
-  if (config.signingKey) await checkTokens(config.signingKey, writes, prepared);
+  const log = config.replicationLog ?? rootLogger().child({ component: 'replication' });
+  const prepared = writes.map((w) => prepare(w, log));
+  if (config.signingKey) await checkTokens(config.signingKey, writes, prepared, log);
   const { undoLog } = config.replicator;
   const now = config.now();
   // Applied in order in this one tick (no await in between): one group fsync covers them all.
@@ -63,30 +64,35 @@ export async function handleReplicaBatch(
       undoLog.applied(p.change, volume, p.fid, write);
       return write.then(
         (r) => ({ status: r.unchanged ? 204 : 201 }),
-        (err: unknown) => failure(err, w),
+        (err: unknown) => failure(err, w, log),
       );
     } catch (err) {
-      return Promise.resolve(failure(err, w));
+      return Promise.resolve(failure(err, w, log));
     }
   });
   sendJson(res, 200, { results: await Promise.all(applying) });
 }
 
-function prepare(w: BatchedWrite): Prepared {
+function prepare(w: BatchedWrite, log: Logger): Prepared {
   try {
     return { fid: uploadFid(`/${w.fid}`).fid, change: assertChangeId(w.change) };
   } catch (err) {
-    return { failed: failure(err, w) };
+    return { failed: failure(err, w, log) };
   }
 }
 
 /** The client's token for each write still standing, as its own request would have been checked. */
-async function checkTokens(key: string, writes: BatchedWrite[], prepared: Prepared[]): Promise<void> {
+async function checkTokens(
+  key: string,
+  writes: BatchedWrite[],
+  prepared: Prepared[],
+  log: Logger,
+): Promise<void> {
   const checks = await Promise.allSettled(
     prepared.map((p, i) => ('failed' in p ? undefined : verifyFileToken(key, writes[i]!.token, p.fid))),
   );
   checks.forEach((c, i) => {
-    if (c.status === 'rejected') prepared[i] = { failed: failure(c.reason, writes[i]!) };
+    if (c.status === 'rejected') prepared[i] = { failed: failure(c.reason, writes[i]!, log) };
   });
 }
 
@@ -107,11 +113,11 @@ function metaOf(w: BatchedWrite, now: number): NeedleMeta {
 }
 
 /** A write that failed: its status and message, as its own request would have answered; 500s are logged. */
-function failure(err: unknown, w: BatchedWrite): BatchedResult {
+function failure(err: unknown, w: BatchedWrite, log: Logger): BatchedResult {
   const status = httpStatusOf(err);
   if (status >= 500) {
-    rootLogger().error(
-      { component: 'replication', err, fid: w.fid, change: w.change, reqId: w.reqId },
+    log.error(
+      { err, fid: w.fid, change: w.change, reqId: w.reqId },
       `replicated write of ${w.fid} failed: ${(err as Error).message}`,
     );
   }

@@ -229,6 +229,7 @@ export async function startVolumeServer(
     signingKey: config.signingKey,
     clusterKey: config.clusterKey,
     clusterKeys: access.clusterKeys,
+    replicationLog,
     replicator: new Replicator(
       config.master,
       [],

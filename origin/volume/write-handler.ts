@@ -24,6 +24,7 @@ import {
   type Upload,
   type UploadAnswer,
 } from '../http/upload.ts';
+import type { Logger } from '../observability/log.ts';
 import { requestIdOf } from '../observability/request-id.ts';
 import {
   assertBody,
@@ -68,6 +69,8 @@ export interface WriteConfig {
   /** The keys such a signature may be made with (the current one, and a previous one during a rotation). */
   clusterKeys?: readonly string[];
   replicator: Replicator;
+  /** The server's replication log (a replica's failed writes in a batch are written there). */
+  replicationLog?: Logger;
   /** Tells the edge about overwrites and deletes (none configured: the edge's fresh period bounds them). */
   edgePurge?: EdgePurgeEvents;
 }
