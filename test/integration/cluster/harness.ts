@@ -175,6 +175,25 @@ export async function assignOk(
   );
 }
 
+/**
+ * An open master with two volume servers and a first `replication=001`
+ * assign: the server it names is the volume's primary for writes sent to it.
+ */
+export async function replicatedPair(): Promise<{
+  m: TestMaster;
+  first: AssignResponse;
+  primary: TestVolume;
+  replica: TestVolume;
+}> {
+  const m = await master();
+  const a = await volume(m.address);
+  const b = await volume(m.address);
+  await waitForNodes(m, 2);
+  const first = await assignOk(m.base, 'replication=001');
+  const primary = first.url === a.url ? a : b;
+  return { m, first, primary, replica: primary === a ? b : a };
+}
+
 export async function lookupOk(masterBase: string, volumeOrFileId: string): Promise<LookupResponse> {
   return json<LookupResponse>(await fetch(`${masterBase}/dir/lookup?volumeId=${volumeOrFileId}`), 200);
 }

@@ -23,9 +23,9 @@ import {
   lookupOk,
   master,
   readBytes,
+  replicatedPair,
   send,
   stopAll,
-  type TestVolume,
   volume,
   volumeIdOf,
   waitFor,
@@ -49,13 +49,7 @@ const change = (n: number) => `batch-test-change-${String(n).padStart(8, '0')}`;
 
 describe('replica batches in an open cluster', () => {
   it('concurrent writes reach the replica in batches, each stored with the same bytes, meta and CRC', async () => {
-    const m = await master();
-    const a = await volume(m.address);
-    const b = await volume(m.address);
-    await waitForNodes(m, 2);
-    const first = await assignOk(m.base, 'replication=001');
-    const primary = first.url === a.url ? a : b;
-    const replica = primary === a ? b : a;
+    const { first, primary, replica } = await replicatedPair();
     let batches = 0;
     let n = 1;
     for (let round = 0; round < MAX_ROUNDS && batches === 0; round++) {
@@ -105,13 +99,7 @@ describe('replica batches in an open cluster', () => {
   });
 
   it('writes without a name or a type are stored with the same record on both copies', async () => {
-    const m = await master();
-    const a = await volume(m.address);
-    const b = await volume(m.address);
-    await waitForNodes(m, 2);
-    const first = await assignOk(m.base, 'replication=001');
-    const primary = first.url === a.url ? a : b;
-    const replica = primary === a ? b : a;
+    const { first, primary, replica } = await replicatedPair();
     const vid = volumeIdOf(first.fid);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const fids = Array.from({ length: CONCURRENT_WRITES }, (_, i) =>
@@ -136,12 +124,7 @@ describe('replica batches in an open cluster', () => {
   });
 
   it('each write of a batch gets its own answer: stored, refused as undone (409), refused as a bad fid (400)', async () => {
-    const m = await master();
-    const a = await volume(m.address);
-    const b = await volume(m.address);
-    await waitForNodes(m, 2);
-    const first = await assignOk(m.base, 'replication=001');
-    const replica: TestVolume = first.url === a.url ? b : a;
+    const { first, replica } = await replicatedPair();
     // The primary gave up on change 2 before it arrived: the replica must refuse it.
     const undo = await fetch(`${replica.base}/${nth(first.fid, 2)}?type=replicate&undo=${change(2)}`, {
       method: 'DELETE',

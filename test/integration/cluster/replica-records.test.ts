@@ -10,7 +10,17 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_BATCHED_WRITE_BYTES } from '../../../origin/volume/replica-batch.ts';
 import { formatFid } from '../../../shared/fid.ts';
 import { MAX_NAME_BYTES } from '../../../shared/needle.ts';
-import { assignOk, keyOf, master, send, stopAll, volume, volumeIdOf, waitForNodes } from './harness.ts';
+import {
+  assignOk,
+  keyOf,
+  master,
+  replicatedPair,
+  send,
+  stopAll,
+  volume,
+  volumeIdOf,
+  waitForNodes,
+} from './harness.ts';
 
 afterAll(stopAll);
 
@@ -18,13 +28,7 @@ const COOKIE = 0x7ec0_0000;
 
 describe('replicated records', () => {
   it('a write sent on its own is stored with the same record on the replica: no name, a name too long to keep, a large body', async () => {
-    const m = await master();
-    const a = await volume(m.address);
-    const b = await volume(m.address);
-    await waitForNodes(m, 2);
-    const first = await assignOk(m.base, 'replication=001');
-    const primary = first.url === a.url ? a : b;
-    const replica = primary === a ? b : a;
+    const { first, primary, replica } = await replicatedPair();
     const vid = volumeIdOf(first.fid);
     const fid = (n: number) =>
       formatFid({ volumeId: vid, key: keyOf(first.fid) + BigInt(n), cookie: COOKIE });
