@@ -91,6 +91,16 @@ export class ReplicaBatches {
     });
   }
 
+  /** Each write as its own request, all at once; settles when every one has its answer. */
+  private oneByOne(batch: Waiting[]): Promise<unknown> {
+    return Promise.all(
+      batch.map((w) => {
+        this.observe?.(1);
+        return w.alone().then(w.resolve, w.reject);
+      }),
+    );
+  }
+
   /** Sends what waits, unless a request to this replica is still out; runs again when it settles. */
   private next(peer: string, q: PeerQueue): void {
     if (q.inFlight >= MAX_IN_FLIGHT) return;
@@ -100,7 +110,6 @@ export class ReplicaBatches {
       return;
     }
     const batch = take(q.waiting);
-    this.observe?.(batch.length);
     q.inFlight++;
     const settled = () => {
       q.inFlight--;
@@ -110,9 +119,11 @@ export class ReplicaBatches {
     if (refused !== undefined && this.now() - refused >= UNBATCHED_AFTER_REFUSAL_MS)
       this.refusedAt.delete(peer);
     if (batch.length === 1 || this.refusedAt.has(peer)) {
-      oneByOne(batch).finally(settled);
+      this.oneByOne(batch).finally(settled);
       return;
     }
+    // Counted per request that goes: a batch refused and sent again one by one is 1 + N requests.
+    this.observe?.(batch.length);
     this.sendBatch(
       peer,
       batch.map((w) => w.entry),
@@ -130,15 +141,10 @@ export class ReplicaBatches {
           return;
         }
         this.refusedAt.set(peer, this.now());
-        return oneByOne(batch);
+        return this.oneByOne(batch);
       })
       .finally(settled);
   }
-}
-
-/** Each write as its own request, all at once; settles when every one has its answer. */
-function oneByOne(batch: Waiting[]): Promise<unknown> {
-  return Promise.all(batch.map((w) => w.alone().then(w.resolve, w.reject)));
 }
 
 /** The oldest waiting writes that fit in one batch (at least one). */

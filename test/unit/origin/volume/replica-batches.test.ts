@@ -41,13 +41,15 @@ function held<T>(): Held<T> {
 function harness(now: () => number = Date.now) {
   const sent: Array<{ peer: string; fids: string[]; answer: Held<BatchedResult[]> }> = [];
   const alone: Array<{ fid: string; answer: Held<number> }> = [];
+  /** What the metric was told: writes per request, one entry per request. */
+  const observed: number[] = [];
   const batches = new ReplicaBatches(
     (peer, writes) => {
       const answer = held<BatchedResult[]>();
       sent.push({ peer, fids: writes.map((w) => w.fid), answer });
       return answer.promise;
     },
-    undefined,
+    (writes) => observed.push(writes),
     now,
   );
   const write = (n: number, size = 10): QueuedWrite => ({
@@ -59,7 +61,7 @@ function harness(now: () => number = Date.now) {
       return answer.promise;
     },
   });
-  return { batches, sent, alone, write };
+  return { batches, sent, alone, write, observed };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -122,13 +124,14 @@ describe('ReplicaBatches', () => {
 
   it('a replica that does not understand batches (older code) gets the writes one by one, and a batch again a minute later', async () => {
     let now = 1_000_000;
-    const { batches, sent, alone, write } = harness(() => now);
+    const { batches, sent, alone, write, observed } = harness(() => now);
     const pair = [1, 2].map((n) => batches.add('r1:80', write(n)));
     await tick();
     sent[0]!.answer.reject(new BatchNotUnderstood('batch of 2 answered HTTP 400'));
     await tick();
     // Not failed: each sent again as its own request, each with its own answer.
     expect(alone.map((a) => a.fid)).toEqual(['1,1', '1,2']);
+    expect(observed, 'the metric counts the refused batch and each request after it').toEqual([2, 1, 1]);
     alone[0]!.answer.resolve(201);
     alone[1]!.answer.resolve(204);
     expect(await Promise.all(pair)).toEqual([201, 204]);
@@ -137,6 +140,7 @@ describe('ReplicaBatches', () => {
     await tick();
     expect(sent).toHaveLength(1);
     expect(alone.map((a) => a.fid)).toEqual(['1,1', '1,2', '1,3', '1,4']);
+    expect(observed).toEqual([2, 1, 1, 1, 1]);
     for (const a of alone.slice(2)) a.answer.resolve(201);
     expect(await Promise.all(next)).toEqual([201, 201]);
     // Another replica still gets batches meanwhile; this one again once the minute is over.
