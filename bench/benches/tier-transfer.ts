@@ -23,7 +23,17 @@
  * `KELP_BENCH_TIER_TRANSFER_MIB=1024 KELP_BENCH_TIER_TRANSFER_ROUNDS=1`.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  createReadStream,
+  createWriteStream,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,8 +85,22 @@ const backendsOf = (s3: S3Store | undefined, otherFs: string | undefined): Backe
   ...(otherFs ? [{ type: 'local' as const, id: 'otherfs', path: otherFs }] : []),
 ];
 
+/**
+ * A copy of a volume for one round's job, written back to disk before anything is timed: the plain
+ * transfers read the settled source, and a job reading a copy still under writeback (gigabytes of
+ * them at 1 GiB) would share the disk with it.
+ */
 function copyVolume(dir: string, from: number, to: number): void {
-  for (const ext of ['dat', 'idx']) copyFileSync(join(dir, `${from}.${ext}`), join(dir, `${to}.${ext}`));
+  for (const ext of ['dat', 'idx']) {
+    const copy = join(dir, `${to}.${ext}`);
+    copyFileSync(join(dir, `${from}.${ext}`), copy);
+    const fd = openSync(copy, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
 }
 
 /** Fills volume 1 with SIZE_MIB of 4 MiB needles (each a rotation of one random block) and seals it. */
