@@ -141,9 +141,13 @@ export class Volume extends VolumeDeletes {
     this.closed = true;
     await this.syncer.flush();
     // The next open takes modifiedAt from the `.idx`'s mtime, which the kernel's coarse clock set up to a
-    // tick before this.modifiedAt was read: across a second's edge, the second before. Kept exact here.
-    const { atime } = fstatSync(this.idxFd);
-    futimesSync(this.idxFd, atime, new Date(this.modifiedAt));
+    // tick before this.modifiedAt was read: across a second's edge, the second before. Kept exact here;
+    // best effort (a read-only mount refuses it, and the close must still happen).
+    try {
+      futimesSync(this.idxFd, fstatSync(this.idxFd).atime, new Date(this.modifiedAt));
+    } catch {
+      // The mtime the kernel set stays: off by a tick at most.
+    }
     if (opts.markClean && this.dat instanceof LocalDat)
       writeCleanMark(this.path('clean'), this.dat.fd, this.idxFd);
     closeSync(this.idxFd);

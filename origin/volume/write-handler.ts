@@ -44,7 +44,8 @@ import type { EntryChange, Volume } from './volume.ts';
 
 /**
  * `type=replicate` marks a replica's copy of a write, `change` its id (kept to
- * undo it, undo-log.ts); `jwt` is one of the three places a token may come in.
+ * undo it, undo-log.ts), `noname=true` a record without a name field
+ * (storesNoName); `jwt` is one of the three places a token may come in.
  */
 const WRITE_PARAMS = new Set(['ttl', 'ts', 'type', 'jwt', 'change', 'noname']);
 /** `undo=<change id>` (with `type=replicate`) takes back a replicated change instead of deleting. */
