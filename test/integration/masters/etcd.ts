@@ -53,6 +53,8 @@ export interface EtcdCluster {
   stop(): Promise<void>;
   /** Index of the member that is etcd's raft leader now. */
   leaderIndex(): Promise<number>;
+  /** Whether member i answers and names a leader other than member `lost` (false while it cannot tell). */
+  knowsLeaderOtherThan(i: number, lost: number): Promise<boolean>;
 }
 
 /** A member's id and the id of the leader it knows (etcd's v3 JSON gateway). */
@@ -177,6 +179,8 @@ async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
     await stop();
     throw err;
   }
+  /** Member ids by index, as last read (a killed member's is needed after it is gone). */
+  const ids = new Map<number, string>();
   return {
     endpoints: members.map((m) => `127.0.0.1:${m.clientPort}`),
     members,
@@ -192,7 +196,16 @@ async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
       const all = await Promise.all(members.map((m) => memberStatus(m.clientPort)));
       const i = all.findIndex((s) => s.id === all[0]!.leader);
       if (i < 0) throw new Error('no etcd member is the leader');
+      for (const [j, st] of all.entries()) ids.set(j, st.id);
       return i;
+    },
+    async knowsLeaderOtherThan(i, lost) {
+      try {
+        const st = await memberStatus(members[i]!.clientPort);
+        return st.leader !== undefined && st.leader !== '0' && st.leader !== ids.get(lost);
+      } catch {
+        return false;
+      }
     },
   };
 }

@@ -6,6 +6,7 @@
  * is ever issued twice (docs/decisions/0008-several-masters.md).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LEASE_MARGIN_MS, LEASE_SECONDS } from '../../../origin/master/election.ts';
 import { parseFid } from '../../../shared/fid.ts';
 import { startTcpProxy, type TcpProxy } from '../../tiering/tcp-proxy.ts';
 import { type EtcdCluster, freePort, startEtcdCluster } from './etcd.ts';
@@ -29,6 +30,8 @@ import {
 const FAILOVER_LIMIT_MS = 8_000;
 
 let etcd: EtcdCluster;
+/** How long before a kill the leader's last keep-alive may have been (its keep-alive interval). */
+const KEEPALIVE_SLACK_MS = 500;
 let prefixes = 0;
 
 beforeAll(async () => {
@@ -227,20 +230,39 @@ describe('three masters on etcd', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     // The member that leads etcd's own raft: the worst one to lose (etcd elects another).
     const victim = await etcd.leaderIndex();
+    const survivor = (victim + 1) % 3;
     const killAt = Date.now();
     await etcd.kill(victim);
-    await new Promise((r) => setTimeout(r, 5_000));
+    // When etcd has a raft leader again: until then no keep-alive can succeed.
+    let electedAt: number | undefined;
+    const settleBy = Date.now() + 5_000;
+    while (Date.now() < settleBy) {
+      if (electedAt === undefined && (await etcd.knowsLeaderOtherThan(survivor, victim)))
+        electedAt = Date.now();
+      await new Promise((r) => setTimeout(r, 50));
+    }
     abort.abort();
     const { issued, failures, reasons } = await load;
     await etcd.restart(victim);
+    const election = (electedAt ?? Number.POSITIVE_INFINITY) - killAt;
     console.log(
-      `etcd leader member killed: ${failures.length} failed assigns, ${issued.length} answered`,
+      `etcd leader member killed: etcd elected another in ${election} ms; ${failures.length} failed assigns, ${issued.length} answered`,
       failures.map((t) => t - killAt),
       reasons,
     );
 
     expect(await agreedLeader(c.addresses)).toBe(leader);
-    expect(failures).toEqual([]);
+    // The leader keeps acting for LEASE_SECONDS - LEASE_MARGIN_MS after its last keep-alive (at most one
+    // interval before the kill). etcd elects within that on a machine with a core to spare, and then no
+    // assign fails. On saturated cores its election can take longer: the leader then stops acting (it cannot
+    // prove its lease) until a keep-alive gets through, the safe side, and resumes as the same leader.
+    const fenceMs = LEASE_SECONDS * 1_000 - LEASE_MARGIN_MS - KEEPALIVE_SLACK_MS;
+    if (election < fenceMs) expect(failures).toEqual([]);
+    else {
+      expect(electedAt, 'etcd elected a leader again within the run').toBeDefined();
+      for (const t of failures)
+        expect(t, 'failed only until etcd had a leader').toBeLessThan(electedAt! + 1_500);
+    }
     expect(issued.filter((i) => i.sentAt > killAt).length).toBeGreaterThan(20);
     expect(duplicates(keysOf(issued))).toEqual([]);
     for (const m of c.masters) expect(m.output()).not.toMatch(/no longer the leader/);
