@@ -16,7 +16,7 @@ import { isEmptyTtl, parseTtl } from '../../shared/ttl.ts';
 import { readBody } from '../http/body.ts';
 import { assertKnownParams } from '../http/params.ts';
 import { sendJson } from '../http/respond.ts';
-import { type Logger, rootLogger } from '../observability/log.ts';
+import type { Logger } from '../observability/log.ts';
 import { assertBody, sha256Hex, verifyClusterRequest } from '../security/cluster-auth.ts';
 import { verifyFileToken } from '../security/jwt.ts';
 import { type BatchedResult, type BatchedWrite, decodeBatch, MAX_BATCH_BODY_BYTES } from './replica-batch.ts';
@@ -46,7 +46,7 @@ export async function handleReplicaBatch(
   const body = await readBody(req, MAX_BATCH_BODY_BYTES);
   if (signed) assertBody(signed, sha256Hex(body));
   const { writes, data } = decodeBatch(body);
-  const log = config.replicationLog ?? rootLogger().child({ component: 'replication' });
+  const log = config.replicationLog;
   const prepared = writes.map((w) => prepare(w, log));
   if (config.signingKey) await checkTokens(config.signingKey, writes, prepared, log);
   const { undoLog } = config.replicator;

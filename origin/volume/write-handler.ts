@@ -71,7 +71,7 @@ export interface WriteConfig {
   clusterKeys?: readonly string[];
   replicator: Replicator;
   /** The server's replication log (a replica's failed writes in a batch are written there). */
-  replicationLog?: Logger;
+  replicationLog: Logger;
   /** Tells the edge about overwrites and deletes (none configured: the edge's fresh period bounds them). */
   edgePurge?: EdgePurgeEvents;
 }
@@ -110,12 +110,18 @@ function memberSignature(req: IncomingMessage, query: URLSearchParams | null, co
   );
 }
 
+/** A parameter only replica traffic may carry: its value, if any; on a client's request, 400. */
+function replicaParam(query: URLSearchParams | null, name: string): string | undefined {
+  const value = query?.get(name);
+  if (value === null || value === undefined) return undefined;
+  if (isPrimary(query)) throw new BadRequestError(`${name}= is replica traffic: it goes with type=replicate`);
+  return value;
+}
+
 /** The id of the replicated change this request carries (replica traffic only), if any. */
 function changeIdOf(query: URLSearchParams | null, name: 'change' | 'undo'): string | undefined {
-  const id = query?.get(name);
-  if (id === null || id === undefined) return undefined;
-  if (isPrimary(query)) throw new BadRequestError(`${name}= is replica traffic: it goes with type=replicate`);
-  return assertChangeId(id);
+  const id = replicaParam(query, name);
+  return id === undefined ? undefined : assertChangeId(id);
 }
 
 /**
@@ -125,9 +131,8 @@ function changeIdOf(query: URLSearchParams | null, name: 'change' | 'undo'): str
  * longer, and replicas must hold the same bytes (they share a tier object).
  */
 function storesNoName(query: URLSearchParams | null): boolean {
-  const value = query?.get('noname');
-  if (value === null || value === undefined) return false;
-  if (isPrimary(query)) throw new BadRequestError('noname= is replica traffic: it goes with type=replicate');
+  const value = replicaParam(query, 'noname');
+  if (value === undefined) return false;
   if (value !== 'true') throw new BadRequestError(`noname must be true, got ${JSON.stringify(value)}`);
   return true;
 }

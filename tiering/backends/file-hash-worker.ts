@@ -88,6 +88,12 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
   const parts: Uint8Array[] = [];
   let part: Digest | undefined = job.partSize > 0 ? newDigest(job.algorithm) : undefined;
   let inPart = 0;
+  // A part's digest goes to the upload as soon as it is done, when the job asks (streamParts).
+  const endPart = (done: Digest) => {
+    const digest = done.digest();
+    if (job.streamParts) parentPort!.postMessage({ part: digest, index: parts.length });
+    parts.push(digest);
+  };
   const buf = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
   const fd = openSync(job.path, 'r');
   let hashed = 0;
@@ -112,9 +118,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
         part.update(chunk);
         inPart += n;
         if (inPart === job.partSize) {
-          const digest = part.digest();
-          if (job.streamParts) parentPort!.postMessage({ part: digest, index: parts.length });
-          parts.push(digest);
+          endPart(part);
           part = newDigest(job.algorithm);
           inPart = 0;
         }
@@ -127,11 +131,7 @@ async function run(job: Job): Promise<{ digest: string; parts: Uint8Array[] }> {
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
-    if (part && (inPart > 0 || parts.length === 0)) {
-      const digest = part.digest();
-      if (job.streamParts) parentPort!.postMessage({ part: digest, index: parts.length });
-      parts.push(digest);
-    }
+    if (part && (inPart > 0 || parts.length === 0)) endPart(part);
     return { digest: whole?.digest().toString('hex') ?? '', parts };
   } finally {
     closeSync(fd);
