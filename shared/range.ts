@@ -26,6 +26,52 @@ export interface ParseRangeOptions {
 
 const SPEC = /^(\d*)-(\d*)$/;
 
+/** One range-spec as written: `first-last`, `first-` (last infinite) or the suffix `-n`. */
+type RangeSpec = { first: number; last: number } | { suffix: number };
+
+/**
+ * The range-specs of a `bytes` Range header, before any size is known; null
+ * when the header is one a server ignores (parseRange's first case). Suffix
+ * specs of 0 bytes are kept: they are valid, only never satisfiable.
+ */
+function parseRangeSpecs(header: string, maxRanges: number): RangeSpec[] | null {
+  const eq = header.indexOf('=');
+  if (eq < 0) return null;
+  // Range units compare case-insensitively (RFC 9110 §14.1).
+  if (header.slice(0, eq).trim().toLowerCase() !== 'bytes') return null;
+  const specs: RangeSpec[] = [];
+  for (const element of header.slice(eq + 1).split(',')) {
+    const spec = element.trim();
+    // Empty list elements are legal noise in a #list (RFC 9110 §5.6.1.2).
+    if (spec === '') continue;
+    if (specs.length >= maxRanges) return null;
+    const m = SPEC.exec(spec);
+    if (m === null) return null;
+    const first = m[1]!;
+    const last = m[2]!;
+    if (first === '') {
+      if (last === '') return null;
+      specs.push({ suffix: Number(last) });
+      continue;
+    }
+    const start = Number(first);
+    const end = last === '' ? Number.POSITIVE_INFINITY : Number(last);
+    if (end < start) return null;
+    specs.push({ first: start, last: end });
+  }
+  return specs.length > 0 ? specs : null;
+}
+
+/**
+ * Whether a server ignores this Range header whatever the size: another
+ * unit, a syntax error (`last < first` included), too many ranges. The edge
+ * drops such a header before the Cache API sees it, which would answer 416
+ * where the volume server answers 200 with the whole body.
+ */
+export function isIgnoredRange(header: string, options: ParseRangeOptions = {}): boolean {
+  return parseRangeSpecs(header, options.maxRanges ?? MAX_RANGES) === null;
+}
+
 /**
  * Parse `header` against `size` bytes.
  *
@@ -46,40 +92,21 @@ export function parseRange(
   options: ParseRangeOptions = {},
 ): ByteRange[] | null {
   if (header === undefined) return null;
-  const eq = header.indexOf('=');
-  if (eq < 0) return null;
-  // Range units compare case-insensitively (RFC 9110 §14.1).
-  if (header.slice(0, eq).trim().toLowerCase() !== 'bytes') return null;
-
-  const maxRanges = options.maxRanges ?? MAX_RANGES;
+  const specs = parseRangeSpecs(header, options.maxRanges ?? MAX_RANGES);
+  if (specs === null) return null;
   const ranges: ByteRange[] = [];
-  let specs = 0;
   let sawSuffix = false;
-  for (const element of header.slice(eq + 1).split(',')) {
-    const spec = element.trim();
-    // Empty list elements are legal noise in a #list (RFC 9110 §5.6.1.2).
-    if (spec === '') continue;
-    if (++specs > maxRanges) return null;
-    const m = SPEC.exec(spec);
-    if (m === null) return null;
-    const first = m[1]!;
-    const last = m[2]!;
-    if (first === '') {
+  for (const spec of specs) {
+    if ('suffix' in spec) {
       // Suffix range "-n": the last n bytes; longer than the size means all of it.
-      if (last === '') return null;
-      const n = Number(last);
-      if (n === 0) continue;
+      if (spec.suffix === 0) continue;
       sawSuffix = true;
-      if (size > 0) ranges.push({ start: Math.max(0, size - n), end: size - 1 });
+      if (size > 0) ranges.push({ start: Math.max(0, size - spec.suffix), end: size - 1 });
       continue;
     }
-    const start = Number(first);
-    const end = last === '' ? Number.POSITIVE_INFINITY : Number(last);
-    if (end < start) return null;
     // Satisfiable only when the first byte exists; the end is clipped.
-    if (start < size) ranges.push({ start, end: Math.min(end, size - 1) });
+    if (spec.first < size) ranges.push({ start: spec.first, end: Math.min(spec.last, size - 1) });
   }
-  if (specs === 0) return null;
   if (ranges.length === 0) {
     // An empty blob has no byte to point at, yet "-n" is satisfiable by the
     // RFC's definition: the whole (empty) representation is the right answer.

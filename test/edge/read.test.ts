@@ -215,6 +215,35 @@ describe('Range and conditional requests', () => {
     expect(await bytes(full)).toEqual(data);
   });
 
+  it('ignores a Range it cannot honour (other unit, bad syntax, last < first) as origin does: 200 whole, hit or miss', async () => {
+    // RFC 9110 §14.2: a Range with a unit the server does not understand MUST be ignored; an invalid one
+    // MAY be. The Cache API answered all three 416 while the volume server answered 200.
+    const ignored = ['items=0-9', 'bytes=abc', 'bytes=30-10'];
+    const data = randomBlob(1000);
+    const fid = await edge.upload(data);
+    for (const range of ignored) {
+      const origin = await fetch(`http://${edge.volumes[0]!.url}/${fid}`, { headers: { range } });
+      expect(origin.status, `origin, ${range}`).toBe(200);
+      await bytes(origin);
+    }
+    // A miss first (nothing cached yet), then hits.
+    for (const [i, range] of [...ignored, ...ignored].entries()) {
+      const res = await edge.fetch(`/${fid}`, { headers: { range } });
+      expect(res.status, range).toBe(200);
+      expect(res.headers.get('x-kelp-cache'), range).toBe(i === 0 ? 'MISS' : 'HIT');
+      expect(res.headers.get('content-range'), range).toBeNull();
+      expect(await bytes(res), range).toEqual(data);
+    }
+    // Over the cap the object passes through: the same 200 whole, not the origin's 416 or a ranged part.
+    const large = randomBlob(CAP + 10_000);
+    const largeFid = await edge.upload(large);
+    for (const range of ignored) {
+      const res = await edge.fetch(`/${largeFid}`, { headers: { range } });
+      expect(res.status, range).toBe(200);
+      expect(await bytes(res), range).toEqual(large);
+    }
+  });
+
   it('answers If-None-Match with the ETag with 304 from the cache', async () => {
     const fid = await edge.upload(randomBlob(2000));
     const first = await edge.fetch(`/${fid}`);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RangeNotSatisfiableError } from '../../../shared/errors.ts';
 import {
   contentRange,
+  isIgnoredRange,
   MAX_RANGES,
   parseContentRange,
   parseRange,
@@ -163,5 +164,45 @@ describe('parseContentRange', () => {
     for (const h of [undefined, null, '', 'bytes */5000', 'items 0-9/10', 'bytes 0-/10', 'bytes 5-9']) {
       expect(parseContentRange(h)).toBeUndefined();
     }
+  });
+});
+
+describe('isIgnoredRange', () => {
+  it('is true exactly where parseRange ignores the header whatever the size', () => {
+    for (const header of [
+      'items=0-9',
+      'bytes=abc',
+      'bytes=30-10',
+      'bytes=-',
+      'bytes=',
+      '0-9',
+      'bytes=1-2;x',
+    ]) {
+      expect(isIgnoredRange(header), header).toBe(true);
+      for (const size of [1, 100, 10_000]) expect(parseRange(header, size), header).toBeNull();
+    }
+    const many = `bytes=${Array.from({ length: MAX_RANGES + 1 }, (_, i) => `${i * 10}-${i * 10 + 1}`).join(',')}`;
+    expect(isIgnoredRange(many)).toBe(true);
+    // Valid headers, satisfiable or not, are not ignored: the Cache API answers them (206 or 416).
+    for (const header of ['bytes=0-9', 'BYTES=5-', 'bytes=-0', 'bytes=500-', 'bytes=0-1, ,3-4']) {
+      expect(isIgnoredRange(header), header).toBe(false);
+    }
+  });
+
+  it('agrees with parseRange on arbitrary headers', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 30 }), fc.integer({ min: 1, max: 1000 }), (tail, size) => {
+        const header = `bytes=${tail}`;
+        let parsed: unknown;
+        try {
+          parsed = parseRange(header, size);
+        } catch (err) {
+          if (!(err instanceof RangeNotSatisfiableError)) throw err;
+          parsed = 'unsatisfiable';
+        }
+        // Ignored means parseRange says null for every non-empty size; not ignored, never null.
+        expect(parsed === null).toBe(isIgnoredRange(header));
+      }),
+    );
   });
 });
