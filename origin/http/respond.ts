@@ -8,6 +8,16 @@ import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '..
 import { rootLogger } from '../observability/log.ts';
 import { requestIdOf } from '../observability/request-id.ts';
 
+/**
+ * `?pretty=<anything>` asks for indented JSON, as SeaweedFS answers it (its
+ * docs and scripts use `?pretty=y`). Asked of the URL only when it mentions
+ * `pretty`, so other requests pay one substring search.
+ */
+function wantsPretty(url: string | undefined): boolean {
+  if (url === undefined || !url.includes('pretty=')) return false;
+  return Boolean(new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('pretty'));
+}
+
 /** JSON response with an exact Content-Length; HEAD gets the headers only. */
 export function sendJson(
   res: ServerResponse,
@@ -15,7 +25,9 @@ export function sendJson(
   body: unknown,
   headers: OutgoingHttpHeaders = {},
 ): void {
-  const bytes = Buffer.from(JSON.stringify(body));
+  const bytes = Buffer.from(
+    wantsPretty(res.req?.url) ? `${JSON.stringify(body, null, 2)}\n` : JSON.stringify(body),
+  );
   res.writeHead(status, {
     ...headers,
     'Content-Type': 'application/json; charset=utf-8',

@@ -36,7 +36,20 @@ export interface AssignContext {
   picks?: StickyPicks;
 }
 
+/**
+ * SeaweedFS's `disk` parameter (a disk type: `hdd`, `ssd`, or a custom tag):
+ * Kelp has one kind of disk, SeaweedFS's default, so `hdd` or none is taken
+ * and any other is refused rather than quietly placed on the wrong kind.
+ */
+export function assertDiskType(q: URLSearchParams): void {
+  const disk = q.get('disk');
+  if (disk && disk !== 'hdd') {
+    throw new InvalidParamError(`disk type "${disk}" is not supported: Kelp has one kind of disk (hdd)`);
+  }
+}
+
 export function parseAssignRequest(q: URLSearchParams, defaultReplication: string): AssignRequest {
+  assertDiskType(q);
   const countRaw = q.get('count') ?? '1';
   const count = Number(countRaw);
   if (!/^\d+$/.test(countRaw) || count < 1 || count > MAX_ASSIGN_COUNT) {

@@ -57,7 +57,7 @@ import { checkBinding } from '../security/binding.ts';
 import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
-import { type AssignContext, assign, parseAssignRequest } from './assign.ts';
+import { type AssignContext, assertDiskType, assign, parseAssignRequest } from './assign.ts';
 import { MASTER_DEFAULTS } from './defaults.ts';
 import { DeletedVolumes } from './deleted-volumes.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
@@ -69,6 +69,7 @@ import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { LeaderProxy } from './leader-proxy.ts';
 import { handleLeave, LEAVE_PATH } from './leave.ts';
+import { assertMasterParams } from './params.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { MasterStatusPage } from './status-page.ts';
@@ -473,6 +474,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname, query } = splitUrl(req.url ?? '/');
+    assertMasterParams(pathname, query);
     const q = query ?? new URLSearchParams();
     if (await proxy.route(req, res, pathname, q)) return;
     switch (pathname) {
@@ -500,6 +502,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
       case '/vol/grow': {
         if (req.method !== 'POST') throw new MethodNotAllowedError('/vol/grow changes the cluster: POST it');
         access.requireAdmin(req, req.url ?? '/');
+        assertDiskType(q);
         const layout = {
           collection: parseCollection(q.get('collection')),
           replication: formatPlacement(parsePlacement(q.get('replication') || config.defaultReplication)),

@@ -308,6 +308,41 @@ describe('master API', () => {
     expect(body.error).toContain('nowhere');
   });
 
+  it("refuses a query parameter an endpoint does not take (400, naming it), and takes SeaweedFS's", async () => {
+    const before = (await json<VolStatus>(await fetch(`${m.base}/vol/status`), 200)).Volumes.length;
+    // A typo must not become an assign with the default placement, a grow, or a delete of something else.
+    const refused: Array<[string, string]> = [
+      ['GET', '/dir/assign?replicaton=001'],
+      ['GET', '/dir/lookup?volumeId=1&fileid=1,01637037d6'],
+      ['GET', '/vol/status?verbose=1'],
+      ['GET', '/dir/status?x=1'],
+      ['GET', '/cluster/status?x=1'],
+      ['POST', '/vol/grow?count=1&replicaton=001'],
+      ['POST', '/col/delete?colection=photos'],
+      ['POST', '/vol/vacuum?threshold=0.1'],
+    ];
+    for (const [method, path] of refused) {
+      const body = await json<{ error: string; code: string }>(
+        await fetch(`${m.base}${path}`, { method }),
+        400,
+      );
+      expect(body.code, path).toBe('invalid_param');
+      expect(body.error, path).toMatch(
+        /unknown query parameter "(replicaton|fileid|verbose|x|colection|threshold)"/,
+      );
+    }
+    expect((await json<VolStatus>(await fetch(`${m.base}/vol/status`), 200)).Volumes.length).toBe(before);
+    // SeaweedFS's: growth hints taken and ignored, `disk=hdd` (its default), and `pretty` (indented JSON).
+    await assignOk(m.base, 'dataSize=1024&preallocate=0&writableVolumeCount=1&memoryMapMaxSizeMb=0&disk=hdd');
+    const pretty = await fetch(`${m.base}/dir/assign?pretty=y`);
+    const text = await pretty.text();
+    expect(pretty.status).toBe(200);
+    expect(text).toMatch(/^\{\n {2}"fid": "/);
+    expect(Number(pretty.headers.get('content-length'))).toBe(Buffer.byteLength(text));
+    const plain = await (await fetch(`${m.base}/dir/status`)).text();
+    expect(plain).not.toContain('\n');
+  });
+
   it('answers bad input with 4xx, and a master without volume servers with 503 + Retry-After', async () => {
     for (const q of ['', 'volumeId=abc', 'fileId=3,zz', 'fileId=3,01637037d6_x']) {
       expect((await fetch(`${m.base}/dir/lookup?${q}`)).status, `lookup ?${q}`).toBe(400);
@@ -320,6 +355,11 @@ describe('master API', () => {
       expect(res.status, `heartbeat ${body}`).toBe(400);
     }
     expect((await fetch(`${m.base}/no/such/endpoint`)).status).toBe(404);
+    // SeaweedFS disk types: Kelp has one kind of disk.
+    for (const path of ['/dir/assign?disk=ssd', '/vol/grow?disk=ssd']) {
+      const refused = await json<{ error: string }>(await fetch(`${m.base}${path}`, { method: 'POST' }), 400);
+      expect(refused.error, path).toContain('disk type "ssd"');
+    }
 
     const empty = await master();
     const res = await fetch(`${empty.base}/dir/assign`);
