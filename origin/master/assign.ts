@@ -55,11 +55,6 @@ export function parseAssignRequest(q: URLSearchParams, defaultReplication: strin
   if (!/^\d+$/.test(countRaw) || count < 1 || count > MAX_ASSIGN_COUNT) {
     throw new InvalidParamError(`count must be 1..${MAX_ASSIGN_COUNT}`);
   }
-  const filter: NodeFilter = {};
-  for (const k of ['dataCenter', 'rack', 'dataNode'] as const) {
-    const v = q.get(k);
-    if (v) filter[k] = v;
-  }
   return {
     count,
     layout: {
@@ -67,8 +62,18 @@ export function parseAssignRequest(q: URLSearchParams, defaultReplication: strin
       replication: formatPlacement(parsePlacement(q.get('replication') || defaultReplication)),
       ttl: formatTtl(parseTtl(q.get('ttl') ?? '')),
     },
-    filter,
+    filter: parseNodeFilter(q),
   };
+}
+
+/** Where a volume may go or be picked from: `dataCenter`, `rack`, `dataNode` (assign and grow). */
+export function parseNodeFilter(q: URLSearchParams): NodeFilter {
+  const filter: NodeFilter = {};
+  for (const k of ['dataCenter', 'rack', 'dataNode'] as const) {
+    const v = q.get(k);
+    if (v) filter[k] = v;
+  }
+  return filter;
 }
 
 /** A volume at random, weighted by the room it has left (docs/format.md §7). */

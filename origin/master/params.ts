@@ -20,7 +20,7 @@ const PARAMS: ReadonlyMap<string, ReadonlySet<string>> = new Map(
     '/dir/assign': ASSIGN,
     '/submit': ASSIGN,
     '/dir/lookup': ['volumeId', 'fileId', 'read', 'collection'],
-    '/vol/grow': ['count', ...PLACEMENT, ...SEAWEEDFS_HINTS],
+    '/vol/grow': ASSIGN,
     '/vol/status': [],
     '/dir/status': [],
     '/cluster/status': [],

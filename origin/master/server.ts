@@ -57,7 +57,7 @@ import { checkBinding } from '../security/binding.ts';
 import { assertBody, sha256Hex, verifyClusterRequest, withClusterAuth } from '../security/cluster-auth.ts';
 import { signFileToken } from '../security/jwt.ts';
 import { KELP_VERSION_STRING } from '../version.ts';
-import { type AssignContext, assertDiskType, assign, parseAssignRequest } from './assign.ts';
+import { type AssignContext, assertDiskType, assign, parseAssignRequest, parseNodeFilter } from './assign.ts';
 import { MASTER_DEFAULTS } from './defaults.ts';
 import { DeletedVolumes } from './deleted-volumes.ts';
 import { EDGE_HEAT_PATH, EdgeHeat } from './edge-heat.ts';
@@ -513,7 +513,7 @@ export async function startMaster(partial: Partial<MasterConfig> = {}): Promise<
         if (count !== undefined && !(Number.isInteger(count) && count > 0 && count <= 100)) {
           throw new BadRequestError('count must be 1..100');
         }
-        const grown = await growth.grow(layout, { dataCenter: q.get('dataCenter') ?? undefined }, count);
+        const grown = await growth.grow(layout, parseNodeFilter(q), count);
         return sendJson(res, 200, { count: grown.length, volumeIds: grown });
       }
       case '/vol/status':

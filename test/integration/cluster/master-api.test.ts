@@ -202,6 +202,20 @@ describe('master API', () => {
       }
     }
 
+    // dataCenter, rack and dataNode place a grown volume as they filter an assign.
+    for (const [filter, where] of [
+      ['dataCenter=dc2', v3.url],
+      ['dataCenter=dc1&rack=r2', v2.url],
+      [`dataNode=${v1.url}`, v1.url],
+    ] as const) {
+      const g = await json<{ volumeIds: number[] }>(
+        await fetch(`${m.base}/vol/grow?count=1&collection=placed&${filter}`, { method: 'POST' }),
+        200,
+      );
+      const locs = (await lookupOk(m.base, String(g.volumeIds[0]))).locations.map((l) => l.url);
+      expect(locs, filter).toEqual([where]);
+    }
+
     // Placement nobody can meet (three data centers, three nodes in one rack): 406, clearly.
     for (const replication of ['200', '002']) {
       const res = await fetch(`${m.base}/dir/assign?replication=${replication}`);
