@@ -1,6 +1,6 @@
 /**
- * Conditional GET/HEAD (RFC 9110 §13): decides whether a 304 answers the
- * request. Only the two preconditions a blob read needs are here; Kelp's
+ * Conditional GET/HEAD (RFC 9110 §13): whether a 304 or a 412 answers the
+ * request, and whether its Range still applies (If-Range). Kelp's
  * ETag is the quoted CRC of the stored bytes (docs/format.md §8), Last-Modified comes
  * from the needle in whole seconds.
  */
@@ -15,8 +15,30 @@ export interface Validators {
 
 /** The request headers read here; node's IncomingHttpHeaders fits. */
 export interface ConditionalHeaders {
+  'if-match'?: string | undefined;
   'if-none-match'?: string | undefined;
   'if-modified-since'?: string | undefined;
+  'if-range'?: string | undefined;
+  range?: string | undefined;
+}
+
+/** How a GET or HEAD's preconditions come out: go on, 304 Not Modified, or 412 Precondition Failed. */
+export type Precondition = 'ok' | 'not-modified' | 'failed';
+
+/**
+ * The preconditions of a GET or HEAD of a representation that exists, in the
+ * order of RFC 9110 §13.2.2: If-Match first (§13.1.1: `*` or one of its tags
+ * equal to ours by the strong function, else 412), then isNotModified's 304.
+ */
+export function preconditionOf(headers: ConditionalHeaders, v: Validators): Precondition {
+  const im = headers['if-match'];
+  if (
+    im !== undefined &&
+    !(im.trim() === '*' || (v.etag !== undefined && entityTagListMatches(im, v.etag, true)))
+  ) {
+    return 'failed';
+  }
+  return isNotModified(headers, v) ? 'not-modified' : 'ok';
 }
 
 /**
@@ -42,20 +64,51 @@ export function isNotModified(headers: ConditionalHeaders, v: Validators): boole
   return since !== null && Math.floor(v.lastModified) <= since;
 }
 
+/**
+ * The Range header to honour: the request's, unless an If-Range says it was
+ * meant for another representation (§13.1.5): then none, and the answer is
+ * the whole body, so a resumed download never splices two versions. An
+ * If-Range holds when its entity tag equals ours by the strong function (a
+ * weak tag never does), or its date is exactly our Last-Modified.
+ */
+export function effectiveRange(headers: ConditionalHeaders, v: Validators): string | undefined {
+  const ifRange = headers['if-range'];
+  if (ifRange === undefined || headers.range === undefined) return headers.range;
+  const value = ifRange.trim();
+  let holds: boolean;
+  if (value.startsWith('"') || value.startsWith('W/"')) {
+    holds = v.etag !== undefined && entityTagListMatches(value, v.etag, true);
+  } else {
+    const date = parseHttpDate(value);
+    holds = date !== null && v.lastModified !== undefined && Math.floor(v.lastModified) === date;
+  }
+  return holds ? headers.range : undefined;
+}
+
 /** Weak comparison of an If-None-Match field value against one ETag. */
 export function ifNoneMatchMatches(fieldValue: string, etag: string): boolean {
-  const s = fieldValue;
-  if (s.trim() === '*') return true;
+  if (fieldValue.trim() === '*') return true;
+  return entityTagListMatches(fieldValue, etag, false);
+}
+
+/**
+ * Whether a list of entity tags names `etag`: by the weak function (`W/"a"`
+ * matches `"a"`), or the strong one (neither side weak). A malformed member
+ * ends the list.
+ */
+function entityTagListMatches(s: string, etag: string, strong: boolean): boolean {
+  if (strong && etag.startsWith('W/')) return false;
   const ours = opaqueTag(etag);
   let i = 0;
   for (;;) {
     while (i < s.length && (s[i] === ' ' || s[i] === '\t' || s[i] === ',')) i++;
     if (i >= s.length) return false;
-    if (s.startsWith('W/', i)) i += 2;
+    const weak = s.startsWith('W/', i);
+    if (weak) i += 2;
     if (s[i] !== '"') return false;
     const close = s.indexOf('"', i + 1);
     if (close < 0) return false;
-    if (s.slice(i + 1, close) === ours) return true;
+    if (!(strong && weak) && s.slice(i + 1, close) === ours) return true;
     i = close + 1;
   }
 }

@@ -108,6 +108,12 @@ export class PayloadTooLargeError extends KelpError {
   readonly code = 'payload_too_large';
 }
 
+/** A precondition of the request (If-Match) does not hold for the current representation. */
+export class PreconditionFailedError extends KelpError {
+  readonly status = 412;
+  readonly code = 'precondition_failed';
+}
+
 export class RangeNotSatisfiableError extends KelpError {
   readonly status = 416;
   readonly code = 'range_not_satisfiable';

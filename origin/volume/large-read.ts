@@ -62,6 +62,8 @@ export async function serveLargeNeedle(
   found: Large,
   headers: OutgoingHttpHeaders,
   mime: string,
+  /** The Range to honour (the request's, unless an If-Range ruled it out: shared/conditional.ts). */
+  range: string | undefined,
 ): Promise<void> {
   // Held now, before any await, so a swap of the volume's files (vacuum, a tier move) cannot close it under us.
   const file = found.source;
@@ -71,7 +73,7 @@ export async function serveLargeNeedle(
     const first = found.dataOffset;
     const last = found.dataOffset + found.dataSize - 1;
     const gzipped = (found.needle.flags & FLAG_GZIP) !== 0;
-    if (gzipped && !(acceptsGzip(req) && req.headers.range === undefined)) {
+    if (gzipped && !(acceptsGzip(req) && range === undefined)) {
       // Decompressed length is unknown up front: chunked, and no Range on this representation.
       res.writeHead(200, headers);
       if (head) return void res.end();
@@ -86,7 +88,7 @@ export async function serveLargeNeedle(
       return;
     }
     if (gzipped) headers['Content-Encoding'] = 'gzip';
-    const ranges = gzipped ? null : parseRange(req.headers.range, found.dataSize);
+    const ranges = gzipped ? null : parseRange(range, found.dataSize);
     if (ranges === null) {
       headers['Content-Length'] = found.dataSize;
       res.writeHead(200, headers);

@@ -11,8 +11,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { blobHeaders } from '../../shared/blob-headers.ts';
-import { isNotModified } from '../../shared/conditional.ts';
-import { InvalidParamError } from '../../shared/errors.ts';
+import { effectiveRange, preconditionOf } from '../../shared/conditional.ts';
+import { InvalidParamError, PreconditionFailedError } from '../../shared/errors.ts';
 import { type ParsedFid, parseFidPath } from '../../shared/fid.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
 import { isTrueParam } from '../../shared/query.ts';
@@ -114,21 +114,30 @@ function respond(
   const requestId = requestIdOf(req);
   if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
   const h = req.headers;
-  // Most reads carry neither precondition: no validators object is made for them.
-  const conditional = h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined;
+  // Most reads carry no precondition: no validators object is made for them.
+  let range = h.range;
   if (
-    conditional &&
-    isNotModified(h, { etag: headers.ETag as string, lastModified: found.needle.lastModified })
+    h['if-none-match'] !== undefined ||
+    h['if-modified-since'] !== undefined ||
+    h['if-match'] !== undefined ||
+    h['if-range'] !== undefined
   ) {
-    res.writeHead(304, headers);
-    res.end();
-    return;
+    const validators = { etag: headers.ETag as string, lastModified: found.needle.lastModified };
+    const outcome = preconditionOf(h, validators);
+    if (outcome === 'failed')
+      throw new PreconditionFailedError('If-Match names no current version of this blob');
+    if (outcome === 'not-modified') {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    range = effectiveRange(h, validators);
   }
-  if (found.kind === 'large') return serveLargeNeedle(req, res, volume, found, headers, mime);
+  if (found.kind === 'large') return serveLargeNeedle(req, res, volume, found, headers, mime, range);
   let body: Uint8Array = found.needle.data;
   const head = req.method === 'HEAD';
   if (found.needle.flags & FLAG_GZIP) {
-    if (acceptsGzip(req) && req.headers.range === undefined) {
+    if (acceptsGzip(req) && range === undefined) {
       headers['Content-Encoding'] = 'gzip';
       headers['Content-Length'] = body.length;
       res.writeHead(200, headers);
@@ -137,7 +146,7 @@ function respond(
     }
     body = gunzipSync(body);
   }
-  const ranges = parseRange(req.headers.range, body.length);
+  const ranges = parseRange(range, body.length);
   if (ranges === null) {
     headers['Content-Length'] = body.length;
     res.writeHead(200, headers);

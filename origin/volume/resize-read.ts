@@ -7,9 +7,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { isNotModified } from '../../shared/conditional.ts';
+import { effectiveRange, preconditionOf } from '../../shared/conditional.ts';
 import { crc32c } from '../../shared/crc.ts';
-import { UnprocessableError } from '../../shared/errors.ts';
+import { PreconditionFailedError, UnprocessableError } from '../../shared/errors.ts';
 import type { ParsedFid } from '../../shared/fid.ts';
 import { essence } from '../../shared/mime.ts';
 import { FLAG_GZIP } from '../../shared/needle.ts';
@@ -93,7 +93,11 @@ export async function serveResized(
   const format =
     params.format === 'auto' ? negotiateFormat(req.headers.accept, '') || 'source' : params.format;
   const etag = `"${(headers.ETag as string).slice(1, -1)}-${variantTag(`${canonicalResizeQuery(params)}|${format}`)}"`;
-  if (isNotModified(req.headers, { etag, lastModified: found.needle.lastModified })) {
+  const validators = { etag, lastModified: found.needle.lastModified };
+  const outcome = preconditionOf(req.headers, validators);
+  if (outcome === 'failed')
+    throw new PreconditionFailedError('If-Match names no current version of this image');
+  if (outcome === 'not-modified') {
     res.writeHead(304, { ...headers, ETag: etag, ...(params.format === 'auto' ? { Vary: 'Accept' } : {}) });
     res.end();
     return true;
@@ -112,7 +116,7 @@ export async function serveResized(
   if (out.variesByAccept) headers.Vary = 'Accept';
   const body = out.data;
   const head = req.method === 'HEAD';
-  const ranges = parseRange(req.headers.range, body.length);
+  const ranges = parseRange(effectiveRange(req.headers, validators), body.length);
   if (ranges === null || ranges.length > 1) {
     // Several ranges of a rendered variant are answered whole: a 200 is always correct (RFC 9110 §14.2).
     headers['Content-Length'] = body.length;

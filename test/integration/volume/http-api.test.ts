@@ -290,6 +290,83 @@ describe('conditional requests', () => {
   });
 });
 
+describe('If-Match and If-Range', () => {
+  const v1 = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
+  const v2 = Buffer.from(Array.from({ length: 100 }, (_, i) => 255 - i));
+  // Large enough to be read in pages (large-read.ts), one page and a bit.
+  const large = randomBlob(1024 * 1024 + 5000);
+
+  it('answers a resumed download of an overwritten blob whole (200), never a range of the new bytes', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, v1);
+    const first = await raw(base, `/${fid}`, { headers: { Range: 'bytes=0-49' } });
+    expect(first.status).toBe(206);
+    const oldTag = first.headers.etag!;
+    const oldDate = first.headers['last-modified']!;
+    // Its current version: the Range holds, by ETag or by date.
+    for (const ifRange of [oldTag, oldDate]) {
+      const rest = await raw(base, `/${fid}`, { headers: { Range: 'bytes=50-', 'If-Range': ifRange } });
+      expect(rest.status, ifRange).toBe(206);
+      expect(rest.body.equals(v1.subarray(50)), ifRange).toBe(true);
+    }
+    await putOk(base, fid, v2, {}, '?ts=2000000000');
+    // Overwritten: the client's 50 bytes plus a range of these would splice two versions.
+    for (const ifRange of [oldTag, oldDate, `W/${oldTag}`]) {
+      const rest = await raw(base, `/${fid}`, { headers: { Range: 'bytes=50-', 'If-Range': ifRange } });
+      expect(rest.status, ifRange).toBe(200);
+      expect(rest.headers['content-range'], ifRange).toBeUndefined();
+      expect(rest.body.equals(v2), ifRange).toBe(true);
+    }
+  });
+
+  it('honours If-Range on a large needle and on a gzipped one', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, large);
+    const tag = (await raw(base, `/${fid}`, { method: 'HEAD' })).headers.etag!;
+    const held = await raw(base, `/${fid}`, { headers: { Range: 'bytes=10-19', 'If-Range': tag } });
+    expect(held.status).toBe(206);
+    expect(held.body.equals(large.subarray(10, 20))).toBe(true);
+    const other = await raw(base, `/${fid}`, { headers: { Range: 'bytes=10-19', 'If-Range': '"00000000"' } });
+    expect(other.status).toBe(200);
+    expect(other.body.equals(large)).toBe(true);
+
+    const text = Buffer.from('resume me '.repeat(500));
+    const gz = newFid(VID);
+    await putOk(base, gz, text, { 'Content-Type': 'text/plain' });
+    const gzTag = (await raw(base, `/${gz}`, { method: 'HEAD' })).headers.etag!;
+    const ranged = await raw(base, `/${gz}`, {
+      headers: { Range: 'bytes=0-5', 'If-Range': gzTag, 'Accept-Encoding': 'gzip' },
+    });
+    expect(ranged.status).toBe(206);
+    expect(ranged.body.toString()).toBe('resume');
+    const whole = await raw(base, `/${gz}`, {
+      headers: { Range: 'bytes=0-5', 'If-Range': '"00000000"', 'Accept-Encoding': 'gzip' },
+    });
+    expect(whole.status).toBe(200);
+    expect(whole.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(whole.body).equals(text)).toBe(true);
+  });
+
+  it('answers If-Match naming another version 412 (before any 304), and * or the current one normally', async () => {
+    const fid = newFid(VID);
+    await putOk(base, fid, v1);
+    const tag = (await raw(base, `/${fid}`)).headers.etag!;
+    for (const ifMatch of ['"00000000"', `W/${tag}`]) {
+      const res = await raw(base, `/${fid}`, { headers: { 'If-Match': ifMatch, 'If-None-Match': tag } });
+      expect(res.status, ifMatch).toBe(412);
+      expect(JSON.parse(res.body.toString()).code).toBe('precondition_failed');
+    }
+    for (const ifMatch of ['*', tag, `"00000000", ${tag}`]) {
+      const res = await raw(base, `/${fid}`, { headers: { 'If-Match': ifMatch, Range: 'bytes=0-9' } });
+      expect(res.status, ifMatch).toBe(206);
+      expect(res.body.equals(v1.subarray(0, 10))).toBe(true);
+    }
+    expect((await raw(base, `/${fid}`, { headers: { 'If-Match': tag, 'If-None-Match': tag } })).status).toBe(
+      304,
+    );
+  });
+});
+
 describe('gzip', () => {
   const text = Buffer.from('the quick brown fox jumps over the lazy dog\n'.repeat(200));
 

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { httpDate, ifNoneMatchMatches, isNotModified, parseHttpDate } from '../../../shared/conditional.ts';
+import {
+  effectiveRange,
+  httpDate,
+  ifNoneMatchMatches,
+  isNotModified,
+  parseHttpDate,
+  preconditionOf,
+} from '../../../shared/conditional.ts';
 
 const ETAG = '"3b4c5d6e"';
 const LM = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
@@ -100,5 +107,44 @@ describe('HTTP dates', () => {
     const ahead = (year + 60) % 100;
     const parsed = parseHttpDate(`Monday, 01-Jan-${String(ahead).padStart(2, '0')} 00:00:00 GMT`)!;
     expect(new Date(parsed * 1000).getUTCFullYear()).toBe(year + 60 - 100);
+  });
+});
+
+describe('If-Match (strong comparison, 412 first)', () => {
+  const v = { etag: '"abc"', lastModified: 1_700_000_000 };
+  it('holds for *, our tag, or a list naming it; fails for others and for weak tags', () => {
+    for (const im of ['*', '"abc"', '"x", "abc"', ' "abc" '])
+      expect(preconditionOf({ 'if-match': im }, v), im).toBe('ok');
+    for (const im of ['"x"', 'W/"abc"', 'abc', '"x", W/"abc"', '']) {
+      expect(preconditionOf({ 'if-match': im }, v), im).toBe('failed');
+    }
+    expect(preconditionOf({ 'if-match': '"abc"' }, { etag: 'W/"abc"' })).toBe('failed');
+  });
+
+  it('is decided before If-None-Match, which still gives 304 when If-Match holds', () => {
+    expect(preconditionOf({ 'if-match': '"x"', 'if-none-match': '"abc"' }, v)).toBe('failed');
+    expect(preconditionOf({ 'if-match': '"abc"', 'if-none-match': '"abc"' }, v)).toBe('not-modified');
+    expect(preconditionOf({}, v)).toBe('ok');
+  });
+});
+
+describe('If-Range', () => {
+  const v = { etag: '"abc"', lastModified: 1_700_000_000 };
+  const date = httpDate(1_700_000_000);
+  it('keeps the Range when it names this version: strong tag, or exactly Last-Modified', () => {
+    for (const ifRange of ['"abc"', date]) {
+      expect(effectiveRange({ range: 'bytes=0-9', 'if-range': ifRange }, v), ifRange).toBe('bytes=0-9');
+    }
+  });
+
+  it('drops it for another version, a weak tag, an earlier or later date, or garbage', () => {
+    for (const ifRange of ['"old"', 'W/"abc"', httpDate(1_699_999_999), httpDate(1_700_000_001), 'soon']) {
+      expect(effectiveRange({ range: 'bytes=0-9', 'if-range': ifRange }, v), ifRange).toBeUndefined();
+    }
+  });
+
+  it('changes nothing without an If-Range, or without a Range to qualify', () => {
+    expect(effectiveRange({ range: 'bytes=0-9' }, v)).toBe('bytes=0-9');
+    expect(effectiveRange({ 'if-range': '"old"' }, v)).toBeUndefined();
   });
 });
