@@ -8,7 +8,13 @@
  * served stale. Every response says `X-Kelp-Cache` (and `CF-Cache-Status`,
  * always the same): HIT | REVALIDATED | MISS | STALE | BYPASS.
  */
-import { NotFoundError, UnavailableError, VolumeDeletedError } from '../shared/errors.ts';
+import { effectiveRange, parseHttpDate, preconditionOf } from '../shared/conditional.ts';
+import {
+  NotFoundError,
+  PreconditionFailedError,
+  UnavailableError,
+  VolumeDeletedError,
+} from '../shared/errors.ts';
 import { type ParsedFid, parseFidPath } from '../shared/fid.ts';
 import { isTrueParam } from '../shared/query.ts';
 import { isIgnoredRange } from '../shared/range.ts';
@@ -378,8 +384,12 @@ async function rangedBypass(read: Read): Promise<Response> {
 function withoutIgnoredRange(request: Request): Request {
   const range = request.headers.get('range');
   if (range === null || !isIgnoredRange(range)) return request;
+  return without(request, ['range']);
+}
+
+function without(request: Request, names: readonly string[]): Request {
   const headers = new Headers(request.headers);
-  headers.delete('range');
+  for (const name of names) headers.delete(name);
   return new Request(request, { headers });
 }
 
@@ -389,6 +399,48 @@ export async function handlePublicRead(
   ctx: ExecutionContext,
 ): Promise<Response> {
   const request = withoutIgnoredRange(clientRequest);
+  const h = request.headers;
+  if (h.has('if-match') || (h.has('if-range') && h.has('range'))) return preconditioned(request, env, ctx);
+  return publicRead(request, env, ctx);
+}
+
+/**
+ * If-Match and If-Range, which the Cache API does not evaluate: it answered
+ * a resumed download (Range + If-Range) of a blob overwritten since with a
+ * range of the new bytes, to be spliced onto the old. The read runs without
+ * them and without the Range; they are then decided against the validators
+ * of what answered (shared/conditional.ts, as the volume server decides
+ * them), and a Range that still holds is read again, kept only if that
+ * answer is the same version (else the whole, which is always correct).
+ */
+async function preconditioned(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const h = request.headers;
+  const conditions = {
+    'if-match': h.get('if-match') ?? undefined,
+    'if-range': h.get('if-range') ?? undefined,
+    range: h.get('range') ?? undefined,
+  };
+  const whole = await publicRead(without(request, ['range', 'if-range', 'if-match']), env, ctx);
+  // Only a representation that exists has preconditions (RFC 9110 §13.2.2): a 404 stays a 404.
+  if (whole.status !== 200 && whole.status !== 304) return whole;
+  const etag = whole.headers.get('etag') ?? undefined;
+  const modified = whole.headers.get('last-modified');
+  const validators = { etag, lastModified: (modified ? parseHttpDate(modified) : null) ?? undefined };
+  if (preconditionOf(conditions, validators) === 'failed') {
+    await whole.body?.cancel();
+    return errorResponse(new PreconditionFailedError('If-Match names no current version of this blob'));
+  }
+  if (whole.status === 304 || effectiveRange(conditions, validators) === undefined) return whole;
+  const ranged = await publicRead(without(request, ['if-range', 'if-match']), env, ctx);
+  if (ranged.headers.get('etag') === (etag ?? null)) {
+    await whole.body?.cancel();
+    return ranged;
+  }
+  await ranged.body?.cancel();
+  return whole;
+}
+
+async function publicRead(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
   const config = forRequest(edgeConfig(env), request);
   const url = new URL(request.url);
   // Both throw 400-class errors before any origin call.
