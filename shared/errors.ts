@@ -125,6 +125,18 @@ export class RangeNotSatisfiableError extends KelpError {
   }
 }
 
+/** A body in a content coding this server does not take (an upload sent `Content-Encoding: br`). */
+export class UnsupportedEncodingError extends KelpError {
+  readonly status = 415;
+  readonly code = 'unsupported_encoding';
+  /** The codings that would have been taken, sent back as `Accept-Encoding` (RFC 9110 §15.5.16). */
+  readonly accepted: string;
+  constructor(message: string, accepted: string) {
+    super(message);
+    this.accepted = accepted;
+  }
+}
+
 /** The request is well formed but its target cannot be processed (an image over the pixel limit). */
 export class UnprocessableError extends KelpError {
   readonly status = 422;

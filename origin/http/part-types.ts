@@ -4,7 +4,8 @@
  * `text/plain; charset=utf-8` from a browser or from curl would be stored and
  * served as bare `text/plain`, which browsers render as windows-1252. This
  * looks at the start of the body as it streams past (busboy still parses all
- * of it) and reads the part headers found there.
+ * of it) and reads the part headers found there; the part's Content-Encoding,
+ * which busboy does not report at all, too.
  */
 import type { IncomingMessage } from 'node:http';
 
@@ -33,23 +34,36 @@ export class FilePartTypes {
     this.req.off('data', this.onData);
   }
 
-  /**
-   * The first file part's Content-Type as sent, when its headers lie in the
-   * scanned start and name the same type busboy reported; else undefined.
-   */
-  firstFileType(busboyType: string): string | undefined {
+  /** The header block of the first file part, when it lies in the scanned start; else undefined. */
+  private firstFileHeaders(): string | undefined {
     if (!this.boundary) return undefined;
     const text = Buffer.concat(this.chunks).subarray(0, PART_HEADER_SCAN_BYTES).toString('latin1');
     for (const part of text.split(`--${this.boundary}`).slice(1)) {
       const end = part.indexOf('\r\n\r\n');
       if (end < 0) return undefined;
       const headers = part.slice(0, end);
-      if (!/^content-disposition:[^\r\n]*filename/im.test(headers)) continue;
-      const type = /^content-type:[ \t]*([^\r\n]+)/im.exec(headers)?.[1]?.trim();
-      if (!type) return undefined;
-      const essence = type.split(';')[0]!.trim().toLowerCase();
-      return essence === busboyType.toLowerCase() ? type : undefined;
+      if (/^content-disposition:[^\r\n]*filename/im.test(headers)) return headers;
     }
     return undefined;
+  }
+
+  /**
+   * The first file part's Content-Type as sent, when its headers lie in the
+   * scanned start and name the same type busboy reported; else undefined.
+   */
+  firstFileType(busboyType: string): string | undefined {
+    const type = /^content-type:[ \t]*([^\r\n]+)/im.exec(this.firstFileHeaders() ?? '')?.[1]?.trim();
+    if (!type) return undefined;
+    const essence = type.split(';')[0]!.trim().toLowerCase();
+    return essence === busboyType.toLowerCase() ? type : undefined;
+  }
+
+  /**
+   * The first file part's Content-Encoding (SeaweedFS's clients send
+   * `gzip` on a part they compressed), when its headers lie in the scanned
+   * start; else undefined.
+   */
+  firstFileEncoding(): string | undefined {
+    return /^content-encoding:[ \t]*([^\r\n]+)/im.exec(this.firstFileHeaders() ?? '')?.[1]?.trim();
   }
 }

@@ -4,7 +4,13 @@
  * headers some errors imply and takes care of the connection.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { errorBody, httpStatusOf, KelpError, RangeNotSatisfiableError } from '../../shared/errors.ts';
+import {
+  errorBody,
+  httpStatusOf,
+  KelpError,
+  RangeNotSatisfiableError,
+  UnsupportedEncodingError,
+} from '../../shared/errors.ts';
 import { rootLogger } from '../observability/log.ts';
 import { requestIdOf } from '../observability/request-id.ts';
 
@@ -108,6 +114,7 @@ export function sendError(res: ServerResponse, err: unknown): void {
   for (const name of SUCCESS_ONLY_HEADERS) res.removeHeader(name);
   const headers: OutgoingHttpHeaders = {};
   if (err instanceof RangeNotSatisfiableError) headers['Content-Range'] = `bytes */${err.size}`;
+  if (err instanceof UnsupportedEncodingError) headers['Accept-Encoding'] = err.accepted;
   if (err instanceof KelpError && err.retryAfter !== undefined) {
     headers['Retry-After'] = String(Math.max(0, Math.ceil(err.retryAfter)));
   }

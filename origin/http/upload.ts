@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Crc32cHasher } from '../../shared/crc.ts';
-import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.ts';
+import { BadRequestError, PayloadTooLargeError, UnsupportedEncodingError } from '../../shared/errors.ts';
 import { asStorageError } from '../fs/no-space.ts';
 import { bufferedRequest, declaredLength, readBody } from './body.ts';
 import { FilePartTypes } from './part-types.ts';
@@ -167,6 +167,22 @@ function mimeOf(value: string | undefined): string {
 }
 
 /**
+ * Whether the body comes gzipped (`Content-Encoding: gzip`: stored as sent).
+ * Any coding but gzip and identity is refused (415): stored as they came and
+ * served without their coding, br or deflate bytes would read back as garbage.
+ */
+function isGzipped(contentEncoding: string | undefined): boolean {
+  if (contentEncoding === undefined) return false;
+  const coding = contentEncoding.trim().toLowerCase();
+  if (coding === 'gzip' || coding === 'x-gzip') return true;
+  if (coding === '' || coding === 'identity') return false;
+  throw new UnsupportedEncodingError(
+    `uploads take Content-Encoding gzip or none, not ${JSON.stringify(contentEncoding)}`,
+    'gzip',
+  );
+}
+
+/**
  * Parses an upload. `spoolDir` is where bodies over SPOOL_THRESHOLD_BYTES are
  * spooled (created on demand, mode 0700; files 0600).
  */
@@ -177,6 +193,7 @@ export async function parseUpload(
   spoolDir: string,
 ): Promise<Upload> {
   const type = req.headers['content-type'] ?? '';
+  const gzipped = isGzipped(req.headers['content-encoding']);
   const pairs = pairsFrom(req);
   const md5 = typeof req.headers['content-md5'] === 'string' ? req.headers['content-md5'] : undefined;
   if (/^multipart\/form-data/i.test(type)) {
@@ -195,7 +212,7 @@ export async function parseUpload(
     ...body,
     name: dispositionName(req.headers['content-disposition']) ?? urlName,
     mime: mimeOf(type),
-    gzipped: /^\s*gzip\s*$/i.test(req.headers['content-encoding'] ?? ''),
+    gzipped,
     pairs,
     md5,
   };
@@ -401,12 +418,21 @@ function firstFilePart(
         stream.resume();
         return;
       }
+      // Its headers are parsed by now, so they lie in what partTypes saw (when within its scan).
+      let gzipped: boolean;
+      try {
+        gzipped = isGzipped(partTypes.firstFileEncoding());
+      } catch (err) {
+        stream.resume();
+        fail(err);
+        return;
+      }
       active = stream;
       found = collect(stream, limit, spoolDir, wantMd5).then(
         (body) => {
           active = undefined;
           const sent = info.filename !== undefined ? partTypes.firstFileType(info.mimeType) : undefined;
-          return { ...body, name: info.filename ?? '', mime: mimeOf(sent ?? info.mimeType), gzipped: false };
+          return { ...body, name: info.filename ?? '', mime: mimeOf(sent ?? info.mimeType), gzipped };
         },
         (err: unknown) => {
           active = undefined;

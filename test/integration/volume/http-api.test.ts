@@ -2,7 +2,7 @@
  * The volume server's HTTP API against a real server on 127.0.0.1 (docs/format.md §8):
  * uploads, the three read URL forms, headers, Range, 304s, gzip, errors.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { brotliCompressSync, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assignVolume,
@@ -415,9 +415,57 @@ describe('gzip', () => {
     expect(gz.body.equals(gzipped)).toBe(true);
   });
 
+  it('takes a multipart file part sent gzipped (part Content-Encoding, as SeaweedFS clients send it)', async () => {
+    // busboy does not report a part's Content-Encoding: the gzip bytes were stored as the blob's data.
+    const multipartWith = (encoding: string, data: Buffer) =>
+      Buffer.concat([
+        Buffer.from(
+          '--kelpb\r\nContent-Disposition: form-data; name="file"; filename="fox.txt"\r\n' +
+            `Content-Type: text/plain\r\nContent-Encoding: ${encoding}\r\n\r\n`,
+        ),
+        data,
+        Buffer.from('\r\n--kelpb--\r\n'),
+      ]);
+    const type = { 'Content-Type': 'multipart/form-data; boundary=kelpb' };
+    const fid = newFid(VID);
+    const stored = await putOk(base, fid, multipartWith('gzip', gzipSync(text)), type);
+    expect(stored).toMatchObject({ name: 'fox.txt', size: text.length, mime: 'text/plain' });
+    expect((await raw(base, `/${fid}`)).body.equals(text)).toBe(true);
+    const gz = await raw(base, `/${fid}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(gz.body).equals(text)).toBe(true);
+
+    const br = newFid(VID);
+    const refused = await put(base, br, multipartWith('br', brotliCompressSync(text)), type);
+    expect(refused.status).toBe(415);
+    expect((await raw(base, `/${br}`)).status).toBe(404);
+    const notGzip = await put(base, newFid(VID), multipartWith('gzip', text), type);
+    expect(notGzip.status).toBe(400);
+  });
+
   it('refuses a body labelled gzip that is not gzip', async () => {
     const res = await put(base, newFid(VID), 'not gzip at all', { 'Content-Encoding': 'gzip' });
     expect(res.status).toBe(400);
+  });
+
+  it('refuses a body in any other coding (415, Accept-Encoding: gzip) and stores nothing; takes x-gzip and identity', async () => {
+    // Stored as sent and served without its coding, a br body read back as garbage (it was a 201).
+    const before = (await volumeStatus(base, VID)).size;
+    for (const coding of ['br', 'deflate', 'gzip, br', 'compress']) {
+      const fid = newFid(VID);
+      const res = await put(base, fid, brotliCompressSync(text), { 'Content-Encoding': coding });
+      expect(res.status, coding).toBe(415);
+      expect(res.headers.get('accept-encoding'), coding).toBe('gzip');
+      expect(((await res.json()) as { code: string }).code).toBe('unsupported_encoding');
+      expect((await raw(base, `/${fid}`)).status, coding).toBe(404);
+    }
+    expect((await volumeStatus(base, VID)).size).toBe(before);
+    const xgz = newFid(VID);
+    await putOk(base, xgz, gzipSync(text), { 'Content-Type': 'text/plain', 'Content-Encoding': 'x-gzip' });
+    expect((await raw(base, `/${xgz}`)).body.equals(text)).toBe(true);
+    const identity = newFid(VID);
+    await putOk(base, identity, 'plain', { 'Content-Encoding': 'identity' });
+    expect((await raw(base, `/${identity}`)).body.toString()).toBe('plain');
   });
 });
 
