@@ -228,6 +228,24 @@ export class InsufficientStorageError extends KelpError {
 }
 
 /** The HTTP status for any thrown value: KelpErrors carry theirs, anything else is a 500. */
+/**
+ * A peer's refusal that is the client's own fault (the body it sent: 400, too
+ * large: 413, in a coding not taken: 415), as the error to pass on with that
+ * status: a 502 would tell the client to retry what can never succeed.
+ * Undefined for any other status, which is the cluster's problem.
+ */
+export function clientFaultOf(status: number, message: string, cause?: unknown): KelpError | undefined {
+  const options = cause === undefined ? undefined : { cause };
+  if (status === 400) return new BadRequestError(message, options);
+  if (status === 413) return new PayloadTooLargeError(message, options);
+  if (status === 415) {
+    const err = new UnsupportedEncodingError(message, 'gzip');
+    if (cause !== undefined) err.cause = cause;
+    return err;
+  }
+  return undefined;
+}
+
 export function httpStatusOf(err: unknown): number {
   return err instanceof KelpError ? err.status : 500;
 }

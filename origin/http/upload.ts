@@ -197,7 +197,7 @@ export async function parseUpload(
   const pairs = pairsFrom(req);
   const md5 = typeof req.headers['content-md5'] === 'string' ? req.headers['content-md5'] : undefined;
   if (/^multipart\/form-data/i.test(type)) {
-    return { ...(await multipartFile(req, type, limit, spoolDir, md5 !== undefined)), pairs };
+    return { ...(await multipartFile(req, type, limit, spoolDir, md5 !== undefined)), pairs, md5 };
   }
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit) {

@@ -10,6 +10,8 @@ import { VolumeClient } from '../../shared/client/volume-client.ts';
 import { parseCollection } from '../../shared/collection.ts';
 import {
   BadRequestError,
+  clientFaultOf,
+  httpStatusOf,
   InvalidFidError,
   KelpError,
   MethodNotAllowedError,
@@ -674,13 +676,15 @@ function rebuilt(upload: Upload): Outgoing {
   };
   if (upload.mime) headers['Content-Type'] = upload.mime;
   if (upload.gzipped) headers['Content-Encoding'] = 'gzip';
+  // The client's checksum goes on with the bytes: the volume server checks it (it was dropped here).
+  if (upload.md5 !== undefined) headers['Content-MD5'] = upload.md5;
   for (const [k, v] of Object.entries(upload.pairs ?? {})) headers[`Kelp-${k}`] = v;
   const body = upload.spool ? { path: upload.spool.path, size: upload.spool.size } : upload.data;
   const size = uploadSize(upload);
   return { body, headers, described: async () => ({ name: upload.name, size }) };
 }
 
-/** A /submit's upload PUT to the volume server it was assigned to; a refusal is a 502. */
+/** A /submit's upload PUT to the volume server it was assigned to; a refusal is a 502 unless the client's fault. */
 async function putOverHttp(
   url: string,
   server: string,
@@ -701,12 +705,13 @@ async function putOverHttp(
   if (res.status === 204) return { status: 204, eTag: String(res.headers.etag ?? '') };
   const body = JSON.parse(res.body.toString()) as UploadDescription & { error?: string };
   if (res.status !== 201) {
-    throw new UpstreamError(`volume server ${server} refused the upload: ${body.error ?? res.status}`);
+    const message = `volume server ${server} refused the upload: ${body.error ?? res.status}`;
+    throw clientFaultOf(res.status, message) ?? new UpstreamError(message);
   }
   return { status: 201, eTag: String(res.headers.etag ?? ''), body };
 }
 
-/** The same upload handed to this process's own volume server: refused as over HTTP (502, its reason). */
+/** The same upload handed to this process's own volume server: refused as over HTTP (its reason). */
 async function handOver(
   local: InProcessUploads,
   server: string,
@@ -715,9 +720,8 @@ async function handOver(
   try {
     return await local(upload);
   } catch (err) {
-    throw new UpstreamError(`volume server ${server} refused the upload: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const message = `volume server ${server} refused the upload: ${(err as Error).message}`;
+    throw clientFaultOf(httpStatusOf(err), message, err) ?? new UpstreamError(message, { cause: err });
   }
 }
 

@@ -137,6 +137,16 @@ describe('/submit to a volume server linked in process', () => {
     expect(back.body.equals(body)).toBe(true);
   });
 
+  it("a call refused for the client's own fault answers its status (400, 415), as over HTTP", async () => {
+    const data = Buffer.from('checked in process\n');
+    const wrong = await submit(data, 'c.txt', 'text/plain', { 'Content-MD5': 'AAAAAAAAAAAAAAAAAAAAAA==' });
+    expect(wrong.status).toBe(400);
+    expect(((await wrong.json()) as { error: string }).error).toMatch(/Content-MD5/);
+    const br = await submit(data, 'c.txt', 'text/plain', { 'Content-Encoding': 'br' });
+    expect(br.status).toBe(415);
+    await br.body?.cancel();
+  });
+
   it('once the volume server has stopped, /submit fails as for a stopped server over TCP', async () => {
     await v.stop();
     // Unlinked on stop: no call is handed to a stopped server.

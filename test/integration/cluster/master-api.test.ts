@@ -134,12 +134,52 @@ describe('master API', () => {
         body: data,
         headers: { 'Content-MD5': digest, 'Content-Disposition': 'attachment; filename="r.txt"' },
       });
-    // (A refusal by the volume server is the master's 502, as for any refused upload.)
+    // The volume server's refusal is the client's fault: its 400 is passed on (a 502 invites retries).
     const refused = await raw(wrong);
-    expect(refused.status).toBe(502);
+    expect(refused.status).toBe(400);
     expect(((await refused.json()) as { error: string }).error).toMatch(/Content-MD5/);
     const ok = await json<SubmitResponse>(await raw(md5), 201);
     expect(ok.fileName).toBe('r.txt');
+  });
+
+  it('/submit checks Content-MD5 on multipart and on large (spooled) bodies too, and passes client faults on as 4xx', async () => {
+    // Multipart bodies' Content-MD5 went unchecked, and a body over the pass-through size lost it on the
+    // way to the volume server: both were stored (201) with the client's checksum saying otherwise.
+    const large = randomBytes(1536 * 1024);
+    for (const data of [Buffer.from('small multipart\n'), large]) {
+      const right = createHash('md5').update(data).digest('base64');
+      const wrong = createHash('md5').update('other bytes').digest('base64');
+      const multipart = (digest: string) => {
+        const f = new FormData();
+        f.append('file', new Blob([data]), 'm.bin');
+        return fetch(`${m.base}/submit`, { method: 'POST', body: f, headers: { 'Content-MD5': digest } });
+      };
+      const raw = (digest: string) =>
+        fetch(`${m.base}/submit`, { method: 'POST', body: data, headers: { 'Content-MD5': digest } });
+      for (const [what, send] of [
+        ['multipart', multipart],
+        ['raw', raw],
+      ] as const) {
+        const refused = await send(wrong);
+        expect(refused.status, `${what} ${data.length}`).toBe(400);
+        expect(((await refused.json()) as { error: string }).error).toMatch(/Content-MD5/);
+        const stored = await json<SubmitResponse>(await send(right), 201);
+        const back = await fetch(`http://${stored.fileUrl}`);
+        expect(Buffer.from(await back.arrayBuffer()).equals(data), `${what} ${data.length}`).toBe(true);
+      }
+    }
+    const br = await fetch(`${m.base}/submit`, {
+      method: 'POST',
+      body: 'x'.repeat(100),
+      headers: { 'Content-Encoding': 'br' },
+    });
+    expect(br.status).toBe(415);
+    const notGzip = await fetch(`${m.base}/submit`, {
+      method: 'POST',
+      body: 'x'.repeat(100),
+      headers: { 'Content-Encoding': 'gzip' },
+    });
+    expect(notGzip.status).toBe(400);
   });
 
   it('/dir/status and /cluster/status describe the topology', async () => {

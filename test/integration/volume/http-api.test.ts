@@ -2,6 +2,7 @@
  * The volume server's HTTP API against a real server on 127.0.0.1 (docs/format.md §8):
  * uploads, the three read URL forms, headers, Range, 304s, gzip, errors.
  */
+import { createHash } from 'node:crypto';
 import { brotliCompressSync, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -441,6 +442,27 @@ describe('gzip', () => {
     expect((await raw(base, `/${br}`)).status).toBe(404);
     const notGzip = await put(base, newFid(VID), multipartWith('gzip', text), type);
     expect(notGzip.status).toBe(400);
+  });
+
+  it("checks a multipart upload against the request's Content-MD5 (in memory, through busboy, spooled)", async () => {
+    for (const [what, data, field] of [
+      ['one small part', Buffer.from('checked\n'), false],
+      ['a field first (busboy)', Buffer.from('checked\n'), true],
+      ['over the spool threshold', randomBlob(1536 * 1024), false],
+    ] as const) {
+      const form = () => {
+        const f = new FormData();
+        if (field) f.append('note', 'x');
+        f.append('file', new Blob([new Uint8Array(data)]), 'c.bin');
+        return f;
+      };
+      const send = (digest: string) =>
+        fetch(`${base}/${newFid(VID)}`, { method: 'POST', body: form(), headers: { 'Content-MD5': digest } });
+      const refused = await send(createHash('md5').update('other').digest('base64'));
+      expect(refused.status, what).toBe(400);
+      expect(((await refused.json()) as { error: string }).error, what).toMatch(/Content-MD5/);
+      expect((await send(createHash('md5').update(data).digest('base64'))).status, what).toBe(201);
+    }
   });
 
   it('refuses a body labelled gzip that is not gzip', async () => {
