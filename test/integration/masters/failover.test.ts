@@ -257,15 +257,22 @@ describe('three masters on etcd', () => {
     // assign fails. On saturated cores its election can take longer: the leader then stops acting (it cannot
     // prove its lease) until a keep-alive gets through, the safe side, and resumes as the same leader.
     const fenceMs = LEASE_SECONDS * 1_000 - LEASE_MARGIN_MS - KEEPALIVE_SLACK_MS;
-    if (election < fenceMs) expect(failures).toEqual([]);
-    else {
+    if (election < fenceMs) {
+      expect(failures).toEqual([]);
+      // Not even a step down and back.
+      for (const m of c.masters) expect(m.output()).not.toMatch(/no longer the leader/);
+    } else {
       expect(electedAt, 'etcd elected a leader again within the run').toBeDefined();
       for (const t of failures)
         expect(t, 'failed only until etcd had a leader').toBeLessThan(electedAt! + 1_500);
+      // The leader may have stepped down meanwhile (its log says so), and took its lease back:
+      // no other master ever led.
+      c.masters.forEach((m, i) => {
+        if (c.addresses[i] !== leader) expect(m.output()).not.toMatch(/: leader \(term/);
+      });
     }
     expect(issued.filter((i) => i.sentAt > killAt).length).toBeGreaterThan(20);
     expect(duplicates(keysOf(issued))).toEqual([]);
-    for (const m of c.masters) expect(m.output()).not.toMatch(/no longer the leader/);
     await c.stop();
   }, 90_000);
 
