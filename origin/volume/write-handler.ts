@@ -298,7 +298,9 @@ async function storeUpload(upload: Upload, target: WriteTarget, config: WriteCon
   if (overwrite && !result.unchanged && isPrimary(query)) config.edgePurge?.fileChanged(formatFid(fid));
   const eTag = etagOf(result.checksum);
   if (result.unchanged) return { status: 204, eTag };
-  return { status: 201, eTag, body: { name: upload.name, size: plainSize, eTag: eTag.slice(1, -1), mime } };
+  // The name as stored: one over 255 bytes was dropped, and the answer must not claim it.
+  const name = meta.name === undefined ? '' : upload.name;
+  return { status: 201, eTag, body: { name, size: plainSize, eTag: eTag.slice(1, -1), mime } };
 }
 
 interface Plain {

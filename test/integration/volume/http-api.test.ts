@@ -97,6 +97,26 @@ describe('round trips', () => {
     );
   });
 
+  it('answers with the name it stored: a name over 255 bytes is dropped (as SeaweedFS does), and the 201 says so', async () => {
+    // The 201 named the dropped name, and the blob was then served without it.
+    const fid = newFid(VID);
+    const long = `${'é'.repeat(128)}.txt`;
+    const form = new FormData();
+    form.append('file', new Blob([randomBlob(100)]), long);
+    const res = await fetch(`${base}/${fid}`, { method: 'POST', body: form });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { name: string }).name).toBe('');
+    expect((await raw(base, `/${fid}`)).headers['content-disposition'] ?? '').not.toContain('filename');
+    const fits = newFid(VID);
+    const name = `${'é'.repeat(125)}.txt`;
+    const ok = new FormData();
+    ok.append('file', new Blob([randomBlob(100)]), name);
+    expect(
+      ((await (await fetch(`${base}/${fits}`, { method: 'POST', body: ok })).json()) as { name: string })
+        .name,
+    ).toBe(name);
+  });
+
   it('answers 204 when the same bytes are uploaded again', async () => {
     const fid = newFid(VID);
     const bytes = randomBlob(500);
