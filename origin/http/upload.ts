@@ -146,19 +146,35 @@ function pairsFrom(req: IncomingMessage): Record<string, string> | undefined {
   return pairs;
 }
 
-/** Filename from `Content-Disposition: ...; filename="x"`, if any. */
+/**
+ * Filename from `Content-Disposition: ...; filename="x"` (a quoted string may
+ * escape `"` and `\\`) or `filename*=UTF-8''...`, if any, as stored: see baseName.
+ */
 function dispositionName(value: string | undefined): string | undefined {
   if (!value) return undefined;
   const star = /filename\*\s*=\s*UTF-8''([^;]+)/i.exec(value);
   if (star) {
     try {
-      return decodeURIComponent(star[1]!.trim());
+      return baseName(decodeURIComponent(star[1]!.trim()));
     } catch {
       return undefined;
     }
   }
-  const plain = /filename\s*=\s*(?:"([^"]*)"|([^;\s]+))/i.exec(value);
-  return plain ? (plain[1] ?? plain[2]) : undefined;
+  const plain = /filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))/i.exec(value);
+  if (!plain) return undefined;
+  return baseName(plain[1] !== undefined ? plain[1].replace(/\\(.)/g, '$1') : plain[2]!);
+}
+
+/**
+ * The last segment of a path-like name (`../../etc/passwd` is `passwd`,
+ * `C:\\x\\y.txt` is `y.txt`), and none for `.` or `..`: busboy's rule for a
+ * multipart part's name, so a raw body's name is stored the same way. The
+ * name is never a path on the server; a path handed back in a
+ * Content-Disposition is one a careless client might write to.
+ */
+function baseName(name: string): string {
+  const base = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
+  return base === '.' || base === '..' ? '' : base;
 }
 
 function mimeOf(value: string | undefined): string {

@@ -117,6 +117,27 @@ describe('round trips', () => {
     ).toBe(name);
   });
 
+  it("stores a raw body's Content-Disposition name as its last path segment, quoted-pairs undone", async () => {
+    // A raw body kept `../../etc/passwd` (and served it back as the download name) where a multipart part
+    // named so is stored as `passwd`; an escaped quote cut the name short (`a\\`).
+    for (const [disposition, stored] of [
+      ['attachment; filename="../../etc/passwd"', 'passwd'],
+      ["attachment; filename*=UTF-8''..%2F..%2Fx.txt", 'x.txt'],
+      ['attachment; filename="C:\\\\dir\\\\y.txt"', 'y.txt'],
+      ['attachment; filename="a\\"b.txt"', 'a"b.txt'],
+      ['attachment; filename=".."', ''],
+      ['attachment; filename=plain.txt', 'plain.txt'],
+    ] as const) {
+      const fid = newFid(VID);
+      const res = await put(base, fid, randomBlob(50), { 'Content-Disposition': disposition });
+      expect(res.status, disposition).toBe(201);
+      expect(((await res.json()) as { name: string }).name, disposition).toBe(stored);
+      const served = (await raw(base, `/${fid}`)).headers['content-disposition'] ?? '';
+      if (stored) expect(served, disposition).toContain(`filename*=UTF-8''${encodeURIComponent(stored)}`);
+      else expect(served, disposition).not.toContain('filename');
+    }
+  });
+
   it('answers 204 when the same bytes are uploaded again', async () => {
     const fid = newFid(VID);
     const bytes = randomBlob(500);
