@@ -140,7 +140,7 @@ export class Replicator {
       this.cache.delete(volumeId);
       this.observe?.('locate', 0, 0, 0);
       throw new UnavailableError(
-        `volume ${volumeId} needs ${copies} copies but only ${urls.length + 1} are alive; not written everywhere`,
+        `volume ${volumeId} needs ${copies} copies but only ${urls.length + 1} ${urls.length === 0 ? 'is' : 'are'} alive; not written everywhere`,
         5,
       );
     }
