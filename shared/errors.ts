@@ -131,8 +131,8 @@ export class UnsupportedEncodingError extends KelpError {
   readonly code = 'unsupported_encoding';
   /** The codings that would have been taken, sent back as `Accept-Encoding` (RFC 9110 §15.5.16). */
   readonly accepted: string;
-  constructor(message: string, accepted: string) {
-    super(message);
+  constructor(message: string, accepted: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.accepted = accepted;
   }
 }
@@ -238,11 +238,7 @@ export function clientFaultOf(status: number, message: string, cause?: unknown):
   const options = cause === undefined ? undefined : { cause };
   if (status === 400) return new BadRequestError(message, options);
   if (status === 413) return new PayloadTooLargeError(message, options);
-  if (status === 415) {
-    const err = new UnsupportedEncodingError(message, 'gzip');
-    if (cause !== undefined) err.cause = cause;
-    return err;
-  }
+  if (status === 415) return new UnsupportedEncodingError(message, 'gzip', options);
   return undefined;
 }
 

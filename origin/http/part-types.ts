@@ -34,15 +34,22 @@ export class FilePartTypes {
     this.req.off('data', this.onData);
   }
 
+  /** The first file part's header block once found: it cannot change as more of the body streams past. */
+  private found: string | undefined;
+
   /** The header block of the first file part, when it lies in the scanned start; else undefined. */
   private firstFileHeaders(): string | undefined {
+    if (this.found !== undefined) return this.found;
     if (!this.boundary) return undefined;
     const text = Buffer.concat(this.chunks).subarray(0, PART_HEADER_SCAN_BYTES).toString('latin1');
     for (const part of text.split(`--${this.boundary}`).slice(1)) {
       const end = part.indexOf('\r\n\r\n');
       if (end < 0) return undefined;
       const headers = part.slice(0, end);
-      if (/^content-disposition:[^\r\n]*filename/im.test(headers)) return headers;
+      if (/^content-disposition:[^\r\n]*filename/im.test(headers)) {
+        this.found = headers;
+        return headers;
+      }
     }
     return undefined;
   }

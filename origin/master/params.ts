@@ -11,9 +11,17 @@
  */
 import { assertKnownParams } from '../http/params.ts';
 
-const PLACEMENT = ['collection', 'replication', 'ttl', 'dataCenter', 'rack', 'dataNode'];
+/** Where an assign's volume may be (its layout and node filter): what a follower passes on to the leader too. */
+export const PLACEMENT_PARAMS = [
+  'collection',
+  'replication',
+  'ttl',
+  'dataCenter',
+  'rack',
+  'dataNode',
+] as const;
 const SEAWEEDFS_HINTS = ['dataSize', 'preallocate', 'writableVolumeCount', 'memoryMapMaxSizeMb', 'disk'];
-const ASSIGN = ['count', ...PLACEMENT, ...SEAWEEDFS_HINTS];
+const ASSIGN = ['count', ...PLACEMENT_PARAMS, ...SEAWEEDFS_HINTS];
 
 const PARAMS: ReadonlyMap<string, ReadonlySet<string>> = new Map(
   Object.entries({
@@ -40,6 +48,7 @@ const PARAMS: ReadonlyMap<string, ReadonlySet<string>> = new Map(
  * to the volume server, and the volume servers' own calls) are not checked here.
  */
 export function assertMasterParams(pathname: string, query: URLSearchParams | null): void {
-  const known = query === null ? undefined : PARAMS.get(pathname);
-  if (known !== undefined) assertKnownParams(query!, known);
+  if (query === null) return;
+  const known = PARAMS.get(pathname);
+  if (known !== undefined) assertKnownParams(query, known);
 }

@@ -71,7 +71,7 @@ import { type AllocateVolume, allocateOverHttp, VolumeGrowth } from './growth.ts
 import { MAX_HEARTBEAT_BYTES, parseHeartbeat } from './heartbeat-schema.ts';
 import { LeaderProxy } from './leader-proxy.ts';
 import { handleLeave, LEAVE_PATH } from './leave.ts';
-import { assertMasterParams } from './params.ts';
+import { assertMasterParams, PLACEMENT_PARAMS } from './params.ts';
 import { Sequencer } from './sequencer.ts';
 import { FileStateStore, loadWithin, type MasterStateStore } from './state-store.ts';
 import { MasterStatusPage } from './status-page.ts';
@@ -728,7 +728,7 @@ async function handOver(
 /** The placement parameters of a /submit, as the leader's /dir/assign takes them. */
 function assignQuery(q: URLSearchParams | null): URLSearchParams {
   const out = new URLSearchParams();
-  for (const k of ['collection', 'replication', 'ttl', 'dataCenter', 'rack', 'dataNode']) {
+  for (const k of PLACEMENT_PARAMS) {
     const v = q?.get(k);
     if (v) out.set(k, v);
   }
