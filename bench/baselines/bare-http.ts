@@ -2,13 +2,18 @@
  * Bare node:http servers that do the same I/O as a Kelp path and nothing else:
  * the baselines every bench row is measured against.
  *   node bench/baselines/bare-http.ts <mode> [dir]
- * modes: constant | pread-sync | pread-sync-headers | pread-callback | pread-promise | stream | append-nosync | append-group | append-always
+ * modes: constant | pread-sync | pread-sync-headers | pread-callback | pread-promise | stream | append-nosync | append-group | append-always | append-group-forward | assign
  * Prints `listening <port>` once ready. The read modes read KELP_BENCH_READ_BLOB
  * bytes (default 1 KiB) at a random blob-aligned offset of KELP_BENCH_READ_BYTES
  * bytes (default 256 MiB) written into `dir` at startup, spread over
  * KELP_BENCH_READ_FILES files (default 1; a random one per request, as Kelp
  * spreads blobs over volumes). `stream` pipes the range with a read stream
- * (what a static file server does for large files).
+ * (what a static file server does for large files). `append-group-forward`
+ * is `append-group` that also POSTs each body to the bare server on
+ * 127.0.0.1:KELP_BENCH_PEER (keep-alive, one request per write) and answers
+ * once both have it: the least a replicated write does. `assign` answers
+ * every request with a fresh file id and KELP_BENCH_ASSIGN_URL as JSON, from a
+ * counter: the least a master's /dir/assign does.
  */
 import {
   closeSync,
@@ -22,7 +27,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,6 +67,16 @@ function collect(req: IncomingMessage, done: (body: Buffer) => void): void {
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 function handlerFor(m: string): Handler {
+  if (m === 'assign') {
+    const url = process.env.KELP_BENCH_ASSIGN_URL ?? '127.0.0.1:0';
+    let key = 0;
+    return (_req, res) => {
+      const fid = `1,${(++key).toString(16)}00000001`;
+      const body = JSON.stringify({ fid, url, publicUrl: url, count: 1 });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+  }
   if (m === 'constant') {
     const body = Buffer.alloc(BLOB, 7);
     return (_req, res) => res.end(body);
@@ -138,7 +153,7 @@ function handlerFor(m: string): Handler {
   }
   // Group commit: start the next fdatasync as soon as the previous one ends,
   // covering every write that arrived meanwhile.
-  let waiting: ServerResponse[] = [];
+  let waiting: Array<() => void> = [];
   let syncing = false;
   const flush = (): void => {
     if (syncing || waiting.length === 0) return;
@@ -147,14 +162,32 @@ function handlerFor(m: string): Handler {
     syncing = true;
     fdatasync(fd, () => {
       syncing = false;
-      for (const r of batch) r.end('{}');
+      for (const done of batch) done();
       flush();
     });
   };
+  if (m === 'append-group-forward') {
+    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    const peer = Number(process.env.KELP_BENCH_PEER);
+    return (req, res) =>
+      collect(req, (b) => {
+        writeSync(fd, b);
+        // Answered once both the local sync and the peer's answer are in.
+        let pending = 2;
+        const done = () => --pending === 0 && res.end('{}');
+        waiting.push(done);
+        flush();
+        const fwd = request({ host: '127.0.0.1', port: peer, method: 'POST', path: '/', agent }, (r) => {
+          r.resume();
+          r.on('end', done);
+        });
+        fwd.end(b);
+      });
+  }
   return (req, res) =>
     collect(req, (b) => {
       writeSync(fd, b);
-      waiting.push(res);
+      waiting.push(() => res.end('{}'));
       flush();
     });
 }

@@ -55,8 +55,6 @@ const randomPath = fileURLToPath(new URL('../lua/random-path.lua', import.meta.u
 const BLOBS = Number(process.env.KELP_BENCH_BLOBS ?? 50_000);
 const BLOB_BYTES = 1024;
 const MIB = 1024 * 1024;
-/** Load each server gets before the measured rounds (compiling its hot path is not what is measured). */
-const WARMUP_SEC = 1;
 /** Data variants the written volumes cycle through (distinct bytes, so no two neighbours are alike). */
 const VARIANTS = 64;
 /** More volumes than the 100-volume scale opens: the server's `--max` for written volumes. */
@@ -270,7 +268,7 @@ async function scaleRows(scale: Scale, ctx: BenchContext): Promise<Row[]> {
         load,
       });
     }
-    const rows = await compare(list, { bench, ...ctx, warmupSec: WARMUP_SEC });
+    const rows = await compare(list, { bench, ...ctx });
     const base = rows[0]!.reqPerSec ?? 0;
     for (const r of rows.slice(kelpAt)) r.ratio = (r.reqPerSec ?? 0) / base;
     const kelp = rows[kelpAt]!;
@@ -306,7 +304,7 @@ async function runDefault(ctx: BenchContext): Promise<Row[]> {
   try {
     const setup = await prepare(scratch.dir);
     const list = contenders(setup, scratch.dir);
-    const rows = await compare(list, { bench: 'volume-read', ...ctx, warmupSec: WARMUP_SEC });
+    const rows = await compare(list, { bench: 'volume-read', ...ctx });
     // The goal is against the fastest bare pread server, whichever it was in this run.
     const fastest = Math.max(...rows.slice(0, 2).map((r) => r.reqPerSec ?? 0));
     const [kelp, quiet] = [rows[2]!, rows[3]!];

@@ -3,7 +3,9 @@
  * (`--volume.fsync batch`), with 1 KiB and 1 MiB blobs: the two-request flow
  * (GET /dir/assign at the master, then PUT the blob to the volume server it
  * names) and `/submit` (one multipart POST to the master), each beside a bare
- * node:http server appending the same bodies with group fdatasync. All three
+ * node:http server appending the same bodies with group fdatasync, and beside
+ * the same bare flow of two requests (a bare `assign` server naming the bare
+ * append server: what two exchanges per write cost with nothing else). All
  * are driven by the same in-process loop (bench/lib/drive.ts): wrk cannot
  * make one request of two calls to two ports.
  */
@@ -13,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { compare } from '../lib/compare.ts';
 import { drive } from '../lib/drive.ts';
 import { scratchDir } from '../lib/kelp.ts';
-import { startServer } from '../lib/process.ts';
+import { type Started, startServer } from '../lib/process.ts';
 import type { Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';
 import { startCluster } from './cluster.ts';
@@ -61,6 +63,27 @@ function multipart(blob: Buffer): Buffer {
   ]);
 }
 
+/** A bare append-group server and a bare `assign` server naming it; resolves to the latter. */
+async function startBareTwoRequests(dir: string): Promise<Started> {
+  const append = await startServer([BARE, 'append-group', dir]);
+  try {
+    const assign = await startServer([BARE, 'assign'], {
+      env: { KELP_BENCH_ASSIGN_URL: `127.0.0.1:${append.port}` },
+    });
+    return {
+      port: assign.port,
+      pids: [assign.child?.pid, append.child?.pid].filter((p) => p !== undefined),
+      stop: async () => {
+        await assign.stop();
+        await append.stop();
+      },
+    };
+  } catch (err) {
+    await append.stop();
+    throw err;
+  }
+}
+
 const bench: Bench = {
   name: 'write-flow',
   description: 'kelp server: assign + PUT (two requests) and /submit, 1 KiB and 1 MiB, vs bare group commit',
@@ -90,6 +113,24 @@ const bench: Bench = {
                 load: () => ({ url: '' }),
                 drive: (port, c, d) =>
                   drive(async () => (await call(port, 'POST', '/', blob, agent)).status === 200, c, d),
+              },
+              {
+                // Not a goal: what two exchanges per write cost with nothing else done.
+                subject: `bare assign + append (two requests), ${size.label}`,
+                start: () => startBareTwoRequests(scratch.dir),
+                load: () => ({ url: '' }),
+                drive: (port, c, d) =>
+                  drive(
+                    async () => {
+                      const a = await call(port, 'GET', '/dir/assign', undefined, agent);
+                      if (a.status !== 200) return false;
+                      const { fid, url } = JSON.parse(a.body.toString()) as { fid: string; url: string };
+                      const target = Number(url.split(':')[1]);
+                      return (await call(target, 'POST', `/${fid}`, blob, agent)).status === 200;
+                    },
+                    c,
+                    d,
+                  ),
               },
               {
                 subject: `kelp assign + PUT (two requests), ${size.label}`,

@@ -13,6 +13,9 @@ export interface Contender {
   drive?(port: number, connections: number, durationSec: number): Promise<LoadResult>;
 }
 
+/** Seconds of unmeasured load per contender before the rounds (CompareOptions.warmupSec). */
+const DEFAULT_WARMUP_SEC = 1;
+
 export interface CompareOptions {
   bench: string;
   connections: number;
@@ -22,7 +25,7 @@ export interface CompareOptions {
   /**
    * Seconds of load each contender gets once before the rounds, not counted:
    * a server's first second includes compiling its hot path, and Kelp has
-   * more of it to compile than a bare server.
+   * more of it to compile than a bare server. Default 1; 0 for none.
    */
   warmupSec?: number;
 }
@@ -39,11 +42,12 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
     const results: LoadResult[][] = contenders.map(() => []);
     // Server CPU per request, summed over the rounds (undefined when /proc cannot say).
     const cpu = contenders.map(() => ({ seconds: 0, requests: 0, known: true }));
-    if (opts.warmupSec) {
+    const warmupSec = opts.warmupSec ?? DEFAULT_WARMUP_SEC;
+    if (warmupSec > 0) {
       for (const [i, c] of contenders.entries()) {
         const port = started[i]!.port;
-        if (c.drive) await c.drive(port, opts.connections, opts.warmupSec);
-        else await runWrk({ ...c.load(port), connections: opts.connections, durationSec: opts.warmupSec });
+        if (c.drive) await c.drive(port, opts.connections, warmupSec);
+        else await runWrk({ ...c.load(port), connections: opts.connections, durationSec: warmupSec });
       }
     }
     for (let round = 0; round < opts.rounds; round++) {
