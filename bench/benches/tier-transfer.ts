@@ -149,6 +149,17 @@ interface Timed {
   cpuMs?: number;
   /** Peak RSS growth of the volume server during the job, for Kelp's transfers. */
   rssGrowth?: number;
+  /** CPU the store's own processes spent meanwhile (Ceph on the same cores), where the bench can see them. */
+  storeCpuMs?: number;
+}
+
+/** `timed`, with the CPU the store's processes spent while it ran. */
+async function withStoreCpu(store: S3Store, timed: () => Promise<Timed>): Promise<Timed> {
+  const pids = store.pids?.() ?? [];
+  const cpu = () => pids.reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+  const before = cpu();
+  const t = await timed();
+  return pids.length ? { ...t, storeCpuMs: cpu() - before } : t;
 }
 
 async function time(fn: () => Promise<unknown>): Promise<Timed> {
@@ -192,6 +203,7 @@ function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?
   const mibps = bytes / MiB / seconds;
   const rss = runs.map((r) => r.rssGrowth).filter((r): r is number => r !== undefined);
   const cpu = runs.map((r) => r.cpuMs).filter((r): r is number => r !== undefined);
+  const storeCpu = runs.map((r) => r.storeCpuMs).filter((r): r is number => r !== undefined);
   const spread =
     runs.length > 1
       ? `; ${runs.map((r) => (bytes / MiB / r.seconds).toFixed(0)).join(' / ')} MiB/s per round`
@@ -205,6 +217,7 @@ function row(subject: string, bytes: number, runs: Timed[], base?: number, goal?
       `${mibps.toFixed(0)} MiB/s (${(bytes / MiB).toFixed(0)} MiB in ${seconds.toFixed(2)} s)` +
       (rss.length ? `; volume server RSS +${(Math.max(...rss) / MiB).toFixed(0)} MiB at peak` : '') +
       (cpu.length ? `; CPU ${median(cpu).toFixed(0)} ms (median)` : '') +
+      (storeCpu.length ? `; store CPU ${median(storeCpu).toFixed(0)} ms` : '') +
       spread,
   };
 }
@@ -363,36 +376,40 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
         round,
         async () => {
           put.push(
-            await time(() =>
-              client.client.send(
-                new PutObjectCommand({
-                  Bucket: BUCKET,
-                  Key: key,
-                  Body: createReadStream(src),
-                  ContentLength: size,
-                }),
+            await withStoreCpu(s3, () =>
+              time(() =>
+                client.client.send(
+                  new PutObjectCommand({
+                    Bucket: BUCKET,
+                    Key: key,
+                    Body: createReadStream(src),
+                    ContentLength: size,
+                  }),
+                ),
               ),
             ),
           );
         },
         async () => {
-          up.push(await job(srv, () => tierUpload(srv.base, vid, 's3.default')));
+          up.push(await withStoreCpu(s3, () => job(srv, () => tierUpload(srv.base, vid, 's3.default'))));
         },
       );
       await pair(
         round,
         async () => {
           get.push(
-            await time(async () => {
-              const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-              await pipeline(res.Body as Readable, createWriteStream(scratch));
-              await fsync(scratch);
-            }),
+            await withStoreCpu(s3, () =>
+              time(async () => {
+                const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+                await pipeline(res.Body as Readable, createWriteStream(scratch));
+                await fsync(scratch);
+              }),
+            ),
           );
           rmSync(scratch);
         },
         async () => {
-          down.push(await job(srv, () => tierDownload(srv.base, vid)));
+          down.push(await withStoreCpu(s3, () => job(srv, () => tierDownload(srv.base, vid))));
         },
       );
       await client.delete(key);

@@ -17,6 +17,8 @@ import type { S3Backend } from '../../tiering/backends/s3.ts';
 export interface S3Store {
   label: string;
   config: S3BackendConfig;
+  /** The store's processes when they are not this one (Ceph's daemons), for what a transfer costs them. */
+  pids?(): number[];
   stop(): Promise<void>;
 }
 
@@ -57,7 +59,7 @@ export async function startS3Store(opts: S3StoreOptions): Promise<S3Store | unde
       accessKeyId: rgw.accessKeyId,
       secretAccessKey: rgw.secretAccessKey,
     };
-    store = { label: 'S3 (Ceph RGW)', config, stop: () => rgw.stop() };
+    store = { label: 'S3 (Ceph RGW)', config, pids: () => rgw.pids(), stop: () => rgw.stop() };
   } else {
     type S3rver = new (
       o: Record<string, unknown>,

@@ -27,6 +27,8 @@ export interface CephRgw {
   readonly port: number;
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
+  /** The daemons' pids (mon, osd, rgw), for what they cost in CPU. */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -149,6 +151,7 @@ async function startCephRgwOnce(opts: CephRgwOptions): Promise<CephRgw> {
     port,
     accessKeyId,
     secretAccessKey,
+    pids: () => daemonPids(dir),
     async stop() {
       await stopDaemons(dir);
       process.off('exit', onExit);
