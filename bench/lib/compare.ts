@@ -37,7 +37,7 @@ export interface CompareOptions {
  * baseline. Each row also gets the server's CPU per request where /proc has it.
  */
 export async function compare(contenders: Contender[], opts: CompareOptions): Promise<Row[]> {
-  const started = await Promise.all(contenders.map((c) => c.start()));
+  const started = await startAll(contenders);
   try {
     const results: LoadResult[][] = contenders.map(() => []);
     // Server CPU per request, summed over the rounds (undefined when /proc cannot say).
@@ -102,4 +102,16 @@ export async function compare(contenders: Contender[], opts: CompareOptions): Pr
   } finally {
     await Promise.all(started.map((s) => s.stop()));
   }
+}
+
+/**
+ * Starts every contender; if one fails, stops those that started before
+ * throwing (a server left running keeps the bench process alive on its pipes).
+ */
+async function startAll(contenders: Contender[]): Promise<Started[]> {
+  const settled = await Promise.allSettled(contenders.map((c) => c.start()));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed === undefined) return settled.map((s) => (s as PromiseFulfilledResult<Started>).value);
+  await Promise.allSettled(settled.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined)));
+  throw failed.reason;
 }
