@@ -15,7 +15,7 @@ import { clusterHeaders } from '../../origin/security/cluster-auth.ts';
 import { compare } from '../lib/compare.ts';
 import { BENCH_COOKIE, scratchDir } from '../lib/kelp.ts';
 import { benchNodeFlags } from '../lib/node-flags.ts';
-import { type Started, startServer } from '../lib/process.ts';
+import { type Started, startBehind, startServer } from '../lib/process.ts';
 import type { Bench } from '../run.ts';
 
 const CLI = fileURLToPath(new URL('../../origin/cli.ts', import.meta.url));
@@ -111,25 +111,14 @@ export async function startReplicated(
  * Two bare group-commit servers, the first forwarding each body to the second
  * and answering once both have synced it (bare-http.ts append-group-forward).
  */
-async function startBarePair(primaryDir: string, replicaDir: string): Promise<Started> {
-  const replica = await startServer([BARE, 'append-group', replicaDir]);
-  try {
-    const primary = await startServer([BARE, 'append-group-forward', primaryDir], {
-      env: { KELP_BENCH_PEER: String(replica.port) },
-    });
-    const pids = [primary.child?.pid, replica.child?.pid].filter((p) => p !== undefined);
-    return {
-      port: primary.port,
-      pids,
-      stop: async () => {
-        await primary.stop();
-        await replica.stop();
-      },
-    };
-  } catch (err) {
-    await replica.stop();
-    throw err;
-  }
+function startBarePair(primaryDir: string, replicaDir: string): Promise<Started> {
+  return startBehind(
+    () => startServer([BARE, 'append-group', replicaDir]),
+    (replica) =>
+      startServer([BARE, 'append-group-forward', primaryDir], {
+        env: { KELP_BENCH_PEER: String(replica.port) },
+      }),
+  );
 }
 
 const bench: Bench = {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { compare } from '../lib/compare.ts';
 import { drive } from '../lib/drive.ts';
 import { scratchDir } from '../lib/kelp.ts';
-import { type Started, startServer } from '../lib/process.ts';
+import { type Started, startBehind, startServer } from '../lib/process.ts';
 import type { Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';
 import { startCluster } from './cluster.ts';
@@ -64,24 +64,11 @@ function multipart(blob: Buffer): Buffer {
 }
 
 /** A bare append-group server and a bare `assign` server naming it; resolves to the latter. */
-async function startBareTwoRequests(dir: string): Promise<Started> {
-  const append = await startServer([BARE, 'append-group', dir]);
-  try {
-    const assign = await startServer([BARE, 'assign'], {
-      env: { KELP_BENCH_ASSIGN_URL: `127.0.0.1:${append.port}` },
-    });
-    return {
-      port: assign.port,
-      pids: [assign.child?.pid, append.child?.pid].filter((p) => p !== undefined),
-      stop: async () => {
-        await assign.stop();
-        await append.stop();
-      },
-    };
-  } catch (err) {
-    await append.stop();
-    throw err;
-  }
+function startBareTwoRequests(dir: string): Promise<Started> {
+  return startBehind(
+    () => startServer([BARE, 'append-group', dir]),
+    (append) => startServer([BARE, 'assign'], { env: { KELP_BENCH_ASSIGN_URL: `127.0.0.1:${append.port}` } }),
+  );
 }
 
 const bench: Bench = {
@@ -96,6 +83,19 @@ const bench: Bench = {
         const blob = Buffer.alloc(size.bytes, 'k');
         const form = multipart(blob);
         let volumePort = 0;
+        // GET /dir/assign, then PUT the blob where it says; a write counts when the PUT answers `stored`.
+        const assignThenPut = (stored: number) => (port: number, c: number, d: number) =>
+          drive(
+            async () => {
+              const a = await call(port, 'GET', '/dir/assign', undefined, agent);
+              if (a.status !== 200) return false;
+              const { fid, url } = JSON.parse(a.body.toString()) as { fid: string; url: string };
+              const target = Number(url.split(':')[1] ?? volumePort);
+              return (await call(target, 'PUT', `/${fid}`, blob, agent)).status === stored;
+            },
+            c,
+            d,
+          );
         // One assign before the rounds: the first grows the volumes (files created and synced),
         // which is start-up, not the steady state the rounds measure.
         const cluster = async () => {
@@ -119,18 +119,7 @@ const bench: Bench = {
                 subject: `bare assign + append (two requests), ${size.label}`,
                 start: () => startBareTwoRequests(scratch.dir),
                 load: () => ({ url: '' }),
-                drive: (port, c, d) =>
-                  drive(
-                    async () => {
-                      const a = await call(port, 'GET', '/dir/assign', undefined, agent);
-                      if (a.status !== 200) return false;
-                      const { fid, url } = JSON.parse(a.body.toString()) as { fid: string; url: string };
-                      const target = Number(url.split(':')[1]);
-                      return (await call(target, 'POST', `/${fid}`, blob, agent)).status === 200;
-                    },
-                    c,
-                    d,
-                  ),
+                drive: assignThenPut(200),
               },
               {
                 subject: `kelp assign + PUT (two requests), ${size.label}`,
@@ -140,18 +129,7 @@ const bench: Bench = {
                   return started.master;
                 },
                 load: () => ({ url: '' }),
-                drive: (port, c, d) =>
-                  drive(
-                    async () => {
-                      const a = await call(port, 'GET', '/dir/assign', undefined, agent);
-                      if (a.status !== 200) return false;
-                      const { fid, url } = JSON.parse(a.body.toString()) as { fid: string; url: string };
-                      const target = Number(url.split(':')[1] ?? volumePort);
-                      return (await call(target, 'PUT', `/${fid}`, blob, agent)).status === 201;
-                    },
-                    c,
-                    d,
-                  ),
+                drive: assignThenPut(201),
               },
               {
                 subject: `kelp /submit (one request), ${size.label}`,

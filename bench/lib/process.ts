@@ -56,3 +56,29 @@ export function startServer(
     });
   });
 }
+
+/**
+ * A contender made of two servers: `behind` first, then `front` told of it.
+ * Load goes to `front`'s port; CPU is counted over both; stopping stops both
+ * (and a `front` that fails to start stops `behind`).
+ */
+export async function startBehind(
+  behind: () => Promise<Started>,
+  front: (behind: Started) => Promise<Started>,
+): Promise<Started> {
+  const back = await behind();
+  try {
+    const started = await front(back);
+    return {
+      port: started.port,
+      pids: [started.child?.pid, back.child?.pid].filter((p) => p !== undefined),
+      stop: async () => {
+        await started.stop();
+        await back.stop();
+      },
+    };
+  } catch (err) {
+    await back.stop();
+    throw err;
+  }
+}
