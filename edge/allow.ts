@@ -25,8 +25,11 @@ function glob(host: string): RegExp {
   return new RegExp(`^${escaped.replaceAll('*', '[a-z0-9.-]*')}$`);
 }
 
-/** Parses the comma-separated list; a malformed entry is a configuration error, named. */
-export function parseOriginAllow(raw: string): OriginPattern[] {
+/**
+ * Parses the comma-separated list; a malformed entry is a configuration error,
+ * named with the variable it came from (`name`: CORS_ALLOW_ORIGINS uses the same form).
+ */
+export function parseOriginAllow(raw: string, name = 'ORIGIN_ALLOW'): OriginPattern[] {
   const out: OriginPattern[] = [];
   for (const item of raw.split(',')) {
     const text = item.trim();
@@ -34,7 +37,7 @@ export function parseOriginAllow(raw: string): OriginPattern[] {
     const m = PATTERN.exec(text);
     if (!m) {
       throw new InternalError(
-        `ORIGIN_ALLOW entry "${text}" is not scheme://host[:port] (host may use *, port may be *)`,
+        `${name} entry "${text}" is not scheme://host[:port] (host may use *, port may be *)`,
       );
     }
     const scheme = `${m[1]!.toLowerCase()}:` as 'http:' | 'https:';

@@ -1,5 +1,6 @@
 import { DEFAULT_RESIZE_PRESETS, type ResizeParams } from '../shared/resize.ts';
 import { type OriginPattern, parseOriginAllow } from './allow.ts';
+import { type CorsPolicy, parseCorsOrigins } from './cors.ts';
 import type { TierReader } from './tier-backends/reader.ts';
 import { DEFAULT_TIER_TIMEOUT_MS, parseTierBackends } from './tier-config.ts';
 
@@ -63,6 +64,11 @@ export interface Env {
   HEAT_KEY?: string;
   /** Seconds between heat reports of an isolate (default 10). */
   HEAT_FLUSH_SECONDS?: string;
+  /**
+   * Origins whose scripts may read public blobs cross-origin (CORS, edge/cors.ts): `*`, or a comma-separated
+   * list in ORIGIN_ALLOW's form ("https://app.example,https://*.example.com"). Unset: no CORS headers.
+   */
+  CORS_ALLOW_ORIGINS?: string;
 }
 
 /** Default of EDGE_FRESH_SECONDS: the README's staleness bound for the local stack. */
@@ -101,6 +107,8 @@ export interface EdgeConfig {
   maxTierReadBytes: number;
   heatKey?: string;
   heatFlushMs: number;
+  /** Parsed CORS_ALLOW_ORIGINS; undefined when unset (no CORS headers). */
+  cors?: CorsPolicy;
 }
 
 /** Default of MAX_TIER_READ_BYTES: a needle is read whole (its CRC checked) before a byte is served. */
@@ -148,6 +156,7 @@ export function edgeConfig(env: Env): EdgeConfig {
       maxTierReadBytes: num(env.MAX_TIER_READ_BYTES, DEFAULT_MAX_TIER_READ_BYTES),
       heatKey: env.HEAT_KEY?.trim() || undefined,
       heatFlushMs: num(env.HEAT_FLUSH_SECONDS, 10) * 1000,
+      cors: parseCorsOrigins(env.CORS_ALLOW_ORIGINS),
     };
     parsed.set(env, c);
   }

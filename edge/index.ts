@@ -5,7 +5,8 @@
  */
 import { AutoRouter, type IRequest } from 'itty-router';
 import { MethodNotAllowedError } from '../shared/errors.ts';
-import type { Env } from './env.ts';
+import { type CorsPolicy, preflight, withCors } from './cors.ts';
+import { type Env, edgeConfig } from './env.ts';
 import { handlePurge, PURGE_PATH } from './purge.ts';
 import { handlePublicRead } from './read.ts';
 import { errorResponse } from './respond.ts';
@@ -36,13 +37,38 @@ router
 async function fetchHandler(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
   const method = request.method;
   if ((method === 'GET' || method === 'HEAD') && !request.url.includes(HEALTH_PATH)) {
+    let res: Response;
     try {
-      return await handlePublicRead(request, env, ctx);
+      res = await handlePublicRead(request, env, ctx);
+    } catch (err) {
+      res = errorResponse(err);
+    }
+    const cors = corsOf(env);
+    return cors ? withCors(res, request, cors) : res;
+  }
+  if (method === 'OPTIONS' && env.CORS_ALLOW_ORIGINS) {
+    try {
+      const cors = edgeConfig(env).cors;
+      if (cors) return preflight(request, cors);
     } catch (err) {
       return errorResponse(err);
     }
   }
   return router.fetch(request, env, ctx);
+}
+
+/**
+ * The CORS policy (edge/cors.ts), when CORS_ALLOW_ORIGINS is set. Undefined
+ * when the configuration does not parse: the read has already answered with
+ * that error, and no origin is allowed by a list nobody can read.
+ */
+function corsOf(env: Env): CorsPolicy | undefined {
+  if (!env.CORS_ALLOW_ORIGINS) return undefined;
+  try {
+    return edgeConfig(env).cors;
+  } catch {
+    return undefined;
+  }
 }
 
 export default { fetch: fetchHandler } satisfies ExportedHandler<Env>;

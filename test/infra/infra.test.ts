@@ -14,6 +14,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFi
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseCorsOrigins } from '../../edge/cors.ts';
 import {
   loadConfigFile,
   MASTER_OPTIONS,
@@ -264,6 +265,12 @@ describe('the Worker environments', () => {
       expect(wrangler.env[env]!.vars).not.toHaveProperty('PUBLIC_WRITES');
     }
     expect(wrangler.env.local!.vars.PUBLIC_WRITES).toBe('true');
+    // Cross-origin reads are opt-in: deployed edges send no CORS headers until told which sites to allow.
+    for (const env of ['staging', 'production']) {
+      expect(wrangler.env[env]!.vars).not.toHaveProperty('CORS_ALLOW_ORIGINS');
+    }
+    const localCors = parseCorsOrigins(wrangler.env.local!.vars.CORS_ALLOW_ORIGINS);
+    expect(localCors?.patterns.map((p) => p.text)).toEqual(['http://localhost:*', 'http://127.0.0.1:*']);
     expect(new Set(Object.values(wrangler.env).map((e) => e.name)).size).toBe(3);
     const text = readFileSync(join(REPO_ROOT, 'wrangler.toml'), 'utf8');
     for (const secret of ['WRITE_KEYS', 'MASTER_CLIENT_KEY']) {
