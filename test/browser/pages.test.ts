@@ -218,11 +218,24 @@ describe('a page of Kelp URLs in Chromium', () => {
     expect(sizes.box).toEqual([120, 60]);
     expect(sizes.flat).toEqual([40, 20]);
 
-    // format=auto: Chromium accepts AVIF, so it gets AVIF, marked Vary: Accept, never immutable.
+    // The page's own script (another origin: the site's port, not the edge's) reads a blob with fetch(),
+    // which it may only because --env local allows http://127.0.0.1:* (CORS_ALLOW_ORIGINS), and sees its ETag.
+    // If-None-Match is not a CORS-safelisted header: Chromium asks the edge's preflight first.
+    const fetched = (await page.evaluate(`(async () => {
+      const r = await fetch(${JSON.stringify(`${edge}/${note}.txt`)}, { headers: { range: 'bytes=0-', 'if-none-match': '"other"' } });
+      return { status: r.status, text: await r.text(), etag: r.headers.get('etag'), cache: r.headers.get('x-kelp-cache') };
+    })()`)) as { status: number; text: string; etag: string | null; cache: string | null };
+    expect(fetched.status).toBe(206);
+    expect(fetched.text).toBe(TEXT);
+    expect(fetched.etag).toMatch(/^"[0-9a-f]+"$/);
+    expect(fetched.cache).toMatch(/^(HIT|MISS|REVALIDATED)$/);
+
+    // format=auto: Chromium accepts AVIF, so it gets AVIF, marked Vary: Accept, never immutable (and Vary:
+    // Origin: --env local allows cross-origin reads from a list of origins, edge/cors.ts).
     const auto = edgeResponses.find((r) => r.url().includes('format=auto'))!;
     const autoHeaders = await auto.allHeaders();
     expect(autoHeaders['content-type']).toBe('image/avif');
-    expect(autoHeaders.vary).toBe('Accept');
+    expect(autoHeaders.vary).toBe('Accept, Origin');
     expect(autoHeaders['cache-control']).not.toMatch(/immutable/);
 
     // The transparent half is white, the opaque half red (scaled up 5x, pixelated, so each sample is one source pixel).
@@ -271,7 +284,7 @@ describe('a page of Kelp URLs in Chromium', () => {
     );
     const res = await olderPage.goto(`${edge}/${photo}.jpg?width=200&format=auto`);
     expect((await res!.allHeaders())['content-type']).toBe('image/webp');
-    expect((await res!.allHeaders()).vary).toBe('Accept');
+    expect((await res!.allHeaders()).vary).toBe('Accept, Origin');
     const decoded = await sharp(await res!.body()).metadata();
     expect([decoded.format, decoded.width, decoded.height]).toEqual(['webp', 200, 150]);
     await older.close();
