@@ -10,7 +10,10 @@
  *   (a streamed copy + fsync, and the local backend's transfer alone without
  *   the job around it, are shown too);
  * - S3: one PutObject of the file as a stream, and one GetObject streamed
- *   to a file + fsync, with the same SDK client.
+ *   to a file + fsync, with the same SDK client. Beside the plain PutObject,
+ *   one the store verifies (the file's SHA-256 computed first, the request
+ *   signed with it, as Kelp's parts are): what that check costs here, with the
+ *   store on the same cores (the CPU its daemons spend is reported per row).
  *
  * The volume server is a child process started for the transfers, so its
  * peak RSS growth during each job (sampled from /proc every 20 ms) is the
@@ -18,11 +21,12 @@
  * (default 3) times, which goes first alternating by round (a store filling
  * up, or a page cache, favours neither); medians, each round's rate noted.
  * S3 is Ceph's RGW on the same cores (bench/lib/s3-store.ts), whose memstore
- * OSD holds what is uploaded in RAM (about 2.5 times its size, and deletes are
- * freed only by RGW's garbage collection hours later): a 1 GiB run is
- * `KELP_BENCH_TIER_TRANSFER_MIB=1024 KELP_BENCH_TIER_TRANSFER_ROUNDS=1`.
+ * OSD holds what is uploaded in RAM (about 2.5 times its size; three objects a
+ * round, and deletes are freed only by RGW's garbage collection hours later):
+ * a 1 GiB run is `KELP_BENCH_TIER_TRANSFER_MIB=1024
+ * KELP_BENCH_TIER_TRANSFER_ROUNDS=2` (about 15 GiB of RAM at its peak).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   copyFileSync,
@@ -59,6 +63,7 @@ import {
 import type { BackendConfig, UploadResult } from '../../tiering/backends/backend.ts';
 import { createBackend } from '../../tiering/backends/create-backend.ts';
 import type { S3Backend } from '../../tiering/backends/s3.ts';
+import { signPayload } from '../../tiering/backends/s3-upload.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';
 import { median, type Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';
@@ -364,6 +369,7 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
   const scratch = join(dir, 'plain-get.bin');
   const client = (await createBackend(s3.config)) as S3Backend;
   const put: Timed[] = [];
+  const checkedPut: Timed[] = [];
   const up: Timed[] = [];
   const get: Timed[] = [];
   const down: Timed[] = [];
@@ -372,6 +378,7 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
       const vid = 20 + round;
       // The plain object is the same bytes as the tier's; the plain GET reads it, so the order can alternate.
       const key = `plain-${round}.dat`;
+      const checkedKey = `plain-checked-${round}.dat`;
       await pair(
         round,
         async () => {
@@ -387,6 +394,22 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
                   }),
                 ),
               ),
+            ),
+          );
+          // The same as an upload the store verifies: the file's SHA-256 first, then the PutObject signed with it.
+          checkedPut.push(
+            await withStoreCpu(s3, () =>
+              time(async () => {
+                const hash = createHash('sha256');
+                await pipeline(createReadStream(src), hash);
+                const command = new PutObjectCommand({
+                  Bucket: BUCKET,
+                  Key: checkedKey,
+                  Body: createReadStream(src),
+                  ContentLength: size,
+                });
+                await client.client.send(signPayload(command, hash.digest('hex')));
+              }),
             ),
           );
         },
@@ -413,6 +436,7 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
         },
       );
       await client.delete(key);
+      await client.delete(checkedKey);
     }
   } finally {
     await client.close();
@@ -425,6 +449,20 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
       up,
       rate(size, put),
       '>= 80 %: multipart, signed part SHA-256s',
+    ),
+    row(
+      `${s3.label}: one PutObject the store verifies (signed with the file's SHA-256, hashed first)`,
+      size,
+      checkedPut,
+      rate(size, put),
+      'ceiling, not a goal: vs the plain PutObject',
+    ),
+    row(
+      `tier upload job to ${s3.label}, against the verified PutObject`,
+      size,
+      up,
+      rate(size, checkedPut),
+      'both checked by the store',
     ),
     row(`${s3.label}: one plain GetObject to a file + fsync`, size, get),
     row(`tier download job from ${s3.label}`, size, down, rate(size, get), '>= 80 %: ranged GETs, sha256'),
@@ -450,7 +488,8 @@ const bench: Bench = {
       s3 = await startS3Store({
         bucket: BUCKET,
         dir: scratch,
-        memstoreBytes: 2 * ROUNDS * size + 512 * MiB,
+        // Per round: the plain, the verified and the tier's copy (deletes are freed only much later).
+        memstoreBytes: 3 * ROUNDS * size + 512 * MiB,
       });
       otherFs = tempDirOnAnotherFilesystem(dir, 'kelp-bench-transfer-');
       for (let round = 0; round < ROUNDS; round++) {
