@@ -44,7 +44,7 @@ describe('an origin on the list', () => {
     }
   });
 
-  it('gets CORS on a Range, a HEAD, a 304 and a 404 too (a script must see the status)', async () => {
+  it('gets CORS on a Range, a HEAD, a 304, a 404 and a 412 too (a script must see the status)', async () => {
     const blob = randomBlob(2000);
     const fid = await edge.upload(blob);
     const ranged = await edge.fetch(`/${fid}`, { headers: { origin: APP, range: 'bytes=10-19' } });
@@ -56,7 +56,9 @@ describe('an origin on the list', () => {
     expect(notModified.status).toBe(304);
     const missing = await edge.fetch(`/${fid.split(',')[0]},ffffffff01234567`, { headers: { origin: APP } });
     expect(missing.status).toBe(404);
-    for (const res of [ranged, head, notModified, missing]) {
+    const failed = await edge.fetch(`/${fid}`, { headers: { origin: APP, 'if-match': '"another"' } });
+    expect(failed.status).toBe(412);
+    for (const res of [ranged, head, notModified, missing, failed]) {
       expect(res.headers.get('access-control-allow-origin')).toBe(APP);
       if (!res.bodyUsed) await res.body?.cancel();
     }
