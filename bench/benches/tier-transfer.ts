@@ -64,6 +64,7 @@ import type { BackendConfig, UploadResult } from '../../tiering/backends/backend
 import { createBackend } from '../../tiering/backends/create-backend.ts';
 import type { S3Backend } from '../../tiering/backends/s3.ts';
 import { signPayload } from '../../tiering/backends/s3-upload.ts';
+import { cpuSeconds } from '../lib/cpu.ts';
 import { type S3Store, startS3Store } from '../lib/s3-store.ts';
 import { median, type Row } from '../lib/table.ts';
 import type { Bench } from '../run.ts';
@@ -136,17 +137,14 @@ function rssOf(pid: number): number {
 }
 
 /**
- * CPU time a process has used, in ms (utime + stime of /proc/<pid>/stat, all its threads: the hash
- * threads too), at the kernel's USER_HZ of 100. The machine's load stretches wall-clock rates; CPU per
- * transfer moves far less with it, so the notes give both.
+ * CPU time a process has used, in ms (bench/lib/cpu.ts: all its threads, the hash threads too). The
+ * machine's load stretches wall-clock rates; CPU per transfer moves far less with it, so the notes give both.
  */
 function cpuMsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat(5), counted from the state (field 3) at index 0.
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+  const seconds = cpuSeconds(pid);
+  if (seconds === undefined) throw new Error(`no CPU time for pid ${pid} in /proc`);
+  return seconds * 1000;
 }
-const USER_HZ = 100;
 
 interface Timed {
   seconds: number;
@@ -373,6 +371,10 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
   const up: Timed[] = [];
   const get: Timed[] = [];
   const down: Timed[] = [];
+  // A plain transfer timed in this process, with what it cost the store.
+  const timed = (fn: () => Promise<unknown>) => withStoreCpu(s3, () => time(fn));
+  const putFile = (key: string) =>
+    new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: createReadStream(src), ContentLength: size });
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const vid = 20 + round;
@@ -382,35 +384,14 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
       await pair(
         round,
         async () => {
-          put.push(
-            await withStoreCpu(s3, () =>
-              time(() =>
-                client.client.send(
-                  new PutObjectCommand({
-                    Bucket: BUCKET,
-                    Key: key,
-                    Body: createReadStream(src),
-                    ContentLength: size,
-                  }),
-                ),
-              ),
-            ),
-          );
+          put.push(await timed(() => client.client.send(putFile(key))));
           // The same as an upload the store verifies: the file's SHA-256 first, then the PutObject signed with it.
           checkedPut.push(
-            await withStoreCpu(s3, () =>
-              time(async () => {
-                const hash = createHash('sha256');
-                await pipeline(createReadStream(src), hash);
-                const command = new PutObjectCommand({
-                  Bucket: BUCKET,
-                  Key: checkedKey,
-                  Body: createReadStream(src),
-                  ContentLength: size,
-                });
-                await client.client.send(signPayload(command, hash.digest('hex')));
-              }),
-            ),
+            await timed(async () => {
+              const hash = createHash('sha256');
+              await pipeline(createReadStream(src), hash);
+              await client.client.send(signPayload(putFile(checkedKey), hash.digest('hex')));
+            }),
           );
         },
         async () => {
@@ -421,13 +402,11 @@ async function s3Rows(dir: string, srv: ChildTierServer, s3: S3Store, size: numb
         round,
         async () => {
           get.push(
-            await withStoreCpu(s3, () =>
-              time(async () => {
-                const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-                await pipeline(res.Body as Readable, createWriteStream(scratch));
-                await fsync(scratch);
-              }),
-            ),
+            await timed(async () => {
+              const res = await client.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+              await pipeline(res.Body as Readable, createWriteStream(scratch));
+              await fsync(scratch);
+            }),
           );
           rmSync(scratch);
         },
